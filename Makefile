@@ -1,0 +1,54 @@
+# flashedge: `make run` starts the whole stack on loopback, `make test` runs every test.
+# Both install what they need from Debian's packages when it is missing.
+
+GO       ?= go
+BIN      := $(CURDIR)/bin
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_DONE := $(BIN)/.apt-updated
+
+.PHONY: run test test-short bench chaos lint build deps-test deps-bench clean
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./edge/cmd/... ./backend/cmd/... ./bench/cmd/... ./deploy/cmd/...
+
+$(APT_DONE):
+	@mkdir -p $(BIN)
+	$(SUDO) apt-get update -qq
+	@touch $@
+
+# need-pkg installs a Debian package when the command it provides is missing.
+define need-pkg
+	@command -v $(1) >/dev/null 2>&1 || { $(MAKE) --no-print-directory $(APT_DONE) && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(2); }
+endef
+
+deps-test:
+	$(call need-pkg,redis-server,redis-server)
+	$(call need-pkg,chromium,chromium)
+
+deps-bench: deps-test
+	$(call need-pkg,wrk,wrk)
+	$(call need-pkg,nginx,nginx libnginx-mod-http-lua lua-nginx-redis)
+	@[ -e /usr/share/lua/5.1/resty/lrucache.lua ] || [ -e /usr/share/lua/5.1/resty/lrucache/init.lua ] || \
+		{ $(MAKE) --no-print-directory $(APT_DONE) && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq lua-resty-lrucache || true; }
+
+run: build deps-test
+	$(BIN)/launch -bin $(BIN)
+
+test: deps-test
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+bench: build deps-bench
+	$(BIN)/benchrun -bin $(BIN)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change:"; echo "$$out"; exit 1; }
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN) .data

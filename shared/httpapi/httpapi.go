@@ -1,0 +1,219 @@
+// Package httpapi holds the HTTP plumbing every flashedge service shares: a fasthttp server with
+// safe limits, the JSON error shape of the public contract, request ids, panic recovery, access
+// logs and graceful serving.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"flashedge/shared/obs"
+)
+
+// ServerOptions are the limits of a server. Zero values take the defaults named on each field;
+// fasthttp's own defaults (no timeouts, 4 MiB bodies) are unsafe for a public edge.
+type ServerOptions struct {
+	// Name appears in logs only; no Server header is sent.
+	Name string
+	// ReadTimeout bounds reading one request including its body. Zero means 5s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response. Zero means 10s.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds a keep-alive connection waiting for its next request. Zero means 60s.
+	IdleTimeout time.Duration
+	// MaxRequestBodySize in bytes; larger bodies get 413. Zero means 64 KiB.
+	MaxRequestBodySize int
+	// Concurrency caps connections served at once. Zero means fasthttp's 256 * 1024.
+	Concurrency int
+}
+
+// NewServer returns a fasthttp server running h with the limits in o, panics recovered into a
+// JSON 500 and parse failures answered as JSON 400/413/431 instead of fasthttp's plain text.
+func NewServer(h fasthttp.RequestHandler, o ServerOptions, log *slog.Logger) *fasthttp.Server {
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 5 * time.Second
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 60 * time.Second
+	}
+	if o.MaxRequestBodySize == 0 {
+		o.MaxRequestBodySize = 64 << 10
+	}
+	return &fasthttp.Server{
+		Handler:               Recover(h, log),
+		Name:                  o.Name,
+		ReadTimeout:           o.ReadTimeout,
+		WriteTimeout:          o.WriteTimeout,
+		IdleTimeout:           o.IdleTimeout,
+		MaxRequestBodySize:    o.MaxRequestBodySize,
+		Concurrency:           o.Concurrency,
+		NoDefaultServerHeader: true,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{log},
+		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
+			switch {
+			case errors.Is(err, fasthttp.ErrBodyTooLarge):
+				WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large",
+					fmt.Sprintf("request body is larger than %d bytes", o.MaxRequestBodySize))
+			case errors.As(err, new(*fasthttp.ErrSmallBuffer)):
+				WriteError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "request headers are too large")
+			default:
+				WriteError(ctx, fasthttp.StatusBadRequest, "bad_request", "the request could not be parsed")
+			}
+		},
+	}
+}
+
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug("fasthttp", "msg", fmt.Sprintf(format, args...))
+}
+
+// Recover turns a handler panic into a JSON 500 and one error log line with the stack.
+func Recover(next fasthttp.RequestHandler, log *slog.Logger) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("handler panic", "panic", fmt.Sprint(p), "method", string(ctx.Method()),
+					"path", string(ctx.Path()), "request_id", string(ctx.Response.Header.Peek(obs.HeaderRequestID)),
+					"stack", string(debug.Stack()))
+				ctx.Response.ResetBody()
+				WriteError(ctx, fasthttp.StatusInternalServerError, "internal", "internal error; it has been logged")
+			}
+		}()
+		next(ctx)
+	}
+}
+
+// ErrorBody is the JSON shape of every error: {"error":{"code":"...","message":"..."}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the inner object of ErrorBody.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// WriteError answers status with the contract's JSON error.
+func WriteError(ctx *fasthttp.RequestCtx, status int, code, message string) {
+	WriteJSON(ctx, status, ErrorBody{ErrorDetail{Code: code, Message: message}})
+}
+
+// WriteJSON answers status with v encoded as JSON.
+func WriteJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.Response.ResetBody()
+	enc := json.NewEncoder(ctx.Response.BodyWriter())
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		ctx.Response.ResetBody()
+		ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+		ctx.SetBodyString(`{"error":{"code":"internal","message":"response could not be encoded"}}`)
+	}
+}
+
+// WriteRawJSON answers status with body, which must already be JSON. body is copied.
+func WriteRawJSON(ctx *fasthttp.RequestCtx, status int, body []byte) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}
+
+// DecodeJSON decodes the request body into v, refusing unknown fields and trailing data.
+// It answers 400 itself and returns false when the body is not acceptable.
+func DecodeJSON(ctx *fasthttp.RequestCtx, v any) bool {
+	body := ctx.PostBody()
+	if len(body) == 0 {
+		WriteError(ctx, fasthttp.StatusBadRequest, "empty_body", "a JSON body is required")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		WriteError(ctx, fasthttp.StatusBadRequest, "malformed_json", "the body is not valid JSON for this route: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		WriteError(ctx, fasthttp.StatusBadRequest, "malformed_json", "the body has data after the JSON value")
+		return false
+	}
+	return true
+}
+
+// RequestIDs makes sure every request and response carry X-Request-ID: a valid client-sent id
+// is kept, anything else replaced by a fresh one. Handlers read it from the request header.
+func RequestIDs(next fasthttp.RequestHandler, ids *obs.IDs) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		id := ctx.Request.Header.Peek(obs.HeaderRequestID)
+		if !obs.ValidRequestID(id) {
+			var buf [48]byte
+			ctx.Request.Header.SetBytesV(obs.HeaderRequestID, ids.AppendNext(buf[:0]))
+			id = ctx.Request.Header.Peek(obs.HeaderRequestID)
+		}
+		ctx.Response.Header.SetBytesV(obs.HeaderRequestID, id)
+		next(ctx)
+	}
+}
+
+// AccessLog logs one line per request at info: method, path, status, duration, request id and
+// user id (from the header named userHeader, when set). Every sample-th request is logged;
+// sample <= 1 logs all; errors (status >= 500) are always logged.
+func AccessLog(next fasthttp.RequestHandler, log *slog.Logger, sample uint64, userHeader string) fasthttp.RequestHandler {
+	var n atomic.Uint64
+	return func(ctx *fasthttp.RequestCtx) {
+		start := time.Now()
+		next(ctx)
+		status := ctx.Response.StatusCode()
+		if sample > 1 && status < 500 && n.Add(1)%sample != 0 {
+			return
+		}
+		attrs := []any{
+			"method", string(ctx.Method()), "path", string(ctx.Path()), "status", status,
+			"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
+			"request_id", string(ctx.Response.Header.Peek(obs.HeaderRequestID)),
+		}
+		if userHeader != "" {
+			if u := ctx.Request.Header.Peek(userHeader); len(u) > 0 {
+				attrs = append(attrs, "user_id", string(u))
+			}
+		}
+		log.Info("request", attrs...)
+	}
+}
+
+// Serve runs srv on ln until ctx is cancelled, then shuts it down gracefully: listeners close,
+// in-flight requests get up to grace to finish. It returns the serve error, if any.
+func Serve(ctx context.Context, srv *fasthttp.Server, ln net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := srv.ShutdownWithContext(sctx)
+	<-errc
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("httpapi: shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+// Package keyspace holds every store key format of flashedge in one place.
+//
+// Hash tags ({...}) decide the cluster slot: keys that one Lua call touches share a tag, keys
+// that must spread (stock shards, carts of different users) carry different tags. All keys
+// start with "fe:" so the project can share a store with others. Functions are pure and safe
+// for concurrent use.
+package keyspace
+
+import "strconv"
+
+const prefix = "fe:"
+
+// Product is the JSON document of a product (without stock): a string key.
+func Product(id string) string { return prefix + "product:{p:" + id + "}" }
+
+// ProductStock is the normal-checkout inventory of a product: an integer key in the
+// product's slot, so one Lua call can read or change both.
+func ProductStock(id string) string { return prefix + "product:{p:" + id + "}:stock" }
+
+// ProductIndex is the sorted set of all product ids (score 0, ordered by member) that
+// catalog pages are read from.
+func ProductIndex() string { return prefix + "products" }
+
+// ProductSeq is the counter that new product ids are drawn from.
+func ProductSeq() string { return prefix + "seq:product" }
+
+// Cart is a user's cart: a hash product id -> quantity, tagged by user so carts spread.
+func Cart(user string) string { return prefix + "cart:{u:" + user + "}" }
+
+// Order is one order document (JSON string), in its owner's slot.
+func Order(user, id string) string { return prefix + "order:{u:" + user + "}:" + id }
+
+// UserOrders is the sorted set of a user's order ids scored by creation time (unix ms).
+func UserOrders(user string) string { return prefix + "orders:{u:" + user + "}" }
+
+// OrderSeq is the counter order ids are drawn from.
+func OrderSeq() string { return prefix + "seq:order" }
+
+// Idempotency is the record of a request made with an Idempotency-Key, per user and scope
+// (for example "checkout" or "attempt:<sale>").
+func Idempotency(user, scope, key string) string {
+	return prefix + "idem:{u:" + user + "}:" + scope + ":" + key
+}
+
+// Sale is a flash sale's definition: a hash.
+func Sale(sale string) string { return prefix + "sale:{s:" + sale + "}" }
+
+// Sales is the sorted set of sale ids scored by start time (unix ms).
+func Sales() string { return prefix + "sales" }
+
+// SaleShards is the list of a sale's stock shard keys (the sale-to-shards map).
+func SaleShards(sale string) string { return prefix + "sale:{s:" + sale + "}:shards" }
+
+// StockShard is shard i of a sale's stock, each with its own hash tag so a cluster spreads them.
+func StockShard(sale string, i int) string {
+	return prefix + "salestock:{s:" + sale + ":" + strconv.Itoa(i) + "}"
+}
+
+// SoldOut is the flag set when every stock shard of a sale is empty; edges cache it.
+func SoldOut(sale string) string { return prefix + "sale:{s:" + sale + "}:soldout" }
+
+// SaleStats is a hash of a sale's ledger counters (admitted, ordered, expired_returned, ...).
+func SaleStats(sale string) string { return prefix + "sale:{s:" + sale + "}:stats" }
+
+// SaleUsers is a hash user -> units won in a sale (the per-user limit).
+func SaleUsers(sale string) string { return prefix + "sale:{s:" + sale + "}:users" }
+
+// SaleResult is the result record of one attempt (ticket) of a sale: a hash.
+func SaleResult(sale, ticket string) string {
+	return prefix + "sale:{s:" + sale + "}:result:" + ticket
+}
+
+// SaleToken is a seckill token: a hash bound to user and sale, with a TTL.
+func SaleToken(sale, token string) string { return prefix + "sale:{s:" + sale + "}:token:" + token }
+
+// SaleDeadlines is the sorted set of reservations (token) scored by expiry (unix ms) that the
+// sweeper works from.
+func SaleDeadlines(sale string) string { return prefix + "sale:{s:" + sale + "}:deadlines" }
+
+// Challenge is a one-time verification challenge.
+func Challenge(id string) string { return prefix + "challenge:{c:" + id + "}" }
+
+// AttemptStream is the stream of admitted flash-sale attempts consumed by the workers.
+func AttemptStream() string { return prefix + "stream:attempts" }
+
+// RateLimit is a rate-limit counter for a subject (ip or user) in a window.
+func RateLimit(kind, subject string) string { return prefix + "rl:" + kind + ":{" + subject + "}" }
+
+// Blacklist marks a client (ip or user) refused until the key expires.
+func Blacklist(kind, subject string) string { return prefix + "bl:" + kind + ":{" + subject + "}" }

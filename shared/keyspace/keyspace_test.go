@@ -1,0 +1,47 @@
+package keyspace_test
+
+import (
+	"testing"
+
+	"flashedge/shared/keyspace"
+)
+
+// TestKeys pins every key format: a change here is a data migration, not a refactor.
+func TestKeys(t *testing.T) {
+	tests := []struct {
+		name string
+		got  string
+		want string
+	}{
+		{"Product", keyspace.Product("42"), "fe:product:{p:42}"},
+		{"ProductStock", keyspace.ProductStock("42"), "fe:product:{p:42}:stock"},
+		{"ProductIndex", keyspace.ProductIndex(), "fe:products"},
+		{"ProductSeq", keyspace.ProductSeq(), "fe:seq:product"},
+		{"Cart", keyspace.Cart("alice"), "fe:cart:{u:alice}"},
+		{"Order", keyspace.Order("alice", "7"), "fe:order:{u:alice}:7"},
+		{"UserOrders", keyspace.UserOrders("alice"), "fe:orders:{u:alice}"},
+		{"OrderSeq", keyspace.OrderSeq(), "fe:seq:order"},
+		{"Idempotency", keyspace.Idempotency("alice", "checkout", "k1"), "fe:idem:{u:alice}:checkout:k1"},
+		{"Sale", keyspace.Sale("s1"), "fe:sale:{s:s1}"},
+		{"Sales", keyspace.Sales(), "fe:sales"},
+		{"SaleShards", keyspace.SaleShards("s1"), "fe:sale:{s:s1}:shards"},
+		{"StockShard", keyspace.StockShard("s1", 3), "fe:salestock:{s:s1:3}"},
+		{"SoldOut", keyspace.SoldOut("s1"), "fe:sale:{s:s1}:soldout"},
+		{"SaleStats", keyspace.SaleStats("s1"), "fe:sale:{s:s1}:stats"},
+		{"SaleUsers", keyspace.SaleUsers("s1"), "fe:sale:{s:s1}:users"},
+		{"SaleResult", keyspace.SaleResult("s1", "t9"), "fe:sale:{s:s1}:result:t9"},
+		{"SaleToken", keyspace.SaleToken("s1", "tok"), "fe:sale:{s:s1}:token:tok"},
+		{"SaleDeadlines", keyspace.SaleDeadlines("s1"), "fe:sale:{s:s1}:deadlines"},
+		{"Challenge", keyspace.Challenge("c1"), "fe:challenge:{c:c1}"},
+		{"AttemptStream", keyspace.AttemptStream(), "fe:stream:attempts"},
+		{"RateLimit", keyspace.RateLimit("ip", "127.0.0.1"), "fe:rl:ip:{127.0.0.1}"},
+		{"Blacklist", keyspace.Blacklist("user", "bob"), "fe:bl:user:{bob}"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.got != tt.want {
+				t.Errorf("%s = %q, want %q", tt.name, tt.got, tt.want)
+			}
+		})
+	}
+}
