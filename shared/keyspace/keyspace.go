@@ -88,3 +88,7 @@ func RateLimit(kind, subject string) string { return prefix + "rl:" + kind + ":{
 
 // Blacklist marks a client (ip or user) refused until the key expires.
 func Blacklist(kind, subject string) string { return prefix + "bl:" + kind + ":{" + subject + "}" }
+
+// CatalogSeedLock is held (SET NX with a TTL) by the one catalog process that seeds the demo
+// catalog, so replicas starting together do not seed it twice.
+func CatalogSeedLock() string { return prefix + "lock:catalog-seed" }

@@ -36,6 +36,7 @@ func TestKeys(t *testing.T) {
 		{"AttemptStream", keyspace.AttemptStream(), "fe:stream:attempts"},
 		{"RateLimit", keyspace.RateLimit("ip", "127.0.0.1"), "fe:rl:ip:{127.0.0.1}"},
 		{"Blacklist", keyspace.Blacklist("user", "bob"), "fe:bl:user:{bob}"},
+		{"CatalogSeedLock", keyspace.CatalogSeedLock(), "fe:lock:catalog-seed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
