@@ -1,0 +1,412 @@
+// Package productcache answers product reads at the edge from memory.
+//
+// Two layers sit in front of the store. The rueidis client-side cache holds the raw store values
+// (DoCache / DoMultiCache with server-assisted tracking, OPTIN), and a ristretto cache holds the
+// rendered response bodies, so a hit is one hash lookup and a copy. Both are kept coherent by the
+// store's invalidation pushes: rueidis drops its own entries, and Invalidate (wired to rueidis'
+// OnInvalidations hook) drops the rendered bodies derived from them. Nothing relies on a TTL.
+//
+// Races between a fill and an invalidation are settled with striped generations: a fill records
+// the generation of its stripe before it reads the store and a hit is served only while that
+// generation is unchanged, so an invalidation that lands during a fill (or between the fill and
+// ristretto applying its buffered Set) can never leave a stale body behind.
+//
+// When a connection to the store is lost rueidis drops its local cache and calls the hook with
+// nil. The rendered bodies are then kept but marked unverified (the connection epoch moves on):
+// the next read refreshes them from the store, and only if the store cannot be reached is the
+// unverified body served, for at most Options.StaleIfError (stale-if-error).
+package productcache
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/redis/rueidis"
+
+	"flashedge/shared/keyspace"
+	"flashedge/shared/product"
+)
+
+// Errors returned by Product and Page.
+var (
+	ErrNotFound  = errors.New("product not found")
+	ErrBadCursor = errors.New("bad pagination cursor")
+	ErrBadLimit  = errors.New("bad page limit")
+	// ErrStore wraps a failed store read when nothing servable was cached.
+	ErrStore = errors.New("store unavailable")
+)
+
+// Options configure a Cache. Zero values take the defaults named on each field.
+type Options struct {
+	// MaxBytes bounds the rendered bodies kept in ristretto. Zero means 64 MiB.
+	MaxBytes int64
+	// ClientTTL is the client-side TTL given to DoCache: an upper bound only, since invalidation
+	// drops entries as soon as the store changes them. Zero means 1h.
+	ClientTTL time.Duration
+	// StoreTimeout bounds one store read on a miss. Zero means 500ms.
+	StoreTimeout time.Duration
+	// StaleIfError is how long after losing the store connection a body cached before the loss
+	// may still be served when the store cannot be read. Zero means 60s; negative disables it.
+	StaleIfError time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Stats counts what the cache did. Read it with Cache.Stats.
+type Stats struct {
+	Hits, Misses, StoreHits, StoreMisses, Stale, Invalidations uint64
+}
+
+// Cache renders and caches product responses. It is safe for concurrent use.
+type Cache struct {
+	kv     rueidis.Client
+	bodies *ristretto.Cache[[]byte, *entry]
+	o      Options
+
+	stripes [stripes]atomic.Uint64 // generation per stripe of product ids
+	listGen atomic.Uint64          // generation of every catalog page
+	epoch   atomic.Uint64          // moves on when a connection (and its local cache) is lost
+	lostAt  atomic.Int64           // unix nanos of the last connection loss
+	// downUntil (unix nanos): after a failed store read, stale bodies are served without trying
+	// the store again until then, so an outage costs one timeout, not one per request.
+	downUntil atomic.Int64
+
+	hits, misses, storeHits, storeMisses, stale, invalidations atomic.Uint64
+}
+
+const stripes = 4096
+
+type entry struct {
+	body  []byte
+	gen   uint64
+	epoch uint64
+}
+
+// New returns a Cache reading through kv. The client must deliver its invalidations to
+// Cache.Invalidate (through a Hook set in kv.Options.OnInvalidations when the client is opened).
+func New(kv rueidis.Client, o Options) (*Cache, error) {
+	if o.MaxBytes == 0 {
+		o.MaxBytes = 64 << 20
+	}
+	if o.ClientTTL == 0 {
+		o.ClientTTL = time.Hour
+	}
+	if o.StoreTimeout == 0 {
+		o.StoreTimeout = 500 * time.Millisecond
+	}
+	if o.StaleIfError == 0 {
+		o.StaleIfError = 60 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	bodies, err := ristretto.NewCache(&ristretto.Config[[]byte, *entry]{
+		NumCounters: max(o.MaxBytes/100, 1000), // ~10 counters per ~1 KiB body
+		MaxCost:     o.MaxBytes,
+		BufferItems: 64,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Cache{kv: kv, bodies: bodies, o: o}, nil
+}
+
+// Hook is a stand-in for the OnInvalidations option: kv clients are opened before the cache
+// exists, so the option calls Hook.Invalidate, which forwards once Set is called.
+type Hook struct{ c atomic.Pointer[Cache] }
+
+// Invalidate forwards to the cache once one is set; before that there is nothing to drop.
+func (h *Hook) Invalidate(msgs []rueidis.RedisMessage) {
+	if c := h.c.Load(); c != nil {
+		c.Invalidate(msgs)
+	}
+}
+
+// Set points the hook at c.
+func (h *Hook) Set(c *Cache) { h.c.Store(c) }
+
+// Close releases the ristretto cache.
+func (c *Cache) Close() { c.bodies.Close() }
+
+// Stats returns the counters so far.
+func (c *Cache) Stats() Stats {
+	return Stats{
+		Hits: c.hits.Load(), Misses: c.misses.Load(), StoreHits: c.storeHits.Load(),
+		StoreMisses: c.storeMisses.Load(), Stale: c.stale.Load(), Invalidations: c.invalidations.Load(),
+	}
+}
+
+// Invalidate drops the rendered bodies derived from the keys the store says changed. A nil
+// slice means a connection was lost together with its local cache: every body becomes
+// unverified. It is fast and never calls the store (it runs on rueidis' reader goroutine).
+func (c *Cache) Invalidate(msgs []rueidis.RedisMessage) {
+	if msgs == nil {
+		c.lostAt.Store(c.o.Now().UnixNano())
+		c.epoch.Add(1)
+		c.listGen.Add(1)
+		return
+	}
+	for _, m := range msgs {
+		key, err := m.ToString()
+		if err != nil {
+			continue
+		}
+		c.invalidations.Add(1)
+		c.InvalidateKey(key)
+	}
+}
+
+// InvalidateKey drops what derives from one store key.
+func (c *Cache) InvalidateKey(key string) {
+	if key == keyspace.ProductIndex() {
+		c.listGen.Add(1)
+		return
+	}
+	if id, ok := productIDOfKey(key); ok {
+		c.stripes[stripeOf([]byte(id))].Add(1)
+		c.bodies.Del([]byte(id))
+		c.listGen.Add(1) // pages embed the product
+	}
+}
+
+// productIDOfKey extracts the id from keyspace.Product(id) or keyspace.ProductStock(id).
+func productIDOfKey(key string) (string, bool) {
+	const pre = "fe:product:{p:"
+	rest, ok := strings.CutPrefix(key, pre)
+	if !ok {
+		return "", false
+	}
+	i := strings.IndexByte(rest, '}')
+	if i <= 0 {
+		return "", false
+	}
+	return rest[:i], true
+}
+
+func stripeOf(id []byte) uint32 {
+	h := uint32(2166136261) // FNV-1a
+	for _, b := range id {
+		h ^= uint32(b)
+		h *= 16777619
+	}
+	return h % stripes
+}
+
+// AppendProduct appends the public JSON of product id to dst. id is not retained. On a hit it
+// makes no store round trip and no allocation.
+func (c *Cache) AppendProduct(ctx context.Context, dst, id []byte) ([]byte, error) {
+	s := &c.stripes[stripeOf(id)]
+	gen := s.Load()
+	epoch := c.epoch.Load()
+	e, ok := c.bodies.Get(id)
+	if ok && e.gen == gen && e.epoch == epoch {
+		c.hits.Add(1)
+		return append(dst, e.body...), nil
+	}
+	c.misses.Add(1)
+	if ok && e.gen == gen && c.storeDown() && c.staleAllowed() {
+		c.stale.Add(1)
+		return append(dst, e.body...), nil
+	}
+	body, err := c.fetchProduct(ctx, string(id))
+	c.noteStore(err)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotFound):
+		return dst, err
+	case ok && e.gen == gen && c.staleAllowed():
+		// The store cannot be read; the body was current when the connection was lost.
+		c.stale.Add(1)
+		return append(dst, e.body...), nil
+	default:
+		return dst, err
+	}
+	if s.Load() == gen && c.epoch.Load() == epoch {
+		c.bodies.Set([]byte(string(id)), &entry{body: body, gen: gen, epoch: epoch}, int64(len(body)+64))
+	}
+	return append(dst, body...), nil
+}
+
+// storeDownBackoff is how long stale bodies are served without retrying the store after a
+// failed read.
+const storeDownBackoff = time.Second
+
+func (c *Cache) noteStore(err error) {
+	if errors.Is(err, ErrStore) {
+		c.downUntil.Store(c.o.Now().Add(storeDownBackoff).UnixNano())
+	}
+}
+
+func (c *Cache) storeDown() bool { return c.o.Now().UnixNano() < c.downUntil.Load() }
+
+func (c *Cache) staleAllowed() bool {
+	if c.o.StaleIfError < 0 {
+		return false
+	}
+	lost := c.lostAt.Load()
+	return lost != 0 && c.o.Now().Sub(time.Unix(0, lost)) <= c.o.StaleIfError
+}
+
+// fetchProduct reads the document and stock through the client-side cache and renders them.
+func (c *Cache) fetchProduct(ctx context.Context, id string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.StoreTimeout)
+	defer cancel()
+	res := c.kv.DoMultiCache(ctx,
+		rueidis.CT(c.kv.B().Get().Key(keyspace.Product(id)).Cache(), c.o.ClientTTL),
+		rueidis.CT(c.kv.B().Get().Key(keyspace.ProductStock(id)).Cache(), c.o.ClientTTL),
+	)
+	c.countStore(res...)
+	doc, err := res[0].AsBytes()
+	if err != nil {
+		if rueidis.IsRedisNil(err) {
+			return nil, ErrNotFound
+		}
+		return nil, errors.Join(ErrStore, err)
+	}
+	var stock int64
+	if s, err := res[1].ToString(); err == nil {
+		stock = product.ParseStock(s)
+	} else if !rueidis.IsRedisNil(err) {
+		return nil, errors.Join(ErrStore, err)
+	}
+	return product.AppendPublic(make([]byte, 0, len(doc)+32), doc, stock)
+}
+
+func (c *Cache) countStore(res ...rueidis.RedisResult) {
+	for _, r := range res {
+		if r.IsCacheHit() {
+			c.storeHits.Add(1)
+		} else {
+			c.storeMisses.Add(1)
+		}
+	}
+}
+
+// Page limits.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 100
+)
+
+// ParsePage validates the limit and cursor query values of a catalog page. An empty limit means
+// DefaultLimit; an empty cursor means the first page.
+func ParsePage(limit, cursor []byte) (n int, after string, err error) {
+	n = DefaultLimit
+	if len(limit) > 0 {
+		v, err := strconv.Atoi(string(limit))
+		if err != nil || v < 1 || v > MaxLimit {
+			return 0, "", ErrBadLimit
+		}
+		n = v
+	}
+	if len(cursor) > 0 {
+		raw, err := base64.RawURLEncoding.DecodeString(string(cursor))
+		if err != nil || !product.ValidID(raw) {
+			return 0, "", ErrBadCursor
+		}
+		after = string(raw)
+	}
+	return n, after, nil
+}
+
+// EncodeCursor makes the opaque cursor that follows product id.
+func EncodeCursor(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+// AppendPage appends the JSON of a catalog page to dst: {"items":[...],"next_cursor":"..."},
+// limit products with ids after the given one (lexicographic, which is numeric for the
+// catalog's zero-padded ids). next_cursor is "" on the last page.
+func (c *Cache) AppendPage(ctx context.Context, dst []byte, limit int, after string) ([]byte, error) {
+	key := make([]byte, 0, 80)
+	key = append(key, 0) // pages and product ids never collide: ids cannot hold a NUL
+	key = strconv.AppendInt(key, int64(limit), 10)
+	key = append(key, ':')
+	key = append(key, after...)
+	gen := c.listGen.Load()
+	epoch := c.epoch.Load()
+	e, ok := c.bodies.Get(key)
+	if ok && e.gen == gen && e.epoch == epoch {
+		c.hits.Add(1)
+		return append(dst, e.body...), nil
+	}
+	c.misses.Add(1)
+	if ok && c.storeDown() && c.staleAllowed() {
+		c.stale.Add(1)
+		return append(dst, e.body...), nil
+	}
+	body, err := c.fetchPage(ctx, limit, after)
+	c.noteStore(err)
+	if err != nil {
+		if ok && c.staleAllowed() {
+			c.stale.Add(1)
+			return append(dst, e.body...), nil
+		}
+		return dst, err
+	}
+	if c.listGen.Load() == gen && c.epoch.Load() == epoch {
+		c.bodies.Set(key, &entry{body: body, gen: gen, epoch: epoch}, int64(len(body)+64))
+	}
+	return append(dst, body...), nil
+}
+
+func (c *Cache) fetchPage(ctx context.Context, limit int, after string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.StoreTimeout)
+	defer cancel()
+	min := "-"
+	if after != "" {
+		min = "(" + after
+	}
+	r := c.kv.DoCache(ctx, c.kv.B().Zrange().Key(keyspace.ProductIndex()).Min(min).Max("+").Bylex().
+		Limit(0, int64(limit+1)).Cache(), c.o.ClientTTL)
+	c.countStore(r)
+	ids, err := r.AsStrSlice()
+	if err != nil {
+		return nil, errors.Join(ErrStore, err)
+	}
+	next := ""
+	if len(ids) > limit {
+		ids = ids[:limit]
+		next = EncodeCursor(ids[len(ids)-1])
+	}
+	cmds := make([]rueidis.CacheableTTL, 0, 2*len(ids))
+	for _, id := range ids {
+		cmds = append(cmds,
+			rueidis.CT(c.kv.B().Get().Key(keyspace.Product(id)).Cache(), c.o.ClientTTL),
+			rueidis.CT(c.kv.B().Get().Key(keyspace.ProductStock(id)).Cache(), c.o.ClientTTL))
+	}
+	var res []rueidis.RedisResult
+	if len(cmds) > 0 {
+		res = c.kv.DoMultiCache(ctx, cmds...)
+		c.countStore(res...)
+	}
+	out := append(make([]byte, 0, 256*len(ids)+64), `{"items":[`...)
+	first := true
+	for i := range ids {
+		doc, err := res[2*i].AsBytes()
+		if rueidis.IsRedisNil(err) {
+			continue // deleted between the index read and now, or a half-written create
+		}
+		if err != nil {
+			return nil, errors.Join(ErrStore, err)
+		}
+		var stock int64
+		if s, err := res[2*i+1].ToString(); err == nil {
+			stock = product.ParseStock(s)
+		}
+		if !first {
+			out = append(out, ',')
+		}
+		if out, err = product.AppendPublic(out, doc, stock); err != nil {
+			return nil, err
+		}
+		first = false
+	}
+	out = append(out, `],"next_cursor":`...)
+	out = strconv.AppendQuote(out, next)
+	return append(out, '}'), nil
+}

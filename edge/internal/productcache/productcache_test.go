@@ -1,0 +1,299 @@
+package productcache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"flashedge/shared/keyspace"
+	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/product"
+)
+
+type fixture struct {
+	srv    *kvtest.Server
+	writer rueidis.Client // a second client, as the catalog service would be
+	edge   rueidis.Client
+	cache  *Cache
+	now    atomic.Int64
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{srv: kvtest.Start(t)}
+	f.now.Store(time.Now().UnixNano())
+	f.writer = f.srv.Client(t)
+	var hook Hook
+	o := f.srv.Options()
+	o.OnInvalidations = hook.Invalidate
+	o.ConnWriteTimeout = 500 * time.Millisecond
+	f.edge = f.srv.ClientWith(t, o)
+	c, err := New(f.edge, Options{Now: func() time.Time { return time.Unix(0, f.now.Load()) }, StoreTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	hook.Set(c)
+	f.cache = c
+	return f
+}
+
+func (f *fixture) put(t *testing.T, id, name string, stock int64) {
+	t.Helper()
+	ctx := context.Background()
+	doc := product.Marshal(product.Doc{ID: id, Name: name, Price: 100000, Currency: "VND"})
+	cmds := rueidis.Commands{
+		f.writer.B().Set().Key(keyspace.Product(id)).Value(string(doc)).Build(),
+		f.writer.B().Set().Key(keyspace.ProductStock(id)).Value(fmt.Sprint(stock)).Build(),
+		f.writer.B().Zadd().Key(keyspace.ProductIndex()).ScoreMember().ScoreMember(0, id).Build(),
+	}
+	for _, cmd := range cmds {
+		if err := f.writer.Do(ctx, cmd).Error(); err != nil {
+			t.Fatalf("seed %s: %v", id, err)
+		}
+	}
+}
+
+func (f *fixture) read(t *testing.T, id string) map[string]any {
+	t.Helper()
+	b, err := f.cache.AppendProduct(context.Background(), nil, []byte(id))
+	if err != nil {
+		t.Fatalf("AppendProduct(%s): %v", id, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("AppendProduct(%s) = %s: not JSON: %v", id, b, err)
+	}
+	return m
+}
+
+func TestHitMakesNoStoreRoundTrip(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "00000001", "Nón lá", 50)
+	f.read(t, "00000001")
+	f.cache.bodies.Wait() // ristretto applies Sets asynchronously
+	before := f.srv.CommandCalls(t, f.writer, "get")
+	for range 200 {
+		if got := f.read(t, "00000001"); got["name"] != "Nón lá" || got["stock_state"] != "in_stock" {
+			t.Fatalf("read = %v", got)
+		}
+	}
+	if after := f.srv.CommandCalls(t, f.writer, "get"); after != before {
+		t.Fatalf("200 cached reads made %d GET calls on the store, want 0", after-before)
+	}
+	if s := f.cache.Stats(); s.Hits < 199 {
+		t.Fatalf("stats %+v: want >= 199 ristretto hits", s)
+	}
+}
+
+func TestUpdateVisibleThroughInvalidation(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "00000002", "old", 50)
+	f.read(t, "00000002")
+	f.cache.bodies.Wait()
+	for i, tc := range []struct {
+		name  string
+		stock int64
+		state string
+	}{{"new name", 50, "in_stock"}, {"new name", 3, "low"}, {"new name", 0, "out_of_stock"}} {
+		start := time.Now()
+		f.put(t, "00000002", tc.name, tc.stock)
+		deadline := start.Add(50 * time.Millisecond)
+		for {
+			got := f.read(t, "00000002")
+			if got["name"] == tc.name && got["stock_state"] == tc.state {
+				t.Logf("step %d visible after %v", i, time.Since(start))
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("step %d: update not visible within 50ms: still %v", i, got)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+	if f.cache.Stats().Invalidations == 0 {
+		t.Fatal("no invalidation counted")
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.cache.AppendProduct(context.Background(), nil, []byte("nope")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+	f.put(t, "nope", "now here", 1)
+	deadline := time.Now().Add(time.Second)
+	for {
+		_, err := f.cache.AppendProduct(context.Background(), nil, []byte("nope"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("created product still not found: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestStaleIfErrorWhenStoreIsDown(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "00000003", "cached", 20)
+	f.read(t, "00000003")
+	f.cache.bodies.Wait()
+	f.srv.Stop()
+	// rueidis notices the dead connection and calls the hook with nil; poll until it has.
+	deadline := time.Now().Add(5 * time.Second)
+	for f.cache.epoch.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("connection loss never reported to the hook")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := f.read(t, "00000003"); got["name"] != "cached" {
+		t.Fatalf("stale read = %v", got)
+	}
+	if f.cache.Stats().Stale == 0 {
+		t.Fatal("stale serve not counted")
+	}
+	if _, err := f.cache.AppendProduct(context.Background(), nil, []byte("never-cached")); !errors.Is(err, ErrStore) {
+		t.Fatalf("uncached read with store down: err = %v, want ErrStore", err)
+	}
+	f.now.Add(int64(2 * time.Minute)) // past StaleIfError and the down backoff
+	if _, err := f.cache.AppendProduct(context.Background(), nil, []byte("00000003")); !errors.Is(err, ErrStore) {
+		t.Fatalf("read after the stale bound: err = %v, want ErrStore", err)
+	}
+}
+
+func TestPages(t *testing.T) {
+	f := newFixture(t)
+	const n = 45
+	for i := 1; i <= n; i++ {
+		f.put(t, fmt.Sprintf("%08d", i), fmt.Sprintf("p%d", i), int64(i))
+	}
+	var seen []string
+	cursor := ""
+	for page := 0; ; page++ {
+		if page > 10 {
+			t.Fatal("pagination does not end")
+		}
+		limit, after, err := ParsePage([]byte("20"), []byte(cursor))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := f.cache.AppendPage(context.Background(), nil, limit, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+			Next string `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(b, &p); err != nil {
+			t.Fatalf("page %s: %v", b, err)
+		}
+		for _, it := range p.Items {
+			seen = append(seen, it.ID)
+		}
+		if p.Next == "" {
+			break
+		}
+		cursor = p.Next
+	}
+	if len(seen) != n || seen[0] != "00000001" || seen[n-1] != fmt.Sprintf("%08d", n) {
+		t.Fatalf("walked %d ids (%v...), want %d in order", len(seen), seen[:min(3, len(seen))], n)
+	}
+	// A new product shows up on the first page through invalidation of the index.
+	f.put(t, "00000000", "first", 1)
+	deadline := time.Now().Add(time.Second)
+	for {
+		b, _ := f.cache.AppendPage(context.Background(), nil, 5, "")
+		if strings.Contains(string(b), `"id":"00000000"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new product not on first page: %s", b)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestParsePage(t *testing.T) {
+	tests := []struct {
+		name, limit, cursor string
+		wantErr             error
+		wantN               int
+	}{
+		{"defaults", "", "", nil, DefaultLimit},
+		{"max", "100", "", nil, 100},
+		{"zero", "0", "", ErrBadLimit, 0},
+		{"too big", "101", "", ErrBadLimit, 0},
+		{"not a number", "ten", "", ErrBadLimit, 0},
+		{"cursor ok", "5", EncodeCursor("00000010"), nil, 5},
+		{"cursor garbage", "5", "!!!", ErrBadCursor, 0},
+		{"cursor bad id", "5", EncodeCursor("a b"), ErrBadCursor, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, _, err := ParsePage([]byte(tt.limit), []byte(tt.cursor))
+			if !errors.Is(err, tt.wantErr) || (err == nil && n != tt.wantN) {
+				t.Fatalf("ParsePage(%q,%q) = %d, %v; want %d, %v", tt.limit, tt.cursor, n, err, tt.wantN, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestHitAllocs(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "00000004", "x", 5)
+	f.read(t, "00000004")
+	f.cache.bodies.Wait()
+	id := []byte("00000004")
+	buf := make([]byte, 0, 1024)
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(200, func() {
+		var err error
+		if buf, err = f.cache.AppendProduct(ctx, buf[:0], id); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("cache hit allocates %v times, want 0", allocs)
+	}
+}
+
+func BenchmarkAppendProductHit(b *testing.B) {
+	srv := kvtest.Start(b)
+	var hook Hook
+	o := srv.Options()
+	o.OnInvalidations = hook.Invalidate
+	cl := srv.ClientWith(b, o)
+	c, err := New(cl, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	hook.Set(c)
+	doc := product.Marshal(product.Doc{ID: "00000001", Name: "Tai nghe không dây", Description: "Pin 30 giờ", Price: 450000, Currency: "VND"})
+	ctx := context.Background()
+	cl.Do(ctx, cl.B().Set().Key(keyspace.Product("00000001")).Value(string(doc)).Build())
+	id := []byte("00000001")
+	buf, _ := c.AppendProduct(ctx, nil, id)
+	c.bodies.Wait()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 0, 512)
+		for pb.Next() {
+			buf, _ = c.AppendProduct(ctx, buf[:0], id)
+		}
+	})
+	_ = buf
+}
