@@ -1,0 +1,294 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"flashedge/shared/httpapi"
+	"flashedge/shared/obs"
+	"flashedge/shared/product"
+)
+
+// Page sizes of GET /api/v1/products.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 100
+)
+
+// Options configures NewHandler.
+type Options struct {
+	// AdminToken is the bearer token the admin routes require. Required.
+	AdminToken string
+	// Timeout bounds the store calls of one request (fasthttp's context has no deadline).
+	// Zero means 2s.
+	Timeout time.Duration
+	// Log receives one line per failed store call. Nil discards.
+	Log *slog.Logger
+	// Draining, when it returns true, makes /ready answer 503. Nil means never.
+	Draining func() bool
+}
+
+// NewHandler returns the catalog's routes over s:
+//
+//	GET    /health, /ready
+//	GET    /api/v1/products?limit=&cursor=    public page  {"items":[...],"next_cursor":"..."}
+//	GET    /api/v1/products/{id}              public product (with stock_state, without stock)
+//	POST   /api/v1/admin/products             create: 201 admin product (with stock)
+//	GET    /api/v1/admin/products/{id}        admin product
+//	PUT    /api/v1/admin/products/{id}        partial update: 200 admin product
+//	DELETE /api/v1/admin/products/{id}        204
+//
+// Admin routes need "Authorization: Bearer <AdminToken>". Every error is the contract's JSON
+// error. Request ids and access logs are the caller's middlewares to add.
+func NewHandler(s *Store, o Options) (fasthttp.RequestHandler, error) {
+	if o.AdminToken == "" {
+		return nil, errors.New("catalog: an admin token is required (set FLASHEDGE_ADMIN_TOKEN)")
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	a := &api{store: s, adminSum: sha256.Sum256([]byte(o.AdminToken)), timeout: o.Timeout, log: o.Log}
+	probe := httpapi.Probe{Check: s.Ping, Draining: o.Draining}
+
+	r := router.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleOPTIONS = false
+	r.NotFound = func(ctx *fasthttp.RequestCtx) {
+		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "route_not_found", "no route "+string(ctx.Path()))
+	}
+	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
+		httpapi.WriteError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed",
+			string(ctx.Method())+" is not allowed here; allowed: "+string(ctx.Response.Header.Peek("Allow")))
+	}
+	r.GET("/health", probe.Health)
+	r.GET("/ready", probe.Ready)
+	r.GET("/api/v1/products", a.list)
+	r.GET("/api/v1/products/{id}", a.get)
+	r.POST("/api/v1/admin/products", a.admin(a.create))
+	r.GET("/api/v1/admin/products/{id}", a.admin(a.adminGet))
+	r.PUT("/api/v1/admin/products/{id}", a.admin(a.update))
+	r.DELETE("/api/v1/admin/products/{id}", a.admin(a.delete))
+	return r.Handler, nil
+}
+
+type api struct {
+	store    *Store
+	adminSum [sha256.Size]byte
+	timeout  time.Duration
+	log      *slog.Logger
+}
+
+// admin lets a request through only with the admin bearer token. Comparing hashes in constant
+// time reveals neither the token's bytes nor its length through timing.
+func (a *api) admin(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		tok, ok := bearer(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
+		sum := sha256.Sum256(tok)
+		if !ok || subtle.ConstantTimeCompare(sum[:], a.adminSum[:]) != 1 {
+			ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="flashedge-admin"`)
+			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "admin routes need Authorization: Bearer <admin token>")
+			return
+		}
+		next(ctx)
+	}
+}
+
+func bearer(h []byte) ([]byte, bool) {
+	const scheme = "Bearer "
+	if len(h) <= len(scheme) || !bytes.EqualFold(h[:len(scheme)], []byte(scheme)) {
+		return nil, false
+	}
+	return bytes.TrimSpace(h[len(scheme):]), true
+}
+
+func (a *api) list(ctx *fasthttp.RequestCtx) {
+	args := ctx.QueryArgs()
+	limit := DefaultLimit
+	if v := args.Peek("limit"); len(v) > 0 {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 1 || n > MaxLimit {
+			httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_limit",
+				fmt.Sprintf("limit must be a whole number from 1 to %d", MaxLimit))
+			return
+		}
+		limit = n
+	}
+	after, ok := DecodeCursor(args.Peek("cursor"))
+	if !ok {
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_cursor",
+			"cursor is not one this service handed out; start again without it")
+		return
+	}
+	sctx, cancel := a.storeContext()
+	defer cancel()
+	page, err := a.store.List(sctx, after, limit)
+	if err != nil {
+		a.fail(ctx, err)
+		return
+	}
+	b := append(make([]byte, 0, 256*len(page.Items)+64), `{"items":[`...)
+	for i, p := range page.Items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendProduct(b, p, false)
+	}
+	b = append(b, `],"next_cursor":"`...)
+	b = AppendCursor(b, page.Next)
+	b = append(b, `"}`...)
+	httpapi.WriteRawJSON(ctx, fasthttp.StatusOK, b)
+}
+
+func (a *api) get(ctx *fasthttp.RequestCtx)      { a.read(ctx, false) }
+func (a *api) adminGet(ctx *fasthttp.RequestCtx) { a.read(ctx, true) }
+
+func (a *api) read(ctx *fasthttp.RequestCtx, withStock bool) {
+	id, ok := pathID(ctx)
+	if !ok {
+		return
+	}
+	sctx, cancel := a.storeContext()
+	defer cancel()
+	p, err := a.store.Get(sctx, id)
+	if err != nil {
+		a.fail(ctx, err)
+		return
+	}
+	httpapi.WriteRawJSON(ctx, fasthttp.StatusOK, appendProduct(nil, p, withStock))
+}
+
+func (a *api) create(ctx *fasthttp.RequestCtx) {
+	var in product.Input
+	if !httpapi.DecodeJSON(ctx, &in) {
+		return
+	}
+	sctx, cancel := a.storeContext()
+	defer cancel()
+	p, err := a.store.Create(sctx, in)
+	if err != nil {
+		a.fail(ctx, err)
+		return
+	}
+	ctx.Response.Header.Set(fasthttp.HeaderLocation, "/api/v1/products/"+p.ID)
+	httpapi.WriteRawJSON(ctx, fasthttp.StatusCreated, appendProduct(nil, p, true))
+}
+
+func (a *api) update(ctx *fasthttp.RequestCtx) {
+	id, ok := pathID(ctx)
+	if !ok {
+		return
+	}
+	var in product.Input
+	if !httpapi.DecodeJSON(ctx, &in) {
+		return
+	}
+	sctx, cancel := a.storeContext()
+	defer cancel()
+	p, err := a.store.Update(sctx, id, in)
+	if err != nil {
+		a.fail(ctx, err)
+		return
+	}
+	httpapi.WriteRawJSON(ctx, fasthttp.StatusOK, appendProduct(nil, p, true))
+}
+
+func (a *api) delete(ctx *fasthttp.RequestCtx) {
+	id, ok := pathID(ctx)
+	if !ok {
+		return
+	}
+	sctx, cancel := a.storeContext()
+	defer cancel()
+	if err := a.store.Delete(sctx, id); err != nil {
+		a.fail(ctx, err)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+func (a *api) storeContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), a.timeout)
+}
+
+// pathID returns the {id} path parameter, answering 400 itself when it cannot name a product.
+func pathID(ctx *fasthttp.RequestCtx) (string, bool) {
+	id, _ := ctx.UserValue("id").(string)
+	if !product.ValidID([]byte(id)) {
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_id",
+			"a product id is 1 to 64 of the characters A-Z a-z 0-9 _ -")
+		return "", false
+	}
+	return id, true
+}
+
+// fail maps a domain error to its status; store failures are logged here, where they end.
+func (a *api) fail(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no product has this id")
+	case errors.Is(err, product.ErrInvalid):
+		httpapi.WriteError(ctx, fasthttp.StatusUnprocessableEntity, "invalid_product", err.Error())
+	case errors.Is(err, ErrConflict):
+		httpapi.WriteError(ctx, fasthttp.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, ErrUnavailable):
+		a.logFailure(ctx, err)
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		httpapi.WriteError(ctx, fasthttp.StatusServiceUnavailable, "store_unavailable", "the product store did not answer; retry shortly")
+	default:
+		a.logFailure(ctx, err)
+		httpapi.WriteError(ctx, fasthttp.StatusInternalServerError, "internal", "internal error; it has been logged")
+	}
+}
+
+func (a *api) logFailure(ctx *fasthttp.RequestCtx, err error) {
+	a.log.Error("catalog request failed", "err", err, "method", string(ctx.Method()),
+		"path", string(ctx.Path()), "request_id", string(ctx.Request.Header.Peek(obs.HeaderRequestID)))
+}
+
+// appendProduct appends the JSON of p: the public shape (the stored document plus stock_state,
+// byte for byte what the edge renders) and, withStock, "stock" for admins.
+func appendProduct(dst []byte, p Product, withStock bool) []byte {
+	// A Doc always marshals to an object, so AppendPublic cannot fail here.
+	dst, _ = product.AppendPublic(dst, product.Marshal(p.Doc), p.Stock)
+	if withStock {
+		dst = append(dst[:len(dst)-1], `,"stock":`...)
+		dst = strconv.AppendInt(dst, p.Stock, 10)
+		dst = append(dst, '}')
+	}
+	return dst
+}
+
+// AppendCursor appends the opaque cursor for a page that starts after id: base64url without
+// padding of the id, or nothing when id is "" (no further page).
+func AppendCursor(dst []byte, id string) []byte {
+	return base64.RawURLEncoding.AppendEncode(dst, []byte(id))
+}
+
+// DecodeCursor returns the id a cursor names; an empty cursor is the start (""), and ok is false
+// for anything AppendCursor could not have made.
+func DecodeCursor(c []byte) (after string, ok bool) {
+	if len(c) == 0 {
+		return "", true
+	}
+	id, err := base64.RawURLEncoding.AppendDecode(nil, c)
+	if err != nil || !product.ValidID(id) {
+		return "", false
+	}
+	return string(id), true
+}
