@@ -1,0 +1,450 @@
+// Package supervise runs a set of named child processes the way `restart: always` does in a
+// compose file: it tags and interleaves their output on one writer, restarts a process that exits
+// unexpectedly with exponential backoff, and stops everything in reverse start order when its
+// context ends (SIGTERM, a grace period, then SIGKILL).
+//
+// Each child runs in its own process group, so a Ctrl-C typed in the terminal reaches only the
+// launcher, which then stops the children in order; the children also get SIGTERM from the
+// kernel if the launcher itself dies (Linux parent-death signal), so none is left orphaned.
+package supervise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Spec describes one supervised process.
+type Spec struct {
+	// Name identifies the process and is its output tag ("catalog-1"). Required, unique.
+	Name string
+	// Path is the executable. Required.
+	Path string
+	// Args are the arguments after the program name.
+	Args []string
+	// Env is the complete environment (KEY=value). Nil means the supervisor's own environment.
+	Env []string
+	// Dir is the working directory. Empty means the supervisor's.
+	Dir string
+	// NoRestart makes an exit final: the process stays down until Restart is called.
+	NoRestart bool
+	// CopyOutput, when set, also receives every output line of the process without its tag
+	// (for example a log file). The supervisor does not close it.
+	CopyOutput io.Writer
+}
+
+// Options configures a Supervisor. The zero value works: output to os.Stdout, no colour,
+// backoff 200ms doubling to 10s, reset after 30s up, grace 10s.
+type Options struct {
+	// Out receives every tagged output line. Nil means os.Stdout. Each line is one Write call.
+	Out io.Writer
+	// Color tags lines with ANSI colours (one per process, in start order).
+	Color bool
+	// TagWidth pads names to this width so the output columns line up. Zero means 10.
+	TagWidth int
+	// MinBackoff is the wait before the first restart after a crash. Zero means 200ms.
+	MinBackoff time.Duration
+	// MaxBackoff caps the doubling backoff. Zero means 10s.
+	MaxBackoff time.Duration
+	// ResetAfter is how long a process must stay up for its backoff to return to MinBackoff.
+	// Zero means 30s.
+	ResetAfter time.Duration
+	// Grace is how long a process gets between SIGTERM and SIGKILL when stopped. Zero means 10s.
+	Grace time.Duration
+}
+
+// Defaults for the zero values of Options.
+const (
+	DefaultTagWidth   = 10
+	DefaultMinBackoff = 200 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
+	DefaultResetAfter = 30 * time.Second
+	DefaultGrace      = 10 * time.Second
+)
+
+// Status is a snapshot of one process.
+type Status struct {
+	// Running is true while a child process exists (started and not yet reaped).
+	Running bool
+	// PID is the running child's pid, 0 when none runs.
+	PID int
+	// Starts counts successful starts, the first one included.
+	Starts int
+	// LastExit describes the last exit ("exit status 1", "signal: killed"), empty before any.
+	LastExit string
+}
+
+// ErrStopped is returned by Start once the supervisor is stopping.
+var ErrStopped = errors.New("supervise: supervisor is stopping")
+
+// Supervisor owns the processes started through it. Its methods are safe for concurrent use.
+type Supervisor struct {
+	o      Options
+	sink   *sink
+	cancel context.CancelFunc
+	done   chan struct{} // closed when every process has been stopped
+
+	force     chan struct{} // closed by KillAll
+	forceOnce sync.Once
+
+	mu       sync.Mutex
+	procs    []*proc // in start order
+	byName   map[string]*proc
+	stopping bool
+}
+
+// New returns a supervisor that stops every process it started, in reverse start order, when
+// ctx ends or Stop is called. Call Stop or Wait before the program exits.
+func New(ctx context.Context, o Options) *Supervisor {
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.TagWidth == 0 {
+		o.TagWidth = DefaultTagWidth
+	}
+	if o.MinBackoff == 0 {
+		o.MinBackoff = DefaultMinBackoff
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = o.MinBackoff
+	}
+	if o.ResetAfter == 0 {
+		o.ResetAfter = DefaultResetAfter
+	}
+	if o.Grace == 0 {
+		o.Grace = DefaultGrace
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Supervisor{
+		o:      o,
+		sink:   &sink{out: o.Out},
+		cancel: cancel,
+		done:   make(chan struct{}),
+		force:  make(chan struct{}),
+		byName: map[string]*proc{},
+	}
+	go s.watch(ctx)
+	return s
+}
+
+// watch waits for the end of ctx and then stops the processes, newest first.
+func (s *Supervisor) watch(ctx context.Context) {
+	defer close(s.done)
+	<-ctx.Done()
+	s.mu.Lock()
+	s.stopping = true
+	procs := append([]*proc(nil), s.procs...)
+	s.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		close(procs[i].stopCh)
+		<-procs[i].done
+	}
+}
+
+// Stop stops every process (reverse start order, SIGTERM, grace, SIGKILL) and waits for them
+// and for every goroutine of the supervisor. It is idempotent.
+func (s *Supervisor) Stop() {
+	s.cancel()
+	<-s.done
+}
+
+// Wait blocks until the supervisor's context has ended and every process is stopped.
+func (s *Supervisor) Wait() { <-s.done }
+
+// Done is closed once every process has been stopped.
+func (s *Supervisor) Done() <-chan struct{} { return s.done }
+
+// KillAll sends SIGKILL to every running process now and makes any stop in progress skip the
+// rest of its grace period (the "second Ctrl-C"). It does not itself stop restarts: cancel the
+// context or call Stop for that.
+func (s *Supervisor) KillAll() {
+	s.forceOnce.Do(func() { close(s.force) })
+	s.mu.Lock()
+	procs := append([]*proc(nil), s.procs...)
+	s.mu.Unlock()
+	for _, p := range procs {
+		p.signal(syscall.SIGKILL)
+	}
+}
+
+// Start starts spec's process and supervises it until the supervisor stops. It returns an
+// error, and supervises nothing, when the process cannot be started at all (missing binary,
+// duplicate name) or the supervisor is stopping.
+func (s *Supervisor) Start(spec Spec) error {
+	if spec.Name == "" || spec.Path == "" {
+		return errors.New("supervise: Spec needs a Name and a Path")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return ErrStopped
+	}
+	if _, dup := s.byName[spec.Name]; dup {
+		return fmt.Errorf("supervise: a process named %q is already supervised", spec.Name)
+	}
+	color := ""
+	if s.o.Color {
+		color = colors[len(s.procs)%len(colors)]
+	}
+	p := &proc{
+		s:         s,
+		spec:      spec,
+		tag:       newTagger(spec.Name, s.o.TagWidth, color),
+		restartCh: make(chan struct{}, 1),
+		stopCh:    make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	p.stdout = &lineWriter{sink: s.sink, tag: &p.tag, copyTo: spec.CopyOutput}
+	p.stderr = &lineWriter{sink: s.sink, tag: &p.tag, copyTo: spec.CopyOutput}
+	if err := p.start(); err != nil {
+		return fmt.Errorf("supervise: start %s: %w", spec.Name, err)
+	}
+	s.procs = append(s.procs, p)
+	s.byName[spec.Name] = p
+	go p.loop()
+	return nil
+}
+
+// Printf writes one tagged line under name (which need not be a supervised process), so the
+// launcher's own messages interleave cleanly with the children's output.
+func (s *Supervisor) Printf(name, format string, args ...any) {
+	color := ""
+	if s.o.Color {
+		color = "1"
+	}
+	t := newTagger(name, s.o.TagWidth, color)
+	s.sink.writeLine(t.prefix, fmt.Appendf(nil, format, args...), t.suffix, nil)
+}
+
+func (s *Supervisor) lookup(name string) (*proc, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("supervise: no process named %q", name)
+	}
+	return p, nil
+}
+
+// Kill sends SIGKILL to the named process (a crash, for fault tests). Unless its Spec says
+// NoRestart, the supervisor restarts it after the backoff.
+func (s *Supervisor) Kill(name string) error {
+	p, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	if !p.signal(syscall.SIGKILL) {
+		return fmt.Errorf("supervise: %s is not running", name)
+	}
+	return nil
+}
+
+// Restart stops the named process gracefully if it runs and starts it again at once, resetting
+// its backoff. It also starts a process that is down (NoRestart, or waiting out a backoff).
+// It returns before the new process has started: poll Status or the process's own health.
+func (s *Supervisor) Restart(name string) error {
+	p, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	select {
+	case p.restartCh <- struct{}{}:
+	default: // a restart is already pending
+	}
+	return nil
+}
+
+// Status reports the named process's state.
+func (s *Supervisor) Status(name string) (Status, error) {
+	p, err := s.lookup(name)
+	if err != nil {
+		return Status{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := Status{Starts: p.starts, LastExit: p.lastExit}
+	if p.cmd != nil && !p.reaped {
+		st.Running, st.PID = true, p.cmd.Process.Pid
+	}
+	return st, nil
+}
+
+// proc is one supervised process; loop is its only owner goroutine.
+type proc struct {
+	s              *Supervisor
+	spec           Spec
+	tag            tagger
+	stdout, stderr *lineWriter
+	restartCh      chan struct{}
+	stopCh         chan struct{} // closed by the supervisor to stop the process for good
+	done           chan struct{} // closed when loop has returned and the child is reaped
+
+	mu        sync.Mutex
+	cmd       *exec.Cmd     // the current child, nil before the first start
+	exited    chan struct{} // closed when the current child has been reaped
+	reaped    bool
+	startedAt time.Time
+	starts    int
+	lastExit  string
+}
+
+// start starts a new child and a goroutine that reaps it. The loop goroutine waits for every
+// child it starts (through exited) before it starts another one or returns.
+func (p *proc) start() error {
+	cmd := exec.Command(p.spec.Path, p.spec.Args...)
+	cmd.Env = p.spec.Env
+	cmd.Dir = p.spec.Dir
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// A grandchild that keeps the output pipes open must not block the reaping forever.
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	p.mu.Lock()
+	p.cmd, p.exited, p.reaped = cmd, exited, false
+	p.startedAt = time.Now()
+	p.starts++
+	p.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		p.stdout.Flush()
+		p.stderr.Flush()
+		// Whatever the child left behind in its process group goes with it.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		desc := "exit status 0"
+		if err != nil {
+			desc = err.Error()
+		}
+		p.mu.Lock()
+		p.reaped, p.lastExit = true, desc
+		p.mu.Unlock()
+		close(exited)
+	}()
+	return nil
+}
+
+// signal sends sig to the current child's process group; it reports whether a child was running.
+func (p *proc) signal(sig syscall.Signal) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.reaped {
+		return false
+	}
+	// Not yet marked reaped: the pid is ours, or Wait is reaping it this very moment, in which
+	// case the group is gone and Kill fails with ESRCH (a reuse of the id within that window
+	// would need the kernel to cycle through every pid).
+	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	return true
+}
+
+func (p *proc) current() (chan struct{}, time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exited, p.startedAt
+}
+
+// terminate stops the current child: SIGTERM, then SIGKILL after the grace period or at once
+// after KillAll. It returns once the child is reaped.
+func (p *proc) terminate() {
+	exited, _ := p.current()
+	select {
+	case <-exited:
+		return
+	default:
+	}
+	p.signal(syscall.SIGTERM)
+	t := time.NewTimer(p.s.o.Grace)
+	defer t.Stop()
+	select {
+	case <-exited:
+		return
+	case <-t.C:
+		p.s.Printf(p.spec.Name, "[supervisor] still running %s after SIGTERM: sending SIGKILL", p.s.o.Grace)
+	case <-p.s.force:
+	}
+	p.signal(syscall.SIGKILL)
+	<-exited
+}
+
+// loop keeps the process running until stopCh is closed.
+func (p *proc) loop() {
+	defer close(p.done)
+	backoff := p.s.o.MinBackoff
+	for {
+		exited, startedAt := p.current()
+		select {
+		case <-p.stopCh:
+			p.terminate()
+			return
+		case <-p.restartCh:
+			p.s.Printf(p.spec.Name, "[supervisor] restart requested")
+			p.terminate()
+			backoff = p.s.o.MinBackoff
+		case <-exited:
+			if p.waitToRestart(startedAt, &backoff) {
+				return
+			}
+		}
+		p.startOrRecordFailure()
+	}
+}
+
+// waitToRestart runs after the child exited on its own: it waits out the backoff (or, with
+// NoRestart, for a Restart call) and reports whether the process is to stay stopped for good.
+func (p *proc) waitToRestart(startedAt time.Time, backoff *time.Duration) (stop bool) {
+	up := time.Since(startedAt).Round(time.Millisecond)
+	p.mu.Lock()
+	why := p.lastExit
+	p.mu.Unlock()
+	if up >= p.s.o.ResetAfter {
+		*backoff = p.s.o.MinBackoff
+	}
+	if p.spec.NoRestart {
+		p.s.Printf(p.spec.Name, "[supervisor] exited (%s) after %s; not restarting", why, up)
+		select {
+		case <-p.stopCh:
+			return true
+		case <-p.restartCh:
+			*backoff = p.s.o.MinBackoff
+			return false
+		}
+	}
+	p.s.Printf(p.spec.Name, "[supervisor] exited (%s) after %s; restarting in %s", why, up, *backoff)
+	t := time.NewTimer(*backoff)
+	defer t.Stop()
+	select {
+	case <-p.stopCh:
+		return true
+	case <-p.restartCh:
+		*backoff = p.s.o.MinBackoff
+	case <-t.C:
+		*backoff = min(2**backoff, p.s.o.MaxBackoff)
+	}
+	return false
+}
+
+// startOrRecordFailure starts the next child. When even that fails (the binary was removed),
+// it records a child that exited at once, so the loop backs off and tries again.
+func (p *proc) startOrRecordFailure() {
+	err := p.start()
+	if err == nil {
+		return
+	}
+	exited := make(chan struct{})
+	close(exited)
+	p.mu.Lock()
+	p.exited, p.reaped, p.startedAt = exited, true, time.Now()
+	p.lastExit = "start failed: " + err.Error()
+	p.mu.Unlock()
+}
