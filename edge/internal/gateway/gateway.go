@@ -1,0 +1,235 @@
+// Package gateway is the edge's HTTP surface: it answers product reads from the edge cache,
+// verifies sessions, and forwards the writes that can still succeed to the backend services.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"flashedge/edge/internal/productcache"
+	"flashedge/shared/httpapi"
+	"flashedge/shared/obs"
+	"flashedge/shared/product"
+)
+
+// Forwarder sends the incoming request to a backend service and writes its answer (or a
+// friendly 503 when the service is down) into ctx. *upstream.Pool implements it.
+type Forwarder interface {
+	Forward(ctx *fasthttp.RequestCtx)
+}
+
+// Sessions verifies session tokens and issues them. The edge's session signer implements it.
+type Sessions interface {
+	// UserFromRequest returns the verified user id of the request's bearer token or cookie.
+	UserFromRequest(ctx *fasthttp.RequestCtx) (string, error)
+	// Login answers POST /api/v1/session.
+	Login(ctx *fasthttp.RequestCtx)
+}
+
+// Config wires a Gateway. Every field is required unless its comment says otherwise.
+type Config struct {
+	Products *productcache.Cache
+	Catalog  Forwarder
+	// Cart and Order may be nil: their routes then answer 503.
+	Cart  Forwarder
+	Order Forwarder
+	// Sessions may be nil only when Cart and Order are nil.
+	Sessions   Sessions
+	AdminToken string
+	Log        *slog.Logger
+	IDs        *obs.IDs
+	// Ready reports whether the edge's own dependencies answer (for /ready). Nil means ready.
+	Ready func(ctx context.Context) error
+	// Draining reports shutdown in progress (for /ready). Nil means never.
+	Draining func() bool
+	// AccessLogSample logs one request in this many (errors always). Zero means 1000.
+	AccessLogSample uint64
+	// Extra registers more routes (flash sales, dashboard) on the router. Nil means none.
+	Extra func(r *router.Router)
+}
+
+// Gateway is the edge's request handler. It is safe for concurrent use.
+type Gateway struct {
+	cfg     Config
+	handler fasthttp.RequestHandler
+}
+
+var productsPrefix = []byte("/api/v1/products/")
+
+// New validates cfg and builds the routes.
+func New(cfg Config) (*Gateway, error) {
+	switch {
+	case cfg.Products == nil:
+		return nil, errors.New("gateway: Products cache is required")
+	case cfg.Catalog == nil:
+		return nil, errors.New("gateway: Catalog forwarder is required")
+	case len(cfg.AdminToken) < 16:
+		return nil, errors.New("gateway: AdminToken must be at least 16 characters (set FLASHEDGE_ADMIN_TOKEN)")
+	case cfg.Log == nil || cfg.IDs == nil:
+		return nil, errors.New("gateway: Log and IDs are required")
+	case cfg.Sessions == nil && (cfg.Cart != nil || cfg.Order != nil):
+		return nil, errors.New("gateway: Sessions are required to route cart and order calls")
+	}
+	if cfg.AccessLogSample == 0 {
+		cfg.AccessLogSample = 1000
+	}
+	g := &Gateway{cfg: cfg}
+	r := router.New()
+	r.RedirectTrailingSlash = false
+	r.HandleMethodNotAllowed = true
+	probe := httpapi.Probe{Check: cfg.Ready, Draining: cfg.Draining}
+	r.GET("/health", probe.Health)
+	r.GET("/ready", probe.Ready)
+
+	r.GET("/api/v1/products", g.listProducts)
+	r.GET("/api/v1/products/{id}", g.getProductRouted)
+
+	admin := g.admin(cfg.Catalog.Forward)
+	r.POST("/api/v1/admin/products", admin)
+	r.PUT("/api/v1/admin/products/{id}", admin)
+	r.DELETE("/api/v1/admin/products/{id}", admin)
+
+	if cfg.Sessions != nil {
+		r.POST("/api/v1/session", cfg.Sessions.Login)
+	}
+	cart := g.user(forwardOrUnavailable(cfg.Cart))
+	r.GET("/api/v1/cart", cart)
+	r.PUT("/api/v1/cart/items/{product_id}", cart)
+	r.DELETE("/api/v1/cart/items/{product_id}", cart)
+	order := g.user(forwardOrUnavailable(cfg.Order))
+	r.POST("/api/v1/orders", order)
+	r.GET("/api/v1/orders", order)
+	r.GET("/api/v1/orders/{id}", order)
+	if cfg.Extra != nil {
+		cfg.Extra(r)
+	}
+
+	r.NotFound = func(ctx *fasthttp.RequestCtx) {
+		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no such route")
+	}
+	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
+		httpapi.WriteError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "this route does not take "+string(ctx.Method()))
+	}
+	routed := r.Handler
+	// The product read is the hot path: it is matched before the router so that a hit makes no
+	// allocation (the router would copy the id into a string).
+	hot := func(ctx *fasthttp.RequestCtx) {
+		if ctx.IsGet() {
+			if id, ok := bytes.CutPrefix(ctx.Path(), productsPrefix); ok && bytes.IndexByte(id, '/') < 0 {
+				g.serveProduct(ctx, id)
+				return
+			}
+		}
+		routed(ctx)
+	}
+	g.handler = httpapi.RequestIDs(httpapi.AccessLog(hot, cfg.Log, cfg.AccessLogSample, httpapi.HeaderUserID), cfg.IDs)
+	return g, nil
+}
+
+// Handler returns the request handler to give to httpapi.NewServer.
+func (g *Gateway) Handler() fasthttp.RequestHandler { return g.handler }
+
+func (g *Gateway) getProductRouted(ctx *fasthttp.RequestCtx) {
+	id, _ := ctx.UserValue("id").(string)
+	g.serveProduct(ctx, []byte(id))
+}
+
+func (g *Gateway) serveProduct(ctx *fasthttp.RequestCtx, id []byte) {
+	if !product.ValidID(id) {
+		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no product has this id")
+		return
+	}
+	body, err := g.cfg.Products.Product(context.Background(), id)
+	if err != nil {
+		g.readError(ctx, err)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}
+
+func (g *Gateway) listProducts(ctx *fasthttp.RequestCtx) {
+	args := ctx.QueryArgs()
+	limit, after, err := productcache.ParsePage(args.Peek("limit"), args.Peek("cursor"))
+	if err != nil {
+		g.readError(ctx, err)
+		return
+	}
+	body, err := g.cfg.Products.Page(context.Background(), limit, after)
+	if err != nil {
+		g.readError(ctx, err)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}
+
+func (g *Gateway) readError(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, productcache.ErrNotFound):
+		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no product has this id")
+	case errors.Is(err, productcache.ErrBadLimit):
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "bad_limit", "limit must be a whole number from 1 to 100")
+	case errors.Is(err, productcache.ErrBadCursor):
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "bad_cursor", "cursor is not one this server handed out")
+	default:
+		g.cfg.Log.Error("product read", "err", err, "request_id", string(ctx.Response.Header.Peek(obs.HeaderRequestID)))
+		ctx.Response.Header.Set("Retry-After", "5")
+		httpapi.WriteError(ctx, fasthttp.StatusServiceUnavailable, "store_unavailable",
+			"The shop is under maintenance, please come back later. / Cửa hàng đang bảo trì, vui lòng quay lại sau.")
+	}
+}
+
+// admin checks the admin bearer token at the edge before forwarding, so a bad token never
+// reaches a backend. The backend checks it again.
+func (g *Gateway) admin(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	want := []byte("Bearer " + g.cfg.AdminToken)
+	return func(ctx *fasthttp.RequestCtx) {
+		got := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid admin token is required")
+			return
+		}
+		ctx.Request.Header.Del(httpapi.HeaderUserID)
+		next(ctx)
+	}
+}
+
+// user verifies the session and passes the user id to the backend in a header the edge sets
+// itself; a client-sent copy is always removed first.
+func (g *Gateway) user(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		ctx.Request.Header.Del(httpapi.HeaderUserID)
+		uid, err := g.cfg.Sessions.UserFromRequest(ctx)
+		if err != nil {
+			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "log in first: a valid, unexpired session token is required")
+			return
+		}
+		ctx.Request.Header.Set(httpapi.HeaderUserID, uid)
+		next(ctx)
+	}
+}
+
+func forwardOrUnavailable(f Forwarder) fasthttp.RequestHandler {
+	if f == nil {
+		return func(ctx *fasthttp.RequestCtx) {
+			ctx.Response.Header.Set("Retry-After", "30")
+			httpapi.WriteError(ctx, fasthttp.StatusServiceUnavailable, "service_unavailable", "this service is not configured at this edge")
+		}
+	}
+	return f.Forward
+}
+
+// Timeouts the edge server uses; a backend call's budget (upstream Timeout) must stay below
+// the write timeout so an answer is always written.
+const (
+	ReadTimeout  = 5 * time.Second
+	WriteTimeout = 10 * time.Second
+)

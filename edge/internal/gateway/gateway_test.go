@@ -1,0 +1,214 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+
+	"flashedge/edge/internal/productcache"
+	"flashedge/shared/keyspace"
+	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/obs"
+	"flashedge/shared/product"
+)
+
+const testAdminToken = "test-admin-token-0123456789"
+
+// recordingForwarder stands in for a backend pool in routing tests: it records what reached it
+// and answers 299 so the test can tell a forwarded request from one answered at the edge.
+type recordingForwarder struct{ got []string }
+
+func (f *recordingForwarder) Forward(ctx *fasthttp.RequestCtx) {
+	f.got = append(f.got, string(ctx.Method())+" "+string(ctx.RequestURI())+" user="+string(ctx.Request.Header.Peek("X-Flashedge-User")))
+	ctx.SetStatusCode(299)
+}
+
+type staticSessions struct{}
+
+func (staticSessions) UserFromRequest(ctx *fasthttp.RequestCtx) (string, error) {
+	if string(ctx.Request.Header.Peek("Authorization")) == "Bearer good" {
+		return "u-alice", nil
+	}
+	return "", io.EOF
+}
+func (staticSessions) Login(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(200) }
+
+type fixture struct {
+	g       *Gateway
+	catalog *recordingForwarder
+	cart    *recordingForwarder
+}
+
+func newGateway(tb testing.TB) *fixture {
+	tb.Helper()
+	srv := kvtest.Start(tb)
+	var hook productcache.Hook
+	o := srv.Options()
+	o.OnInvalidations = hook.Invalidate
+	cl := srv.ClientWith(tb, o)
+	pc, err := productcache.New(cl, productcache.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pc.Close)
+	hook.Set(pc)
+	doc := product.Marshal(product.Doc{ID: "00000001", Name: "Tai nghe không dây", Description: "Pin 30 giờ, chống ồn.", Price: 450000, Currency: "VND", Image: "/img/headphones.svg"})
+	ctx := context.Background()
+	for _, c := range []struct{ k, v string }{
+		{keyspace.Product("00000001"), string(doc)},
+		{keyspace.ProductStock("00000001"), "42"},
+	} {
+		if err := cl.Do(ctx, cl.B().Set().Key(c.k).Value(c.v).Build()).Error(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	cl.Do(ctx, cl.B().Zadd().Key(keyspace.ProductIndex()).ScoreMember().ScoreMember(0, "00000001").Build())
+	f := &fixture{catalog: &recordingForwarder{}, cart: &recordingForwarder{}}
+	f.g, err = New(Config{
+		Products: pc, Catalog: f.catalog, Cart: f.cart, Sessions: staticSessions{},
+		AdminToken: testAdminToken, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), IDs: obs.NewIDs(),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) do(method, uri string, headers map[string]string, body string) *fasthttp.Response {
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod(method)
+	ctx.Request.SetRequestURI(uri)
+	for k, v := range headers {
+		ctx.Request.Header.Set(k, v)
+	}
+	ctx.Request.SetBodyString(body)
+	f.g.Handler()(&ctx)
+	var resp fasthttp.Response
+	ctx.Response.CopyTo(&resp)
+	return &resp
+}
+
+func TestRoutes(t *testing.T) {
+	f := newGateway(t)
+	admin := map[string]string{"Authorization": "Bearer " + testAdminToken}
+	tests := []struct {
+		name       string
+		method     string
+		uri        string
+		headers    map[string]string
+		wantStatus int
+		wantCode   string // error code, when an error is expected
+		wantBody   string // substring of the body
+	}{
+		{"product", "GET", "/api/v1/products/00000001", nil, 200, "", `"stock_state":"in_stock"`},
+		{"unknown product", "GET", "/api/v1/products/99999999", nil, 404, "not_found", ""},
+		{"bad product id", "GET", "/api/v1/products/%3Cscript%3E", nil, 404, "not_found", ""},
+		{"list", "GET", "/api/v1/products?limit=5", nil, 200, "", `"next_cursor":""`},
+		{"bad cursor", "GET", "/api/v1/products?cursor=@@", nil, 400, "bad_cursor", ""},
+		{"bad limit", "GET", "/api/v1/products?limit=1000", nil, 400, "bad_limit", ""},
+		{"negative limit", "GET", "/api/v1/products?limit=-1", nil, 400, "bad_limit", ""},
+		{"no route", "GET", "/api/v1/nope", nil, 404, "not_found", ""},
+		{"wrong method", "DELETE", "/api/v1/products", nil, 405, "method_not_allowed", ""},
+		{"admin without token", "PUT", "/api/v1/admin/products/00000001", nil, 401, "unauthorized", ""},
+		{"admin wrong token", "PUT", "/api/v1/admin/products/00000001", map[string]string{"Authorization": "Bearer nope"}, 401, "unauthorized", ""},
+		{"admin forwarded", "PUT", "/api/v1/admin/products/00000001", admin, 299, "", ""},
+		{"cart without session", "GET", "/api/v1/cart", nil, 401, "unauthorized", ""},
+		{"cart forged header only", "GET", "/api/v1/cart", map[string]string{"X-Flashedge-User": "u-bob"}, 401, "unauthorized", ""},
+		{"cart with session", "GET", "/api/v1/cart", map[string]string{"Authorization": "Bearer good", "X-Flashedge-User": "u-bob"}, 299, "", ""},
+		{"orders not configured", "GET", "/api/v1/orders", map[string]string{"Authorization": "Bearer good"}, 503, "service_unavailable", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := f.do(tt.method, tt.uri, tt.headers, "")
+			if resp.StatusCode() != tt.wantStatus {
+				t.Fatalf("%s %s = %d %s, want %d", tt.method, tt.uri, resp.StatusCode(), resp.Body(), tt.wantStatus)
+			}
+			if len(resp.Header.Peek("X-Request-ID")) == 0 {
+				t.Errorf("%s %s: no X-Request-ID", tt.method, tt.uri)
+			}
+			if tt.wantCode != "" {
+				var e struct {
+					Error struct{ Code, Message string }
+				}
+				if err := json.Unmarshal(resp.Body(), &e); err != nil || e.Error.Code != tt.wantCode || e.Error.Message == "" {
+					t.Fatalf("%s %s body %s: want JSON error code %q", tt.method, tt.uri, resp.Body(), tt.wantCode)
+				}
+			}
+			if tt.wantBody != "" && !strings.Contains(string(resp.Body()), tt.wantBody) {
+				t.Fatalf("%s %s body %s: want it to contain %s", tt.method, tt.uri, resp.Body(), tt.wantBody)
+			}
+		})
+	}
+	// The user header reaching the cart is the verified one, never the client's.
+	if len(f.cart.got) != 1 || !strings.HasSuffix(f.cart.got[0], "user=u-alice") {
+		t.Fatalf("cart saw %v, want one request as u-alice", f.cart.got)
+	}
+}
+
+func TestRequestIDEchoed(t *testing.T) {
+	f := newGateway(t)
+	resp := f.do("GET", "/api/v1/products/00000001", map[string]string{"X-Request-ID": "client-id-1"}, "")
+	if got := string(resp.Header.Peek("X-Request-ID")); got != "client-id-1" {
+		t.Fatalf("X-Request-ID = %q, want the client's", got)
+	}
+	resp = f.do("GET", "/api/v1/products/00000001", map[string]string{"X-Request-ID": "bad id with spaces"}, "")
+	if got := string(resp.Header.Peek("X-Request-ID")); got == "" || strings.Contains(got, " ") {
+		t.Fatalf("X-Request-ID = %q, want a fresh id", got)
+	}
+}
+
+func TestProductHitAllocs(t *testing.T) {
+	f := newGateway(t)
+	h := f.g.Handler()
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("GET")
+	ctx.Request.SetRequestURI("/api/v1/products/00000001")
+	h(&ctx) // fill the cache
+	for range 100 {
+		ctx.Response.Reset()
+		h(&ctx)
+	}
+	// AllocsPerRun counts every goroutine's allocations, and rueidis and ristretto run
+	// background goroutines (lazy connection set-up, buffer flushes): take the best of three.
+	allocs := 1e9
+	for range 3 {
+		allocs = min(allocs, testing.AllocsPerRun(500, func() {
+			ctx.Response.Reset()
+			h(&ctx)
+		}))
+	}
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("status %d", ctx.Response.StatusCode())
+	}
+	if allocs > 0 {
+		t.Fatalf("product read hit allocates %v times per request, want 0", allocs)
+	}
+}
+
+// BenchmarkProductRead measures the edge's product read handler in memory (no network) on a
+// cache hit: routing, request id, access-log sampling, cache lookup and body copy.
+func BenchmarkProductRead(b *testing.B) {
+	f := newGateway(b)
+	h := f.g.Handler()
+	var warm fasthttp.RequestCtx
+	warm.Request.Header.SetMethod("GET")
+	warm.Request.SetRequestURI("/api/v1/products/00000001")
+	h(&warm)
+	h(&warm)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetMethod("GET")
+		ctx.Request.SetRequestURI("/api/v1/products/00000001")
+		for pb.Next() {
+			ctx.Response.Reset()
+			h(&ctx)
+		}
+	})
+}
