@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"flashedge/bench/internal/ceiling"
+	"flashedge/shared/httpapi"
+	"flashedge/shared/obs"
+)
+
+type config struct {
+	addr     string // listen address, default 127.0.0.1:8090
+	logLevel string // default warn: the ceiling logs nothing per request
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	var cfg config
+	fs := flag.NewFlagSet("ceiling", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8090", "listen address (host:port; port 0 picks a free one)")
+	fs.StringVar(&cfg.logLevel, "log-level", "warn", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, closer, err := obs.NewLogger(stdout, obs.LogOptions{Level: cfg.logLevel, Service: "ceiling"})
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.addr, err)
+	}
+	// The same server settings as the edge (httpapi defaults) so the comparison is fair.
+	srv := httpapi.NewServer(ceiling.Handler, httpapi.ServerOptions{Name: "ceiling"}, log)
+	fmt.Fprintf(stdout, "ceiling listening on http://%s\n", ln.Addr())
+	return httpapi.Serve(ctx, srv, ln, 5*time.Second)
+}

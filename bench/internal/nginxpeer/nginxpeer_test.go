@@ -1,0 +1,81 @@
+package nginxpeer
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"flashedge/shared/keyspace"
+	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/product"
+)
+
+func TestCPUMask(t *testing.T) {
+	for _, tt := range []struct{ cpu, want string }{{"0", "1"}, {"1", "10"}, {"3", "1000"}, {"", ""}, {"0-1", ""}, {"x", ""}} {
+		if got := cpuMask(tt.cpu); got != tt.want {
+			t.Errorf("cpuMask(%q) = %q, want %q", tt.cpu, got, tt.want)
+		}
+	}
+}
+
+// TestPeerAnswers runs the real nginx peer against a real redis-server and checks it renders
+// what the edge renders: the stored document plus stock_state, 404 for an unknown product, and
+// 410 sold out from the sale's flag, on both the per-request and the lrucache port.
+func TestPeerAnswers(t *testing.T) {
+	if err := Check(Config{}); err != nil {
+		t.Skipf("nginx peer not installed: %v (make deps-bench installs it)", err)
+	}
+	srv := kvtest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	doc := product.Marshal(product.Doc{ID: "00000042", Name: "Peer", Price: 1000, Currency: "VND", Image: "/img/p.svg"})
+	for _, cmd := range [][]string{
+		{"SET", keyspace.Product("00000042"), string(doc)},
+		{"SET", keyspace.ProductStock("00000042"), "7"},
+		{"SET", keyspace.SoldOut("gone"), "1"},
+	} {
+		if err := c.Do(ctx, c.B().Arbitrary(cmd...).Build()).Error(); err != nil {
+			t.Fatalf("%v: %v", cmd, err)
+		}
+	}
+	want, _ := product.AppendPublic(nil, doc, 7)
+
+	peer, err := Start(ctx, Config{Dir: t.TempDir(), StoreAddr: srv.Addr, TTL: time.Second})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(peer.Stop)
+
+	for _, base := range []string{peer.PlainBase, peer.LRUBase} {
+		tests := []struct {
+			name, method, path string
+			status             int
+			body               string
+		}{
+			{"product", "GET", "/api/v1/products/00000042", 200, string(want)},
+			{"unknown product", "GET", "/api/v1/products/99999999", 404, `"code":"not_found"`},
+			{"sold out", "POST", "/api/v1/flash-sales/gone/attempts", 410, `{"status":"sold_out"}`},
+			{"not sold out", "POST", "/api/v1/flash-sales/live/attempts", 503, `"code":"no_backend"`},
+		}
+		for _, tt := range tests {
+			t.Run(base+" "+tt.name, func(t *testing.T) {
+				req, _ := http.NewRequest(tt.method, base+tt.path, strings.NewReader(`{"challenge_id":"x","answer":"y"}`))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.status || !strings.Contains(string(b), tt.body) {
+					t.Errorf("%s %s = %d %s, want %d with %s", tt.method, tt.path, resp.StatusCode, b, tt.status, tt.body)
+				}
+				if resp.Header.Get("X-Request-ID") == "" {
+					t.Errorf("%s %s: no X-Request-ID", tt.method, tt.path)
+				}
+			})
+		}
+	}
+}
