@@ -25,12 +25,10 @@ type Forwarder interface {
 	Forward(ctx *fasthttp.RequestCtx)
 }
 
-// Sessions verifies session tokens and issues them. The edge's session signer implements it.
+// Sessions verifies session tokens. *session.Signer implements it.
 type Sessions interface {
-	// UserFromRequest returns the verified user id of the request's bearer token or cookie.
-	UserFromRequest(ctx *fasthttp.RequestCtx) (string, error)
-	// Login answers POST /api/v1/session.
-	Login(ctx *fasthttp.RequestCtx)
+	// FromRequest returns the verified user id of the request's bearer token or cookie.
+	FromRequest(ctx *fasthttp.RequestCtx) (string, error)
 }
 
 // Config wires a Gateway. Every field is required unless its comment says otherwise.
@@ -41,7 +39,9 @@ type Config struct {
 	Cart  Forwarder
 	Order Forwarder
 	// Sessions may be nil only when Cart and Order are nil.
-	Sessions   Sessions
+	Sessions Sessions
+	// Login answers POST /api/v1/session. Nil leaves the route out.
+	Login      fasthttp.RequestHandler
 	AdminToken string
 	Log        *slog.Logger
 	IDs        *obs.IDs
@@ -96,8 +96,8 @@ func New(cfg Config) (*Gateway, error) {
 	r.PUT("/api/v1/admin/products/{id}", admin)
 	r.DELETE("/api/v1/admin/products/{id}", admin)
 
-	if cfg.Sessions != nil {
-		r.POST("/api/v1/session", cfg.Sessions.Login)
+	if cfg.Login != nil {
+		r.POST("/api/v1/session", cfg.Login)
 	}
 	cart := g.user(forwardOrUnavailable(cfg.Cart))
 	r.GET("/api/v1/cart", cart)
@@ -207,7 +207,7 @@ func (g *Gateway) admin(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 func (g *Gateway) user(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		ctx.Request.Header.Del(httpapi.HeaderUserID)
-		uid, err := g.cfg.Sessions.UserFromRequest(ctx)
+		uid, err := g.cfg.Sessions.FromRequest(ctx)
 		if err != nil {
 			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "log in first: a valid, unexpired session token is required")
 			return

@@ -30,13 +30,12 @@ func (f *recordingForwarder) Forward(ctx *fasthttp.RequestCtx) {
 
 type staticSessions struct{}
 
-func (staticSessions) UserFromRequest(ctx *fasthttp.RequestCtx) (string, error) {
+func (staticSessions) FromRequest(ctx *fasthttp.RequestCtx) (string, error) {
 	if string(ctx.Request.Header.Peek("Authorization")) == "Bearer good" {
 		return "u-alice", nil
 	}
 	return "", io.EOF
 }
-func (staticSessions) Login(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(200) }
 
 type fixture struct {
 	g       *Gateway

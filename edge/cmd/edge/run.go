@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"flashedge/edge/internal/gateway"
+	"flashedge/edge/internal/productcache"
+	"flashedge/edge/internal/session"
+	"flashedge/shared/httpapi"
+	"flashedge/shared/kv"
+	"flashedge/shared/obs"
+	"flashedge/shared/upstream"
+)
+
+// config is everything the edge reads from flags and the environment, in one place.
+type config struct {
+	Listen          string
+	Store           kv.Options
+	CatalogAddrs    []string
+	CartAddrs       []string
+	OrderAddrs      []string
+	AdminToken      string
+	SessionKeys     map[string][]byte
+	SessionKid      string
+	SessionTTL      time.Duration
+	AccessLogSample uint64
+	CacheMB         int64
+	Log             obs.LogOptions
+	Grace           time.Duration
+}
+
+// String prints the config with secrets masked, for the start-up log.
+func (c config) String() string {
+	return fmt.Sprintf("listen=%s store={%s} catalog=%v cart=%v order=%v admin_token=*** session_keys=%d ttl=%s",
+		c.Listen, c.Store, c.CatalogAddrs, c.CartAddrs, c.OrderAddrs, len(c.SessionKeys), c.SessionTTL)
+}
+
+func loadConfig(args []string, getenv func(string) string) (config, error) {
+	env := func(k, def string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	var c config
+	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	fs.StringVar(&c.Listen, "addr", env("FLASHEDGE_EDGE_LISTEN", "127.0.0.1:8000"), "listen address (FLASHEDGE_EDGE_LISTEN)")
+	catalog := fs.String("catalog", env("FLASHEDGE_CATALOG_ADDRS", "127.0.0.1:5001"), "catalog replicas, comma-separated (FLASHEDGE_CATALOG_ADDRS)")
+	cart := fs.String("cart", env("FLASHEDGE_CART_ADDRS", "127.0.0.1:5002"), "cart replicas (FLASHEDGE_CART_ADDRS)")
+	order := fs.String("order", env("FLASHEDGE_ORDER_ADDRS", "127.0.0.1:5003"), "order replicas (FLASHEDGE_ORDER_ADDRS)")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", 24*time.Hour, "session lifetime")
+	sample := fs.Uint64("access-log-sample", 0, "log one request in N (errors always); 0 reads FLASHEDGE_ACCESS_LOG_SAMPLE, default 1000")
+	fs.Int64Var(&c.CacheMB, "cache-mb", 64, "rendered-body cache size in MiB")
+	fs.StringVar(&c.Log.Format, "log-format", env("FLASHEDGE_LOG_FORMAT", "text"), "text or json")
+	fs.StringVar(&c.Log.Level, "log-level", env("FLASHEDGE_LOG_LEVEL", "info"), "debug, info, warn, error")
+	fs.StringVar(&c.Log.File, "log-file", env("FLASHEDGE_LOG_FILE", ""), "write logs to this file instead of stdout")
+	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "how long in-flight requests may take at shutdown")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	c.Log.Service = "edge"
+	var err error
+	if c.Store, err = kv.OptionsFromEnv(getenv); err != nil {
+		return c, err
+	}
+	c.Store.ClientName = "flashedge-edge"
+	c.CatalogAddrs, c.CartAddrs, c.OrderAddrs = kv.ParseAddrs(*catalog), kv.ParseAddrs(*cart), kv.ParseAddrs(*order)
+	c.AdminToken = getenv("FLASHEDGE_ADMIN_TOKEN")
+	if len(c.AdminToken) < 16 {
+		return c, errors.New("FLASHEDGE_ADMIN_TOKEN must be set to at least 16 characters (make run generates one)")
+	}
+	if c.SessionKeys, c.SessionKid, err = session.ParseKeys(getenv("FLASHEDGE_SESSION_SECRET")); err != nil {
+		return c, fmt.Errorf("FLASHEDGE_SESSION_SECRET: %w", err)
+	}
+	c.AccessLogSample = *sample
+	if c.AccessLogSample == 0 {
+		c.AccessLogSample = 1000
+		if v := getenv("FLASHEDGE_ACCESS_LOG_SAMPLE"); v != "" {
+			if c.AccessLogSample, err = strconv.ParseUint(v, 10, 64); err != nil || c.AccessLogSample == 0 {
+				return c, fmt.Errorf("FLASHEDGE_ACCESS_LOG_SAMPLE=%q: want a whole number >= 1", v)
+			}
+		}
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(args, getenv)
+	if err != nil {
+		return err
+	}
+	log, logCloser, err := obs.NewLogger(stdout, cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer logCloser.Close()
+	log.Info("starting", "config", cfg.String())
+
+	// The store client delivers invalidations to the product cache through the hook, which is
+	// pointed at the cache once both exist.
+	var hook productcache.Hook
+	storeOpts := cfg.Store
+	storeOpts.OnInvalidations = hook.Invalidate
+	store, err := kv.Open(ctx, storeOpts)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	products, err := productcache.New(store, productcache.Options{MaxBytes: cfg.CacheMB << 20})
+	if err != nil {
+		return err
+	}
+	defer products.Close()
+	hook.Set(products)
+
+	signer, err := session.NewSigner(cfg.SessionKeys, cfg.SessionKid, cfg.SessionTTL)
+	if err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	poolCtx, stopPools := context.WithCancel(context.Background())
+	defer stopPools()
+	newPool := func(name string, addrs []string) (*upstream.Pool, error) {
+		p, err := upstream.New(upstream.Options{Name: name, Addrs: addrs, Timeout: 3 * time.Second}, log)
+		if err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); p.Run(poolCtx) }()
+		return p, nil
+	}
+	catalog, err := newPool("catalog", cfg.CatalogAddrs)
+	if err != nil {
+		return err
+	}
+	defer catalog.Close()
+	cart, err := newPool("cart", cfg.CartAddrs)
+	if err != nil {
+		return err
+	}
+	defer cart.Close()
+	order, err := newPool("order", cfg.OrderAddrs)
+	if err != nil {
+		return err
+	}
+	defer order.Close()
+
+	var draining atomic.Bool
+	gw, err := gateway.New(gateway.Config{
+		Products:   products,
+		Catalog:    catalog,
+		Cart:       cart,
+		Order:      order,
+		Sessions:   signer,
+		Login:      session.NewHandler(signer, session.HandlerOptions{}),
+		AdminToken: cfg.AdminToken,
+		Log:        log,
+		IDs:        obs.NewIDs(),
+		Ready: func(ctx context.Context) error {
+			return store.Do(ctx, store.B().Ping().Build()).Error()
+		},
+		Draining:        draining.Load,
+		AccessLogSample: cfg.AccessLogSample,
+	})
+	if err != nil {
+		return err
+	}
+	srv := httpapi.NewServer(gw.Handler(), httpapi.ServerOptions{
+		Name: "edge", ReadTimeout: gateway.ReadTimeout, WriteTimeout: gateway.WriteTimeout,
+	}, log)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	log.Info("listening", "addr", ln.Addr().String())
+	go func() { <-ctx.Done(); draining.Store(true) }()
+	err = httpapi.Serve(ctx, srv, ln, cfg.Grace)
+	log.Info("stopped", "err", err)
+	stopPools()
+	return err
+}
+
