@@ -190,4 +190,3 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	stopPools()
 	return err
 }
-
