@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"strconv"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -80,8 +82,21 @@ func FormatID(n int64) string { return fmt.Sprintf("%08d", n) }
 // reset under existing products); update retries its compare-and-set under concurrent writes.
 const (
 	createAttempts = 3
-	updateAttempts = 8
+	updateAttempts = 20
 )
+
+// backoff waits a random 0..attempt ms before a retried compare-and-set, so colliding writers
+// spread out instead of colliding again in lock step.
+func backoff(ctx context.Context, attempt int) error {
+	t := time.NewTimer(time.Duration(mrand.Int64N(int64(attempt)*int64(time.Millisecond) + 1)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return unavailable("update retry", ctx.Err())
+	}
+}
 
 func unavailable(op string, err error) error {
 	return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
@@ -122,7 +137,12 @@ func (s *Store) Create(ctx context.Context, in product.Input) (Product, error) {
 // Update applies the fields set in in to the product id (a partial update) and returns the
 // result. It is a compare-and-set on the stored document, retried under concurrent updates.
 func (s *Store) Update(ctx context.Context, id string, in product.Input) (Product, error) {
-	for range updateAttempts {
+	for attempt := range updateAttempts {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return Product{}, err
+			}
+		}
 		cur, err := s.c.Do(ctx, s.c.B().Get().Key(keyspace.Product(id)).Build()).AsBytes()
 		if kv.IsNil(err) {
 			return Product{}, ErrNotFound
