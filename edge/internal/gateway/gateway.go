@@ -112,7 +112,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 
 	r.NotFound = func(ctx *fasthttp.RequestCtx) {
-		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no such route")
+		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "route_not_found", "no such route")
 	}
 	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
 		httpapi.WriteError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "this route does not take "+string(ctx.Method()))
@@ -176,9 +176,9 @@ func (g *Gateway) readError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, productcache.ErrNotFound):
 		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no product has this id")
 	case errors.Is(err, productcache.ErrBadLimit):
-		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "bad_limit", "limit must be a whole number from 1 to 100")
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_limit", "limit must be a whole number from 1 to 100")
 	case errors.Is(err, productcache.ErrBadCursor):
-		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "bad_cursor", "cursor is not one this server handed out")
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_cursor", "cursor is not one this server handed out")
 	default:
 		g.cfg.Log.Error("product read", "err", err, "request_id", string(ctx.Response.Header.Peek(obs.HeaderRequestID)))
 		ctx.Response.Header.Set("Retry-After", "5")
