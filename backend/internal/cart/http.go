@@ -1,0 +1,264 @@
+package cart
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"flashedge/shared/httpapi"
+	"flashedge/shared/obs"
+	"flashedge/shared/product"
+)
+
+// Options configure New. Zero values take the defaults named on each field.
+type Options struct {
+	// Timeout bounds the work of one request, store and catalog calls together (fasthttp's
+	// context has no deadline). Zero means 5s.
+	Timeout time.Duration
+	// Log receives one line per request that fails with 5xx. Nil discards.
+	Log *slog.Logger
+}
+
+// Service answers the cart routes. It is safe for concurrent use.
+type Service struct {
+	store   *Store
+	catalog catalogClient
+	timeout time.Duration
+	log     *slog.Logger
+}
+
+// New returns the cart service over store, reading products through catalog (the catalog
+// service's replicas).
+func New(store *Store, catalog Caller, o Options) *Service {
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Service{store: store, catalog: catalogClient{catalog}, timeout: o.Timeout, log: o.Log}
+}
+
+// View is the cart as shoppers see it. Price is the catalog's current unit price; Total is the
+// sum of price x quantity. Lines whose product the catalog no longer knows are left out.
+type View struct {
+	Items []ViewItem `json:"items"`
+	Total int64      `json:"total"`
+}
+
+// ViewItem is one line of a View.
+type ViewItem struct {
+	ProductID string `json:"product_id"`
+	Name      string `json:"name"`
+	Quantity  int    `json:"quantity"`
+	Price     int64  `json:"price"`
+}
+
+// Register adds the cart routes to r. Every route acts on the cart of the user named by the
+// header httpapi.HeaderUserID (401 without it):
+//
+//	GET    /api/v1/cart                       200 View
+//	PUT    /api/v1/cart/items/{product_id}    body {"quantity":n}, 0..MaxQuantity (0 removes): 200 View
+//	DELETE /api/v1/cart/items/{product_id}    200 View
+//	GET    /internal/v1/cart                  200 {"items":[{"product_id","quantity"}]}, no catalog calls
+//	DELETE /internal/v1/cart                  204; no body clears the cart, a body
+//	                                          {"items":[{"product_id","quantity"}]} subtracts ordered lines
+//
+// The /internal routes serve the order service; the edge must not route them.
+func (s *Service) Register(r *router.Router) {
+	r.GET("/api/v1/cart", s.withUser(s.get))
+	r.PUT("/api/v1/cart/items/{product_id}", s.withUser(s.put))
+	r.DELETE("/api/v1/cart/items/{product_id}", s.withUser(s.remove))
+	r.GET("/internal/v1/cart", s.withUser(s.lines))
+	r.DELETE("/internal/v1/cart", s.withUser(s.clear))
+}
+
+type userHandler func(c context.Context, ctx *fasthttp.RequestCtx, user string)
+
+// withUser reads the user id from the edge's header, answering 401 itself when it is missing
+// or not a user id, and bounds the request's work with the Timeout.
+func (s *Service) withUser(h userHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		user, ok := UserID(ctx)
+		if !ok {
+			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "no verified user: sign in first")
+			return
+		}
+		c, cancel := context.WithTimeout(context.Background(), s.timeout)
+		defer cancel()
+		h(c, ctx, user)
+	}
+}
+
+// UserID returns the user id the edge put in the header httpapi.HeaderUserID, and false when it
+// is missing or not 1 to 80 of a-z 0-9 _ . - (the edge's user id alphabet: no braces, so it can
+// never change a key's hash tag).
+func UserID(ctx *fasthttp.RequestCtx) (string, bool) {
+	b := ctx.Request.Header.Peek(httpapi.HeaderUserID)
+	if len(b) == 0 || len(b) > 80 {
+		return "", false
+	}
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return "", false
+		}
+	}
+	return string(b), true
+}
+
+func (s *Service) get(c context.Context, ctx *fasthttp.RequestCtx, user string) {
+	s.writeView(c, ctx, user)
+}
+
+type putRequest struct {
+	Quantity *int `json:"quantity"`
+}
+
+func (s *Service) put(c context.Context, ctx *fasthttp.RequestCtx, user string) {
+	id, ok := productID(ctx)
+	if !ok {
+		return
+	}
+	// Unknown fields (a price, a user id) are refused here: prices only ever come from the
+	// catalog and the user only from the edge.
+	var in putRequest
+	if !httpapi.DecodeJSON(ctx, &in) {
+		return
+	}
+	if in.Quantity == nil || *in.Quantity < 0 || *in.Quantity > MaxQuantity {
+		httpapi.WriteError(ctx, fasthttp.StatusUnprocessableEntity, "invalid_quantity",
+			fmt.Sprintf("quantity must be a whole number from 0 (remove) to %d", MaxQuantity))
+		return
+	}
+	var err error
+	if *in.Quantity == 0 {
+		err = s.store.Remove(c, user, id)
+	} else if _, err = s.catalog.product(c, requestID(ctx), id); err == nil {
+		err = s.store.Set(c, user, id, *in.Quantity)
+	}
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	s.writeView(c, ctx, user)
+}
+
+func (s *Service) remove(c context.Context, ctx *fasthttp.RequestCtx, user string) {
+	id, ok := productID(ctx)
+	if !ok {
+		return
+	}
+	if err := s.store.Remove(c, user, id); err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	s.writeView(c, ctx, user)
+}
+
+type linesBody struct {
+	Items []Line `json:"items"`
+}
+
+func (s *Service) lines(c context.Context, ctx *fasthttp.RequestCtx, user string) {
+	lines, err := s.store.Lines(c, user)
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	httpapi.WriteJSON(ctx, fasthttp.StatusOK, linesBody{Items: lines})
+}
+
+func (s *Service) clear(c context.Context, ctx *fasthttp.RequestCtx, user string) {
+	var err error
+	if len(ctx.PostBody()) == 0 {
+		err = s.store.Clear(c, user)
+	} else {
+		var in linesBody
+		if !httpapi.DecodeJSON(ctx, &in) {
+			return
+		}
+		for _, l := range in.Items {
+			if !product.ValidID([]byte(l.ProductID)) || l.Quantity < 1 || l.Quantity > MaxQuantity {
+				httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_line",
+					fmt.Sprintf("each item needs a product_id and a quantity from 1 to %d", MaxQuantity))
+				return
+			}
+		}
+		err = s.store.Subtract(c, user, in.Items)
+	}
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+// writeView renders the user's cart with the catalog's names and prices.
+func (s *Service) writeView(c context.Context, ctx *fasthttp.RequestCtx, user string) {
+	lines, err := s.store.Lines(c, user)
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	v := View{Items: make([]ViewItem, 0, len(lines))}
+	rid := requestID(ctx)
+	for _, l := range lines {
+		p, err := s.catalog.product(c, rid, l.ProductID)
+		if errors.Is(err, ErrProductNotFound) {
+			continue // withdrawn from the catalog: nothing to show or to charge
+		}
+		if err != nil {
+			s.fail(ctx, err)
+			return
+		}
+		v.Items = append(v.Items, ViewItem{ProductID: l.ProductID, Name: p.Name, Quantity: l.Quantity, Price: p.Price})
+		v.Total += p.Price * int64(l.Quantity)
+	}
+	httpapi.WriteJSON(ctx, fasthttp.StatusOK, v)
+}
+
+// productID returns the {product_id} path parameter. An id that cannot name a product cannot be
+// in the catalog either: 404, answered here.
+func productID(ctx *fasthttp.RequestCtx) (string, bool) {
+	id, _ := ctx.UserValue("product_id").(string)
+	if !product.ValidID([]byte(id)) {
+		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "product_not_found", "no product has this id")
+		return "", false
+	}
+	return id, true
+}
+
+func requestID(ctx *fasthttp.RequestCtx) []byte { return ctx.Request.Header.Peek(obs.HeaderRequestID) }
+
+// fail maps a domain error to its answer; failures of dependencies are logged here, where they end.
+func (s *Service) fail(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, ErrProductNotFound):
+		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "product_not_found", "no product has this id")
+	case errors.Is(err, ErrCartFull):
+		httpapi.WriteError(ctx, fasthttp.StatusUnprocessableEntity, "cart_full",
+			fmt.Sprintf("a cart holds at most %d different products; remove one first", MaxLines))
+	case errors.Is(err, ErrCatalogUnavailable):
+		s.logFailure(ctx, err)
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		httpapi.WriteError(ctx, fasthttp.StatusServiceUnavailable, "catalog_unavailable", "product data is unavailable right now; retry shortly")
+	case errors.Is(err, ErrStoreUnavailable):
+		s.logFailure(ctx, err)
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		httpapi.WriteError(ctx, fasthttp.StatusServiceUnavailable, "store_unavailable", "the cart store did not answer; retry shortly")
+	default:
+		s.logFailure(ctx, err)
+		httpapi.WriteError(ctx, fasthttp.StatusInternalServerError, "internal", "internal error; it has been logged")
+	}
+}
+
+func (s *Service) logFailure(ctx *fasthttp.RequestCtx, err error) {
+	s.log.Error("cart request failed", "err", err, "method", string(ctx.Method()), "path", string(ctx.Path()),
+		"request_id", string(requestID(ctx)), "user_id", string(ctx.Request.Header.Peek(httpapi.HeaderUserID)))
+}

@@ -1,0 +1,141 @@
+// Package cart is the cart service: per-user carts in the store (Store), validated against the
+// catalog service over HTTP, and the HTTP routes that read and change them (Service).
+//
+// The user id comes only from the header httpapi.HeaderUserID, which the edge sets after
+// verifying the session; there is no route that names a user, so a request can only ever touch
+// its own user's cart.
+package cart
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/redis/rueidis"
+
+	"flashedge/shared/keyspace"
+)
+
+// Limits of a cart.
+const (
+	// MaxQuantity is the most units of one product a cart line may hold.
+	MaxQuantity = 99
+	// MaxLines is the most distinct products one cart may hold; it bounds the catalog calls
+	// that rendering a cart makes.
+	MaxLines = 50
+)
+
+// Domain errors. The HTTP layer maps them to status codes.
+var (
+	// ErrProductNotFound: the catalog does not know the product.
+	ErrProductNotFound = errors.New("cart: product not found")
+	// ErrCartFull: the cart already holds MaxLines other products.
+	ErrCartFull = errors.New("cart: cart is full")
+	// ErrStoreUnavailable wraps failures to reach the store.
+	ErrStoreUnavailable = errors.New("cart: store unavailable")
+	// ErrCatalogUnavailable wraps failures to get an answer from the catalog service.
+	ErrCatalogUnavailable = errors.New("cart: catalog unavailable")
+)
+
+// Line is one product in a cart.
+type Line struct {
+	ProductID string `json:"product_id"`
+	Quantity  int    `json:"quantity"`
+}
+
+// Store keeps carts in the store: keyspace.Cart(user) is a hash product id -> quantity, tagged by
+// user so carts spread over a cluster. It is safe for concurrent use and does not own the client.
+type Store struct {
+	c        rueidis.Client
+	set      *rueidis.Lua
+	subtract *rueidis.Lua
+}
+
+//go:embed set.lua
+var setScript string
+
+//go:embed subtract.lua
+var subtractScript string
+
+// NewStore returns a Store working through c.
+func NewStore(c rueidis.Client) *Store {
+	return &Store{c: c, set: rueidis.NewLuaScript(setScript), subtract: rueidis.NewLuaScript(subtractScript)}
+}
+
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%w: %s: %v", ErrStoreUnavailable, op, err)
+}
+
+// Lines returns the user's cart in product id order; an empty cart is an empty slice. Fields
+// that are not positive whole numbers (never written by this package) are skipped.
+func (s *Store) Lines(ctx context.Context, user string) ([]Line, error) {
+	m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(keyspace.Cart(user)).Build()).AsStrMap()
+	if err != nil {
+		return nil, unavailable("read cart", err)
+	}
+	lines := make([]Line, 0, len(m))
+	for id, q := range m {
+		n, err := strconv.Atoi(q)
+		if err != nil || n <= 0 {
+			continue
+		}
+		lines = append(lines, Line{ProductID: id, Quantity: n})
+	}
+	slices.SortFunc(lines, func(a, b Line) int { return strings.Compare(a.ProductID, b.ProductID) })
+	return lines, nil
+}
+
+// Set sets the quantity (1..MaxQuantity, checked by the caller) of a product in the user's cart.
+// It returns ErrCartFull when the product is new and the cart holds MaxLines products already.
+func (s *Store) Set(ctx context.Context, user, productID string, quantity int) error {
+	ok, err := s.set.Exec(ctx, s.c, []string{keyspace.Cart(user)},
+		[]string{productID, strconv.Itoa(quantity), strconv.Itoa(MaxLines)}).AsInt64()
+	if err != nil {
+		return unavailable("set cart line", err)
+	}
+	if ok == 0 {
+		return ErrCartFull
+	}
+	return nil
+}
+
+// Remove takes a product out of the user's cart; removing an absent product is not an error.
+func (s *Store) Remove(ctx context.Context, user, productID string) error {
+	if err := s.c.Do(ctx, s.c.B().Hdel().Key(keyspace.Cart(user)).Field(productID).Build()).Error(); err != nil {
+		return unavailable("remove cart line", err)
+	}
+	return nil
+}
+
+// Clear empties the user's cart.
+func (s *Store) Clear(ctx context.Context, user string) error {
+	if err := s.c.Do(ctx, s.c.B().Del().Key(keyspace.Cart(user)).Build()).Error(); err != nil {
+		return unavailable("clear cart", err)
+	}
+	return nil
+}
+
+// Subtract takes ordered quantities out of the user's cart in one atomic step: each line loses
+// the quantity given and is removed at zero. What the shopper added while a checkout ran stays.
+func (s *Store) Subtract(ctx context.Context, user string, ordered []Line) error {
+	if len(ordered) == 0 {
+		return nil
+	}
+	args := make([]string, 0, 2*len(ordered))
+	for _, l := range ordered {
+		args = append(args, l.ProductID, strconv.Itoa(l.Quantity))
+	}
+	if err := s.subtract.Exec(ctx, s.c, []string{keyspace.Cart(user)}, args).Error(); err != nil {
+		return unavailable("subtract ordered lines", err)
+	}
+	return nil
+}
+
+// Ping checks that the store answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.c.Do(ctx, s.c.B().Ping().Build()).Error()
+}
