@@ -92,3 +92,39 @@ func Blacklist(kind, subject string) string { return prefix + "bl:" + kind + ":{
 // CatalogSeedLock is held (SET NX with a TTL) by the one catalog process that seeds the demo
 // catalog, so replicas starting together do not seed it twice.
 func CatalogSeedLock() string { return prefix + "lock:catalog-seed" }
+
+// SaleClaim holds the fingerprint of the create request that claimed a sale id, so an interrupted
+// create can be retried with the same body and a different body is refused.
+func SaleClaim(sale string) string { return prefix + "sale:{s:" + sale + "}:claim" }
+
+// SaleChallenge is a one-time proof-of-work challenge for a sale, in the sale's slot so the
+// admission script can check and consume it in the same call as the gate.
+func SaleChallenge(sale, id string) string {
+	return prefix + "sale:{s:" + sale + "}:challenge:" + id
+}
+
+// SaleIdempotency is the first answer to an attempt made with an Idempotency-Key, per user and sale,
+// in the sale's slot so the admission script writes it atomically with the gate counter. The key
+// must not contain ':' so the user part stays unambiguous.
+func SaleIdempotency(sale, user, key string) string {
+	return prefix + "sale:{s:" + sale + "}:idem:" + user + ":" + key
+}
+
+// SaleInflight is a hash user -> attempts admitted and not yet decided in a sale.
+func SaleInflight(sale string) string { return prefix + "sale:{s:" + sale + "}:inflight" }
+
+// SaleQueue is the sorted set of admitted tickets not yet decided, scored by when they were
+// (re)enqueued (unix ms): the admission backlog and the journal stranded tickets are requeued from.
+func SaleQueue(sale string) string { return prefix + "sale:{s:" + sale + "}:queue" }
+
+// ShardClaims is a hash ticket -> claim state for shard i of a sale, in the shard's slot: the
+// marker that makes the worker's decrement, and every later move of that unit, happen once.
+func ShardClaims(sale string, i int) string {
+	return prefix + "salestock:{s:" + sale + ":" + strconv.Itoa(i) + "}:claims"
+}
+
+// ShardStats is a hash of counters (reserved, ordered, returned, released) for shard i of a sale,
+// in the shard's slot, changed in the same script as the shard's stock.
+func ShardStats(sale string, i int) string {
+	return prefix + "salestock:{s:" + sale + ":" + strconv.Itoa(i) + "}:stats"
+}

@@ -36,6 +36,13 @@ func TestKeys(t *testing.T) {
 		{"AttemptStream", keyspace.AttemptStream(), "fe:stream:attempts"},
 		{"RateLimit", keyspace.RateLimit("ip", "127.0.0.1"), "fe:rl:ip:{127.0.0.1}"},
 		{"Blacklist", keyspace.Blacklist("user", "bob"), "fe:bl:user:{bob}"},
+		{"SaleClaim", keyspace.SaleClaim("s1"), "fe:sale:{s:s1}:claim"},
+		{"SaleChallenge", keyspace.SaleChallenge("s1", "c1"), "fe:sale:{s:s1}:challenge:c1"},
+		{"SaleIdempotency", keyspace.SaleIdempotency("s1", "alice", "k1"), "fe:sale:{s:s1}:idem:alice:k1"},
+		{"SaleInflight", keyspace.SaleInflight("s1"), "fe:sale:{s:s1}:inflight"},
+		{"SaleQueue", keyspace.SaleQueue("s1"), "fe:sale:{s:s1}:queue"},
+		{"ShardClaims", keyspace.ShardClaims("s1", 3), "fe:salestock:{s:s1:3}:claims"},
+		{"ShardStats", keyspace.ShardStats("s1", 3), "fe:salestock:{s:s1:3}:stats"},
 		{"CatalogSeedLock", keyspace.CatalogSeedLock(), "fe:lock:catalog-seed"},
 	}
 	for _, tt := range tests {
