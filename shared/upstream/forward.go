@@ -36,10 +36,12 @@ func maintenanceBody() []byte {
 // answers at once 503 {"error":{"code":"service_unavailable","message":MaintenanceMessage}}
 // with Retry-After (the breaker's open timeout in seconds).
 //
-// rctx serves as the context: Do stops between attempts once the server shuts down. Nothing
-// from rctx is kept after Forward returns.
+// Each attempt is bounded by Options.Timeout and the attempts by Options.Retries. rctx is
+// deliberately not used as the context: fasthttp cancels it as soon as a graceful shutdown
+// begins, which would turn the requests being drained into 503s. Nothing from rctx is kept
+// after Forward returns.
 func (p *Pool) Forward(rctx *fasthttp.RequestCtx) {
-	p.ForwardContext(rctx, rctx)
+	p.ForwardContext(context.Background(), rctx)
 }
 
 // ForwardContext is Forward with the caller's context, e.g. one carrying a deadline for the
