@@ -54,7 +54,6 @@ func NewServer(h fasthttp.RequestHandler, o ServerOptions, log *slog.Logger) *fa
 	}
 	return &fasthttp.Server{
 		Handler:               Recover(h, log),
-		Name:                  o.Name,
 		ReadTimeout:           o.ReadTimeout,
 		WriteTimeout:          o.WriteTimeout,
 		IdleTimeout:           o.IdleTimeout,

@@ -143,7 +143,7 @@ func (g *Gateway) getProductRouted(ctx *fasthttp.RequestCtx) {
 
 func (g *Gateway) serveProduct(ctx *fasthttp.RequestCtx, id []byte) {
 	if !product.ValidID(id) {
-		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no product has this id")
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_id", "a product id is 1 to 64 letters, digits, '_' or '-'")
 		return
 	}
 	body, err := g.cfg.Products.Product(context.Background(), id)

@@ -106,7 +106,7 @@ func TestRoutes(t *testing.T) {
 	}{
 		{"product", "GET", "/api/v1/products/00000001", nil, 200, "", `"stock_state":"in_stock"`},
 		{"unknown product", "GET", "/api/v1/products/99999999", nil, 404, "not_found", ""},
-		{"bad product id", "GET", "/api/v1/products/%3Cscript%3E", nil, 404, "not_found", ""},
+		{"bad product id", "GET", "/api/v1/products/%3Cscript%3E", nil, 400, "invalid_id", ""},
 		{"list", "GET", "/api/v1/products?limit=5", nil, 200, "", `"next_cursor":""`},
 		{"bad cursor", "GET", "/api/v1/products?cursor=@@", nil, 400, "invalid_cursor", ""},
 		{"bad limit", "GET", "/api/v1/products?limit=1000", nil, 400, "invalid_limit", ""},
