@@ -1,8 +1,11 @@
 package upstream_test
 
 import (
+	"context"
 	"encoding/json"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,5 +202,47 @@ func TestForwardAnswersMaintenanceWhenDown(t *testing.T) {
 			}
 			t.Logf("503 in %s", took)
 		})
+	}
+}
+
+// A request the edge is still serving when its graceful shutdown begins must be forwarded, not
+// answered 503: fasthttp cancels the RequestCtx (as a context) at the start of the shutdown.
+func TestForwardDuringEdgeShutdown(t *testing.T) {
+	b := startBackend(t)
+	p := newPool(t, upstream.Options{Addrs: addrs(b)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge := ln.Addr().String()
+	entered := make(chan struct{})
+	h := func(rctx *fasthttp.RequestCtx) {
+		close(entered)
+		start := time.Now()
+		for rctx.Err() == nil && time.Since(start) < 3*time.Second {
+			time.Sleep(2 * time.Millisecond) // poll until the shutdown has begun
+		}
+		p.Forward(rctx)
+	}
+	srv := httpapi.NewServer(h, httpapi.ServerOptions{}, discardLog())
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- httpapi.Serve(ctx, srv, ln, 5*time.Second) }()
+
+	var wg sync.WaitGroup
+	var status int
+	wg.Go(func() {
+		resp := send(t, edge, func(req *fasthttp.Request) { req.SetRequestURI("http://" + edge + "/x") })
+		status = resp.StatusCode()
+		fasthttp.ReleaseResponse(resp)
+	})
+	<-entered
+	cancel()
+	wg.Wait()
+	if err := <-served; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if status != fasthttp.StatusOK || b.hits.Load() != 1 {
+		t.Fatalf("request drained during shutdown got %d (replica hits %d); want 200 from the replica", status, b.hits.Load())
 	}
 }
