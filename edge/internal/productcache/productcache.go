@@ -198,39 +198,40 @@ func stripeOf(id []byte) uint32 {
 	return h % stripes
 }
 
-// AppendProduct appends the public JSON of product id to dst. id is not retained. On a hit it
-// makes no store round trip and no allocation.
-func (c *Cache) AppendProduct(ctx context.Context, dst, id []byte) ([]byte, error) {
+// Product returns the public JSON of product id. The returned slice is shared and immutable:
+// callers copy it out (fasthttp's SetBody does) and never modify it. id is not retained.
+// On a hit it makes no store round trip and no allocation.
+func (c *Cache) Product(ctx context.Context, id []byte) ([]byte, error) {
 	s := &c.stripes[stripeOf(id)]
 	gen := s.Load()
 	epoch := c.epoch.Load()
 	e, ok := c.bodies.Get(id)
 	if ok && e.gen == gen && e.epoch == epoch {
 		c.hits.Add(1)
-		return append(dst, e.body...), nil
+		return e.body, nil
 	}
 	c.misses.Add(1)
 	if ok && e.gen == gen && c.storeDown() && c.staleAllowed() {
 		c.stale.Add(1)
-		return append(dst, e.body...), nil
+		return e.body, nil
 	}
 	body, err := c.fetchProduct(ctx, string(id))
 	c.noteStore(err)
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrNotFound):
-		return dst, err
+		return nil, err
 	case ok && e.gen == gen && c.staleAllowed():
 		// The store cannot be read; the body was current when the connection was lost.
 		c.stale.Add(1)
-		return append(dst, e.body...), nil
+		return e.body, nil
 	default:
-		return dst, err
+		return nil, err
 	}
 	if s.Load() == gen && c.epoch.Load() == epoch {
 		c.bodies.Set([]byte(string(id)), &entry{body: body, gen: gen, epoch: epoch}, int64(len(body)+64))
 	}
-	return append(dst, body...), nil
+	return body, nil
 }
 
 // storeDownBackoff is how long stale bodies are served without retrying the store after a
@@ -318,10 +319,10 @@ func ParsePage(limit, cursor []byte) (n int, after string, err error) {
 // EncodeCursor makes the opaque cursor that follows product id.
 func EncodeCursor(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
-// AppendPage appends the JSON of a catalog page to dst: {"items":[...],"next_cursor":"..."},
-// limit products with ids after the given one (lexicographic, which is numeric for the
-// catalog's zero-padded ids). next_cursor is "" on the last page.
-func (c *Cache) AppendPage(ctx context.Context, dst []byte, limit int, after string) ([]byte, error) {
+// Page returns the JSON of a catalog page: {"items":[...],"next_cursor":"..."}, limit products
+// with ids after the given one (lexicographic, which is numeric for the catalog's zero-padded
+// ids). next_cursor is "" on the last page. The returned slice is shared and immutable.
+func (c *Cache) Page(ctx context.Context, limit int, after string) ([]byte, error) {
 	key := make([]byte, 0, 80)
 	key = append(key, 0) // pages and product ids never collide: ids cannot hold a NUL
 	key = strconv.AppendInt(key, int64(limit), 10)
@@ -332,26 +333,26 @@ func (c *Cache) AppendPage(ctx context.Context, dst []byte, limit int, after str
 	e, ok := c.bodies.Get(key)
 	if ok && e.gen == gen && e.epoch == epoch {
 		c.hits.Add(1)
-		return append(dst, e.body...), nil
+		return e.body, nil
 	}
 	c.misses.Add(1)
 	if ok && c.storeDown() && c.staleAllowed() {
 		c.stale.Add(1)
-		return append(dst, e.body...), nil
+		return e.body, nil
 	}
 	body, err := c.fetchPage(ctx, limit, after)
 	c.noteStore(err)
 	if err != nil {
 		if ok && c.staleAllowed() {
 			c.stale.Add(1)
-			return append(dst, e.body...), nil
+			return e.body, nil
 		}
-		return dst, err
+		return nil, err
 	}
 	if c.listGen.Load() == gen && c.epoch.Load() == epoch {
 		c.bodies.Set(key, &entry{body: body, gen: gen, epoch: epoch}, int64(len(body)+64))
 	}
-	return append(dst, body...), nil
+	return body, nil
 }
 
 func (c *Cache) fetchPage(ctx context.Context, limit int, after string) ([]byte, error) {

@@ -63,7 +63,7 @@ func (f *fixture) put(t *testing.T, id, name string, stock int64) {
 
 func (f *fixture) read(t *testing.T, id string) map[string]any {
 	t.Helper()
-	b, err := f.cache.AppendProduct(context.Background(), nil, []byte(id))
+	b, err := f.cache.Product(context.Background(), []byte(id))
 	if err != nil {
 		t.Fatalf("AppendProduct(%s): %v", id, err)
 	}
@@ -125,13 +125,13 @@ func TestUpdateVisibleThroughInvalidation(t *testing.T) {
 
 func TestNotFound(t *testing.T) {
 	f := newFixture(t)
-	if _, err := f.cache.AppendProduct(context.Background(), nil, []byte("nope")); !errors.Is(err, ErrNotFound) {
+	if _, err := f.cache.Product(context.Background(), []byte("nope")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("err = %v, want ErrNotFound", err)
 	}
 	f.put(t, "nope", "now here", 1)
 	deadline := time.Now().Add(time.Second)
 	for {
-		_, err := f.cache.AppendProduct(context.Background(), nil, []byte("nope"))
+		_, err := f.cache.Product(context.Background(), []byte("nope"))
 		if err == nil {
 			break
 		}
@@ -162,11 +162,11 @@ func TestStaleIfErrorWhenStoreIsDown(t *testing.T) {
 	if f.cache.Stats().Stale == 0 {
 		t.Fatal("stale serve not counted")
 	}
-	if _, err := f.cache.AppendProduct(context.Background(), nil, []byte("never-cached")); !errors.Is(err, ErrStore) {
+	if _, err := f.cache.Product(context.Background(), []byte("never-cached")); !errors.Is(err, ErrStore) {
 		t.Fatalf("uncached read with store down: err = %v, want ErrStore", err)
 	}
 	f.now.Add(int64(2 * time.Minute)) // past StaleIfError and the down backoff
-	if _, err := f.cache.AppendProduct(context.Background(), nil, []byte("00000003")); !errors.Is(err, ErrStore) {
+	if _, err := f.cache.Product(context.Background(), []byte("00000003")); !errors.Is(err, ErrStore) {
 		t.Fatalf("read after the stale bound: err = %v, want ErrStore", err)
 	}
 }
@@ -187,7 +187,7 @@ func TestPages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := f.cache.AppendPage(context.Background(), nil, limit, after)
+		b, err := f.cache.Page(context.Background(), limit, after)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +215,7 @@ func TestPages(t *testing.T) {
 	f.put(t, "00000000", "first", 1)
 	deadline := time.Now().Add(time.Second)
 	for {
-		b, _ := f.cache.AppendPage(context.Background(), nil, 5, "")
+		b, _ := f.cache.Page(context.Background(), 5, "")
 		if strings.Contains(string(b), `"id":"00000000"`) {
 			break
 		}
@@ -257,11 +257,9 @@ func TestHitAllocs(t *testing.T) {
 	f.read(t, "00000004")
 	f.cache.bodies.Wait()
 	id := []byte("00000004")
-	buf := make([]byte, 0, 1024)
 	ctx := context.Background()
 	allocs := testing.AllocsPerRun(200, func() {
-		var err error
-		if buf, err = f.cache.AppendProduct(ctx, buf[:0], id); err != nil {
+		if _, err := f.cache.Product(ctx, id); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -270,7 +268,7 @@ func TestHitAllocs(t *testing.T) {
 	}
 }
 
-func BenchmarkAppendProductHit(b *testing.B) {
+func BenchmarkProductHit(b *testing.B) {
 	srv := kvtest.Start(b)
 	var hook Hook
 	o := srv.Options()
@@ -286,14 +284,14 @@ func BenchmarkAppendProductHit(b *testing.B) {
 	ctx := context.Background()
 	cl.Do(ctx, cl.B().Set().Key(keyspace.Product("00000001")).Value(string(doc)).Build())
 	id := []byte("00000001")
-	buf, _ := c.AppendProduct(ctx, nil, id)
+	if _, err := c.Product(ctx, id); err != nil {
+		b.Fatal(err)
+	}
 	c.bodies.Wait()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		buf := make([]byte, 0, 512)
 		for pb.Next() {
-			buf, _ = c.AppendProduct(ctx, buf[:0], id)
+			_, _ = c.Product(ctx, id)
 		}
 	})
-	_ = buf
 }
