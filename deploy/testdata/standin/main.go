@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -32,8 +33,16 @@ func run() error {
 	partial := flag.Bool("partial", false, "end with a line that has no newline, then exit 0")
 	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM (the supervisor must SIGKILL)")
 	spawn := flag.Bool("spawn", false, "start a long sleep child in the same process group")
-	listenEnv := flag.String("listen-env", "STANDIN_LISTEN", "environment variable holding host:port to serve on")
+	listenEnv := flag.String("listen-env", "", "environment variable holding host:port to serve on "+
+		"(default STANDIN_LISTEN, or FLASHEDGE_<PROGRAM NAME>_LISTEN when that is unset, so a copy "+
+		"named catalog reads FLASHEDGE_CATALOG_LISTEN like the real service)")
 	flag.Parse()
+	if *listenEnv == "" {
+		*listenEnv = "STANDIN_LISTEN"
+		if os.Getenv(*listenEnv) == "" {
+			*listenEnv = "FLASHEDGE_" + strings.ToUpper(filepath.Base(os.Args[0])) + "_LISTEN"
+		}
+	}
 
 	fmt.Printf("%s started pid=%d\n", *name, os.Getpid())
 	if *spawn {

@@ -1,0 +1,380 @@
+// Package launch is the local launcher behind `make run`: it starts a store on loopback, every
+// flashedge service (with replicas on a fixed port scheme) under a supervisor that restarts them,
+// waits until they are ready and tells the user where to go.
+package launch
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Services returns the flashedge binaries in start order. Stop runs in the reverse order, so
+// the edge stops taking requests before the services behind it go away.
+func Services() []string { return []string{"catalog", "cart", "order", "worker", "edge"} }
+
+// DefaultPorts are the base ports of replica 0 of each service (API.md). Replica i listens on
+// base + ReplicaStride*i: cart replicas on 5002, 5012, 5022...; the bases differ in their last
+// digit, so replicas of different services never collide (up to MaxReplicas).
+func DefaultPorts() map[string]int {
+	return map[string]int{"edge": 8000, "catalog": 5001, "cart": 5002, "order": 5003, "worker": 5004}
+}
+
+const (
+	// ReplicaStride is the port distance between two replicas of one service.
+	ReplicaStride = 10
+	// MaxReplicas bounds -replicas so the port scheme stays collision free.
+	MaxReplicas = 20
+	// DefaultSeed is how many demo products the catalog seeds into an empty store.
+	DefaultSeed = 1200
+)
+
+// Config is everything the launcher needs, filled from flags and the environment by ParseConfig.
+type Config struct {
+	// BinDir holds the service binaries (one per name in Services()). Default "bin".
+	BinDir string
+	// DataDir holds the store's files, its log and the generated secrets. Default ".data".
+	DataDir string
+	// Host is the loopback address every process binds. Always 127.0.0.1.
+	Host string
+	// StorePort is where the launcher's own store listens. Default 6379.
+	StorePort int
+	// StoreKind is "auto" (dragonfly when on PATH, else redis-server), "dragonfly" or "redis".
+	StoreKind string
+	// ExternalStore, from FLASHEDGE_STORE_ADDR, is a store the launcher uses instead of starting one.
+	ExternalStore string
+	// Services to start, in start order. Default all of Services().
+	Services []string
+	// Replicas per service. Default 1 each.
+	Replicas map[string]int
+	// Ports are the base ports per service. Default DefaultPorts.
+	Ports map[string]int
+	// Seed is FLASHEDGE_SEED_DEMO for the first catalog replica: products to seed into an empty
+	// store. Default 1200; 0 seeds nothing.
+	Seed int
+	// LogFormat is passed to every service as FLASHEDGE_LOG_FORMAT ("text" or "json").
+	LogFormat string
+	// ReadyTimeout bounds the wait for the store and for every /ready. Default 60s.
+	ReadyTimeout time.Duration
+	// Grace is how long a process may take to stop after SIGTERM. Default 10s.
+	Grace time.Duration
+	// AdminToken and SessionSecret come from FLASHEDGE_ADMIN_TOKEN and FLASHEDGE_SESSION_SECRET,
+	// or are generated once and kept in DataDir/secrets so sessions survive a relaunch.
+	AdminToken    string
+	SessionSecret string
+	// Color tags output lines with colours (when stdout is a terminal and NO_COLOR is unset).
+	Color bool
+}
+
+// String describes the configuration with secrets masked.
+func (c Config) String() string {
+	var reps []string
+	for _, s := range c.Services {
+		reps = append(reps, fmt.Sprintf("%s=%d", s, c.Replicas[s]))
+	}
+	return fmt.Sprintf("bin=%s data=%s store=%s replicas=%s admin_token=*** session_secret=***",
+		c.BinDir, c.DataDir, c.storeDesc(), strings.Join(reps, ","))
+}
+
+func (c Config) storeDesc() string {
+	if c.ExternalStore != "" {
+		return "external " + c.ExternalStore
+	}
+	return fmt.Sprintf("%s on %s:%d", c.StoreKind, c.Host, c.StorePort)
+}
+
+// ParseConfig reads the command line and the environment. It does not touch the disk except to
+// make paths absolute; secrets are settled by LoadSecrets.
+func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	c := Config{Host: "127.0.0.1", Ports: DefaultPorts()}
+	fs := flag.NewFlagSet("launch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: launch [flags]\n\nStarts a store and every flashedge service on 127.0.0.1 and supervises them.\n"+
+			"Replica i of a service listens on its base port + %d*i (cart: 5002, 5012, ...).\n\n", ReplicaStride)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.BinDir, "bin", "bin", "directory holding the service binaries")
+	fs.StringVar(&c.DataDir, "data", ".data", "directory for the store's files, its log and generated secrets")
+	fs.IntVar(&c.StorePort, "store-port", 6379, "loopback port of the store the launcher starts")
+	fs.StringVar(&c.StoreKind, "store", "auto", "store to start: auto (dragonfly if on PATH, else redis-server), dragonfly or redis")
+	services := fs.String("services", strings.Join(Services(), ","), "services to start, comma-separated")
+	replicas := fs.String("replicas", "", "replicas per service, e.g. cart=2,order=2 (default 1 each)")
+	ports := fs.String("ports", "", "base ports to change, e.g. edge=8080,catalog=6001")
+	fs.IntVar(&c.Seed, "seed", DefaultSeed, "demo products the catalog seeds into an empty store (0: none)")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "service log format: text or json")
+	fs.DurationVar(&c.ReadyTimeout, "ready-timeout", 60*time.Second, "how long to wait for the store and every service to be ready")
+	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "how long a process may take to stop after SIGTERM before it is killed")
+	noColor := fs.Bool("no-color", getenv("NO_COLOR") != "", "do not colour the name tags (default when NO_COLOR is set)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q: launch takes flags only (see -h)", fs.Args())
+	}
+	c.Color = !*noColor
+
+	var err error
+	if c.Services, err = parseServices(*services); err != nil {
+		return c, err
+	}
+	if c.Replicas, err = parseReplicas(*replicas, c.Services); err != nil {
+		return c, err
+	}
+	if err := parsePorts(*ports, c.Ports); err != nil {
+		return c, err
+	}
+	if c.StorePort <= 0 || c.StorePort > 65535 {
+		return c, fmt.Errorf("-store-port %d: want 1-65535", c.StorePort)
+	}
+	switch c.StoreKind {
+	case "auto", "dragonfly", "redis":
+	default:
+		return c, fmt.Errorf("-store %q: want auto, dragonfly or redis", c.StoreKind)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return c, fmt.Errorf("-log-format %q: want text or json", c.LogFormat)
+	}
+	if c.Seed < 0 {
+		return c, fmt.Errorf("-seed %d: want 0 or more", c.Seed)
+	}
+	if c.ReadyTimeout <= 0 || c.Grace <= 0 {
+		return c, errors.New("-ready-timeout and -grace must be positive")
+	}
+	if addr := strings.TrimSpace(getenv("FLASHEDGE_STORE_ADDR")); addr != "" {
+		for _, a := range strings.Split(addr, ",") {
+			if _, _, err := net.SplitHostPort(strings.TrimSpace(a)); err != nil {
+				return c, fmt.Errorf("FLASHEDGE_STORE_ADDR=%q: want host:port[,host:port...]", addr)
+			}
+		}
+		c.ExternalStore = addr
+	}
+	c.AdminToken = getenv("FLASHEDGE_ADMIN_TOKEN")
+	c.SessionSecret = getenv("FLASHEDGE_SESSION_SECRET")
+	if c.BinDir, err = filepath.Abs(c.BinDir); err != nil {
+		return c, err
+	}
+	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func parseServices(s string) ([]string, error) {
+	var out []string
+	for _, name := range strings.Split(s, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if !slices.Contains(Services(), name) {
+			return nil, fmt.Errorf("-services: unknown service %q (known: %s)", name, strings.Join(Services(), ", "))
+		}
+		if slices.Contains(out, name) {
+			return nil, fmt.Errorf("-services: %q named twice", name)
+		}
+		out = append(out, name)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("-services: name at least one service")
+	}
+	// Keep the dependency order whatever order the user typed.
+	all := Services()
+	slices.SortFunc(out, func(a, b string) int { return slices.Index(all, a) - slices.Index(all, b) })
+	return out, nil
+}
+
+// parseKV parses "name=value,name=value" with known service names and integer values.
+func parseKV(flagName, s string, each func(name string, n int) error) error {
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(item, "=")
+		if !ok {
+			return fmt.Errorf("-%s: %q is not name=number", flagName, item)
+		}
+		name = strings.TrimSpace(name)
+		if !slices.Contains(Services(), name) {
+			return fmt.Errorf("-%s: unknown service %q (known: %s)", flagName, name, strings.Join(Services(), ", "))
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(val))
+		if err != nil {
+			return fmt.Errorf("-%s: %q: %q is not a whole number", flagName, item, val)
+		}
+		if err := each(name, n); err != nil {
+			return fmt.Errorf("-%s: %s", flagName, err)
+		}
+	}
+	return nil
+}
+
+func parseReplicas(s string, services []string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, name := range services {
+		out[name] = 1
+	}
+	err := parseKV("replicas", s, func(name string, n int) error {
+		if n < 1 || n > MaxReplicas {
+			return fmt.Errorf("%s=%d: want 1 to %d replicas", name, n, MaxReplicas)
+		}
+		if !slices.Contains(services, name) {
+			return fmt.Errorf("%s is not among the services started (-services)", name)
+		}
+		out[name] = n
+		return nil
+	})
+	return out, err
+}
+
+func parsePorts(s string, ports map[string]int) error {
+	return parseKV("ports", s, func(name string, n int) error {
+		if n < 1 || n+ReplicaStride*(MaxReplicas-1) > 65535 {
+			return fmt.Errorf("%s=%d: want a port from 1 to %d", name, n, 65535-ReplicaStride*(MaxReplicas-1))
+		}
+		ports[name] = n
+		return nil
+	})
+}
+
+// Instance is one process of a service.
+type Instance struct {
+	Service string
+	// Index is the replica index, 0-based; Name carries it 1-based ("cart-1" is index 0).
+	Index int
+	Name  string
+	Addr  string // host:port it listens on
+}
+
+// Plan lists every instance to start, in start order.
+func (c Config) Plan() []Instance {
+	var out []Instance
+	for _, s := range c.Services {
+		for i := range c.Replicas[s] {
+			out = append(out, Instance{
+				Service: s,
+				Index:   i,
+				Name:    fmt.Sprintf("%s-%d", s, i+1),
+				Addr:    net.JoinHostPort(c.Host, strconv.Itoa(c.Ports[s]+ReplicaStride*i)),
+			})
+		}
+	}
+	return out
+}
+
+// Addrs returns the comma-separated addresses of every replica of service (empty when the
+// service is not started).
+func (c Config) Addrs(service string) string {
+	var out []string
+	for _, in := range c.Plan() {
+		if in.Service == service {
+			out = append(out, in.Addr)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// Env returns the variables the launcher sets for in on top of its own environment.
+func (c Config) Env(in Instance, storeAddr string) map[string]string {
+	env := map[string]string{
+		"FLASHEDGE_STORE_ADDR":                                 storeAddr,
+		"FLASHEDGE_ADMIN_TOKEN":                                c.AdminToken,
+		"FLASHEDGE_SESSION_SECRET":                             c.SessionSecret,
+		"FLASHEDGE_LOG_FORMAT":                                 c.LogFormat,
+		"FLASHEDGE_INSTANCE":                                   in.Name,
+		"FLASHEDGE_CATALOG_ADDRS":                              c.Addrs("catalog"),
+		"FLASHEDGE_CART_ADDRS":                                 c.Addrs("cart"),
+		"FLASHEDGE_ORDER_ADDRS":                                c.Addrs("order"),
+		"FLASHEDGE_" + strings.ToUpper(in.Service) + "_LISTEN": in.Addr,
+	}
+	// One replica seeds, so two do not race to fill an empty store.
+	if in.Service == "catalog" && in.Index == 0 && c.Seed > 0 {
+		env["FLASHEDGE_SEED_DEMO"] = strconv.Itoa(c.Seed)
+	}
+	return env
+}
+
+// MergeEnv returns base (KEY=value lines) with every key of set replaced or added. Keys of base
+// that the launcher owns per instance (listen addresses, address lists) are dropped first, so a
+// value left in the user's shell cannot point a replica at the wrong port.
+func MergeEnv(base []string, set map[string]string) []string {
+	out := make([]string, 0, len(base)+len(set))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := set[k]; ok {
+			continue
+		}
+		if strings.HasPrefix(k, "FLASHEDGE_") && (strings.HasSuffix(k, "_LISTEN") || strings.HasSuffix(k, "_ADDRS")) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		out = append(out, k+"="+set[k])
+	}
+	return out
+}
+
+// LoadSecrets fills AdminToken and SessionSecret when the environment did not: from
+// DataDir/secrets when an earlier run wrote it, else freshly from crypto/rand (and writes the
+// file, mode 0600). generated reports whether new secrets were made.
+func (c *Config) LoadSecrets() (generated bool, err error) {
+	if c.AdminToken != "" && c.SessionSecret != "" {
+		return false, nil
+	}
+	path := filepath.Join(c.DataDir, "secrets")
+	saved := map[string]string{}
+	if b, err := os.ReadFile(path); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
+				saved[k] = v
+			}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	if c.AdminToken == "" {
+		if c.AdminToken = saved["FLASHEDGE_ADMIN_TOKEN"]; c.AdminToken == "" {
+			b := make([]byte, 24)
+			_, _ = rand.Read(b)
+			c.AdminToken, generated = hex.EncodeToString(b), true
+		}
+	}
+	if c.SessionSecret == "" {
+		if c.SessionSecret = saved["FLASHEDGE_SESSION_SECRET"]; c.SessionSecret == "" {
+			b := make([]byte, 48)
+			_, _ = rand.Read(b)
+			c.SessionSecret, generated = base64.RawURLEncoding.EncodeToString(b), true
+		}
+	}
+	if generated {
+		if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+			return false, err
+		}
+		text := "# Generated by the launcher; delete this file for new secrets.\n" +
+			"FLASHEDGE_ADMIN_TOKEN=" + c.AdminToken + "\nFLASHEDGE_SESSION_SECRET=" + c.SessionSecret + "\n"
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			return false, fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	return generated, nil
+}
