@@ -344,6 +344,9 @@ func TestInternalRoutes(t *testing.T) {
 		{"unknown field", `{"items":[],"user_id":"u-bob"}`, 400, map[string]string{a: "2", b: "3", c: "1"}},
 		{"subtract", `{"items":[{"product_id":"` + a + `","quantity":2},{"product_id":"` + b + `","quantity":1}]}`, 204, map[string]string{b: "2", c: "1"}},
 		{"subtract again is harmless", `{"items":[{"product_id":"` + a + `","quantity":2}]}`, 204, map[string]string{b: "2", c: "1"}},
+		{"subtract for an order", `{"order_id":"17","items":[{"product_id":"` + b + `","quantity":1}]}`, 204, map[string]string{b: "1", c: "1"}},
+		{"retry for the same order changes nothing", `{"order_id":"17","items":[{"product_id":"` + b + `","quantity":1}]}`, 204, map[string]string{b: "1", c: "1"}},
+		{"bad order id", `{"order_id":"a.b","items":[]}`, 400, map[string]string{b: "1", c: "1"}},
 		{"clear", ``, 204, map[string]string{}},
 	}
 	for _, tt := range tests {

@@ -68,7 +68,8 @@ type ViewItem struct {
 //	DELETE /api/v1/cart/items/{product_id}    200 View
 //	GET    /internal/v1/cart                  200 {"items":[{"product_id","quantity"}]}, no catalog calls
 //	DELETE /internal/v1/cart                  204; no body clears the cart, a body
-//	                                          {"items":[{"product_id","quantity"}]} subtracts ordered lines
+//	                                          {"order_id"?,"items":[{"product_id","quantity"}]} subtracts
+//	                                          ordered lines, once per order_id when one is given
 //
 // The /internal routes serve the order service; the edge must not route them.
 func (s *Service) Register(r *router.Router) {
@@ -165,6 +166,11 @@ type linesBody struct {
 	Items []Line `json:"items"`
 }
 
+type subtractBody struct {
+	OrderID string `json:"order_id"`
+	Items   []Line `json:"items"`
+}
+
 func (s *Service) lines(c context.Context, ctx *fasthttp.RequestCtx, user string) {
 	lines, err := s.store.Lines(c, user)
 	if err != nil {
@@ -179,8 +185,12 @@ func (s *Service) clear(c context.Context, ctx *fasthttp.RequestCtx, user string
 	if len(ctx.PostBody()) == 0 {
 		err = s.store.Clear(c, user)
 	} else {
-		var in linesBody
+		var in subtractBody
 		if !httpapi.DecodeJSON(ctx, &in) {
+			return
+		}
+		if in.OrderID != "" && !product.ValidID([]byte(in.OrderID)) {
+			httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_order_id", "order_id must be 1 to 64 of A-Z a-z 0-9 _ -")
 			return
 		}
 		for _, l := range in.Items {
@@ -190,7 +200,7 @@ func (s *Service) clear(c context.Context, ctx *fasthttp.RequestCtx, user string
 				return
 			}
 		}
-		err = s.store.Subtract(c, user, in.Items)
+		err = s.store.Subtract(c, user, in.OrderID, in.Items)
 	}
 	if err != nil {
 		s.fail(ctx, err)

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -119,17 +120,28 @@ func (s *Store) Clear(ctx context.Context, user string) error {
 	return nil
 }
 
+// SubtractOnceTTL is how long Subtract remembers an order id, so a retried call within it
+// changes nothing.
+const SubtractOnceTTL = 24 * time.Hour
+
 // Subtract takes ordered quantities out of the user's cart in one atomic step: each line loses
 // the quantity given and is removed at zero. What the shopper added while a checkout ran stays.
-func (s *Store) Subtract(ctx context.Context, user string, ordered []Line) error {
+// With a non-empty orderID it happens at most once per order (within SubtractOnceTTL), so the
+// caller may retry it.
+func (s *Store) Subtract(ctx context.Context, user, orderID string, ordered []Line) error {
 	if len(ordered) == 0 {
 		return nil
 	}
-	args := make([]string, 0, 2*len(ordered))
+	keys := []string{keyspace.Cart(user)}
+	if orderID != "" {
+		keys = append(keys, keyspace.Idempotency(user, "cart-subtract", orderID))
+	}
+	args := make([]string, 0, 1+2*len(ordered))
+	args = append(args, strconv.FormatInt(SubtractOnceTTL.Milliseconds(), 10))
 	for _, l := range ordered {
 		args = append(args, l.ProductID, strconv.Itoa(l.Quantity))
 	}
-	if err := s.subtract.Exec(ctx, s.c, []string{keyspace.Cart(user)}, args).Error(); err != nil {
+	if err := s.subtract.Exec(ctx, s.c, keys, args).Error(); err != nil {
 		return unavailable("subtract ordered lines", err)
 	}
 	return nil
