@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"strings"
+	"time"
+
+	"flashedge/bench/internal/compare"
+)
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	var (
+		cfg  compare.Config
+		rows string
+	)
+	fs := flag.NewFlagSet("benchrun", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.StringVar(&cfg.BinDir, "bin", "bin", "directory holding the built binaries (ceiling, catalog, edge, ...)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured wrk run per row (whole seconds)")
+	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "unreported wrk run before each row (0 for none)")
+	fs.IntVar(&cfg.Threads, "threads", 1, "wrk threads (-t); wrk gets one CPU of two")
+	fs.IntVar(&cfg.Connections, "connections", 64, "wrk connections (-c)")
+	fs.BoolVar(&cfg.Pin, "pin", true, "pin servers and wrk to different CPUs with taskset when possible")
+	fs.StringVar(&cfg.ServerCPU, "server-cpu", "0", "CPU for the servers and the store when pinning")
+	fs.StringVar(&cfg.LoadCPU, "load-cpu", "1", "CPU for wrk when pinning")
+	fs.StringVar(&rows, "rows", "", "comma-separated rows to run (default all): "+strings.Join(compare.AllRows, ","))
+	fs.IntVar(&cfg.FreshUpdates, "fresh-updates", 50, "product updates timed by the freshness measurement (0 skips it)")
+	fs.DurationVar(&cfg.TTL, "ttl", time.Second, "lrucache TTL of the nginx peer (whole seconds)")
+	fs.StringVar(&cfg.ProductID, "product", "00000001", "product the product rows read")
+	fs.StringVar(&cfg.SaleID, "sale", "bench-soldout", "sale the sold-out rows hit")
+	fs.StringVar(&cfg.WorkDir, "workdir", "", "directory for logs, nginx files and wrk scripts (default: a temporary one)")
+	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temporary work directory")
+	fs.StringVar(&cfg.OutJSON, "out", "bench/out/bench.json", "write the report as JSON here (empty: nowhere)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if rows != "" {
+		for _, r := range strings.Split(rows, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				cfg.Rows = append(cfg.Rows, r)
+			}
+		}
+	}
+	_, err := compare.Run(ctx, cfg, stdout)
+	return err
+}

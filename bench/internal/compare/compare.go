@@ -1,0 +1,678 @@
+package compare
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"flashedge/bench/internal/ceiling"
+	"flashedge/bench/internal/fresh"
+	"flashedge/bench/internal/nginxpeer"
+	"flashedge/bench/internal/proc"
+	"flashedge/bench/internal/redisproc"
+	"flashedge/bench/internal/wrkrun"
+	benchwrk "flashedge/bench/wrk"
+	"flashedge/shared/keyspace"
+	"flashedge/shared/kv"
+	"flashedge/shared/product"
+)
+
+// The headers the wrk scripts send, repeated by the probes.
+var (
+	productHeaders = map[string]string{"Accept": "application/json"}
+	soldOutBody    = `{"challenge_id":"bench","answer":"0"}`
+)
+
+// runner holds one comparison run's state; Run owns it.
+type runner struct {
+	cfg     Config
+	out     io.Writer
+	rep     *Report
+	dir     string
+	scripts string
+	store   rueidis.Client
+	cleanup []func()
+
+	adminToken, sessionSecret string
+	storeAddr                 string
+	ceilingBase               string
+	edgeBase                  string
+	peer                      *nginxpeer.Peer
+	sessionToken              string
+}
+
+// Run runs the comparison and prints the table to out. It returns the report, and an error
+// when a server fails to start or the run cannot go on; missed goals are not errors.
+func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, out: out, rep: &Report{StartedAt: time.Now().UTC()}}
+	defer r.stopAll()
+	if err := r.setup(ctx); err != nil {
+		return r.rep, err
+	}
+	r.runRows(ctx)
+	if ctx.Err() != nil {
+		return r.rep, ctx.Err()
+	}
+	r.freshness(ctx)
+	r.rep.finish()
+	r.stopAll()
+	r.rep.Print(out)
+	if cfg.OutJSON != "" {
+		if err := r.rep.WriteJSON(cfg.OutJSON); err != nil {
+			return r.rep, err
+		}
+		fmt.Fprintf(out, "\nwrote %s\n", cfg.OutJSON)
+	}
+	return r.rep, ctx.Err()
+}
+
+func (r *runner) logf(format string, a ...any) { fmt.Fprintf(r.out, "# "+format+"\n", a...) }
+
+func (r *runner) note(format string, a ...any) {
+	r.rep.Notes = append(r.rep.Notes, fmt.Sprintf(format, a...))
+	r.logf(format, a...)
+}
+
+func (r *runner) stopAll() {
+	for i := len(r.cleanup) - 1; i >= 0; i-- {
+		r.cleanup[i]()
+	}
+	r.cleanup = nil
+}
+
+func (r *runner) setup(ctx context.Context) error {
+	cfg := r.cfg
+	r.rep.Machine = describeMachine()
+	r.rep.Settings = Settings{Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String(), Threads: cfg.Threads,
+		Connections: cfg.Connections, TTL: cfg.TTL.String(), ProductID: cfg.ProductID, SaleID: cfg.SaleID}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return errors.New("compare: wrk not installed (make deps-bench installs it)")
+	}
+	r.rep.Tools = toolVersions()
+
+	switch {
+	case !cfg.Pin:
+		cfg.ServerCPU, cfg.LoadCPU = "", ""
+		r.rep.Pinning = "off (-pin=false): the kernel schedules servers and wrk on any CPU"
+	case proc.Taskset() == "":
+		cfg.ServerCPU, cfg.LoadCPU = "", ""
+		r.rep.Pinning = "off: taskset not found; the kernel schedules servers and wrk on any CPU"
+	case runtime.NumCPU() < 2:
+		cfg.ServerCPU, cfg.LoadCPU = "", ""
+		r.rep.Pinning = "off: one CPU only; servers and wrk share it"
+	default:
+		r.rep.Pinning = fmt.Sprintf("taskset: servers and the store on CPU %s, wrk on CPU %s "+
+			"(Go servers see GOMAXPROCS=1; nginx runs one worker)", cfg.ServerCPU, cfg.LoadCPU)
+	}
+	r.cfg = cfg
+	r.logf("pinning: %s", r.rep.Pinning)
+
+	dir := cfg.WorkDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "flashedge-bench-")
+		if err != nil {
+			return err
+		}
+		dir = d
+		if !cfg.Keep {
+			r.cleanup = append(r.cleanup, func() { os.RemoveAll(d) })
+		}
+	}
+	r.dir = dir
+	r.rep.WorkDir = dir
+	r.scripts = filepath.Join(dir, "wrk")
+	if err := os.CopyFS(r.scripts, benchwrk.Scripts); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("compare: write wrk scripts: %w", err)
+	}
+	r.adminToken, r.sessionSecret = randomHex(16), randomHex(32)
+
+	// The store.
+	storeDir := filepath.Join(dir, "store")
+	if err := os.MkdirAll(storeDir, 0o755); err != nil {
+		return err
+	}
+	srv, err := redisproc.Start(ctx, redisproc.Options{Dir: storeDir, CPU: cfg.ServerCPU})
+	if err != nil {
+		return fmt.Errorf("compare: store: %w", err)
+	}
+	r.cleanup = append(r.cleanup, srv.Stop)
+	r.storeAddr = srv.Addr
+	r.rep.Servers = append(r.rep.Servers, Server{Name: "store", Argv: strings.Join(srv.Argv(), " ")})
+	r.logf("store: redis-server on %s", srv.Addr)
+	store, err := kv.Open(ctx, kv.Options{Addrs: []string{srv.Addr}, DisableCache: true})
+	if err != nil {
+		return fmt.Errorf("compare: store client: %w", err)
+	}
+	r.store = store
+	r.cleanup = append(r.cleanup, store.Close)
+
+	if cfg.wants(RowCeiling) {
+		if err := r.startCeiling(ctx); err != nil {
+			return err
+		}
+	}
+	if cfg.wants(RowEdgeProduct, RowEdgeSoldOut) || cfg.FreshUpdates > 0 {
+		if err := r.startProject(ctx); err != nil {
+			return err
+		}
+	}
+	if err := r.seedStore(ctx); err != nil {
+		return err
+	}
+	if r.edgeBase != "" && cfg.wants(RowEdgeSoldOut) {
+		r.prepareEdgeSale(ctx)
+	}
+	if cfg.wants(RowNginxProduct, RowNginxLRUProduct, RowNginxSoldOut, RowNginxLRUSoldOut) || (cfg.FreshUpdates > 0 && r.edgeBase != "") {
+		if err := r.startPeer(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) startCeiling(ctx context.Context) error {
+	bin, err := proc.Lookup(r.cfg.BinDir, "ceiling")
+	if err != nil {
+		r.note("ceiling: %v: skipping the ceiling row (make build builds it); ratios to the ceiling are n/a", err)
+		return nil
+	}
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		return err
+	}
+	p, err := r.startProc(ctx, proc.Spec{Name: "ceiling", Path: bin, Args: []string{"-addr", addr}}, "http://"+addr, nil)
+	if err != nil {
+		return err
+	}
+	_ = p
+	r.ceilingBase = "http://" + addr
+	return nil
+}
+
+// startProc starts a child pinned to the server CPU with its log in the work dir and waits
+// for base+"/ready".
+func (r *runner) startProc(ctx context.Context, s proc.Spec, base string, shownEnv []string) (*proc.Proc, error) {
+	s.CPU = r.cfg.ServerCPU
+	s.Log = filepath.Join(r.dir, s.Name+".log")
+	p, err := proc.Start(s)
+	if err != nil {
+		return nil, fmt.Errorf("compare: %w", err)
+	}
+	r.cleanup = append(r.cleanup, func() { p.Stop(10 * time.Second) })
+	if err := p.WaitHTTP(ctx, base+"/ready", 60*time.Second); err != nil {
+		return nil, fmt.Errorf("compare: %w", err)
+	}
+	r.rep.Servers = append(r.rep.Servers, Server{Name: s.Name, Argv: strings.Join(p.Argv, " "), Env: shownEnv, Log: s.Log})
+	r.logf("%s: ready on %s (log %s)", s.Name, base, s.Log)
+	return p, nil
+}
+
+// startProject starts the store-backed services the edge needs, then the edge. A missing binary
+// skips what needs it, with a note.
+func (r *runner) startProject(ctx context.Context) error {
+	edgeBin, err := proc.Lookup(r.cfg.BinDir, "edge")
+	if err != nil {
+		r.note("edge: %v: skipping the edge rows and the freshness measurement", err)
+		return nil
+	}
+	common := []string{
+		"FLASHEDGE_STORE_ADDR=" + r.storeAddr,
+		"FLASHEDGE_ADMIN_TOKEN=" + r.adminToken,
+		"FLASHEDGE_SESSION_SECRET=" + r.sessionSecret,
+	}
+	var addrs []string // FLASHEDGE_<SVC>_ADDRS of the services started so far
+	// Backends in dependency order: catalog seeds the demo products; order (when built)
+	// creates the flash sale for the sold-out row and may call cart and catalog.
+	for _, svc := range []struct{ name, extra string }{
+		{"catalog", "FLASHEDGE_SEED_DEMO=1200"},
+		{"cart", ""},
+		{"order", ""},
+	} {
+		bin, err := proc.Lookup(r.cfg.BinDir, svc.name)
+		if err != nil {
+			if svc.name == "catalog" {
+				r.note("catalog: %v: the edge runs without it; benchrun seeds product %s itself", err, r.cfg.ProductID)
+			} else {
+				r.note("%s: not built (%v); not started", svc.name, err)
+			}
+			continue
+		}
+		addr, err := proc.FreeAddr()
+		if err != nil {
+			return err
+		}
+		up := strings.ToUpper(svc.name)
+		env := append(append([]string{}, common...), addrs...)
+		env = append(env, "FLASHEDGE_"+up+"_LISTEN="+addr)
+		if svc.extra != "" {
+			env = append(env, svc.extra)
+		}
+		if _, err := r.startProc(ctx, proc.Spec{Name: svc.name, Path: bin, Env: env}, "http://"+addr, maskEnv(env)); err != nil {
+			return err
+		}
+		addrs = append(addrs, "FLASHEDGE_"+up+"_ADDRS="+addr)
+	}
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		return err
+	}
+	env := append(append(append([]string{}, common...), addrs...), "FLASHEDGE_EDGE_LISTEN="+addr)
+	if _, err := r.startProc(ctx, proc.Spec{Name: "edge", Path: edgeBin, Env: env}, "http://"+addr, maskEnv(env)); err != nil {
+		return err
+	}
+	r.edgeBase = "http://" + addr
+	return nil
+}
+
+// seedStore makes sure the product every row reads exists (the catalog's demo seed writes it;
+// without a catalog benchrun writes it) and sets the sale's sold-out flag.
+func (r *runner) seedStore(ctx context.Context) error {
+	id := r.cfg.ProductID
+	key := keyspace.Product(id)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := r.store.Do(ctx, r.store.B().Exists().Key(key).Build()).AsInt64()
+		if err != nil {
+			return fmt.Errorf("compare: store: %w", err)
+		}
+		if n == 1 {
+			break
+		}
+		if !r.catalogRunning() || time.Now().After(deadline) {
+			if r.catalogRunning() {
+				r.note("catalog did not seed product %s within 30s; benchrun seeds it", id)
+			}
+			doc := product.Marshal(product.Doc{ID: id, Name: "Ao thun cotton", Description: "Ao thun 100% cotton, size M",
+				Price: 450000, Currency: "VND", Image: "/img/" + id + ".svg"})
+			cmds := rueidis.Commands{
+				r.store.B().Set().Key(key).Value(string(doc)).Nx().Build(),
+				r.store.B().Set().Key(keyspace.ProductStock(id)).Value("500").Nx().Build(),
+			}
+			for _, res := range r.store.DoMulti(ctx, cmds...) {
+				if err := res.Error(); err != nil && !kv.IsNil(err) {
+					return fmt.Errorf("compare: seed product: %w", err)
+				}
+			}
+			break
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	if err := r.store.Do(ctx, r.store.B().Set().Key(keyspace.SoldOut(r.cfg.SaleID)).Value("1").Build()).Error(); err != nil {
+		return fmt.Errorf("compare: set sold-out flag: %w", err)
+	}
+	return nil
+}
+
+func (r *runner) catalogRunning() bool {
+	for _, s := range r.rep.Servers {
+		if s.Name == "catalog" {
+			return true
+		}
+	}
+	return false
+}
+
+// prepareEdgeSale creates the sold-out sale through the admin API (when the route exists) and
+// a session for the attempts. Failures only leave notes: the row's probe decides.
+func (r *runner) prepareEdgeSale(ctx context.Context) {
+	now := time.Now().UTC()
+	sale := map[string]any{
+		"id": r.cfg.SaleID, "product_id": r.cfg.ProductID, "price": 1000, "stock": 1, "shards": 1,
+		"starts_at": now.Add(-time.Hour).Format(time.RFC3339), "ends_at": now.Add(24 * time.Hour).Format(time.RFC3339),
+		"per_user_limit": 1,
+	}
+	status, body, err := r.call(ctx, http.MethodPost, r.edgeBase+"/api/v1/admin/flash-sales", r.adminToken, sale)
+	switch {
+	case err != nil:
+		r.note("edge sale: create %s: %v", r.cfg.SaleID, err)
+	case status/100 != 2:
+		r.note("edge sale: create %s answered %d %s", r.cfg.SaleID, status, oneLine(body))
+	}
+	// The sale's stock is irrelevant: the flag says sold out (set again in case the create
+	// reset it).
+	if err := r.store.Do(ctx, r.store.B().Set().Key(keyspace.SoldOut(r.cfg.SaleID)).Value("1").Build()).Error(); err != nil {
+		r.note("edge sale: set sold-out flag: %v", err)
+	}
+	status, body, err = r.call(ctx, http.MethodPost, r.edgeBase+"/api/v1/session", "", map[string]string{"user": "bench"})
+	if err != nil || status != http.StatusOK {
+		r.note("edge session: POST /api/v1/session answered %d %s %v; the sold-out row runs without a token", status, oneLine(body), err)
+		return
+	}
+	var s struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(body, &s); err != nil || s.Token == "" {
+		r.note("edge session: no token in %s", oneLine(body))
+		return
+	}
+	r.sessionToken = s.Token
+}
+
+func (r *runner) call(ctx context.Context, method, url, bearer string, body any) (int, []byte, error) {
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(b))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, rb, err
+}
+
+func (r *runner) startPeer(ctx context.Context) error {
+	if err := nginxpeer.Check(nginxpeer.Config{}); err != nil {
+		r.note("nginx peer: %v: skipping the nginx rows", err)
+		return nil
+	}
+	dir := filepath.Join(r.dir, "nginx")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	peer, err := nginxpeer.Start(ctx, nginxpeer.Config{Dir: dir, StoreAddr: r.storeAddr, CPU: r.cfg.ServerCPU, TTL: r.cfg.TTL})
+	if err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	r.cleanup = append(r.cleanup, peer.Stop)
+	r.peer = peer
+	r.rep.Servers = append(r.rep.Servers, Server{Name: "nginx", Argv: strings.Join(peer.Argv(), " "), Log: peer.ConfPath})
+	r.logf("nginx: per-request store reads on %s, lrucache (TTL %s) on %s", peer.PlainBase, r.cfg.TTL, peer.LRUBase)
+	return nil
+}
+
+// rowPlan is how one row is run.
+type rowPlan struct {
+	name, title string
+	base        string // empty: skipped with skip
+	skip        string
+	req         request
+	script      string
+	env         []string
+	wantStatus  int
+	wantBody    string // exact body wanted ("" = any)
+	wantPart    string // substring wanted ("" = any)
+}
+
+func (r *runner) plans(ctx context.Context) []rowPlan {
+	pid, sale := r.cfg.ProductID, r.cfg.SaleID
+	productPath := "/api/v1/products/" + pid
+	attemptPath := "/api/v1/flash-sales/" + sale + "/attempts"
+	want := r.publicProduct(ctx)
+	soldOutHeaders := map[string]string{"Content-Type": "application/json", "Accept": "application/json", "Idempotency-Key": "bench-soldout"}
+	var soldOutEnv []string
+	if r.sessionToken != "" {
+		soldOutHeaders["Authorization"] = "Bearer " + r.sessionToken
+		soldOutEnv = []string{"FLASHEDGE_BENCH_TOKEN=" + r.sessionToken}
+	}
+	productRow := func(name, title, base string) rowPlan {
+		return rowPlan{name: name, title: title, base: base, script: "product.lua", wantStatus: 200, wantBody: want,
+			req: request{Method: "GET", URL: base + productPath, Headers: productHeaders}}
+	}
+	soldOutRow := func(name, title, base string) rowPlan {
+		return rowPlan{name: name, title: title, base: base, script: "soldout.lua", env: soldOutEnv, wantStatus: 410,
+			wantPart: `"sold_out"`, req: request{Method: "POST", URL: base + attemptPath, Headers: soldOutHeaders, Body: soldOutBody}}
+	}
+	var plainBase, lruBase string
+	if r.peer != nil {
+		plainBase, lruBase = r.peer.PlainBase, r.peer.LRUBase
+	}
+	ttl := r.cfg.TTL.String()
+	rows := []rowPlan{
+		{name: RowCeiling, title: "ceiling: bare fasthttp, fixed JSON", base: r.ceilingBase, script: "product.lua", wantStatus: 200,
+			wantBody: ceiling.Body, req: request{Method: "GET", URL: r.ceilingBase + productPath, Headers: productHeaders}},
+		productRow(RowEdgeProduct, "edge: product read", r.edgeBase),
+		soldOutRow(RowEdgeSoldOut, "edge: sold-out answer", r.edgeBase),
+		productRow(RowNginxProduct, "nginx+lua: product, store read per request", plainBase),
+		productRow(RowNginxLRUProduct, "nginx+lua+lrucache "+ttl+": product", lruBase),
+		soldOutRow(RowNginxSoldOut, "nginx+lua: sold-out, store read per request", plainBase),
+		soldOutRow(RowNginxLRUSoldOut, "nginx+lua+lrucache "+ttl+": sold-out", lruBase),
+	}
+	var out []rowPlan
+	for _, p := range rows {
+		if !r.cfg.wants(p.name) {
+			continue
+		}
+		if p.base == "" {
+			switch {
+			case p.name == RowCeiling:
+				p.skip = "ceiling binary not built"
+			case strings.HasPrefix(p.name, "edge"):
+				p.skip = "edge binary not built"
+			default:
+				p.skip = "nginx peer not installed"
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// publicProduct is the answer every product row but the ceiling must give: the stored document
+// with its stock_state, as the edge renders it.
+func (r *runner) publicProduct(ctx context.Context) string {
+	id := r.cfg.ProductID
+	vals, err := r.store.Do(ctx, r.store.B().Mget().Key(keyspace.Product(id), keyspace.ProductStock(id)).Build()).ToArray()
+	if err != nil || len(vals) != 2 {
+		return ""
+	}
+	doc, err := vals[0].ToString()
+	if err != nil {
+		return ""
+	}
+	stock, _ := vals[1].ToString()
+	b, err := product.AppendPublic(nil, []byte(doc), product.ParseStock(stock))
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+func (r *runner) runRows(ctx context.Context) {
+	for _, p := range r.plans(ctx) {
+		if ctx.Err() != nil {
+			return
+		}
+		row := Row{Name: p.name, Title: p.title}
+		if p.skip != "" {
+			row.Skipped = p.skip
+			r.rep.Rows = append(r.rep.Rows, row)
+			r.logf("%s: skipped: %s", p.name, p.skip)
+			continue
+		}
+		r.runRow(ctx, p, &row)
+		r.rep.Rows = append(r.rep.Rows, row)
+	}
+}
+
+func (r *runner) runRow(ctx context.Context, p rowPlan, row *Row) {
+	pr, err := probe(p.req)
+	if err != nil {
+		row.Skipped = fmt.Sprintf("probe %s %s failed: %v", p.req.Method, p.req.URL, err)
+		r.logf("%s: skipped: %s", p.name, row.Skipped)
+		return
+	}
+	row.ProbeStatus, row.ProbeBytes = pr.Status, pr.WireBytes
+	if pr.Status != p.wantStatus {
+		row.Skipped = fmt.Sprintf("%s %s answered %d %s (want %d)", p.req.Method, strings.TrimPrefix(p.req.URL, p.base),
+			pr.Status, oneLine([]byte(pr.Body)), p.wantStatus)
+		if pr.Status == http.StatusNotFound && p.name == RowEdgeSoldOut {
+			row.Skipped += ": the edge has no sold-out route yet"
+		}
+		r.logf("%s: skipped: %s", p.name, row.Skipped)
+		return
+	}
+	if p.wantBody != "" && pr.Body != p.wantBody {
+		row.Notes = append(row.Notes, fmt.Sprintf("body differs from the expected answer: got %s want %s", oneLine([]byte(pr.Body)), p.wantBody))
+	}
+	if p.wantPart != "" && !strings.Contains(pr.Body, p.wantPart) {
+		row.Notes = append(row.Notes, fmt.Sprintf("body %s lacks %s", oneLine([]byte(pr.Body)), p.wantPart))
+	}
+	o := wrkrun.Options{Threads: r.cfg.Threads, Connections: r.cfg.Connections, Script: filepath.Join(r.scripts, p.script),
+		URL: p.req.URL, CPU: r.cfg.LoadCPU, Env: p.env}
+	if r.cfg.Warmup > 0 {
+		w := o
+		w.Duration = r.cfg.Warmup
+		r.logf("%s: warm-up %s", p.name, r.cfg.Warmup)
+		if _, _, err := wrkrun.Run(ctx, w); err != nil {
+			row.Errors = append(row.Errors, "warm-up: "+err.Error())
+		}
+	}
+	o.Duration = r.cfg.Duration
+	row.Command = strings.Join(o.Argv(), " ")
+	if len(p.env) > 0 {
+		row.Command = strings.Join(maskEnv(p.env), " ") + " " + row.Command
+	}
+	r.logf("%s: %s", p.name, row.Command)
+	res, _, err := wrkrun.Run(ctx, o)
+	if err != nil {
+		row.Errors = append(row.Errors, err.Error())
+		if res.Requests == 0 {
+			return
+		}
+	}
+	row.Result = &res
+	if res.SocketErrors > 0 || res.Timeouts > 0 {
+		row.Errors = append(row.Errors, fmt.Sprintf("%d socket errors, %d timeouts", res.SocketErrors, res.Timeouts))
+	}
+	switch {
+	case p.wantStatus < 400 && res.Non2xx3xx > 0:
+		row.Errors = append(row.Errors, fmt.Sprintf("%d of %d answers were not 2xx/3xx", res.Non2xx3xx, res.Requests))
+	case p.wantStatus >= 400 && res.Non2xx3xx < res.Requests:
+		row.Errors = append(row.Errors, fmt.Sprintf("%d of %d answers were 2xx/3xx, want %d", res.Requests-res.Non2xx3xx, res.Requests, p.wantStatus))
+	}
+	// Every answer of a run should be the probe's answer; wrk's bytes per response tell when some
+	// were not (a 429 or 503 among the 410s, say). wrk also counts the partial answers it read
+	// when time ran out, hence the tolerance.
+	if diff := math.Abs(res.BytesPerResp - float64(pr.WireBytes)); pr.WireBytes > 0 && diff > math.Max(4, 0.01*float64(pr.WireBytes)) {
+		row.Errors = append(row.Errors, fmt.Sprintf("answers average %.1f bytes but the probe's answer has %d: some answers differ from it", res.BytesPerResp, pr.WireBytes))
+	}
+	if after, err := probe(p.req); err != nil || after.Status != p.wantStatus {
+		row.Errors = append(row.Errors, fmt.Sprintf("after the run the probe got %d %v", after.Status, err))
+	}
+	r.logf("%s: %.0f requests/s, p50 %s, p99 %s", p.name, res.RequestsPerS, us(res.LatencyUS.P50), us(res.LatencyUS.P99))
+}
+
+// freshness times product updates made through the edge's admin API until the edge and the
+// lrucache peer serve them.
+func (r *runner) freshness(ctx context.Context) {
+	if r.cfg.FreshUpdates <= 0 {
+		return
+	}
+	f := &Freshness{Updates: r.cfg.FreshUpdates}
+	r.rep.Freshness = f
+	switch {
+	case r.edgeBase == "":
+		f.Skipped = "edge binary not built"
+	case r.peer == nil:
+		f.Skipped = "nginx peer not installed"
+	}
+	if f.Skipped != "" {
+		r.logf("freshness: skipped: %s", f.Skipped)
+		return
+	}
+	id := r.cfg.ProductID
+	url := r.edgeBase + "/api/v1/admin/products/" + id
+	status, body, err := r.call(ctx, http.MethodPut, url, r.adminToken, map[string]string{"name": "bench freshness check"})
+	if err != nil || status/100 != 2 {
+		f.Skipped = fmt.Sprintf("PUT /api/v1/admin/products/%s answered %d %s %v", id, status, oneLine(body), err)
+		r.logf("freshness: skipped: %s", f.Skipped)
+		return
+	}
+	f.Method = fmt.Sprintf("%d updates of product %s's name with PUT %s (admin API through the edge, forwarded to the catalog); "+
+		"from each 2xx answer until the first GET that shows the new name, while both servers are read continuously; "+
+		"random pause of up to %s before each update", r.cfg.FreshUpdates, id, "/api/v1/admin/products/"+id, r.cfg.TTL+r.cfg.TTL/10)
+	r.logf("freshness: %d updates (about %s)", r.cfg.FreshUpdates, time.Duration(r.cfg.FreshUpdates)*r.cfg.TTL)
+	res, err := fresh.Measure(ctx, fresh.Options{
+		Updates: r.cfg.FreshUpdates,
+		Update: func(ctx context.Context, i int, marker string) error {
+			status, body, err := r.call(ctx, http.MethodPut, url, r.adminToken, map[string]string{"name": "bench " + marker})
+			if err != nil {
+				return err
+			}
+			if status/100 != 2 {
+				return fmt.Errorf("PUT answered %d %s", status, oneLine(body))
+			}
+			return nil
+		},
+		Targets: []fresh.Target{
+			{Name: "edge (invalidation)", URL: r.edgeBase + "/api/v1/products/" + id},
+			{Name: "nginx+lua+lrucache " + r.cfg.TTL.String() + " TTL", URL: r.peer.LRUBase + "/api/v1/products/" + id},
+		},
+		Deadline: 3*r.cfg.TTL + time.Second,
+		Spread:   r.cfg.TTL + r.cfg.TTL/10,
+	})
+	if err != nil {
+		f.Skipped = err.Error()
+		r.logf("freshness: failed: %v", err)
+		return
+	}
+	f.Results = res
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// maskEnv shows an environment with secrets replaced.
+func maskEnv(env []string) []string {
+	out := make([]string, len(env))
+	for i, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.Contains(k, "TOKEN") || strings.Contains(k, "SECRET") || strings.Contains(k, "PASSWORD") {
+			v = "***"
+		}
+		out[i] = k + "=" + v
+	}
+	return out
+}
+
+func oneLine(b []byte) string {
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,314 @@
+package compare
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"flashedge/bench/internal/fresh"
+	"flashedge/bench/internal/wrkrun"
+)
+
+// Report is everything one comparison run measured and how; it is printed and saved as JSON.
+type Report struct {
+	StartedAt time.Time         `json:"started_at"`
+	Machine   Machine           `json:"machine"`
+	Tools     map[string]string `json:"tools"`
+	Pinning   string            `json:"pinning"`
+	Settings  Settings          `json:"settings"`
+	WorkDir   string            `json:"work_dir"`
+	Servers   []Server          `json:"servers"`
+	Rows      []Row             `json:"rows"`
+	Peers     []Ratio           `json:"peers"`
+	Goals     []Goal            `json:"goals"`
+	Freshness *Freshness        `json:"freshness,omitempty"`
+	Notes     []string          `json:"notes,omitempty"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	NProc    int    `json:"nproc"`
+	CPUModel string `json:"cpu_model"`
+	Kernel   string `json:"kernel"`
+	GoOSArch string `json:"go_os_arch"`
+	Go       string `json:"go"`
+}
+
+// Settings are the run's knobs.
+type Settings struct {
+	Duration    string `json:"duration"`
+	Warmup      string `json:"warmup"`
+	Threads     int    `json:"wrk_threads"`
+	Connections int    `json:"wrk_connections"`
+	TTL         string `json:"lrucache_ttl"`
+	ProductID   string `json:"product_id"`
+	SaleID      string `json:"sale_id"`
+}
+
+// Server is a process the run started.
+type Server struct {
+	Name string   `json:"name"`
+	Argv string   `json:"argv"`
+	Env  []string `json:"env,omitempty"`
+	Log  string   `json:"log,omitempty"`
+}
+
+// Row is one wrk measurement.
+type Row struct {
+	Name           string         `json:"name"`
+	Title          string         `json:"title"`
+	Skipped        string         `json:"skipped,omitempty"`
+	Command        string         `json:"command,omitempty"`
+	ProbeStatus    int            `json:"probe_status,omitempty"`
+	ProbeBytes     int            `json:"probe_bytes,omitempty"`
+	Result         *wrkrun.Result `json:"result,omitempty"`
+	RatioToCeiling *float64       `json:"ratio_to_ceiling,omitempty"`
+	Errors         []string       `json:"errors,omitempty"`
+	Notes          []string       `json:"notes,omitempty"`
+}
+
+// Ratio compares two rows' requests/s.
+type Ratio struct {
+	Name  string   `json:"name"`
+	Title string   `json:"title"`
+	Of    string   `json:"of"`
+	To    string   `json:"to"`
+	Value *float64 `json:"value,omitempty"`
+}
+
+// Goal is one target from the tracker, with whether this run met it. Met is nil when a row it
+// needs did not run.
+type Goal struct {
+	Text  string   `json:"text"`
+	Value *float64 `json:"value,omitempty"`
+	Want  float64  `json:"want"`
+	Met   *bool    `json:"met,omitempty"`
+}
+
+// Freshness is the staleness measurement after product updates.
+type Freshness struct {
+	Updates int            `json:"updates"`
+	Method  string         `json:"method,omitempty"`
+	Skipped string         `json:"skipped,omitempty"`
+	Results []fresh.Result `json:"results,omitempty"`
+}
+
+func (rep *Report) row(name string) *Row {
+	for i := range rep.Rows {
+		if rep.Rows[i].Name == name && rep.Rows[i].Result != nil && rep.Rows[i].Result.RequestsPerS > 0 {
+			return &rep.Rows[i]
+		}
+	}
+	return nil
+}
+
+func (rep *Report) ratio(of, to string) *float64 {
+	a, b := rep.row(of), rep.row(to)
+	if a == nil || b == nil {
+		return nil
+	}
+	v := a.Result.RequestsPerS / b.Result.RequestsPerS
+	return &v
+}
+
+// finish computes the ratios and goals from the rows.
+func (rep *Report) finish() {
+	for i := range rep.Rows {
+		if rep.Rows[i].Result != nil {
+			rep.Rows[i].RatioToCeiling = rep.ratio(rep.Rows[i].Name, RowCeiling)
+		}
+	}
+	rep.Peers = nil
+	for _, p := range []struct{ of, to, title string }{
+		{RowEdgeProduct, RowNginxProduct, "edge product read / nginx+lua (store read per request)"},
+		{RowEdgeProduct, RowNginxLRUProduct, "edge product read / nginx+lua+lrucache"},
+		{RowEdgeSoldOut, RowNginxSoldOut, "edge sold-out answer / nginx+lua (store read per request)"},
+		{RowEdgeSoldOut, RowNginxLRUSoldOut, "edge sold-out answer / nginx+lua+lrucache"},
+	} {
+		rep.Peers = append(rep.Peers, Ratio{Name: p.of + "/" + p.to, Title: p.title, Of: p.of, To: p.to, Value: rep.ratio(p.of, p.to)})
+	}
+	rep.Goals = nil
+	for _, g := range []struct {
+		text   string
+		of, to string
+		want   float64
+	}{
+		{"edge product read >= 0.9 x ceiling", RowEdgeProduct, RowCeiling, 0.9},
+		{"edge sold-out answer >= 0.9 x ceiling", RowEdgeSoldOut, RowCeiling, 0.9},
+		{"edge product read >= 3.5 x nginx+lua (store read per request)", RowEdgeProduct, RowNginxProduct, 3.5},
+		{"edge sold-out answer >= 3.5 x nginx+lua (store read per request)", RowEdgeSoldOut, RowNginxSoldOut, 3.5},
+		{"edge product read >= 1.0 x nginx+lua+lrucache", RowEdgeProduct, RowNginxLRUProduct, 1.0},
+		{"edge sold-out answer >= 1.0 x nginx+lua+lrucache", RowEdgeSoldOut, RowNginxLRUSoldOut, 1.0},
+	} {
+		goal := Goal{Text: g.text, Want: g.want, Value: rep.ratio(g.of, g.to)}
+		if goal.Value != nil {
+			met := *goal.Value >= g.want
+			goal.Met = &met
+		}
+		rep.Goals = append(rep.Goals, goal)
+	}
+	if f := rep.Freshness; f != nil && len(f.Results) == 2 && f.Results[0].Count > 0 {
+		edge, lru := f.Results[0], f.Results[1]
+		v := edge.P99MS
+		met := edge.Timeouts == 0 && (lru.Count == 0 || edge.P99MS < lru.P99MS)
+		rep.Goals = append(rep.Goals, Goal{Text: fmt.Sprintf("edge fresher than nginx+lua+lrucache (edge p99 %.1f ms vs %.1f ms)", edge.P99MS, lru.P99MS),
+			Value: &v, Want: lru.P99MS, Met: &met})
+	}
+}
+
+// Print writes the human-readable report.
+func (rep *Report) Print(w io.Writer) {
+	m := rep.Machine
+	fmt.Fprintf(w, "\n== flashedge bench, %s ==\n", rep.StartedAt.Format(time.RFC3339))
+	fmt.Fprintf(w, "machine: %d CPUs, %s, Linux %s, %s, %s\n", m.NProc, m.CPUModel, m.Kernel, m.GoOSArch, m.Go)
+	fmt.Fprintf(w, "tools:   %s\n", joinTools(rep.Tools))
+	fmt.Fprintf(w, "pinning: %s\n", rep.Pinning)
+	s := rep.Settings
+	fmt.Fprintf(w, "wrk:     -t%d -c%d, %s per row after a %s warm-up; product %s, sale %s\n", s.Threads, s.Connections, s.Duration, s.Warmup, s.ProductID, s.SaleID)
+	fmt.Fprintln(w, "servers:")
+	for _, sv := range rep.Servers {
+		fmt.Fprintf(w, "  %-8s %s\n", sv.Name, sv.Argv)
+		if len(sv.Env) > 0 {
+			fmt.Fprintf(w, "  %-8s env %s\n", "", strings.Join(sv.Env, " "))
+		}
+	}
+	fmt.Fprintln(w, "\nrows:")
+	const rowFmt = "  %-44s %11s %9s %9s %10s %13s  %s\n"
+	fmt.Fprintf(w, rowFmt, "row", "requests/s", "p50", "p99", "x ceiling", "bytes/answer", "status")
+	for _, r := range rep.Rows {
+		if r.Result == nil {
+			fmt.Fprintf(w, rowFmt, r.Title, "-", "-", "-", "-", "-", "skipped")
+			continue
+		}
+		status := "ok"
+		if len(r.Errors) > 0 {
+			status = "ERRORS"
+		}
+		fmt.Fprintf(w, rowFmt, r.Title, fmt.Sprintf("%.0f", r.Result.RequestsPerS), us(r.Result.LatencyUS.P50),
+			us(r.Result.LatencyUS.P99), ratio(r.RatioToCeiling), fmt.Sprintf("%.0f", r.Result.BytesPerResp), status)
+	}
+	fmt.Fprintln(w)
+	for _, r := range rep.Rows {
+		switch {
+		case r.Skipped != "":
+			fmt.Fprintf(w, "  %s skipped: %s\n", r.Name, r.Skipped)
+		default:
+			fmt.Fprintf(w, "  %s: %s\n", r.Name, r.Command)
+		}
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "    ERROR: %s\n", e)
+		}
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "    note: %s\n", n)
+		}
+	}
+	fmt.Fprintln(w, "\npeers:")
+	for _, p := range rep.Peers {
+		fmt.Fprintf(w, "  %-70s %s\n", p.Title, ratio(p.Value))
+	}
+	if f := rep.Freshness; f != nil {
+		fmt.Fprintln(w, "\nfreshness after a product update:")
+		if f.Skipped != "" {
+			fmt.Fprintf(w, "  skipped: %s\n", f.Skipped)
+		} else {
+			fmt.Fprintf(w, "  %s\n", f.Method)
+			for _, r := range f.Results {
+				fmt.Fprintf(w, "  %-32s p50 %8.1f ms  p99 %8.1f ms  max %8.1f ms  (%d samples, %d missed the deadline)\n",
+					r.Name, r.P50MS, r.P99MS, r.MaxMS, r.Count, r.Timeouts)
+			}
+		}
+	}
+	fmt.Fprintln(w, "\ngoals:")
+	for _, g := range rep.Goals {
+		state := "n/a (a row did not run)"
+		if g.Met != nil {
+			state = "NOT met"
+			if *g.Met {
+				state = "met"
+			}
+		}
+		if g.Value != nil && !strings.HasPrefix(g.Text, "edge fresher") {
+			state = fmt.Sprintf("%s (%.2f)", state, *g.Value)
+		}
+		fmt.Fprintf(w, "  goal: %s: %s\n", g.Text, state)
+	}
+	if len(rep.Notes) > 0 {
+		fmt.Fprintln(w, "\nnotes:")
+		for _, n := range rep.Notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
+}
+
+// WriteJSON saves the report, creating the directory.
+func (rep *Report) WriteJSON(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func ratio(v *float64) string {
+	if v == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2fx", *v)
+}
+
+func us(v float64) string {
+	if v >= 1000 {
+		return fmt.Sprintf("%.2fms", v/1000)
+	}
+	return fmt.Sprintf("%.0fus", v)
+}
+
+func joinTools(t map[string]string) string {
+	var parts []string
+	for _, k := range []string{"wrk", "nginx", "redis-server"} {
+		if v, ok := t[k]; ok {
+			parts = append(parts, v)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func describeMachine() Machine {
+	m := Machine{NProc: runtime.NumCPU(), GoOSArch: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// toolVersions asks each tool for its version (first line of its output).
+func toolVersions() map[string]string {
+	out := map[string]string{}
+	for _, t := range []struct {
+		name string
+		args []string
+	}{{"wrk", []string{"-v"}}, {"nginx", []string{"-v"}}, {"redis-server", []string{"--version"}}} {
+		b, _ := exec.Command(t.name, t.args...).CombinedOutput() // wrk -v exits 1
+		if line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n"); line != "" {
+			out[t.name] = line
+		}
+	}
+	return out
+}
