@@ -14,8 +14,10 @@
 //
 // What the breakers count as a failure: transport errors (connect refused, reset, connection
 // closed early), timeouts and 5xx responses. A 4xx answer is a success (the replica works; the
-// request was wrong), and an attempt whose caller's context was cancelled (the client went
-// away) or that hit the pool's own connection limit is not counted at all.
+// request was wrong). Not counted at all: an attempt whose caller's context was cancelled (the
+// client went away), one that hit the pool's own connection limit, and one that timed out on
+// the caller's deadline before Options.Timeout (it proves nothing about the replica). So keep
+// Timeout below the callers' budgets, or slow replicas are left to the health probes.
 package upstream
 
 import (
@@ -433,8 +435,9 @@ func (p *Pool) probeOne(r *replica) {
 // ErrUnavailable (wrapped) when no replica could be called; otherwise the last attempt's error,
 // wrapped with the service and replica (errors.Is works, e.g. with fasthttp.ErrTimeout).
 //
-// Cancelling ctx stops Do between attempts; an attempt in flight runs to its deadline, since
-// fasthttp's client does not watch contexts. req and resp stay owned by the caller; Do keeps no
+// The worst case is (1+Retries) attempts of Timeout each, cut by ctx's deadline. Cancelling ctx
+// stops Do between attempts; an attempt in flight runs to its deadline, since fasthttp's client
+// does not watch contexts. req and resp stay owned by the caller; Do keeps no
 // reference to them after it returns.
 func (p *Pool) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
 	if p.closed.Load() {
@@ -471,8 +474,9 @@ func (p *Pool) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 // tells that the request did not reach the replica.
 func (p *Pool) attempt(ctx context.Context, r *replica, req *fasthttp.Request, resp *fasthttp.Response, done func(error)) (neverSent bool, err error) {
 	deadline := time.Now().Add(p.timeout)
+	callerDeadline := false
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+		deadline, callerDeadline = d, true
 	}
 	uri := req.URI()
 	uri.SetScheme("http")
@@ -489,6 +493,9 @@ func (p *Pool) attempt(ctx context.Context, r *replica, req *fasthttp.Request, r
 		// 2xx, 3xx and 4xx: the replica works.
 	case errors.Is(ctx.Err(), context.Canceled):
 		verdict = errNotCounted // the caller went away; says nothing about the replica
+	case callerDeadline && errors.Is(err, fasthttp.ErrTimeout):
+		// Cut short by the caller's budget before Timeout: no proof the replica is slow.
+		verdict = errNotCounted
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		verdict, neverSent = errNotCounted, true // our own connection cap, not the replica's fault
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
