@@ -49,12 +49,12 @@ type seenRequest struct {
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func startBackend(t *testing.T) *backend {
+func startBackend(t testing.TB) *backend {
 	t.Helper()
 	return startBackendWith(t, nil)
 }
 
-func startBackendWith(t *testing.T, respond func(ctx *fasthttp.RequestCtx)) *backend {
+func startBackendWith(t testing.TB, respond func(ctx *fasthttp.RequestCtx)) *backend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -540,3 +540,25 @@ func TestRunStopsAndCloseRefuses(t *testing.T) {
 		t.Fatalf("Do after Close: %v; want ErrClosed", err)
 	}
 }
+
+func BenchmarkDo(b *testing.B) {
+	b.ReportAllocs()
+	be := startBackend(b)
+	p, err := upstream.New(upstream.Options{Name: "bench", Addrs: addrs(be)}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	b.RunParallel(func(pb *testing.PB) {
+		req := fasthttp.AcquireRequest()
+		resp := fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		for pb.Next() {
+			req.SetRequestURI("http://bench/x")
+			if err := p.Do(context.Background(), req, resp); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
