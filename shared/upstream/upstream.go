@@ -63,14 +63,14 @@ type Options struct {
 	// DialTimeout bounds opening a connection. Zero means the smaller of Timeout and 1s.
 	DialTimeout time.Duration
 	// MaxConnsPerHost caps the connections to one replica; a call finding them all busy tries
-	// another replica. Zero means 512.
+	// another replica (within Retries) and is not counted by the breaker. Zero means 512.
 	MaxConnsPerHost int
 	// MaxIdleConnDuration closes keep-alive connections idle this long. Keep it below the
 	// replicas' server idle timeout so the pool never writes into a connection the server has
 	// already closed. Zero means 10s.
 	MaxIdleConnDuration time.Duration
-	// MaxConnDuration closes a connection after this long even when busy, so load spreads again
-	// after a replica restarts. Zero means 5m.
+	// MaxConnDuration retires a connection older than this after its next request, so
+	// connections get re-dialled now and then. Zero means 5m.
 	MaxConnDuration time.Duration
 	// MaxResponseBodySize refuses larger response bodies. Zero means 4 MiB.
 	MaxResponseBodySize int
