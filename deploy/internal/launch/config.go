@@ -290,20 +290,49 @@ func (c Config) Addrs(service string) string {
 
 // Env returns the variables the launcher sets for in on top of its own environment.
 func (c Config) Env(in Instance, storeAddr string) map[string]string {
+	w := Wiring{
+		StoreAddr: storeAddr, AdminToken: c.AdminToken, SessionSecret: c.SessionSecret,
+		LogFormat: c.LogFormat, Seed: c.Seed, Addrs: map[string]string{},
+	}
+	for _, s := range c.Services {
+		w.Addrs[s] = c.Addrs(s)
+	}
+	return w.Env(in)
+}
+
+// Wiring is what every process is told about the store and the other services. The launcher
+// and the deploy/stack test harness both build process environments from it, so tests run the
+// binaries exactly as `make run` does.
+type Wiring struct {
+	StoreAddr     string
+	AdminToken    string
+	SessionSecret string
+	// LogFormat is FLASHEDGE_LOG_FORMAT; empty leaves it unset.
+	LogFormat string
+	// Seed is FLASHEDGE_SEED_DEMO for replica 0 of the catalog; 0 leaves it unset.
+	Seed int
+	// Addrs maps a service to the comma-separated addresses of its replicas.
+	Addrs map[string]string
+}
+
+// Env returns the FLASHEDGE_* variables for in.
+func (w Wiring) Env(in Instance) map[string]string {
 	env := map[string]string{
-		"FLASHEDGE_STORE_ADDR":                                 storeAddr,
-		"FLASHEDGE_ADMIN_TOKEN":                                c.AdminToken,
-		"FLASHEDGE_SESSION_SECRET":                             c.SessionSecret,
-		"FLASHEDGE_LOG_FORMAT":                                 c.LogFormat,
+		"FLASHEDGE_STORE_ADDR":                                 w.StoreAddr,
+		"FLASHEDGE_ADMIN_TOKEN":                                w.AdminToken,
+		"FLASHEDGE_SESSION_SECRET":                             w.SessionSecret,
 		"FLASHEDGE_INSTANCE":                                   in.Name,
-		"FLASHEDGE_CATALOG_ADDRS":                              c.Addrs("catalog"),
-		"FLASHEDGE_CART_ADDRS":                                 c.Addrs("cart"),
-		"FLASHEDGE_ORDER_ADDRS":                                c.Addrs("order"),
+		"FLASHEDGE_CATALOG_ADDRS":                              w.Addrs["catalog"],
+		"FLASHEDGE_CART_ADDRS":                                 w.Addrs["cart"],
+		"FLASHEDGE_ORDER_ADDRS":                                w.Addrs["order"],
 		"FLASHEDGE_" + strings.ToUpper(in.Service) + "_LISTEN": in.Addr,
 	}
+	if w.LogFormat != "" {
+		env["FLASHEDGE_LOG_FORMAT"] = w.LogFormat
+	}
 	// One replica seeds, so two do not race to fill an empty store.
-	if in.Service == "catalog" && in.Index == 0 && c.Seed > 0 {
-		env["FLASHEDGE_SEED_DEMO"] = strconv.Itoa(c.Seed)
+	if in.Service == "catalog" && in.Index == 0 && w.Seed > 0 {
+		env["FLASHEDGE_SEED_DEMO"] = strconv.Itoa(w.Seed)
 	}
 	return env
 }

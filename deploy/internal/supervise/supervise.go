@@ -248,6 +248,19 @@ func (s *Supervisor) Kill(name string) error {
 	return nil
 }
 
+// Terminate sends SIGTERM to the named process (a graceful stop, for drain tests). Unless its
+// Spec says NoRestart, the supervisor restarts it after the backoff, as after any other exit.
+func (s *Supervisor) Terminate(name string) error {
+	p, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	if !p.signal(syscall.SIGTERM) {
+		return fmt.Errorf("supervise: %s is not running", name)
+	}
+	return nil
+}
+
 // Restart stops the named process gracefully if it runs and starts it again at once, resetting
 // its backoff. It also starts a process that is down (NoRestart, or waiting out a backoff).
 // It returns before the new process has started: poll Status or the process's own health.
