@@ -2,6 +2,7 @@ package compare
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -103,7 +105,7 @@ func (r *runner) stopAll() {
 func (r *runner) setup(ctx context.Context) error {
 	cfg := r.cfg
 	r.rep.Machine = describeMachine()
-	r.rep.Settings = Settings{Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String(), Threads: cfg.Threads,
+	r.rep.Settings = Settings{Duration: cfg.Duration.String(), Rounds: cfg.Rounds, Warmup: cfg.Warmup.String(), Threads: cfg.Threads,
 		Connections: cfg.Connections, TTL: cfg.TTL.String(), ProductID: cfg.ProductID, SaleID: cfg.SaleID}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return errors.New("compare: wrk not installed (make deps-bench installs it)")
@@ -498,28 +500,63 @@ func (r *runner) publicProduct(ctx context.Context) string {
 }
 
 func (r *runner) runRows(ctx context.Context) {
-	for _, p := range r.plans(ctx) {
-		if ctx.Err() != nil {
-			return
-		}
-		row := Row{Name: p.name, Title: p.title}
-		if p.skip != "" {
-			row.Skipped = p.skip
-			r.rep.Rows = append(r.rep.Rows, row)
-			r.logf("%s: skipped: %s", p.name, p.skip)
-			continue
-		}
-		r.runRow(ctx, p, &row)
-		r.rep.Rows = append(r.rep.Rows, row)
+	plans := r.plans(ctx)
+	rows := make([]Row, len(plans))
+	runs := make([][]wrkrun.Result, len(plans))
+	probes := make([]probeResult, len(plans))
+	for i, p := range plans {
+		rows[i] = Row{Name: p.name, Title: p.title, Skipped: p.skip}
 	}
+	// Rounds run every row in turn, so a slow spell of the machine hits all rows alike.
+	for round := range r.cfg.Rounds {
+		for i, p := range plans {
+			if ctx.Err() != nil {
+				return
+			}
+			row := &rows[i]
+			if round == 0 && row.Skipped == "" {
+				probes[i] = r.prepareRow(ctx, p, row)
+			}
+			if row.Skipped != "" {
+				if round == 0 {
+					r.logf("%s: skipped: %s", p.name, row.Skipped)
+				}
+				continue
+			}
+			if res, ok := r.measure(ctx, p, probes[i], row, round); ok {
+				runs[i] = append(runs[i], res)
+			}
+		}
+	}
+	for i := range rows {
+		if len(runs[i]) > 0 {
+			med := median(runs[i])
+			rows[i].Result = &med
+			if len(runs[i]) > 1 {
+				for _, res := range runs[i] {
+					rows[i].RoundsPerS = append(rows[i].RoundsPerS, math.Round(res.RequestsPerS))
+				}
+			}
+		}
+	}
+	r.rep.Rows = rows
 }
 
-func (r *runner) runRow(ctx context.Context, p rowPlan, row *Row) {
+// median returns the run with the median requests/s (the lower middle one for an even count),
+// so the latencies shown belong to the same run as the throughput.
+func median(runs []wrkrun.Result) wrkrun.Result {
+	s := slices.Clone(runs)
+	slices.SortFunc(s, func(a, b wrkrun.Result) int { return cmp.Compare(a.RequestsPerS, b.RequestsPerS) })
+	return s[(len(s)-1)/2]
+}
+
+// prepareRow probes the row's target once: a wrong status skips the row (a route that does not
+// exist yet, say); a wrong body leaves a note. Then it warms the target up.
+func (r *runner) prepareRow(ctx context.Context, p rowPlan, row *Row) probeResult {
 	pr, err := probe(p.req)
 	if err != nil {
 		row.Skipped = fmt.Sprintf("probe %s %s failed: %v", p.req.Method, p.req.URL, err)
-		r.logf("%s: skipped: %s", p.name, row.Skipped)
-		return
+		return pr
 	}
 	row.ProbeStatus, row.ProbeBytes = pr.Status, pr.WireBytes
 	if pr.Status != p.wantStatus {
@@ -528,8 +565,7 @@ func (r *runner) runRow(ctx context.Context, p rowPlan, row *Row) {
 		if pr.Status == http.StatusNotFound && p.name == RowEdgeSoldOut {
 			row.Skipped += ": the edge has no sold-out route yet"
 		}
-		r.logf("%s: skipped: %s", p.name, row.Skipped)
-		return
+		return pr
 	}
 	if p.wantBody != "" && pr.Body != p.wantBody {
 		row.Notes = append(row.Notes, fmt.Sprintf("body differs from the expected answer: got %s want %s", oneLine([]byte(pr.Body)), p.wantBody))
@@ -537,30 +573,41 @@ func (r *runner) runRow(ctx context.Context, p rowPlan, row *Row) {
 	if p.wantPart != "" && !strings.Contains(pr.Body, p.wantPart) {
 		row.Notes = append(row.Notes, fmt.Sprintf("body %s lacks %s", oneLine([]byte(pr.Body)), p.wantPart))
 	}
-	o := wrkrun.Options{Threads: r.cfg.Threads, Connections: r.cfg.Connections, Script: filepath.Join(r.scripts, p.script),
-		URL: p.req.URL, CPU: r.cfg.LoadCPU, Env: p.env}
 	if r.cfg.Warmup > 0 {
-		w := o
-		w.Duration = r.cfg.Warmup
+		o := r.wrkOptions(p)
+		o.Duration = r.cfg.Warmup
 		r.logf("%s: warm-up %s", p.name, r.cfg.Warmup)
-		if _, _, err := wrkrun.Run(ctx, w); err != nil {
+		if _, _, err := wrkrun.Run(ctx, o); err != nil {
 			row.Errors = append(row.Errors, "warm-up: "+err.Error())
 		}
 	}
-	o.Duration = r.cfg.Duration
+	return pr
+}
+
+func (r *runner) wrkOptions(p rowPlan) wrkrun.Options {
+	return wrkrun.Options{Threads: r.cfg.Threads, Connections: r.cfg.Connections, Duration: r.cfg.Duration,
+		Script: filepath.Join(r.scripts, p.script), URL: p.req.URL, CPU: r.cfg.LoadCPU, Env: p.env}
+}
+
+// measure runs wrk once for the row and checks that every answer was the probe's answer.
+func (r *runner) measure(ctx context.Context, p rowPlan, pr probeResult, row *Row, round int) (wrkrun.Result, bool) {
+	o := r.wrkOptions(p)
 	row.Command = strings.Join(o.Argv(), " ")
 	if len(p.env) > 0 {
 		row.Command = strings.Join(maskEnv(p.env), " ") + " " + row.Command
 	}
-	r.logf("%s: %s", p.name, row.Command)
+	tag := p.name
+	if r.cfg.Rounds > 1 {
+		tag = fmt.Sprintf("%s (round %d/%d)", p.name, round+1, r.cfg.Rounds)
+	}
+	r.logf("%s: %s", tag, row.Command)
 	res, _, err := wrkrun.Run(ctx, o)
 	if err != nil {
 		row.Errors = append(row.Errors, err.Error())
 		if res.Requests == 0 {
-			return
+			return res, false
 		}
 	}
-	row.Result = &res
 	if res.SocketErrors > 0 || res.Timeouts > 0 {
 		row.Errors = append(row.Errors, fmt.Sprintf("%d socket errors, %d timeouts", res.SocketErrors, res.Timeouts))
 	}
@@ -579,7 +626,8 @@ func (r *runner) runRow(ctx context.Context, p rowPlan, row *Row) {
 	if after, err := probe(p.req); err != nil || after.Status != p.wantStatus {
 		row.Errors = append(row.Errors, fmt.Sprintf("after the run the probe got %d %v", after.Status, err))
 	}
-	r.logf("%s: %.0f requests/s, p50 %s, p99 %s", p.name, res.RequestsPerS, us(res.LatencyUS.P50), us(res.LatencyUS.P99))
+	r.logf("%s: %.0f requests/s, p50 %s, p99 %s", tag, res.RequestsPerS, us(res.LatencyUS.P50), us(res.LatencyUS.P99))
+	return res, true
 }
 
 // freshness times product updates made through the edge's admin API until the edge and the

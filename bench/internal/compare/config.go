@@ -32,6 +32,9 @@ type Config struct {
 	Duration time.Duration
 	// Warmup is an unreported wrk run before each measured one. Zero means none.
 	Warmup time.Duration
+	// Rounds runs every row this many times, in turn; each row reports its median run.
+	// Zero means 1.
+	Rounds int
 	// Threads and Connections are wrk's -t and -c. Zero means 1 and 64.
 	Threads, Connections int
 	// Pin pins the servers (and the store) to ServerCPU and wrk to LoadCPU with taskset,
@@ -62,6 +65,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Duration == 0 {
 		c.Duration = 10 * time.Second
+	}
+	if c.Rounds <= 0 {
+		c.Rounds = 1
 	}
 	if c.Threads == 0 {
 		c.Threads = 1

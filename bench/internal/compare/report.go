@@ -43,6 +43,7 @@ type Machine struct {
 // Settings are the run's knobs.
 type Settings struct {
 	Duration    string `json:"duration"`
+	Rounds      int    `json:"rounds"`
 	Warmup      string `json:"warmup"`
 	Threads     int    `json:"wrk_threads"`
 	Connections int    `json:"wrk_connections"`
@@ -68,6 +69,7 @@ type Row struct {
 	ProbeStatus    int            `json:"probe_status,omitempty"`
 	ProbeBytes     int            `json:"probe_bytes,omitempty"`
 	Result         *wrkrun.Result `json:"result,omitempty"`
+	RoundsPerS     []float64      `json:"rounds_requests_per_s,omitempty"`
 	RatioToCeiling *float64       `json:"ratio_to_ceiling,omitempty"`
 	Errors         []string       `json:"errors,omitempty"`
 	Notes          []string       `json:"notes,omitempty"`
@@ -170,7 +172,8 @@ func (rep *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "tools:   %s\n", joinTools(rep.Tools))
 	fmt.Fprintf(w, "pinning: %s\n", rep.Pinning)
 	s := rep.Settings
-	fmt.Fprintf(w, "wrk:     -t%d -c%d, %s per row after a %s warm-up; product %s, sale %s\n", s.Threads, s.Connections, s.Duration, s.Warmup, s.ProductID, s.SaleID)
+	fmt.Fprintf(w, "wrk:     -t%d -c%d, %s per row after a %s warm-up, %d round(s) (median shown); product %s, sale %s\n",
+		s.Threads, s.Connections, s.Duration, s.Warmup, s.Rounds, s.ProductID, s.SaleID)
 	fmt.Fprintln(w, "servers:")
 	for _, sv := range rep.Servers {
 		fmt.Fprintf(w, "  %-8s %s\n", sv.Name, sv.Argv)
@@ -200,6 +203,9 @@ func (rep *Report) Print(w io.Writer) {
 			fmt.Fprintf(w, "  %s skipped: %s\n", r.Name, r.Skipped)
 		default:
 			fmt.Fprintf(w, "  %s: %s\n", r.Name, r.Command)
+			if len(r.RoundsPerS) > 0 {
+				fmt.Fprintf(w, "    requests/s by round: %v\n", r.RoundsPerS)
+			}
 		}
 		for _, e := range r.Errors {
 			fmt.Fprintf(w, "    ERROR: %s\n", e)

@@ -1,0 +1,70 @@
+package compare
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"flashedge/bench/internal/wrkrun"
+)
+
+func rowWith(name string, rps float64) Row {
+	return Row{Name: name, Title: name, Result: &wrkrun.Result{RequestsPerS: rps, Requests: int64(rps)}}
+}
+
+func TestFinishRatiosAndGoals(t *testing.T) {
+	rep := &Report{Rows: []Row{
+		rowWith(RowCeiling, 100_000),
+		rowWith(RowEdgeProduct, 95_000),
+		{Name: RowEdgeSoldOut, Title: "sold out", Skipped: "no route"},
+		rowWith(RowNginxProduct, 20_000),
+		rowWith(RowNginxLRUProduct, 100_000),
+	}}
+	rep.finish()
+	if v := rep.Rows[1].RatioToCeiling; v == nil || *v != 0.95 {
+		t.Errorf("edge ratio to ceiling = %v, want 0.95", v)
+	}
+	want := map[string]string{
+		"edge product read >= 0.9 x ceiling":                               "met",
+		"edge sold-out answer >= 0.9 x ceiling":                            "n/a",
+		"edge product read >= 3.5 x nginx+lua (store read per request)":    "met",
+		"edge product read >= 1.0 x nginx+lua+lrucache":                    "NOT met",
+		"edge sold-out answer >= 3.5 x nginx+lua (store read per request)": "n/a",
+	}
+	got := map[string]string{}
+	for _, g := range rep.Goals {
+		switch {
+		case g.Met == nil:
+			got[g.Text] = "n/a"
+		case *g.Met:
+			got[g.Text] = "met"
+		default:
+			got[g.Text] = "NOT met"
+		}
+	}
+	for text, w := range want {
+		if got[text] != w {
+			t.Errorf("goal %q = %q, want %q", text, got[text], w)
+		}
+	}
+	var buf bytes.Buffer
+	rep.Print(&buf)
+	for _, s := range []string{"goal: edge product read >= 0.9 x ceiling: met (0.95)", "edge product read / nginx+lua (store read per request)", "4.75x", "skipped: no route"} {
+		if !strings.Contains(buf.String(), s) {
+			t.Errorf("printed report lacks %q:\n%s", s, buf.String())
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	runs := []wrkrun.Result{{RequestsPerS: 3}, {RequestsPerS: 1}, {RequestsPerS: 2}}
+	if got := median(runs).RequestsPerS; got != 2 {
+		t.Errorf("median of 3,1,2 = %v, want 2", got)
+	}
+	if got := median(runs[:2]).RequestsPerS; got != 1 {
+		t.Errorf("median of 3,1 = %v, want the lower middle 1", got)
+	}
+	if runs[0].RequestsPerS != 3 {
+		t.Error("median reordered its argument")
+	}
+}
