@@ -202,11 +202,9 @@ func (r *runner) startCeiling(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := r.startProc(ctx, proc.Spec{Name: "ceiling", Path: bin, Args: []string{"-addr", addr}}, "http://"+addr, nil)
-	if err != nil {
+	if _, err := r.startProc(ctx, proc.Spec{Name: "ceiling", Path: bin, Args: []string{"-addr", addr}}, "http://"+addr, nil); err != nil {
 		return err
 	}
-	_ = p
 	r.ceilingBase = "http://" + addr
 	return nil
 }
@@ -407,7 +405,7 @@ func (r *runner) startPeer(ctx context.Context) error {
 	}
 	r.cleanup = append(r.cleanup, peer.Stop)
 	r.peer = peer
-	r.rep.Servers = append(r.rep.Servers, Server{Name: "nginx", Argv: strings.Join(peer.Argv(), " "), Log: peer.ConfPath})
+	r.rep.Servers = append(r.rep.Servers, Server{Name: "nginx", Argv: strings.Join(peer.Argv(), " "), Log: filepath.Join(dir, "error.log")})
 	r.logf("nginx: per-request store reads on %s, lrucache (TTL %s) on %s", peer.PlainBase, r.cfg.TTL, peer.LRUBase)
 	return nil
 }

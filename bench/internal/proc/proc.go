@@ -73,8 +73,9 @@ func Start(s Spec) (*Proc, error) {
 	cmd.Env = append(os.Environ(), s.Env...)
 	cmd.Dir = s.Dir
 	// Own process group: a Ctrl-C on the terminal reaches benchrun, which then stops its
-	// children in order instead of all of them dying at once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// children in order instead of all of them dying at once. Pdeathsig kills the child if
+	// benchrun itself is killed, so no server outlives it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	p := &Proc{Spec: s, Argv: argv, cmd: cmd, done: make(chan struct{})}
 	if s.Log != "" {
 		f, err := os.OpenFile(s.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
