@@ -35,11 +35,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	if f, ok := stdout.(*os.File); ok {
-		if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-			cfg.Color = false
-		}
-	}
+	cfg.Color = cfg.Color && isTerminal(stdout)
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -55,4 +51,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	})
 	return launch.Run(ctx, cfg, stdout, os.Environ(), sigs)
+}
+
+// isTerminal reports whether w is a character device (colour codes would garble a file or pipe).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
