@@ -1,0 +1,156 @@
+package flashsale
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"flashedge/shared/keyspace"
+	"flashedge/shared/product"
+)
+
+// Attempt outcomes (AttemptAnswer.Outcome), also the reasons counted in the ledger's
+// rejected_by_reason.
+const (
+	OutcomeAdmitted       = "admitted"
+	OutcomeSoldOut        = "sold_out"
+	OutcomeLimitReached   = "limit_reached"   // the user holds per_user_limit units
+	OutcomeAttemptPending = "attempt_pending" // held + undecided attempts reach the limit
+	OutcomeBusyBacklog    = "busy_backlog"    // the sale's undecided backlog is full
+	OutcomeBusyAdmission  = "busy_admission"  // k x supply attempts were admitted already
+)
+
+// AttemptInput is one attempt: who, which sale, the answered challenge and the client's
+// Idempotency-Key (1 to 128 of A-Z a-z 0-9 _ - .).
+type AttemptInput struct {
+	User           string
+	SaleID         string
+	ChallengeID    string
+	Answer         string
+	IdempotencyKey string
+}
+
+// AttemptAnswer is the answer to an attempt that passed the challenge. The first answer for an
+// Idempotency-Key is stored and a repeat gets exactly the same one back (Replay set).
+type AttemptAnswer struct {
+	Outcome    string
+	Ticket     string // set when admitted
+	RetryAfter int    // seconds, set for the busy outcomes
+	Replay     bool
+}
+
+// Attempt runs admission for one attempt: one script in the sale's slot checks the sale window,
+// checks and spends the challenge (before any stock is looked at), the sold-out flag, the
+// per-user limit, the backlog and the admitted count, and records the answer; an admitted attempt
+// is then appended to the attempt stream. Errors: ErrInvalid, ErrNotFound, ErrNotStarted,
+// ErrEnded, ErrBadChallenge, ErrReusedKey, or a store error.
+//
+// If the XADD fails after the ticket was admitted, the answer is still "admitted": the ticket is
+// in the sale's queue and the worker's maintenance requeues it (see the package comment).
+func (s *Service) Attempt(ctx context.Context, in AttemptInput) (AttemptAnswer, error) {
+	switch {
+	case !ValidUserID(in.User):
+		return AttemptAnswer{}, invalid("user id is not acceptable")
+	case !product.ValidID([]byte(in.SaleID)):
+		return AttemptAnswer{}, ErrNotFound
+	case !validIdemKey(in.IdempotencyKey):
+		return AttemptAnswer{}, invalid("the Idempotency-Key header is required: 1 to 128 of A-Z a-z 0-9 _ - .")
+	case len(in.Answer) > MaxAnswerLen:
+		return AttemptAnswer{}, invalid("answer must be at most %d bytes", MaxAnswerLen)
+	case !validHexID(in.ChallengeID):
+		return AttemptAnswer{}, ErrBadChallenge
+	}
+	sale, ticket := in.SaleID, newID()
+	zeros := LeadingZeroBits(in.ChallengeID, in.Answer)
+	keys := []string{
+		keyspace.SaleChallenge(sale, in.ChallengeID),
+		keyspace.Sale(sale),
+		keyspace.SoldOut(sale),
+		keyspace.SaleStats(sale),
+		keyspace.SaleUsers(sale),
+		keyspace.SaleInflight(sale),
+		keyspace.SaleQueue(sale),
+		keyspace.SaleIdempotency(sale, in.User, in.IdempotencyKey),
+		keyspace.SaleResult(sale, ticket),
+	}
+	args := []string{
+		in.User, ticket, ms(s.now()), strconv.FormatFloat(s.o.K, 'f', -1, 64),
+		strconv.Itoa(s.o.MaxBacklog), msDur(s.o.IdempotencyTTL),
+		strconv.Itoa(int((s.o.BusyRetryAfter + time.Second - 1) / time.Second)),
+		in.ChallengeID, strconv.Itoa(zeros),
+	}
+	rep, err := strs(s.lua.gate.Exec(ctx, s.c, keys, args))
+	if err != nil {
+		return AttemptAnswer{}, fmt.Errorf("flashsale: admission: %w", err)
+	}
+	if len(rep) < 4 {
+		return AttemptAnswer{}, fmt.Errorf("flashsale: admission: short reply %q", rep)
+	}
+	origin, outcome := rep[0], rep[1]
+	switch outcome {
+	case "no_sale":
+		return AttemptAnswer{}, ErrNotFound
+	case "not_started":
+		return AttemptAnswer{}, ErrNotStarted
+	case "ended":
+		return AttemptAnswer{}, ErrEnded
+	case "bad_challenge":
+		return AttemptAnswer{}, ErrBadChallenge
+	case "reused_key":
+		return AttemptAnswer{}, ErrReusedKey
+	}
+	ans := AttemptAnswer{Outcome: outcome, Ticket: rep[2], Replay: origin == "dup"}
+	if rep[3] != "" {
+		ans.RetryAfter, _ = strconv.Atoi(rep[3])
+	}
+	if outcome == OutcomeAdmitted && !ans.Replay {
+		err := s.c.Do(ctx, s.c.B().Xadd().Key(keyspace.AttemptStream()).Id("*").FieldValue().
+			FieldValue("sale", sale).FieldValue("ticket", ticket).FieldValue("user", in.User).Build()).Error()
+		if err != nil {
+			s.o.Log.Warn("flash-sale attempt admitted but not enqueued; maintenance will requeue it",
+				"sale", sale, "ticket", ticket, "err", err)
+		}
+	}
+	return ans, nil
+}
+
+// Result statuses of a ticket.
+const (
+	StatusQueued  = "queued"
+	StatusWon     = "won"
+	StatusLost    = "lost"
+	StatusSoldOut = "sold_out"
+)
+
+// Result is a ticket's result record (keyspace.SaleResult, a hash the edge may read directly with
+// fields status, user, created_at, and once decided decided_at plus token, expires_at (unix ms)
+// and shard when won, or reason when lost).
+type Result struct {
+	Status    string
+	Token     string    // won only
+	ExpiresAt time.Time // won only: the end of the reservation
+	Reason    string    // lost only
+}
+
+// GetResult returns user's ticket in a sale. A ticket of another user, or unknown, is
+// ErrTicketUnknown.
+func (s *Service) GetResult(ctx context.Context, user, saleID, ticket string) (Result, error) {
+	if !validHexID(ticket) || !product.ValidID([]byte(saleID)) {
+		return Result{}, ErrTicketUnknown
+	}
+	m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(keyspace.SaleResult(saleID, ticket)).Build()).AsStrMap()
+	if err != nil {
+		return Result{}, fmt.Errorf("flashsale: read result: %w", err)
+	}
+	if m["status"] == "" || m["user"] != user {
+		return Result{}, ErrTicketUnknown
+	}
+	r := Result{Status: m["status"], Reason: m["reason"]}
+	if r.Status == StatusWon {
+		r.Token = m["token"]
+		exp, _ := strconv.ParseInt(m["expires_at"], 10, 64)
+		r.ExpiresAt = time.UnixMilli(exp).UTC()
+	}
+	return r, nil
+}

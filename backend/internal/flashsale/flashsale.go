@@ -1,0 +1,354 @@
+// Package flashsale is the backend core of a flash sale: sales and their split stock, the
+// proof-of-work challenge, attempt admission, the stream worker that decides attempts, seckill
+// tokens, checkout, the expiry sweeper and the ledger. The order service mounts its HTTP routes
+// (Handler.Register); the worker binary runs Worker.
+//
+// # Store layout
+//
+// Keys come from shared/keyspace. Every Lua script touches keys of one hash tag only (Dragonfly
+// and a cluster refuse anything else), so the flow is split by slot:
+//
+// The sale slot {s:<sale>} holds everything about decisions: the sale hash (keyspace.Sale), the
+// shard list (SaleShards), the sold-out flag (SoldOut), the ledger counters (SaleStats), units held
+// per user (SaleUsers), attempts in flight per user (SaleInflight), the backlog of undecided
+// tickets (SaleQueue), challenges (SaleChallenge), idempotency records (SaleIdempotency), result
+// records (SaleResult), seckill tokens (SaleToken) and reservation deadlines (SaleDeadlines).
+//
+// Each stock shard slot {s:<sale>:<i>} holds the shard's stock (StockShard, an integer), a claim
+// marker per ticket (ShardClaims) and the shard's counters (ShardStats: reserved, ordered,
+// returned, released). Every script that changes a shard's stock changes its claim marker and
+// counters in the same call, so per shard, at every instant:
+//
+//	initial_i = stock_i + reserved_i + ordered_i
+//
+// and the ledger, which reads each shard atomically, balances at every sample.
+//
+// # Moving a unit across slots
+//
+// A unit moves in steps, each one Lua call in one slot, each idempotent, so a process that dies
+// between two steps leaves work a retry finishes and never a unit counted twice:
+//
+//  1. Worker, sale slot (worker_begin.lua): ticket already decided? user at the limit?
+//  2. Worker, shard slot (shard_claim.lua), per shard probed: if the ticket has a claim marker,
+//     reuse it; else DECR when above zero and mark "r", or mark "-" (seen empty). A redelivered
+//     message finds its marker and takes nothing more; two workers on one ticket follow the same
+//     markers and stop at the same shard.
+//  3. Worker, sale slot (worker_win.lua): result "won", token, deadline, user count. If the ticket
+//     was decided meanwhile, or the user is at the limit, the claim is released (shard_settle.lua,
+//     r -> u, unit back) and the ticket ends lost.
+//  4. Checkout, sale slot (token_pay.lua): reserved -> paid; user slot (order_write.lua): the order
+//     document, SET NX; shard slot (shard_settle.lua): r -> o; sale slot (token_finish.lua): token
+//     deleted, deadline removed.
+//  5. Sweeper, sale slot (token_expire.lua): reserved -> expired (the same state field as pay, so
+//     exactly one wins); shard slot (shard_settle.lua): r -> x, unit back; sale slot
+//     (token_finish.lua): returned, deadline removed, sold-out flag cleared. A deadline stays in
+//     the sorted set until its last step, so the next sweep finishes what a dead one started,
+//     including checkouts that stopped after the pay step.
+//
+// # Admission and its crash window
+//
+// The order service runs one script in the sale slot (attempt_gate.lua): replay of the
+// Idempotency-Key's first answer, sale window, challenge check and consume, sold-out flag,
+// per-user limit (held + in flight), backlog (SaleQueue size) and the admitted count against
+// k x (initial + returned). It records the answer and, when admitted, the queued result and the
+// backlog entry, all atomically; then it XADDs to the global stream (another slot). If it dies
+// between the two, the ticket is in SaleQueue without a message: the worker's maintenance requeues
+// tickets that stayed queued longer than RequeueAfter (bounded, MaxRequeues), and the worker's
+// already-done check makes the resulting duplicate messages harmless.
+package flashsale
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Domain errors. The HTTP layer maps them to status codes.
+var (
+	ErrNotFound      = errors.New("flash sale not found")
+	ErrInvalid       = errors.New("invalid input")
+	ErrConflict      = errors.New("a different sale with this id exists")
+	ErrNoProduct     = errors.New("product not found")
+	ErrBadChallenge  = errors.New("challenge missing, expired, foreign or wrongly answered")
+	ErrEnded         = errors.New("flash sale has ended")
+	ErrNotStarted    = errors.New("flash sale has not started")
+	ErrReusedKey     = errors.New("idempotency key reused with another challenge")
+	ErrTokenNotFound = errors.New("seckill token not found")
+	ErrTokenUsed     = errors.New("seckill token already used")
+	ErrTokenExpired  = errors.New("seckill token expired")
+	ErrTicketUnknown = errors.New("ticket not found")
+)
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
+}
+
+// Defaults for the zero values in Options.
+const (
+	DefaultK              = 2.0
+	DefaultMaxBacklog     = 5000
+	DefaultDifficulty     = 12
+	DefaultChallengeTTL   = 60 * time.Second
+	DefaultPollAfter      = time.Second
+	DefaultBusyRetryAfter = 2 * time.Second
+	DefaultIdempotencyTTL = 24 * time.Hour
+	DefaultResultTTL      = 24 * time.Hour
+	DefaultReservation    = 5 * time.Minute
+	DefaultTokenGrace     = time.Hour
+	DefaultStoreTimeout   = 2 * time.Second
+	DefaultRequeueAfter   = 30 * time.Second
+	DefaultMaxRequeues    = 5
+	MaxDifficulty         = 28
+)
+
+// Options configure a Service. Zero values take the defaults named on each field. The order
+// service and the worker should be given the same values.
+type Options struct {
+	// K bounds admission: attempts admitted per sale <= ceil(K x (initial stock + units returned)).
+	// Zero means 2. Values below 1 are refused.
+	K float64
+	// MaxBacklog bounds a sale's admitted but undecided attempts; past it attempts get 429.
+	// Zero means 5000.
+	MaxBacklog int
+	// Difficulty is the proof-of-work difficulty (leading zero bits) for sales that do not set
+	// their own. Zero means 12; a negative value means 0 (any nonce answers).
+	Difficulty int
+	// ChallengeTTL is how long a challenge can be answered. Zero means 60s.
+	ChallengeTTL time.Duration
+	// PollAfter is the poll_after_ms hint in a 202. Zero means 1s.
+	PollAfter time.Duration
+	// BusyRetryAfter is the Retry-After of a 429 busy answer. Zero means 2s.
+	BusyRetryAfter time.Duration
+	// IdempotencyTTL is how long the first answer to an Idempotency-Key is kept. Zero means 24h.
+	IdempotencyTTL time.Duration
+	// ResultTTL is how long a decided ticket's result stays readable. Zero means 24h.
+	ResultTTL time.Duration
+	// Reservation is how long a winner may check out (the token's life). Zero means 5m.
+	Reservation time.Duration
+	// TokenGrace is how long an expired token is kept so checkout answers "expired" rather
+	// than "not found". Zero means 1h.
+	TokenGrace time.Duration
+	// RequeueAfter is how long an admitted ticket may stay undecided before the sweeper enqueues
+	// it again (the order service may have died between admission and XADD). Keep it above the
+	// worker's ClaimIdle so a slow but live worker is not raced. Zero means 30s.
+	RequeueAfter time.Duration
+	// MaxRequeues bounds how often one ticket is enqueued again. Zero means 5.
+	MaxRequeues int
+	// StoreTimeout bounds each HTTP handler's store calls. Zero means 2s.
+	StoreTimeout time.Duration
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+	// Log receives operational logs. Nil discards them.
+	Log *slog.Logger
+}
+
+func (o *Options) fill() error {
+	if o.K == 0 {
+		o.K = DefaultK
+	}
+	if o.K < 1 {
+		return fmt.Errorf("flashsale: K=%v: admission factor must be at least 1", o.K)
+	}
+	if o.MaxBacklog == 0 {
+		o.MaxBacklog = DefaultMaxBacklog
+	}
+	if o.MaxBacklog < 0 {
+		return fmt.Errorf("flashsale: MaxBacklog=%d: must be positive", o.MaxBacklog)
+	}
+	switch {
+	case o.Difficulty == 0:
+		o.Difficulty = DefaultDifficulty
+	case o.Difficulty < 0:
+		o.Difficulty = 0
+	case o.Difficulty > MaxDifficulty:
+		return fmt.Errorf("flashsale: Difficulty=%d: at most %d bits", o.Difficulty, MaxDifficulty)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.ChallengeTTL, DefaultChallengeTTL)
+	def(&o.PollAfter, DefaultPollAfter)
+	def(&o.BusyRetryAfter, DefaultBusyRetryAfter)
+	def(&o.IdempotencyTTL, DefaultIdempotencyTTL)
+	def(&o.ResultTTL, DefaultResultTTL)
+	def(&o.Reservation, DefaultReservation)
+	def(&o.TokenGrace, DefaultTokenGrace)
+	def(&o.StoreTimeout, DefaultStoreTimeout)
+	def(&o.RequeueAfter, DefaultRequeueAfter)
+	if o.MaxRequeues <= 0 {
+		o.MaxRequeues = DefaultMaxRequeues
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+//go:embed *.lua
+var luaFiles embed.FS
+
+func lua(name string) string {
+	b, err := luaFiles.ReadFile(name)
+	if err != nil {
+		panic("flashsale: missing embedded script " + name) // a build mistake, caught by every test
+	}
+	return string(b)
+}
+
+type scripts struct {
+	saleClaim, saleCommit               *rueidis.Lua
+	challengeConsume, gate              *rueidis.Lua
+	begin, shardClaim, shardSettle, win *rueidis.Lua
+	finish, shardRead                   *rueidis.Lua
+	tokenPay, tokenExpire, tokenFinish  *rueidis.Lua
+	orderWrite, requeueMark             *rueidis.Lua
+}
+
+func loadScripts() *scripts {
+	challenge := lua("challenge.lua")
+	return &scripts{
+		saleClaim:        rueidis.NewLuaScript(lua("sale_claim.lua")),
+		saleCommit:       rueidis.NewLuaScript(lua("sale_commit.lua")),
+		challengeConsume: rueidis.NewLuaScript(challenge + lua("challenge_consume.lua")),
+		gate:             rueidis.NewLuaScript(challenge + lua("attempt_gate.lua")),
+		begin:            rueidis.NewLuaScript(lua("worker_begin.lua")),
+		shardClaim:       rueidis.NewLuaScript(lua("shard_claim.lua")),
+		shardSettle:      rueidis.NewLuaScript(lua("shard_settle.lua")),
+		win:              rueidis.NewLuaScript(lua("worker_win.lua")),
+		finish:           rueidis.NewLuaScript(lua("worker_finish.lua")),
+		shardRead:        rueidis.NewLuaScript(lua("shard_read.lua")), // not EVAL_RO: older Dragonfly lacks it
+		tokenPay:         rueidis.NewLuaScript(lua("token_pay.lua")),
+		tokenExpire:      rueidis.NewLuaScript(lua("token_expire.lua")),
+		tokenFinish:      rueidis.NewLuaScript(lua("token_finish.lua")),
+		orderWrite:       rueidis.NewLuaScript(lua("order_write.lua")),
+		requeueMark:      rueidis.NewLuaScript(lua("requeue_mark.lua")),
+	}
+}
+
+// Service is the flash-sale logic over the store. It is safe for concurrent use; the caller owns
+// the client and closes it after the Service is no longer used.
+type Service struct {
+	c   rueidis.Client
+	o   Options
+	lua *scripts
+
+	mu   sync.RWMutex
+	defs map[string]*Sale // sale definitions are immutable once committed
+}
+
+// maxCachedDefs bounds the in-process cache of sale definitions; past it the cache is dropped.
+const maxCachedDefs = 10000
+
+// New returns a Service using c. It validates o.
+func New(c rueidis.Client, o Options) (*Service, error) {
+	if c == nil {
+		return nil, errors.New("flashsale: nil store client")
+	}
+	if err := o.fill(); err != nil {
+		return nil, err
+	}
+	return &Service{c: c, o: o, lua: loadScripts(), defs: map[string]*Sale{}}, nil
+}
+
+// Options returns the options in effect (defaults filled in).
+func (s *Service) Options() Options { return s.o }
+
+func (s *Service) now() time.Time { return s.o.Now() }
+
+// newID returns 16 random bytes in hex: tickets, tokens and challenge ids.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// validHexID reports whether id looks like newID's output.
+func validHexID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidUserID reports whether id can be used as a user id in store keys: 1 to 128 bytes of
+// A-Z a-z 0-9 and _ - . @ +. The edge sets it after verifying the session.
+func ValidUserID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '_' || c == '-' || c == '.' || c == '@' || c == '+') {
+			return false
+		}
+	}
+	return true
+}
+
+// validIdemKey reports whether an Idempotency-Key is acceptable: 1 to 128 bytes of
+// A-Z a-z 0-9 and _ - . (no ':', which keeps keyspace.SaleIdempotency unambiguous).
+func validIdemKey(k string) bool {
+	if len(k) == 0 || len(k) > 128 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func msDur(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+// strs reads a script's array reply as strings (nil elements become "").
+func strs(r rueidis.RedisResult) ([]string, error) {
+	arr, err := r.ToArray()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(arr))
+	for i := range arr {
+		if arr[i].IsNil() {
+			continue
+		}
+		if v, err := arr[i].ToString(); err == nil {
+			out[i] = v
+		} else if n, err := arr[i].AsInt64(); err == nil {
+			out[i] = strconv.FormatInt(n, 10)
+		} else {
+			return nil, fmt.Errorf("flashsale: unexpected script reply element %d: %v", i, arr[i])
+		}
+	}
+	return out, nil
+}
+
+// storeCtx returns a context for one handler's store calls, bounded by StoreTimeout (fasthttp's
+// request context has no deadline of its own).
+func (s *Service) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.o.StoreTimeout)
+}

@@ -1,0 +1,340 @@
+package flashsale
+
+import (
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"flashedge/shared/httpapi"
+	"flashedge/shared/obs"
+)
+
+// statusTooEarly is 425, which fasthttp does not name.
+const statusTooEarly = 425
+
+// HandlerOptions configure a Handler.
+type HandlerOptions struct {
+	// AdminToken is the bearer token of the admin routes (FLASHEDGE_ADMIN_TOKEN). Required.
+	AdminToken string
+	// Log receives errors the handlers answer with 503. Nil means the Service's logger.
+	Log *slog.Logger
+}
+
+// Handler serves the flash-sale routes of the order service. It is safe for concurrent use.
+type Handler struct {
+	s     *Service
+	admin []byte
+	log   *slog.Logger
+}
+
+// NewHandler returns the HTTP layer over s.
+func NewHandler(s *Service, o HandlerOptions) (*Handler, error) {
+	if s == nil {
+		return nil, errors.New("flashsale: NewHandler needs a Service")
+	}
+	if o.AdminToken == "" {
+		return nil, errors.New("flashsale: HandlerOptions.AdminToken is required: set FLASHEDGE_ADMIN_TOKEN")
+	}
+	log := o.Log
+	if log == nil {
+		log = s.o.Log
+	}
+	return &Handler{s: s, admin: []byte(o.AdminToken), log: log}, nil
+}
+
+// Register adds the flash-sale routes to r:
+//
+//	POST /api/v1/admin/flash-sales                    create + preheat (admin bearer token)
+//	GET  /api/v1/admin/flash-sales/{id}/ledger        the ledger (admin)
+//	GET  /api/v1/flash-sales                          list
+//	GET  /api/v1/flash-sales/{id}                     one sale with its state
+//	POST /api/v1/flash-sales/{id}/challenge           a proof-of-work challenge (user)
+//	POST /api/v1/flash-sales/{id}/attempts            an attempt (user, Idempotency-Key)
+//	GET  /api/v1/flash-sales/{id}/attempts/{ticket}   a ticket's result (user)
+//	POST /api/v1/flash-sales/{id}/checkout            buy with a seckill token (user)
+//
+// User routes take the user id from httpapi.HeaderUserID, which the edge sets after verifying the
+// session; a request without it gets 401.
+func (h *Handler) Register(r *router.Router) {
+	r.POST("/api/v1/admin/flash-sales", h.adminOnly(h.create))
+	r.GET("/api/v1/admin/flash-sales/{id}/ledger", h.adminOnly(h.ledger))
+	r.GET("/api/v1/flash-sales", h.list)
+	r.GET("/api/v1/flash-sales/{id}", h.get)
+	r.POST("/api/v1/flash-sales/{id}/challenge", h.userOnly(h.challenge))
+	r.POST("/api/v1/flash-sales/{id}/attempts", h.userOnly(h.attempt))
+	r.GET("/api/v1/flash-sales/{id}/attempts/{ticket}", h.userOnly(h.poll))
+	r.POST("/api/v1/flash-sales/{id}/checkout", h.userOnly(h.checkout))
+}
+
+func (h *Handler) adminOnly(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		auth := ctx.Request.Header.Peek("Authorization")
+		const bearer = "Bearer "
+		if len(auth) <= len(bearer) || string(auth[:len(bearer)]) != bearer ||
+			subtle.ConstantTimeCompare(auth[len(bearer):], h.admin) != 1 {
+			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="flashedge-admin"`)
+			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid admin bearer token is required")
+			return
+		}
+		next(ctx)
+	}
+}
+
+type userHandler func(ctx *fasthttp.RequestCtx, user string)
+
+func (h *Handler) userOnly(next userHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		user := string(ctx.Request.Header.Peek(httpapi.HeaderUserID))
+		if !ValidUserID(user) {
+			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthenticated", "sign in first: no verified user on this request")
+			return
+		}
+		next(ctx, user)
+	}
+}
+
+func param(ctx *fasthttp.RequestCtx, name string) string {
+	v, _ := ctx.UserValue(name).(string)
+	return v
+}
+
+// storeFailed answers a store error: 503 with Retry-After, logged with the request id.
+func (h *Handler) storeFailed(ctx *fasthttp.RequestCtx, err error) {
+	h.log.Error("flash-sale store call failed", "err", err, "path", string(ctx.Path()),
+		"request_id", string(ctx.Request.Header.Peek(obs.HeaderRequestID)))
+	ctx.Response.Header.Set("Retry-After", "1")
+	httpapi.WriteError(ctx, fasthttp.StatusServiceUnavailable, "store_unavailable", "the store did not answer; please retry shortly")
+}
+
+// fail maps domain errors to the contract's answers; anything else is a store failure.
+func (h *Handler) fail(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, ErrInvalid):
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_request", err.Error())
+	case errors.Is(err, ErrNotFound):
+		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no such flash sale")
+	case errors.Is(err, ErrConflict):
+		httpapi.WriteError(ctx, fasthttp.StatusConflict, "sale_exists", "a different flash sale with this id exists")
+	case errors.Is(err, ErrNoProduct):
+		httpapi.WriteError(ctx, fasthttp.StatusUnprocessableEntity, "unknown_product", "product_id names no product")
+	case errors.Is(err, ErrNotStarted):
+		httpapi.WriteError(ctx, statusTooEarly, "not_started", "the flash sale has not started yet")
+	case errors.Is(err, ErrEnded):
+		httpapi.WriteError(ctx, fasthttp.StatusGone, "ended", "the flash sale has ended")
+	case errors.Is(err, ErrBadChallenge):
+		httpapi.WriteError(ctx, fasthttp.StatusForbidden, "bad_challenge", "the challenge is missing, expired, already used, not yours or wrongly answered; fetch a new one")
+	case errors.Is(err, ErrReusedKey):
+		httpapi.WriteError(ctx, fasthttp.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used for another attempt")
+	case errors.Is(err, ErrTicketUnknown):
+		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no such ticket")
+	case errors.Is(err, ErrTokenNotFound):
+		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "token_not_found", "no such seckill token")
+	case errors.Is(err, ErrTokenUsed):
+		httpapi.WriteError(ctx, fasthttp.StatusConflict, "token_used", "this seckill token was already used")
+	case errors.Is(err, ErrTokenExpired):
+		httpapi.WriteError(ctx, fasthttp.StatusGone, "token_expired", "this seckill token has expired")
+	default:
+		h.storeFailed(ctx, err)
+	}
+}
+
+// saleJSON is the public sale.
+type saleJSON struct {
+	ID           string `json:"id"`
+	ProductID    string `json:"product_id"`
+	Price        int64  `json:"price"`
+	Stock        int64  `json:"stock"`
+	StartsAt     string `json:"starts_at"`
+	EndsAt       string `json:"ends_at"`
+	PerUserLimit int64  `json:"per_user_limit"`
+	State        string `json:"state"`
+	Shards       int    `json:"shards"`
+	Difficulty   int    `json:"difficulty"`
+}
+
+func toJSON(v SaleView) saleJSON {
+	return saleJSON{ID: v.ID, ProductID: v.ProductID, Price: v.Price, Stock: v.Stock,
+		StartsAt: rfc3339(v.StartsAt), EndsAt: rfc3339(v.EndsAt), PerUserLimit: v.PerUserLimit,
+		State: v.State, Shards: v.Shards, Difficulty: v.Difficulty}
+}
+
+func (h *Handler) create(ctx *fasthttp.RequestCtx) {
+	var in SaleInput
+	if !httpapi.DecodeJSON(ctx, &in) {
+		return
+	}
+	sctx, cancel := h.s.storeCtx()
+	defer cancel()
+	sl, created, err := h.s.CreateSale(sctx, in)
+	if err != nil {
+		h.fail(ctx, err)
+		return
+	}
+	status := fasthttp.StatusOK
+	if created {
+		status = fasthttp.StatusCreated
+	}
+	v := SaleView{sl, sl.State(h.s.now(), sl.Stock == 0)}
+	httpapi.WriteJSON(ctx, status, toJSON(v))
+}
+
+func (h *Handler) ledger(ctx *fasthttp.RequestCtx) {
+	sctx, cancel := h.s.storeCtx()
+	defer cancel()
+	l, err := h.s.Ledger(sctx, param(ctx, "id"))
+	if err != nil {
+		h.fail(ctx, err)
+		return
+	}
+	httpapi.WriteJSON(ctx, fasthttp.StatusOK, l)
+}
+
+func (h *Handler) list(ctx *fasthttp.RequestCtx) {
+	sctx, cancel := h.s.storeCtx()
+	defer cancel()
+	views, err := h.s.ListSales(sctx)
+	if err != nil {
+		h.fail(ctx, err)
+		return
+	}
+	items := make([]saleJSON, len(views))
+	for i, v := range views {
+		items[i] = toJSON(v)
+	}
+	httpapi.WriteJSON(ctx, fasthttp.StatusOK, struct {
+		Items []saleJSON `json:"items"`
+	}{items})
+}
+
+func (h *Handler) get(ctx *fasthttp.RequestCtx) {
+	sctx, cancel := h.s.storeCtx()
+	defer cancel()
+	v, err := h.s.GetSale(sctx, param(ctx, "id"))
+	if err != nil {
+		h.fail(ctx, err)
+		return
+	}
+	httpapi.WriteJSON(ctx, fasthttp.StatusOK, toJSON(v))
+}
+
+type challengeJSON struct {
+	ChallengeID string `json:"challenge_id"`
+	Kind        string `json:"kind"`
+	Payload     struct {
+		Prefix     string `json:"prefix"`
+		Difficulty int    `json:"difficulty"`
+	} `json:"payload"`
+	ExpiresAt string `json:"expires_at"`
+}
+
+func (h *Handler) challenge(ctx *fasthttp.RequestCtx, user string) {
+	sctx, cancel := h.s.storeCtx()
+	defer cancel()
+	ch, err := h.s.IssueChallenge(sctx, user, param(ctx, "id"))
+	if err != nil {
+		h.fail(ctx, err)
+		return
+	}
+	out := challengeJSON{ChallengeID: ch.ID, Kind: ChallengeKind, ExpiresAt: rfc3339(ch.ExpiresAt)}
+	out.Payload.Prefix, out.Payload.Difficulty = ch.Prefix, ch.Difficulty
+	httpapi.WriteJSON(ctx, fasthttp.StatusOK, out)
+}
+
+type attemptBody struct {
+	ChallengeID string `json:"challenge_id"`
+	Answer      string `json:"answer"`
+}
+
+func (h *Handler) attempt(ctx *fasthttp.RequestCtx, user string) {
+	var body attemptBody
+	if !httpapi.DecodeJSON(ctx, &body) {
+		return
+	}
+	sctx, cancel := h.s.storeCtx()
+	defer cancel()
+	ans, err := h.s.Attempt(sctx, AttemptInput{
+		User: user, SaleID: param(ctx, "id"), ChallengeID: body.ChallengeID, Answer: body.Answer,
+		IdempotencyKey: string(ctx.Request.Header.Peek(httpapi.HeaderIdempotencyKey)),
+	})
+	if err != nil {
+		h.fail(ctx, err)
+		return
+	}
+	if ans.Replay {
+		ctx.Response.Header.Set("Idempotent-Replayed", "true")
+	}
+	h.writeAttempt(ctx, ans)
+}
+
+// writeAttempt renders an attempt answer; it depends on the stored answer only, so a replay gets
+// the same status and body as the first answer.
+func (h *Handler) writeAttempt(ctx *fasthttp.RequestCtx, ans AttemptAnswer) {
+	switch ans.Outcome {
+	case OutcomeAdmitted:
+		httpapi.WriteJSON(ctx, fasthttp.StatusAccepted, struct {
+			Ticket      string `json:"ticket"`
+			Status      string `json:"status"`
+			PollAfterMS int64  `json:"poll_after_ms"`
+		}{ans.Ticket, StatusQueued, h.s.o.PollAfter.Milliseconds()})
+	case OutcomeSoldOut:
+		httpapi.WriteJSON(ctx, fasthttp.StatusGone, struct {
+			Status string              `json:"status"`
+			Error  httpapi.ErrorDetail `json:"error"`
+		}{StatusSoldOut, httpapi.ErrorDetail{Code: "sold_out", Message: "the flash sale is sold out"}})
+	case OutcomeLimitReached:
+		httpapi.WriteError(ctx, fasthttp.StatusConflict, "limit_reached", "you already hold as many units of this sale as one shopper may")
+	case OutcomeAttemptPending:
+		httpapi.WriteError(ctx, fasthttp.StatusConflict, "attempt_pending", "your earlier attempt is still being decided; poll its ticket")
+	case OutcomeBusyBacklog, OutcomeBusyAdmission:
+		retry := max(ans.RetryAfter, 1)
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(retry))
+		httpapi.WriteError(ctx, fasthttp.StatusTooManyRequests, "busy", "too many attempts are being decided; try again with a new challenge after Retry-After seconds")
+	default:
+		h.storeFailed(ctx, errors.New("unknown attempt outcome "+ans.Outcome))
+	}
+}
+
+func (h *Handler) poll(ctx *fasthttp.RequestCtx, user string) {
+	sctx, cancel := h.s.storeCtx()
+	defer cancel()
+	r, err := h.s.GetResult(sctx, user, param(ctx, "id"), param(ctx, "ticket"))
+	if err != nil {
+		h.fail(ctx, err)
+		return
+	}
+	type resultJSON struct {
+		Status    string `json:"status"`
+		Token     string `json:"token,omitempty"`
+		ExpiresAt string `json:"expires_at,omitempty"`
+		Reason    string `json:"reason,omitempty"`
+	}
+	out := resultJSON{Status: r.Status, Reason: r.Reason}
+	if r.Status == StatusWon {
+		out.Token, out.ExpiresAt = r.Token, r.ExpiresAt.Format(time.RFC3339Nano)
+	}
+	httpapi.WriteJSON(ctx, fasthttp.StatusOK, out)
+}
+
+type checkoutBody struct {
+	Token string `json:"token"`
+}
+
+func (h *Handler) checkout(ctx *fasthttp.RequestCtx, user string) {
+	var body checkoutBody
+	if !httpapi.DecodeJSON(ctx, &body) {
+		return
+	}
+	sctx, cancel := h.s.storeCtx()
+	defer cancel()
+	order, err := h.s.Checkout(sctx, user, param(ctx, "id"), body.Token)
+	if err != nil {
+		h.fail(ctx, err)
+		return
+	}
+	httpapi.WriteRawJSON(ctx, fasthttp.StatusCreated, order)
+}

@@ -1,0 +1,17 @@
+-- Marks a stranded ticket for one more XADD (sale slot): the order service may have died between
+-- the gate and its XADD. Duplicate stream messages are harmless (the worker's already-done check),
+-- but they are bounded: at most ARGV[3] requeues per ticket, one per interval.
+-- KEYS[1] result, KEYS[2] queue
+-- ARGV[1] ticket, ARGV[2] now (unix ms), ARGV[3] max requeues
+-- Returns the ticket's user when the caller should XADD it again, or false.
+local r = redis.call('HMGET', KEYS[1], 'status', 'user', 'requeues')
+if r[1] ~= 'queued' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return false
+end
+if tonumber(r[3] or '0') >= tonumber(ARGV[3]) then
+  return false
+end
+redis.call('HINCRBY', KEYS[1], 'requeues', 1)
+redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[1])
+return r[2]

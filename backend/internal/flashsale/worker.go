@@ -1,0 +1,553 @@
+package flashsale
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"flashedge/shared/keyspace"
+)
+
+// Defaults for the zero values in WorkerOptions.
+const (
+	DefaultGroup          = "flashsale"
+	DefaultConcurrency    = 2
+	DefaultBatch          = 16
+	DefaultBlock          = time.Second
+	DefaultClaimIdle      = 15 * time.Second
+	DefaultClaimEvery     = 5 * time.Second
+	DefaultSweepEvery     = time.Second
+	DefaultTrimEvery      = 10 * time.Second
+	DefaultMessageTimeout = 10 * time.Second
+)
+
+// WorkerOptions configure a Worker. Zero values take the defaults named on each field.
+type WorkerOptions struct {
+	// Group is the consumer group on keyspace.AttemptStream(). Zero means "flashsale".
+	Group string
+	// Consumer names this worker in the group; consumer loops are named Consumer-0, Consumer-1...
+	// Zero means hostname-pid. Names must differ between live workers.
+	Consumer string
+	// Concurrency is the number of consumer loops, each with its own blocking read.
+	// Zero means 2.
+	Concurrency int
+	// Batch is the XREADGROUP / XAUTOCLAIM COUNT. Zero means 16.
+	Batch int
+	// Block is the XREADGROUP BLOCK time, also the longest a stop waits for a read. Zero means 1s.
+	Block time.Duration
+	// ClaimIdle is how long a message stays pending with a consumer before another one takes it
+	// over (XAUTOCLAIM min-idle-time): the bound on a dead consumer's messages. Zero means 15s.
+	ClaimIdle time.Duration
+	// ClaimEvery is how often each loop runs XAUTOCLAIM. Zero means 5s.
+	ClaimEvery time.Duration
+	// SweepEvery is how often expiries, stranded tickets and sold-out flags are swept.
+	// Zero means 1s; negative disables the sweeper.
+	SweepEvery time.Duration
+	// TrimEvery is how often the stream is trimmed below its oldest unacknowledged entry.
+	// Zero means 10s; negative disables trimming.
+	TrimEvery time.Duration
+	// MessageTimeout bounds the store calls of one message. Zero means 10s.
+	MessageTimeout time.Duration
+	// Log receives the worker's logs. Nil means the Service's logger.
+	Log *slog.Logger
+
+	// hook, when set (tests only), is called after each stage that changed the store ("claimed":
+	// a unit claimed in a shard, "decided": the ticket's result written) and before the XACK; when
+	// it returns true the loop stops at once without acknowledging, like a process killed there.
+	hook func(stage, ticket string) bool
+}
+
+// Worker consumes admitted attempts from the stream and decides them. Any number of workers may
+// run against one store. Create it with NewWorker and call Run once.
+type Worker struct {
+	s   *Service
+	o   WorkerOptions
+	log *slog.Logger
+}
+
+// NewWorker returns a worker deciding attempts for s.
+func NewWorker(s *Service, o WorkerOptions) (*Worker, error) {
+	if s == nil {
+		return nil, errors.New("flashsale: NewWorker needs a Service")
+	}
+	if o.Group == "" {
+		o.Group = DefaultGroup
+	}
+	if o.Consumer == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "worker"
+		}
+		o.Consumer = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.Batch <= 0 {
+		o.Batch = DefaultBatch
+	}
+	if o.Block <= 0 {
+		o.Block = DefaultBlock
+	}
+	if o.ClaimIdle <= 0 {
+		o.ClaimIdle = DefaultClaimIdle
+	}
+	if o.ClaimEvery <= 0 {
+		o.ClaimEvery = DefaultClaimEvery
+	}
+	if o.SweepEvery == 0 {
+		o.SweepEvery = DefaultSweepEvery
+	}
+	if o.TrimEvery == 0 {
+		o.TrimEvery = DefaultTrimEvery
+	}
+	if o.MessageTimeout <= 0 {
+		o.MessageTimeout = DefaultMessageTimeout
+	}
+	log := o.Log
+	if log == nil {
+		log = s.o.Log
+	}
+	return &Worker{s: s, o: o, log: log.With("consumer", o.Consumer)}, nil
+}
+
+// Options returns the worker's options with defaults filled in.
+func (w *Worker) Options() WorkerOptions { return w.o }
+
+// Run creates the consumer group when missing, then runs the consumer loops and, unless disabled,
+// the sweeper and the trimmer until ctx is done. On stop every loop finishes and acknowledges the
+// messages it holds before Run returns (within about Block plus the time to decide a batch).
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.ensureGroup(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for i := range w.o.Concurrency {
+		name := w.o.Consumer + "-" + strconv.Itoa(i)
+		wg.Go(func() { w.consume(ctx, name) })
+	}
+	if w.o.SweepEvery > 0 || w.o.TrimEvery > 0 {
+		wg.Go(func() { w.maintain(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// ensureGroup creates the group reading from the start of the stream (so attempts enqueued before
+// any worker existed are decided), retrying while the store is unreachable.
+func (w *Worker) ensureGroup(ctx context.Context) error {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, w.o.MessageTimeout)
+		err := w.s.c.Do(cctx, w.s.c.B().XgroupCreate().Key(keyspace.AttemptStream()).Group(w.o.Group).
+			Id("0").Mkstream().Build()).Error()
+		cancel()
+		if err == nil || strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			return nil
+		}
+		w.log.Warn("flash-sale worker: cannot create consumer group; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("flashsale: create consumer group: %w", err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+type message struct {
+	id, sale, ticket, user string
+}
+
+func toMessages(entries []rueidis.XRangeEntry) []message {
+	out := make([]message, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, message{id: e.ID, sale: e.FieldValues["sale"], ticket: e.FieldValues["ticket"], user: e.FieldValues["user"]})
+	}
+	return out
+}
+
+// consume is one consumer loop. Reads use a context that a stop does not cancel, so a message
+// delivered to this consumer is always seen and decided; the loop checks ctx between reads.
+func (w *Worker) consume(ctx context.Context, name string) {
+	cursor := "0-0"
+	nextClaim := time.Now() // take over stale messages at start
+	backoff := func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	for ctx.Err() == nil {
+		if !time.Now().Before(nextClaim) {
+			msgs, next, err := w.autoclaim(name, cursor)
+			if err != nil {
+				w.log.Warn("flash-sale worker: XAUTOCLAIM failed", "err", err)
+				nextClaim = time.Now().Add(w.o.ClaimEvery)
+			} else {
+				cursor = next
+				if next == "0-0" {
+					nextClaim = time.Now().Add(w.o.ClaimEvery)
+				}
+				if !w.handle(name, msgs) {
+					return
+				}
+			}
+		}
+		msgs, err := w.read(name)
+		if err != nil {
+			w.log.Warn("flash-sale worker: XREADGROUP failed", "err", err)
+			backoff()
+			continue
+		}
+		if !w.handle(name, msgs) {
+			return
+		}
+	}
+}
+
+func (w *Worker) read(name string) ([]message, error) {
+	rctx, cancel := context.WithTimeout(context.Background(), w.o.Block+w.o.MessageTimeout)
+	defer cancel()
+	c := w.s.c
+	res, err := c.Do(rctx, c.B().Xreadgroup().Group(w.o.Group, name).Count(int64(w.o.Batch)).
+		Block(w.o.Block.Milliseconds()).Streams().Key(keyspace.AttemptStream()).Id(">").Build()).AsXRead()
+	if rueidis.IsRedisNil(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return toMessages(res[keyspace.AttemptStream()]), nil
+}
+
+// autoclaim takes over up to Batch messages idle for ClaimIdle (a dead or stuck consumer's)
+// starting at cursor, and returns them with the next cursor ("0-0" when the scan is complete).
+func (w *Worker) autoclaim(name, cursor string) ([]message, string, error) {
+	cctx, cancel := context.WithTimeout(context.Background(), w.o.MessageTimeout)
+	defer cancel()
+	c := w.s.c
+	arr, err := c.Do(cctx, c.B().Xautoclaim().Key(keyspace.AttemptStream()).Group(w.o.Group).Consumer(name).
+		MinIdleTime(strconv.FormatInt(w.o.ClaimIdle.Milliseconds(), 10)).Start(cursor).
+		Count(int64(w.o.Batch)).Build()).ToArray()
+	if err != nil {
+		return nil, cursor, err
+	}
+	if len(arr) < 2 {
+		return nil, cursor, fmt.Errorf("short XAUTOCLAIM reply")
+	}
+	next, err := arr[0].ToString()
+	if err != nil {
+		return nil, cursor, err
+	}
+	entries, err := arr[1].AsXRange()
+	if err != nil {
+		return nil, cursor, err
+	}
+	// Entries whose message was deleted come back with nil fields; nothing to decide for them.
+	live := entries[:0]
+	for _, e := range entries {
+		if e.FieldValues != nil {
+			live = append(live, e)
+		}
+	}
+	return toMessages(live), next, nil
+}
+
+// handle decides and acknowledges msgs in order. It returns false when the test hook simulated
+// a crash (the loop must stop at once).
+func (w *Worker) handle(name string, msgs []message) bool {
+	for _, m := range msgs {
+		err := w.process(m)
+		if errors.Is(err, errCrash) {
+			return false
+		}
+		if err != nil {
+			// Left pending: XAUTOCLAIM hands it to a loop again after ClaimIdle.
+			w.log.Warn("flash-sale worker: message not decided; it stays pending", "id", m.id,
+				"sale", m.sale, "ticket", m.ticket, "err", err)
+			continue
+		}
+		actx, cancel := context.WithTimeout(context.Background(), w.o.MessageTimeout)
+		err = w.s.c.Do(actx, w.s.c.B().Xack().Key(keyspace.AttemptStream()).Group(w.o.Group).Id(m.id).Build()).Error()
+		cancel()
+		if err != nil {
+			w.log.Warn("flash-sale worker: XACK failed; the message will be decided again (harmlessly)",
+				"id", m.id, "err", err)
+		}
+	}
+	return true
+}
+
+var errCrash = errors.New("flashsale: simulated crash")
+
+func (w *Worker) crashAt(stage, ticket string) bool {
+	return w.o.hook != nil && w.o.hook(stage, ticket)
+}
+
+// process decides one message. A nil error means the message may be acknowledged: decided now,
+// decided before, or not decidable ever (malformed, unknown sale or ticket).
+func (w *Worker) process(m message) error {
+	if m.sale == "" || !validHexID(m.ticket) {
+		w.log.Warn("flash-sale worker: dropping malformed message", "id", m.id)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.o.MessageTimeout)
+	defer cancel()
+	sl, err := w.s.loadSale(ctx, m.sale)
+	if errors.Is(err, ErrNotFound) {
+		w.log.Warn("flash-sale worker: dropping message of an unknown sale", "id", m.id, "sale", m.sale)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return w.s.decide(ctx, sl, m.ticket, w.crashAt)
+}
+
+// decide runs the worker's steps for one ticket (see the package comment): begin, claim probing
+// the shards, then win, lost or sold out. crash (may be nil) is the test hook.
+func (s *Service) decide(ctx context.Context, sl *Sale, ticket string, crash func(stage, ticket string) bool) error {
+	sale := sl.ID
+	rep, err := strs(s.lua.begin.Exec(ctx, s.c,
+		[]string{keyspace.SaleResult(sale, ticket), keyspace.SaleUsers(sale), keyspace.SaleStats(sale)},
+		[]string{strconv.FormatInt(sl.PerUserLimit, 10)}))
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	state, epoch, user := rep[0], rep[1], rep[2]
+	switch state {
+	case "missing", "done":
+		return nil
+	case "over_limit":
+		return s.finish(ctx, sale, ticket, "lost", epoch, OutcomeLimitReached, crash)
+	}
+	start := int(fnv32(ticket) % uint32(sl.Shards))
+	for j := range sl.Shards {
+		i := (start + j) % sl.Shards
+		c, err := strs(s.lua.shardClaim.Exec(ctx, s.c,
+			[]string{keyspace.StockShard(sale, i), keyspace.ShardClaims(sale, i), keyspace.ShardStats(sale, i)},
+			[]string{ticket}))
+		if err != nil {
+			return fmt.Errorf("claim shard %d: %w", i, err)
+		}
+		if c[0] != "claimed" {
+			continue
+		}
+		if crash != nil && crash("claimed", ticket) {
+			return errCrash
+		}
+		emptied := c[1] == "new" && c[2] == "0"
+		return s.recordWin(ctx, sl, ticket, user, i, epoch, emptied, crash)
+	}
+	return s.finish(ctx, sale, ticket, "sold_out", epoch, "", crash)
+}
+
+func fnv32(s string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(s))
+	return h.Sum32()
+}
+
+func (s *Service) recordWin(ctx context.Context, sl *Sale, ticket, user string, shard int, epoch string,
+	emptied bool, crash func(stage, ticket string) bool) error {
+	sale := sl.ID
+	now := s.now()
+	token := newID()
+	rep, err := strs(s.lua.win.Exec(ctx, s.c,
+		[]string{keyspace.SaleResult(sale, ticket), keyspace.SaleToken(sale, token), keyspace.SaleDeadlines(sale),
+			keyspace.SaleUsers(sale), keyspace.SaleStats(sale), keyspace.SaleInflight(sale), keyspace.SaleQueue(sale)},
+		[]string{ticket, user, strconv.FormatInt(sl.PerUserLimit, 10), strconv.Itoa(shard), token,
+			ms(now.Add(s.o.Reservation)), ms(now), strconv.FormatInt(sl.Price, 10), sl.ProductID, msDur(s.o.ResultTTL)}))
+	if err != nil {
+		return fmt.Errorf("record win: %w", err)
+	}
+	switch rep[0] {
+	case "ok":
+		if crash != nil && crash("decided", ticket) {
+			return errCrash
+		}
+		if emptied {
+			return s.maybeFlagSoldOut(ctx, sl, shard, epoch)
+		}
+		return nil
+	case "done":
+		if len(rep) >= 3 && rep[1] == StatusWon && rep[2] == strconv.Itoa(shard) {
+			return nil // decided before with this very claim
+		}
+	}
+	// The claim may not be kept (decided otherwise meanwhile, user at the limit, or unknown
+	// ticket): give the unit back, then end the ticket lost.
+	res, err := s.settle(ctx, sale, shard, ticket, "release")
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(res, "bad:") {
+		return fmt.Errorf("release shard %d of ticket %s: claim is %s", shard, ticket, res)
+	}
+	return s.finish(ctx, sale, ticket, "released", epoch, OutcomeLimitReached, crash)
+}
+
+// settle runs shard_settle.lua: mode "order", "return" or "release".
+func (s *Service) settle(ctx context.Context, sale string, shard int, ticket, mode string) (string, error) {
+	res, err := s.lua.shardSettle.Exec(ctx, s.c,
+		[]string{keyspace.StockShard(sale, shard), keyspace.ShardClaims(sale, shard), keyspace.ShardStats(sale, shard)},
+		[]string{ticket, mode}).ToString()
+	if err != nil {
+		return "", fmt.Errorf("settle shard %d (%s): %w", shard, mode, err)
+	}
+	return res, nil
+}
+
+// finish runs worker_finish.lua in the given mode.
+func (s *Service) finish(ctx context.Context, sale, ticket, mode, epoch, reason string, crash func(stage, ticket string) bool) error {
+	_, err := s.lua.finish.Exec(ctx, s.c,
+		[]string{keyspace.SaleResult(sale, ticket), keyspace.SaleStats(sale), keyspace.SaleInflight(sale),
+			keyspace.SaleQueue(sale), keyspace.SoldOut(sale)},
+		[]string{mode, ticket, epoch, reason, ms(s.now()), msDur(s.o.ResultTTL)}).ToString()
+	if err != nil {
+		return fmt.Errorf("finish %s: %w", mode, err)
+	}
+	if mode != "flag" && crash != nil && crash("decided", ticket) {
+		return errCrash
+	}
+	return nil
+}
+
+// maybeFlagSoldOut sets the sold-out flag right after a claim emptied a shard when every other
+// shard is empty too, so the edges stop forwarding attempts without waiting for one more probe.
+// The flag is set only if no unit went back since epoch (read before the probe).
+func (s *Service) maybeFlagSoldOut(ctx context.Context, sl *Sale, emptied int, epoch string) error {
+	cmds := make(rueidis.Commands, 0, sl.Shards-1)
+	for i := range sl.Shards {
+		if i != emptied {
+			cmds = append(cmds, s.c.B().Get().Key(keyspace.StockShard(sl.ID, i)).Build())
+		}
+	}
+	for _, r := range s.c.DoMulti(ctx, cmds...) {
+		n, err := r.AsInt64()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return fmt.Errorf("read shard: %w", err)
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+	return s.finish(ctx, sl.ID, "", "flag", epoch, "", nil)
+}
+
+// maintain runs the sweeper and the trimmer on their tickers until ctx is done.
+func (w *Worker) maintain(ctx context.Context) {
+	tick := func(d time.Duration) <-chan time.Time {
+		if d <= 0 {
+			return nil
+		}
+		t := time.NewTicker(d)
+		context.AfterFunc(ctx, t.Stop)
+		return t.C
+	}
+	sweep, trim := tick(w.o.SweepEvery), tick(w.o.TrimEvery)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sweep:
+			sctx, cancel := context.WithTimeout(context.Background(), w.o.MessageTimeout)
+			rep, err := w.s.Sweep(sctx)
+			cancel()
+			if err != nil {
+				w.log.Warn("flash-sale sweep incomplete; the next one retries", "err", err)
+			}
+			if rep != (SweepReport{}) {
+				w.log.Info("flash-sale sweep", "expired", rep.Expired, "completed", rep.Completed,
+					"requeued", rep.Requeued, "flags_cleared", rep.FlagsCleared)
+			}
+		case <-trim:
+			tctx, cancel := context.WithTimeout(context.Background(), w.o.MessageTimeout)
+			n, err := TrimStream(tctx, w.s.c)
+			cancel()
+			if err != nil {
+				w.log.Warn("flash-sale stream trim failed", "err", err)
+			} else if n > 0 {
+				w.log.Debug("flash-sale stream trimmed", "entries", n)
+			}
+		}
+	}
+}
+
+// TrimStream removes acknowledged entries from the attempt stream: XTRIM MINID at the lowest id
+// any consumer group still needs, that is, for each group its oldest pending entry or, with none
+// pending, its last delivered id (entries after it are not delivered yet). Nothing unacknowledged
+// is ever removed; entries read or pending after the group info was taken all have higher ids.
+// With no group, nothing is trimmed. It returns the number of entries removed.
+func TrimStream(ctx context.Context, c rueidis.Client) (int64, error) {
+	stream := keyspace.AttemptStream()
+	groups, err := c.Do(ctx, c.B().XinfoGroups().Key(stream).Build()).ToArray()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("flashsale: XINFO GROUPS: %w", err)
+	}
+	if len(groups) == 0 {
+		return 0, nil
+	}
+	var boundary string
+	for _, g := range groups {
+		info, err := g.AsMap()
+		if err != nil {
+			return 0, fmt.Errorf("flashsale: XINFO GROUPS reply: %w", err)
+		}
+		field := func(k string) *rueidis.RedisMessage { m := info[k]; return &m }
+		name, _ := field("name").ToString()
+		pending, _ := field("pending").AsInt64()
+		low, _ := field("last-delivered-id").ToString()
+		if pending > 0 {
+			sum, err := c.Do(ctx, c.B().Xpending().Key(stream).Group(name).Build()).ToArray()
+			if err != nil {
+				return 0, fmt.Errorf("flashsale: XPENDING: %w", err)
+			}
+			if len(sum) < 2 {
+				return 0, fmt.Errorf("flashsale: short XPENDING reply")
+			}
+			if low, err = sum[1].ToString(); err != nil {
+				return 0, nil // emptied meanwhile: trim next time
+			}
+		}
+		if low == "" {
+			return 0, nil
+		}
+		if boundary == "" || streamIDLess(low, boundary) {
+			boundary = low
+		}
+	}
+	if boundary == "0-0" {
+		return 0, nil
+	}
+	n, err := c.Do(ctx, c.B().Xtrim().Key(stream).Minid().Threshold(boundary).Build()).AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("flashsale: XTRIM: %w", err)
+	}
+	return n, nil
+}
+
+// streamIDLess compares stream ids "ms-seq" numerically.
+func streamIDLess(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	ami, _ := strconv.ParseUint(am, 10, 64)
+	bmi, _ := strconv.ParseUint(bm, 10, 64)
+	if ami != bmi {
+		return ami < bmi
+	}
+	asi, _ := strconv.ParseUint(as, 10, 64)
+	bsi, _ := strconv.ParseUint(bs, 10, 64)
+	return asi < bsi
+}
