@@ -143,9 +143,9 @@ func startStore(ctx context.Context, c Config, sup *supervise.Supervisor, enviro
 	if err := WaitStore(ctx, addr, c.ReadyTimeout, failed); err != nil {
 		return "", "", fmt.Errorf("%w (and in %s)", err, logPath)
 	}
-	durability := "append-only file, fsync every second: a crash loses at most about 1s of writes"
+	durability := "append-only file, fsync every second: a machine crash loses at most about 1s of writes"
 	if kind == "dragonfly" {
-		durability = "snapshot every minute and on shutdown: a crash loses writes since the last snapshot"
+		durability = "snapshot every minute and on shutdown: a crash loses the writes since the last snapshot"
 	}
 	desc = fmt.Sprintf("%s on %s, data in %s (%s), log in %s", filepath.Base(path), addr, dir, durability, logPath)
 	return addr, desc, nil
