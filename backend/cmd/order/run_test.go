@@ -91,7 +91,9 @@ func serve(t *testing.T, h fasthttp.RequestHandler) string {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- httpapi.Serve(ctx, httpapi.NewServer(h, httpapi.ServerOptions{}, log), ln, time.Second) }()
+	go func() {
+		done <- httpapi.Serve(ctx, httpapi.NewServer(h, httpapi.ServerOptions{}, log), ln, time.Second)
+	}()
 	t.Cleanup(func() { cancel(); <-done })
 	return ln.Addr().String()
 }
