@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -171,7 +172,7 @@ func Start(tb testing.TB, o Options) *Stack {
 		for k, v := range o.ServiceEnv[in.Service] {
 			env[k] = v
 		}
-		spec := supervise.Spec{Name: in.Name, Path: bin + "/" + in.Service, Env: launch.MergeEnv(base, env), NoRestart: o.NoRestart}
+		spec := supervise.Spec{Name: in.Name, Path: filepath.Join(bin, in.Service), Env: launch.MergeEnv(base, env), NoRestart: o.NoRestart}
 		if err := s.sup.Start(spec); err != nil {
 			tb.Fatalf("stack: %v", err)
 		}

@@ -70,8 +70,10 @@ func TestCatalogAndEdge(t *testing.T) {
 	}
 
 	before := st.PID("catalog", 0)
+	killedAt := time.Now()
 	st.Kill("catalog", 0)
 	st.WaitReady("catalog", 0)
+	t.Logf("catalog-1 killed with SIGKILL: ready again after %s (restart backoff 100ms)", time.Since(killedAt).Round(time.Millisecond))
 	if after := st.PID("catalog", 0); after == 0 || after == before {
 		t.Errorf("catalog-1 pid %d -> %d: want a new process", before, after)
 	}
