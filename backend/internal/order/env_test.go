@@ -30,7 +30,7 @@ import (
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // serve runs h on a real loopback listener until the test ends and returns its address.
-func serve(t *testing.T, h fasthttp.RequestHandler) string {
+func serve(t testing.TB, h fasthttp.RequestHandler) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -44,7 +44,7 @@ func serve(t *testing.T, h fasthttp.RequestHandler) string {
 	return ln.Addr().String()
 }
 
-func pool(t *testing.T, name, addr string) *upstream.Pool {
+func pool(t testing.TB, name, addr string) *upstream.Pool {
 	t.Helper()
 	p, err := upstream.New(upstream.Options{Name: name, Addrs: []string{addr}, Timeout: 5 * time.Second, Retries: -1}, discard())
 	if err != nil {
@@ -66,7 +66,7 @@ func (h *hold) open() { h.once.Do(func() { close(h.release) }) }
 // env is the order service with a real cart service, a real catalog service and a real
 // redis-server behind it, each on its own loopback port.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	kv       rueidis.Client
 	products *catalog.Store
 	order    string
@@ -79,7 +79,7 @@ type env struct {
 	seenIDs     map[string][]string // service -> X-Request-IDs it received
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	srv := kvtest.Start(t)
 	e := &env{t: t, kv: srv.Client(t), client: &fasthttp.Client{}, seenIDs: map[string][]string{}}
