@@ -117,6 +117,9 @@ func TestNoRestartTerminateRestart(t *testing.T) {
 }
 
 func TestUnknownOrMissingService(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds every binary")
+	}
 	Build(t)
 	if _, err := pickServices([]string{"payments"}); err == nil || !strings.Contains(err.Error(), "unknown service") {
 		t.Errorf("unknown service: %v", err)
