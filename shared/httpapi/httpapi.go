@@ -173,13 +173,17 @@ func RequestIDs(next fasthttp.RequestHandler, ids *obs.IDs) fasthttp.RequestHand
 
 // AccessLog logs one line per request at info: method, path, status, duration, request id and
 // user id (from the header named userHeader, when set). Every sample-th request is logged;
-// sample <= 1 logs all; errors (status >= 500) are always logged.
+// sample <= 1 logs all; errors (status >= 500) are always logged; successful /health and /ready
+// probes never are.
 func AccessLog(next fasthttp.RequestHandler, log *slog.Logger, sample uint64, userHeader string) fasthttp.RequestHandler {
 	var n atomic.Uint64
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
 		next(ctx)
 		status := ctx.Response.StatusCode()
+		if status < 500 && isProbe(ctx.Path()) {
+			return // health checks arrive every second from every balancer: not worth a line
+		}
 		if sample > 1 && status < 500 && n.Add(1)%sample != 0 {
 			return
 		}
@@ -195,6 +199,10 @@ func AccessLog(next fasthttp.RequestHandler, log *slog.Logger, sample uint64, us
 		}
 		log.Info("request", attrs...)
 	}
+}
+
+func isProbe(path []byte) bool {
+	return string(path) == "/health" || string(path) == "/ready"
 }
 
 // Serve runs srv on ln until ctx is cancelled, then shuts it down gracefully: listeners close,
