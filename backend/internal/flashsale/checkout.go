@@ -32,9 +32,13 @@ type Order struct {
 // OrderItem is one line of an Order.
 type OrderItem struct {
 	ProductID string `json:"product_id"`
+	Name      string `json:"name"`
 	Quantity  int64  `json:"quantity"`
 	Price     int64  `json:"price"`
 }
+
+// createdAtLayout formats Order.CreatedAt like the order service does (RFC 3339, UTC, milliseconds).
+const createdAtLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // OrderID is the id of the order a seckill token buys: derived from sale and token so every retry
 // of a checkout, and the sweeper finishing a checkout that stopped half way, write the same order.
@@ -93,10 +97,14 @@ func (s *Service) completeOrder(ctx context.Context, sale, token string, p paidT
 	if err1 != nil || err2 != nil || err3 != nil {
 		return nil, fmt.Errorf("flashsale: token %s of sale %s is malformed", token, sale)
 	}
+	var name string
+	if sl, err := s.loadSale(ctx, sale); err == nil {
+		name = sl.ProductName
+	}
 	id := OrderID(sale, token)
 	doc, err := json.Marshal(Order{
-		ID: id, UserID: p.user, Items: []OrderItem{{ProductID: p.productID, Quantity: 1, Price: price}},
-		Total: price, Status: "paid", FlashSaleID: sale, CreatedAt: rfc3339(time.UnixMilli(paidAt)),
+		ID: id, UserID: p.user, Items: []OrderItem{{ProductID: p.productID, Name: name, Quantity: 1, Price: price}},
+		Total: price, Status: "paid", FlashSaleID: sale, CreatedAt: time.UnixMilli(paidAt).UTC().Format(createdAtLayout),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("flashsale: encode order: %w", err)

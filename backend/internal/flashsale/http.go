@@ -147,6 +147,7 @@ func (h *Handler) fail(ctx *fasthttp.RequestCtx, err error) {
 type saleJSON struct {
 	ID           string `json:"id"`
 	ProductID    string `json:"product_id"`
+	ProductName  string `json:"product_name"`
 	Price        int64  `json:"price"`
 	Stock        int64  `json:"stock"`
 	StartsAt     string `json:"starts_at"`
@@ -158,7 +159,7 @@ type saleJSON struct {
 }
 
 func toJSON(v SaleView) saleJSON {
-	return saleJSON{ID: v.ID, ProductID: v.ProductID, Price: v.Price, Stock: v.Stock,
+	return saleJSON{ID: v.ID, ProductID: v.ProductID, ProductName: v.ProductName, Price: v.Price, Stock: v.Stock,
 		StartsAt: rfc3339(v.StartsAt), EndsAt: rfc3339(v.EndsAt), PerUserLimit: v.PerUserLimit,
 		State: v.State, Shards: v.Shards, Difficulty: v.Difficulty}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -37,6 +38,7 @@ const (
 //
 //	id              the sale id
 //	product_id      the product sold
+//	product_name    the product's name when the sale was created (for orders and pages)
 //	price           the flash price, whole units of the product's currency
 //	stock           the initial number of units
 //	shards          the number of stock shards (keyspace.StockShard(id, 0..shards-1))
@@ -53,6 +55,7 @@ const (
 type Sale struct {
 	ID           string
 	ProductID    string
+	ProductName  string
 	Price        int64
 	Stock        int64
 	Shards       int
@@ -182,6 +185,7 @@ func (sl *Sale) hashFields() []string {
 	return []string{
 		"id", sl.ID,
 		"product_id", sl.ProductID,
+		"product_name", sl.ProductName,
 		"price", strconv.FormatInt(sl.Price, 10),
 		"stock", strconv.FormatInt(sl.Stock, 10),
 		"shards", strconv.Itoa(sl.Shards),
@@ -204,7 +208,7 @@ func saleFromHash(m map[string]string) (*Sale, bool) {
 		n, err := strconv.ParseInt(m[k], 10, 64)
 		return n, err == nil
 	}
-	sl := &Sale{ID: m["id"], ProductID: m["product_id"]}
+	sl := &Sale{ID: m["id"], ProductID: m["product_id"], ProductName: m["product_name"]}
 	var ok [7]bool
 	sl.Price, ok[0] = num("price")
 	sl.Stock, ok[1] = num("stock")
@@ -238,12 +242,16 @@ func (s *Service) CreateSale(ctx context.Context, in SaleInput) (sl *Sale, creat
 		sl.ID = newID()[:16]
 	}
 	sl.CreatedAt = s.now().UTC().Truncate(time.Millisecond)
-	n, err := s.c.Do(ctx, s.c.B().Exists().Key(keyspace.Product(sl.ProductID)).Build()).AsInt64()
-	if err != nil {
-		return nil, false, fmt.Errorf("flashsale: check product: %w", err)
-	}
-	if n == 0 {
+	doc, err := s.c.Do(ctx, s.c.B().Get().Key(keyspace.Product(sl.ProductID)).Build()).AsBytes()
+	if rueidis.IsRedisNil(err) {
 		return nil, false, ErrNoProduct
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("flashsale: read product: %w", err)
+	}
+	var pd product.Doc
+	if json.Unmarshal(doc, &pd) == nil {
+		sl.ProductName = pd.Name
 	}
 	fp := sl.fingerprint()
 	args := []string{fp}
@@ -272,15 +280,16 @@ func (s *Service) CreateSale(ctx context.Context, in SaleInput) (sl *Sale, creat
 	case "conflict":
 		return nil, false, ErrConflict
 	}
-	// The id is ours and no attempt can be admitted before the commit, so the shards may be
-	// written (again, after an interrupted create with the same body).
+	// The id is claimed by this body. The shards are written with NX: only requests with this
+	// same body can get here, they all write the same split, and a concurrent twin may already
+	// have committed, after which a shard may hold less and must not be reset.
 	parts := splitStock(sl.Stock, sl.Shards)
 	cmds := make(rueidis.Commands, 0, sl.Shards)
 	for i, v := range parts {
-		cmds = append(cmds, s.c.B().Set().Key(keyspace.StockShard(sl.ID, i)).Value(strconv.FormatInt(v, 10)).Build())
+		cmds = append(cmds, s.c.B().Set().Key(keyspace.StockShard(sl.ID, i)).Value(strconv.FormatInt(v, 10)).Nx().Build())
 	}
 	for _, r := range s.c.DoMulti(ctx, cmds...) {
-		if err := r.Error(); err != nil {
+		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) { // nil: NX found it written
 			return nil, false, fmt.Errorf("flashsale: write stock shards: %w", err)
 		}
 	}
