@@ -126,7 +126,9 @@ func TestAttemptAnswers(t *testing.T) {
 		{"no idempotency key", func() reply { return post("live", "alice", "", map[string]string{"challenge_id": chLive}) }, 400, "invalid_request"},
 		{"bad idempotency key", func() reply { return post("live", "alice", "a:b", map[string]string{"challenge_id": chLive}) }, 400, "invalid_request"},
 		{"malformed body", func() reply { return post("live", "alice", "k", []byte(`{"challenge_id":1}`)) }, 400, "malformed_json"},
-		{"unknown field", func() reply { return post("live", "alice", "k", map[string]string{"challenge_id": chLive, "user": "x"}) }, 400, "malformed_json"},
+		{"unknown field", func() reply {
+			return post("live", "alice", "k", map[string]string{"challenge_id": chLive, "user": "x"})
+		}, 400, "malformed_json"},
 		{"unknown sale", func() reply { return post("nope", "alice", "k", map[string]string{"challenge_id": chLive}) }, 404, "not_found"},
 		{"not started", func() reply { return post("soon", "alice", "k", map[string]string{"challenge_id": chLive}) }, 425, "not_started"},
 		{"ended", func() reply { return post("over", "alice", "k", map[string]string{"challenge_id": chLive}) }, 410, "ended"},
