@@ -176,8 +176,8 @@ func Start(tb testing.TB, o Options) *Stack {
 		if err := s.sup.Start(spec); err != nil {
 			tb.Fatalf("stack: %v", err)
 		}
-	}
-	for _, in := range plan {
+		// One at a time: a service that probes its dependencies (the edge) then finds them up,
+		// instead of marking them unhealthy until its next probe.
 		s.waitReady(in)
 	}
 	return s
