@@ -18,12 +18,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
 
 	"flashedge/bench/internal/ceiling"
+	"flashedge/bench/internal/cpustat"
 	"flashedge/bench/internal/fresh"
 	"flashedge/bench/internal/nginxpeer"
 	"flashedge/bench/internal/proc"
@@ -50,6 +52,7 @@ type runner struct {
 	scripts string
 	store   rueidis.Client
 	cleanup []func()
+	pids    []int // every server process started, for CPU accounting
 
 	adminToken, sessionSecret string
 	storeAddr                 string
@@ -158,6 +161,7 @@ func (r *runner) setup(ctx context.Context) error {
 		return fmt.Errorf("compare: store: %w", err)
 	}
 	r.cleanup = append(r.cleanup, srv.Stop)
+	r.pids = append(r.pids, srv.Pid())
 	r.storeAddr = srv.Addr
 	r.rep.Servers = append(r.rep.Servers, Server{Name: "store", Argv: strings.Join(srv.Argv(), " ")})
 	r.logf("store: redis-server on %s", srv.Addr)
@@ -219,6 +223,7 @@ func (r *runner) startProc(ctx context.Context, s proc.Spec, base string, shownE
 		return nil, fmt.Errorf("compare: %w", err)
 	}
 	r.cleanup = append(r.cleanup, func() { p.Stop(10 * time.Second) })
+	r.pids = append(r.pids, p.Pid())
 	if err := p.WaitHTTP(ctx, base+"/ready", 60*time.Second); err != nil {
 		return nil, fmt.Errorf("compare: %w", err)
 	}
@@ -404,6 +409,7 @@ func (r *runner) startPeer(ctx context.Context) error {
 		return fmt.Errorf("compare: %w", err)
 	}
 	r.cleanup = append(r.cleanup, peer.Stop)
+	r.pids = append(r.pids, peer.Pid())
 	r.peer = peer
 	r.rep.Servers = append(r.rep.Servers, Server{Name: "nginx", Argv: strings.Join(peer.Argv(), " "), Log: filepath.Join(dir, "error.log")})
 	r.logf("nginx: per-request store reads on %s, lrucache (TTL %s) on %s", peer.PlainBase, r.cfg.TTL, peer.LRUBase)
@@ -500,7 +506,7 @@ func (r *runner) publicProduct(ctx context.Context) string {
 func (r *runner) runRows(ctx context.Context) {
 	plans := r.plans(ctx)
 	rows := make([]Row, len(plans))
-	runs := make([][]wrkrun.Result, len(plans))
+	runs := make([][]measured, len(plans))
 	probes := make([]probeResult, len(plans))
 	for i, p := range plans {
 		rows[i] = Row{Name: p.name, Title: p.title, Skipped: p.skip}
@@ -526,26 +532,85 @@ func (r *runner) runRows(ctx context.Context) {
 			}
 		}
 	}
+	var busy []string
 	for i := range rows {
-		if len(runs[i]) > 0 {
-			med := median(runs[i])
-			rows[i].Result = &med
-			if len(runs[i]) > 1 {
-				for _, res := range runs[i] {
-					rows[i].RoundsPerS = append(rows[i].RoundsPerS, math.Round(res.RequestsPerS))
-				}
+		if len(runs[i]) == 0 {
+			continue
+		}
+		med := median(runs[i])
+		rows[i].Result, rows[i].CPU = &med.Result, med.cpu
+		if len(runs[i]) > 1 {
+			for _, m := range runs[i] {
+				rows[i].RoundsPerS = append(rows[i].RoundsPerS, math.Round(m.RequestsPerS))
 			}
+		}
+		if c := med.cpu; c != nil && r.cfg.ServerCPU != "" && c.OtherOnServerCore > 10 {
+			busy = append(busy, fmt.Sprintf("%s (%.0f%%)", rows[i].Name, c.OtherOnServerCore))
 		}
 	}
 	r.rep.Rows = rows
+	if len(busy) > 0 {
+		r.note("other processes used the server core during %s: those rows measured less than a quiet machine gives",
+			strings.Join(busy, ", "))
+	}
+}
+
+// measured is one wrk run with the CPU use seen meanwhile.
+type measured struct {
+	wrkrun.Result
+	cpu *CPUUse
 }
 
 // median returns the run with the median requests/s (the lower middle one for an even count),
 // so the latencies shown belong to the same run as the throughput.
-func median(runs []wrkrun.Result) wrkrun.Result {
+func median(runs []measured) measured {
 	s := slices.Clone(runs)
-	slices.SortFunc(s, func(a, b wrkrun.Result) int { return cmp.Compare(a.RequestsPerS, b.RequestsPerS) })
+	slices.SortFunc(s, func(a, b measured) int { return cmp.Compare(a.RequestsPerS, b.RequestsPerS) })
 	return s[(len(s)-1)/2]
+}
+
+// cpuSnapshot is the CPU counters at one moment.
+type cpuSnapshot struct {
+	cpus  map[int]cpustat.CPU
+	ours  uint64
+	valid bool
+}
+
+func (r *runner) snapshot() cpuSnapshot {
+	cpus, err := cpustat.ReadCPUs()
+	if err != nil {
+		return cpuSnapshot{}
+	}
+	var ours uint64
+	for _, pid := range r.pids {
+		ours += cpustat.ProcTicks(pid)
+	}
+	return cpuSnapshot{cpus: cpus, ours: ours, valid: true}
+}
+
+// cpuUse compares two snapshots: how busy the server and load cores were, and how much of a
+// core the servers (and the store) used.
+func (r *runner) cpuUse(a, b cpuSnapshot) *CPUUse {
+	if !a.valid || !b.valid {
+		return nil
+	}
+	core := 0
+	if n, err := strconv.Atoi(r.cfg.ServerCPU); err == nil {
+		core = n
+	}
+	sa, sb := a.cpus[core], b.cpus[core]
+	if sb.Total <= sa.Total {
+		return nil
+	}
+	u := &CPUUse{Servers: 100 * float64(b.ours-a.ours) / float64(sb.Total-sa.Total)}
+	if r.cfg.ServerCPU != "" {
+		u.ServerCore = cpustat.BusyPercent(sa, sb)
+		u.OtherOnServerCore = max(0, u.ServerCore-u.Servers)
+		if n, err := strconv.Atoi(r.cfg.LoadCPU); err == nil {
+			u.LoadCore = cpustat.BusyPercent(a.cpus[n], b.cpus[n])
+		}
+	}
+	return u
 }
 
 // prepareRow probes the row's target once: a wrong status skips the row (a route that does not
@@ -588,7 +653,7 @@ func (r *runner) wrkOptions(p rowPlan) wrkrun.Options {
 }
 
 // measure runs wrk once for the row and checks that every answer was the probe's answer.
-func (r *runner) measure(ctx context.Context, p rowPlan, pr probeResult, row *Row, round int) (wrkrun.Result, bool) {
+func (r *runner) measure(ctx context.Context, p rowPlan, pr probeResult, row *Row, round int) (measured, bool) {
 	o := r.wrkOptions(p)
 	row.Command = strings.Join(o.Argv(), " ")
 	if len(p.env) > 0 {
@@ -599,11 +664,13 @@ func (r *runner) measure(ctx context.Context, p rowPlan, pr probeResult, row *Ro
 		tag = fmt.Sprintf("%s (round %d/%d)", p.name, round+1, r.cfg.Rounds)
 	}
 	r.logf("%s: %s", tag, row.Command)
+	before := r.snapshot()
 	res, _, err := wrkrun.Run(ctx, o)
+	use := r.cpuUse(before, r.snapshot())
 	if err != nil {
 		row.Errors = append(row.Errors, err.Error())
 		if res.Requests == 0 {
-			return res, false
+			return measured{}, false
 		}
 	}
 	if res.SocketErrors > 0 || res.Timeouts > 0 {
@@ -624,8 +691,8 @@ func (r *runner) measure(ctx context.Context, p rowPlan, pr probeResult, row *Ro
 	if after, err := probe(p.req); err != nil || after.Status != p.wantStatus {
 		row.Errors = append(row.Errors, fmt.Sprintf("after the run the probe got %d %v", after.Status, err))
 	}
-	r.logf("%s: %.0f requests/s, p50 %s, p99 %s", tag, res.RequestsPerS, us(res.LatencyUS.P50), us(res.LatencyUS.P99))
-	return res, true
+	r.logf("%s: %.0f requests/s, p50 %s, p99 %s%s", tag, res.RequestsPerS, us(res.LatencyUS.P50), us(res.LatencyUS.P99), use)
+	return measured{Result: res, cpu: use}, true
 }
 
 // freshness times product updates made through the edge's admin API until the edge and the

@@ -70,9 +70,35 @@ type Row struct {
 	ProbeBytes     int            `json:"probe_bytes,omitempty"`
 	Result         *wrkrun.Result `json:"result,omitempty"`
 	RoundsPerS     []float64      `json:"rounds_requests_per_s,omitempty"`
+	CPU            *CPUUse        `json:"cpu,omitempty"`
 	RatioToCeiling *float64       `json:"ratio_to_ceiling,omitempty"`
 	Errors         []string       `json:"errors,omitempty"`
 	Notes          []string       `json:"notes,omitempty"`
+}
+
+// CPUUse is how busy the cores were during a run, in percent of one core. ServerCore,
+// OtherOnServerCore and LoadCore are set only when pinned.
+type CPUUse struct {
+	// Servers is the CPU every server process benchrun started (and the store) used.
+	Servers float64 `json:"servers_pct"`
+	// ServerCore is how busy the servers' core was; OtherOnServerCore the part of it that was
+	// not our servers (other processes: the run measured less than a quiet machine gives).
+	ServerCore        float64 `json:"server_core_busy_pct,omitempty"`
+	OtherOnServerCore float64 `json:"other_on_server_core_pct,omitempty"`
+	// LoadCore is how busy wrk's core was (near 100: wrk may be the limit).
+	LoadCore float64 `json:"load_core_busy_pct,omitempty"`
+}
+
+// String formats the use for progress lines.
+func (u *CPUUse) String() string {
+	if u == nil {
+		return ""
+	}
+	if u.ServerCore == 0 && u.LoadCore == 0 {
+		return fmt.Sprintf("; servers %.0f%% CPU", u.Servers)
+	}
+	return fmt.Sprintf("; servers %.0f%% CPU, other processes %.0f%% of the server core, wrk core %.0f%% busy",
+		u.Servers, u.OtherOnServerCore, u.LoadCore)
 }
 
 // Ratio compares two rows' requests/s.
@@ -182,20 +208,29 @@ func (rep *Report) Print(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w, "\nrows:")
-	const rowFmt = "  %-44s %11s %9s %9s %10s %13s  %s\n"
-	fmt.Fprintf(w, rowFmt, "row", "requests/s", "p50", "p99", "x ceiling", "bytes/answer", "status")
+	const rowFmt = "  %-44s %10s %8s %8s %9s %6s %5s %6s %5s  %s\n"
+	fmt.Fprintf(w, rowFmt, "row", "requests/s", "p50", "p99", "x ceiling", "bytes", "srv%", "other%", "wrk%", "status")
 	for _, r := range rep.Rows {
 		if r.Result == nil {
-			fmt.Fprintf(w, rowFmt, r.Title, "-", "-", "-", "-", "-", "skipped")
+			fmt.Fprintf(w, rowFmt, r.Title, "-", "-", "-", "-", "-", "-", "-", "-", "skipped")
 			continue
 		}
 		status := "ok"
 		if len(r.Errors) > 0 {
 			status = "ERRORS"
 		}
+		srv, other, load := "-", "-", "-"
+		if c := r.CPU; c != nil {
+			srv = fmt.Sprintf("%.0f", c.Servers)
+			if c.ServerCore > 0 || c.LoadCore > 0 {
+				other, load = fmt.Sprintf("%.0f", c.OtherOnServerCore), fmt.Sprintf("%.0f", c.LoadCore)
+			}
+		}
 		fmt.Fprintf(w, rowFmt, r.Title, fmt.Sprintf("%.0f", r.Result.RequestsPerS), us(r.Result.LatencyUS.P50),
-			us(r.Result.LatencyUS.P99), ratio(r.RatioToCeiling), fmt.Sprintf("%.0f", r.Result.BytesPerResp), status)
+			us(r.Result.LatencyUS.P99), ratio(r.RatioToCeiling), fmt.Sprintf("%.0f", r.Result.BytesPerResp), srv, other, load, status)
 	}
+	fmt.Fprintln(w, "  bytes: average answer size on the wire; srv%: CPU of the servers and the store (100 = one core);")
+	fmt.Fprintln(w, "  other%: other processes on the server core (should be near 0); wrk%: how busy wrk's core was.")
 	fmt.Fprintln(w)
 	for _, r := range rep.Rows {
 		switch {

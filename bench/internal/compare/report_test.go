@@ -57,7 +57,7 @@ func TestFinishRatiosAndGoals(t *testing.T) {
 }
 
 func TestMedian(t *testing.T) {
-	runs := []wrkrun.Result{{RequestsPerS: 3}, {RequestsPerS: 1}, {RequestsPerS: 2}}
+	runs := []measured{{Result: wrkrun.Result{RequestsPerS: 3}}, {Result: wrkrun.Result{RequestsPerS: 1}}, {Result: wrkrun.Result{RequestsPerS: 2}}}
 	if got := median(runs).RequestsPerS; got != 2 {
 		t.Errorf("median of 3,1,2 = %v, want 2", got)
 	}

@@ -98,6 +98,9 @@ type Peer struct {
 // Argv is nginx' command line.
 func (p *Peer) Argv() []string { return p.p.Argv }
 
+// Pid is the nginx master's process id (its worker is its child).
+func (p *Peer) Pid() int { return p.p.Pid() }
+
 // Stop stops nginx (SIGTERM: fast shutdown) and waits for it.
 func (p *Peer) Stop() { p.p.Stop(5 * time.Second) }
 

@@ -67,6 +67,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 // Argv is the command line the server was started with.
 func (s *Server) Argv() []string { return s.p.Argv }
 
+// Pid is the server's process id.
+func (s *Server) Pid() int { return s.p.Pid() }
+
 // Stop stops the server and waits for it. It is idempotent.
 func (s *Server) Stop() { s.p.Stop(3 * time.Second) }
 

@@ -1,0 +1,112 @@
+// Package cpustat reads Linux CPU accounting (/proc/stat, /proc/<pid>/stat) so a benchmark run
+// can say how busy each core was and how much of it the servers under test used: a server core
+// that was busy with other processes makes the run's figures untrustworthy, and the report says so.
+package cpustat
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// CPU is one core's cumulative time in clock ticks.
+type CPU struct {
+	Busy, Total uint64
+}
+
+// ReadCPUs returns every core's counters from /proc/stat, by core number.
+func ReadCPUs() (map[int]CPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil, err
+	}
+	return parseStat(string(b))
+}
+
+func parseStat(s string) (map[int]CPU, error) {
+	out := map[int]CPU{}
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimPrefix(f[0], "cpu"))
+		if err != nil {
+			continue
+		}
+		var c CPU
+		for i, v := range f[1:] {
+			x, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("cpustat: %q: %w", line, err)
+			}
+			if i >= 8 { // guest and guest_nice are already counted in user and nice
+				break
+			}
+			c.Total += x
+			if i != 3 && i != 4 { // idle, iowait
+				c.Busy += x
+			}
+		}
+		out[n] = c
+	}
+	if len(out) == 0 {
+		return nil, errors.New("cpustat: no per-CPU lines in /proc/stat")
+	}
+	return out, nil
+}
+
+// BusyPercent is the share of the interval from a to b that the core was busy, 0..100.
+func BusyPercent(a, b CPU) float64 {
+	if b.Total <= a.Total {
+		return 0
+	}
+	return 100 * float64(b.Busy-a.Busy) / float64(b.Total-a.Total)
+}
+
+// ProcTicks returns the user+system clock ticks used so far by pid and its direct children
+// (nginx's worker under its master). A process that is gone counts 0.
+func ProcTicks(pid int) uint64 {
+	total := ticks(pid)
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, c := range strings.Fields(string(b)) {
+			if cp, err := strconv.Atoi(c); err == nil {
+				total += ticks(cp)
+			}
+		}
+	}
+	return total
+}
+
+func ticks(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	return parseProcStat(string(b))
+}
+
+// parseProcStat returns utime+stime from a /proc/<pid>/stat line. The command name may hold
+// spaces and parentheses, so fields are counted after the last ')'.
+func parseProcStat(s string) uint64 {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	// After ')': state(0) ppid(1) ... utime is field 14 of the line, index 11 here; stime 12.
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return u + st
+}

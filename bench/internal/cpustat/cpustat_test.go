@@ -1,0 +1,38 @@
+package cpustat
+
+import (
+	"os"
+	"testing"
+)
+
+func TestParseStat(t *testing.T) {
+	s := "cpu  10 0 10 100 0 0 0 0 0 0\ncpu0 5 1 4 50 10 0 0 0 7 0\ncpu1 5 0 6 50 0 0 0 0 0 0\nintr 1 2\n"
+	got, err := parseStat(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != (CPU{Busy: 10, Total: 70}) || got[1] != (CPU{Busy: 11, Total: 61}) || len(got) != 2 {
+		t.Errorf("parseStat = %+v", got)
+	}
+	if p := BusyPercent(CPU{Busy: 10, Total: 100}, CPU{Busy: 60, Total: 200}); p != 50 {
+		t.Errorf("BusyPercent = %v, want 50", p)
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	line := "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 1 0 100 1000 10"
+	if got := parseProcStat(line); got != 22 {
+		t.Errorf("parseProcStat = %d, want 17+5", got)
+	}
+}
+
+func TestLive(t *testing.T) {
+	cpus, err := ReadCPUs()
+	if err != nil {
+		t.Skipf("no /proc/stat: %v", err)
+	}
+	if len(cpus) == 0 {
+		t.Error("no CPUs")
+	}
+	_ = ProcTicks(os.Getpid()) // must not fail on a live process
+}
