@@ -146,3 +146,10 @@ func poll(t testing.TB, what string, within time.Duration, check func() error) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+func decodeB64(s string) string {
+	b, _ := base64.RawURLEncoding.DecodeString(s)
+	return string(b)
+}
+
+func mintPayloadOnly(payload string) string { return base64.RawURLEncoding.EncodeToString([]byte(payload)) }
