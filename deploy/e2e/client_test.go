@@ -152,4 +152,6 @@ func decodeB64(s string) string {
 	return string(b)
 }
 
-func mintPayloadOnly(payload string) string { return base64.RawURLEncoding.EncodeToString([]byte(payload)) }
+func mintPayloadOnly(payload string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(payload))
+}
