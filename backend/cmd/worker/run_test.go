@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"flashedge/backend/internal/flashsale"
+	"flashedge/shared/keyspace"
+	"flashedge/shared/kv/kvtest"
+)
+
+// lockedBuffer collects what run writes to stdout while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestLoadConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+		check   func(t *testing.T, c config)
+	}{
+		{name: "defaults", check: func(t *testing.T, c config) {
+			if c.Listen != "" || c.Group != "flashsale" || c.Concurrency != 2 || c.ClaimIdle != 15*time.Second ||
+				c.SweepEvery != time.Second || c.Store.Addrs[0] != "127.0.0.1:6379" {
+				t.Errorf("defaults = %+v", c)
+			}
+		}},
+		{name: "env and flags", args: []string{"-consumer", "w1", "-sweep-every", "0", "-claim-idle", "2s"},
+			env: map[string]string{"FLASHEDGE_WORKER_LISTEN": "127.0.0.1:0", "FLASHEDGE_FLASHSALE_RESERVATION": "90s",
+				"FLASHEDGE_FLASHSALE_DIFFICULTY": "0"},
+			check: func(t *testing.T, c config) {
+				if c.Listen != "127.0.0.1:0" || c.Consumer != "w1" || c.SweepEvery >= 0 || c.ClaimIdle != 2*time.Second ||
+					c.Flash.Reservation != 90*time.Second || c.Flash.Difficulty != -1 {
+					t.Errorf("config = %+v", c)
+				}
+			}},
+		{name: "bad concurrency", args: []string{"-concurrency", "0"}, wantErr: "must be positive"},
+		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
+		{name: "bad reservation", env: map[string]string{"FLASHEDGE_FLASHSALE_RESERVATION": "soon"}, wantErr: "FLASHEDGE_FLASHSALE_RESERVATION"},
+		{name: "bad k", env: map[string]string{"FLASHEDGE_FLASHSALE_K": "0.5"}, wantErr: "FLASHEDGE_FLASHSALE_K"},
+		{name: "bad store", env: map[string]string{"FLASHEDGE_STORE_CLUSTER": "maybe"}, wantErr: "FLASHEDGE_STORE_CLUSTER"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var usage bytes.Buffer
+			c, err := loadConfig(tt.args, func(k string) string { return tt.env[k] }, &usage)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("err = %v, want one mentioning %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+// TestRun starts the binary's run against a private store, checks its probes, lets it decide an
+// attempt, then stops it and expects a clean return.
+func TestRun(t *testing.T) {
+	srv := kvtest.Start(t)
+	env := map[string]string{
+		"FLASHEDGE_STORE_ADDR":            srv.Addr,
+		"FLASHEDGE_WORKER_LISTEN":         "127.0.0.1:0",
+		"FLASHEDGE_LOG_FORMAT":            "json",
+		"FLASHEDGE_FLASHSALE_K":           "2",
+		"FLASHEDGE_WORKER_CONSUMER":       "run-test",
+		"FLASHEDGE_FLASHSALE_RESERVATION": "1m",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &lockedBuffer{}
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, []string{"-claim-idle", "1s"}, func(k string) string { return env[k] }, out) }()
+
+	addr := ""
+	deadline := time.Now().Add(15 * time.Second)
+	for addr == "" {
+		for _, line := range strings.Split(out.String(), "\n") {
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
+				addr = rec.Addr
+			}
+		}
+		select {
+		case err := <-errc:
+			t.Fatalf("run returned early: %v\n%s", err, out)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no listening line:\n%s", out)
+		}
+	}
+	for _, path := range []string{"/health", "/ready"} {
+		code, body, err := fasthttp.GetTimeout(nil, "http://"+addr+path, 5*time.Second)
+		if err != nil || code != 200 {
+			t.Errorf("GET %s = %d %s %v", path, code, body, err)
+		}
+	}
+
+	// An attempt admitted by the order-service side is decided by the running binary.
+	c := srv.Client(t)
+	svc, err := flashsale.New(c, flashsale.Options{Difficulty: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := context.Background()
+	if err := c.Do(bg, c.B().Set().Key(keyspace.Product("p1")).Value(`{"id":"p1","name":"Phone"}`).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	stock, price, shards := int64(1), int64(100), 2
+	now := time.Now().UTC()
+	if _, _, err := svc.CreateSale(bg, flashsale.SaleInput{ProductID: "p1", Price: &price, Stock: &stock, Shards: &shards,
+		StartsAt: now.Add(-time.Minute).Format(time.RFC3339), EndsAt: now.Add(time.Hour).Format(time.RFC3339),
+		ID: ptr("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := svc.IssueChallenge(bg, "alice", "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := svc.Attempt(bg, flashsale.AttemptInput{User: "alice", SaleID: "s1", ChallengeID: ch.ID,
+		Answer: flashsale.Solve(ch.Prefix, ch.Difficulty), IdempotencyKey: "k"})
+	if err != nil || ans.Outcome != flashsale.OutcomeAdmitted {
+		t.Fatalf("attempt = %+v, %v", ans, err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		r, err := svc.GetResult(bg, "alice", "s1", ans.Ticket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == flashsale.StatusWon {
+			break
+		}
+		if r.Status != flashsale.StatusQueued || time.Now().After(deadline) {
+			t.Fatalf("ticket = %+v, want won within 10s\n%s", r, out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Errorf("run returned %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return within 10s of cancel")
+	}
+	if !strings.Contains(out.String(), `"msg":"stopped"`) {
+		t.Errorf("no stopped line in the log:\n%s", out)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
