@@ -390,8 +390,7 @@ func (s *Service) ListSales(ctx context.Context) ([]SaleView, error) {
 }
 
 func (s *Service) recentSaleIDs(ctx context.Context, n int) ([]string, error) {
-	ids, err := s.c.Do(ctx, s.c.B().Zrange().Key(keyspace.Sales()).Min("+inf").Max("-inf").
-		Byscore().Rev().Limit(0, int64(n)).Build()).AsStrSlice()
+	ids, err := s.c.Do(ctx, s.c.B().Zrevrange().Key(keyspace.Sales()).Start(0).Stop(int64(n-1)).Build()).AsStrSlice()
 	if err != nil {
 		return nil, fmt.Errorf("flashsale: list sales: %w", err)
 	}

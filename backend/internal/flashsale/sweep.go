@@ -61,9 +61,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	stale := now.Add(-s.o.RequeueAfter)
 	for _, v := range active {
 		cmds = append(cmds,
-			s.c.B().Zrange().Key(keyspace.SaleDeadlines(v.ID)).Min("-inf").Max(ms(now)).Byscore().
+			s.c.B().Zrangebyscore().Key(keyspace.SaleDeadlines(v.ID)).Min("-inf").Max(ms(now)).
 				Limit(0, SweepBatch).Build(),
-			s.c.B().Zrange().Key(keyspace.SaleQueue(v.ID)).Min("-inf").Max(ms(stale)).Byscore().
+			s.c.B().Zrangebyscore().Key(keyspace.SaleQueue(v.ID)).Min("-inf").Max(ms(stale)).
 				Limit(0, SweepBatch).Build())
 	}
 	res := s.c.DoMulti(ctx, cmds...)
