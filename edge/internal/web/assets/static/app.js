@@ -451,7 +451,7 @@
             disabled: out,
             'aria-label': `Thêm ${p.name} vào giỏ / Add to cart`,
             onclick: (ev) => addToCart(p.id, 1, ev.currentTarget),
-            text: out ? 'Hết hàng / Sold out' : 'Thêm vào giỏ / Add to cart',
+            text: out ? 'Hết hàng / Sold out' : 'Thêm vào giỏ / Add',
           }))));
   }
 
@@ -700,6 +700,7 @@
   const sales = new Map(); // id -> sale as last read
   const saleViews = new Map(); // id -> {li, ...parts}
   const buys = new Map(); // id -> the buy in progress or finished for that sale
+  const bought = new Map(); // id -> units this page paid for in that sale (for per_user_limit)
   const STATE = {
     upcoming: ['Sắp mở bán', 'Upcoming'],
     live: ['Đang mở bán', 'Live'],
@@ -796,7 +797,8 @@
     }
     const b = buys.get(s.id);
     const busy = b && !b.finished;
-    v.buy.hidden = s.state !== 'live' || (b && b.phase === 'won');
+    const atLimit = s.per_user_limit > 0 && (bought.get(s.id) || 0) >= s.per_user_limit;
+    v.buy.hidden = s.state !== 'live' || atLimit || (b && b.phase === 'won');
     v.buy.disabled = !!busy;
   }
 
@@ -1009,7 +1011,7 @@
     const timer = countdown(r.expires_at, 'token');
     timer.dataset.sale = id;
     v.won.replaceChildren(
-      el('p', null, el('strong', { text: '🎉 Bạn đã giành được suất! / You got one!' })),
+      el('p', null, el('strong', { text: 'Bạn đã giành được suất! / You got one!' })),
       el('p', null, 'Giữ hàng còn / Reserved for ', timer),
       el('button', { type: 'button', class: 'btn btn-pay', onclick: () => pay(id) }, 'Thanh toán / Pay'));
     v.won.hidden = false;
@@ -1039,8 +1041,9 @@
       if (res.ok) {
         b.phase = 'paid';
         b.order = res.data || {};
+        bought.set(id, (bought.get(id) || 0) + 1);
         v.won.replaceChildren(
-          el('p', null, el('strong', { text: '✅ Thanh toán thành công! / Paid!' })),
+          el('p', null, el('strong', { text: 'Thanh toán thành công! / Paid!' })),
           el('p', null, orderSummary(b.order)));
         finishBuy(id, '');
         await loadOrders();
@@ -1126,6 +1129,9 @@
       const order = await waitFor('the order', () => saleLi.querySelector('.won [data-order-id]'));
       const oid = order.dataset.orderId;
       await waitFor('the order in the history', () => $('orders').querySelector(`[data-order-id="${CSS.escape(oid)}"]`));
+      // Leave the page as a shopper would see it on arrival, for screenshots.
+      document.activeElement.blur();
+      window.scrollTo(0, 0);
       say('done order=' + oid);
     } catch (err) {
       say('failed: ' + (err && err.message));
