@@ -57,3 +57,18 @@ func SeriesNames() []string {
 	}
 	return out
 }
+
+// BreakerValue maps a breaker state name ("closed", "half-open", "open", as gobreaker and
+// upstream.ReplicaState spell them) to the value of flashedge_edge_breaker_state: 0, 1, 2.
+// Unknown names map to -1.
+func BreakerValue(state string) float64 {
+	switch state {
+	case "closed":
+		return 0
+	case "half-open":
+		return 1
+	case "open":
+		return 2
+	}
+	return -1
+}

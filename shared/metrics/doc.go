@@ -43,8 +43,8 @@
 //	flashedge_edge_cache_hits_total{layer}                counter; layer = ristretto | rueidis | store
 //	flashedge_edge_cache_misses_total{layer}              counter
 //	flashedge_edge_invalidations_total                    counter; invalidation messages from the store
-//	flashedge_edge_breaker_state{backend,addr}            gauge; 0 closed, 1 half-open, 2 open
-//	flashedge_edge_breaker_transitions_total{backend,to}  counter; to = closed | half_open | open
+//	flashedge_edge_breaker_state{backend,addr}            gauge; 0 closed, 1 half-open, 2 open (BreakerValue)
+//	flashedge_edge_breaker_transitions_total{backend,to}  counter; to = closed | half-open | open
 //	flashedge_edge_backend_healthy{backend,addr}          gauge; 1 when the last probe passed
 //	flashedge_edge_rejections_total{reason}               counter; reason = rate_limit_ip |
 //	                                                      rate_limit_user | blacklist | sold_out |

@@ -440,3 +440,11 @@ func TestDocListsTheContract(t *testing.T) {
 		}
 	}
 }
+
+func TestBreakerValue(t *testing.T) {
+	for state, want := range map[string]float64{"closed": 0, "half-open": 1, "open": 2, "unknown": -1} {
+		if got := BreakerValue(state); got != want {
+			t.Errorf("BreakerValue(%q) = %g, want %g", state, got, want)
+		}
+	}
+}
