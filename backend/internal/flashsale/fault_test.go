@@ -422,3 +422,165 @@ func TestSoldOutAudit(t *testing.T) {
 		t.Errorf("state = %s, want live", v.State)
 	}
 }
+
+// TestOverLimitReleasesClaim: should a ticket's user reach the limit while a previous run of the
+// ticket holds a claimed unit (which the gate's accounting prevents in normal operation), the unit
+// goes back to its shard and the ticket ends lost; the ledger counts the release.
+func TestOverLimitReleasesClaim(t *testing.T) {
+	for _, where := range []string{"at begin", "at the win"} {
+		t.Run(where, func(t *testing.T) {
+			e := newEnv(t, Options{})
+			e.createSale(saleSpec{id: "s", stock: 2, shards: 2, limit: 1})
+			ticket := admittedTicket(t, e.attempt("s", "alice", "k"))
+			ctx := context.Background()
+			sl, _ := e.svc.loadSale(ctx, "s")
+			// A run that died right after claiming.
+			err := e.svc.decide(ctx, sl, ticket, func(stage, _ string) bool { return stage == "claimed" })
+			if err != errCrash {
+				t.Fatalf("decide = %v, want the simulated crash", err)
+			}
+			if l := e.ledger("s"); l.Reserved != 1 || l.Remaining != 1 {
+				t.Fatalf("ledger after the claim = %+v", l)
+			}
+			// The anomaly: alice holds her limit already.
+			if err := e.c.Do(ctx, e.c.B().Hset().Key(keyspace.SaleUsers("s")).FieldValue().FieldValue("alice", "1").Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+			switch where {
+			case "at begin":
+				err = e.svc.decide(ctx, sl, ticket, nil)
+			case "at the win":
+				var shard int
+				for i, st := range e.claimsOf("s", 2)[ticket] {
+					if st == "r" {
+						shard = i
+					}
+				}
+				err = e.svc.recordWin(ctx, sl, ticket, "alice", shard, "0", false, nil)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := e.poll("s", "alice", ticket)
+			if p.Status != StatusLost || p.Reason != OutcomeLimitReached {
+				t.Errorf("ticket = %+v, want lost limit_reached", p)
+			}
+			l := e.ledger("s")
+			checkBalanced(t, "after the release", l)
+			if l.Reserved != 0 || l.Remaining != 2 || l.Released != 1 || l.Lost != 1 {
+				t.Errorf("ledger = %+v", l)
+			}
+			e.checkOneUnitPerTicket("s", 2, 0)
+		})
+	}
+}
+
+// TestChurn: shoppers keep winning and never paying while short reservations keep expiring:
+// units go round and round. At the end every unit is back, each exactly once, and the sold-out
+// flag is clear.
+func TestChurn(t *testing.T) {
+	const stock, nUsers = 4, 40
+	e := newEnv(t, Options{Reservation: 150 * time.Millisecond})
+	e.createSale(saleSpec{id: "s", stock: stock, shards: 3, limit: 1})
+	e.startWorkers(2, WorkerOptions{SweepEvery: 10 * time.Millisecond, TrimEvery: 50 * time.Millisecond})
+	stopAt := time.Now().Add(2 * time.Second)
+	var wins, tries atomic.Int64
+	var wg sync.WaitGroup
+	for u := range nUsers {
+		wg.Go(func() {
+			user := fmt.Sprintf("u%d", u)
+			for i := 0; time.Now().Before(stopAt); i++ {
+				tries.Add(1)
+				r := e.attempt("s", user, fmt.Sprintf("k%d", i))
+				if r.status != 202 {
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				var a struct{ Ticket string }
+				r.decode(t, &a)
+				for time.Now().Before(stopAt.Add(5 * time.Second)) {
+					p, pr := e.poll("s", user, a.Ticket)
+					if pr.status != 200 {
+						t.Errorf("poll: %s", pr)
+						return
+					}
+					if p.Status == StatusWon {
+						wins.Add(1)
+					}
+					if p.Status != StatusQueued {
+						break
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	ctx := context.Background()
+	waitFor(t, 10*time.Second, "every reservation expired and returned", func() bool {
+		d, _ := e.c.Do(ctx, e.c.B().Zcard().Key(keyspace.SaleDeadlines("s")).Build()).AsInt64()
+		q, _ := e.c.Do(ctx, e.c.B().Zcard().Key(keyspace.SaleQueue("s")).Build()).AsInt64()
+		return d == 0 && q == 0
+	})
+	l := e.ledger("s")
+	t.Logf("%d attempts, %d wins; ledger %+v", tries.Load(), wins.Load(), l)
+	checkBalanced(t, "after churn", l)
+	if l.Remaining != stock || l.Reserved != 0 || l.Won != wins.Load() || l.ExpiredReturned != l.Won || l.Expired != l.Won {
+		t.Errorf("after churn: won %d (seen %d), expired %d, returned %d, remaining %d",
+			l.Won, wins.Load(), l.Expired, l.ExpiredReturned, l.Remaining)
+	}
+	if wins.Load() <= stock {
+		t.Errorf("only %d wins: units did not go round", wins.Load())
+	}
+	if l.SoldOutFlag {
+		t.Error("sold-out flag set with every unit back in stock")
+	}
+	held, _ := e.c.Do(ctx, e.c.B().Hlen().Key(keyspace.SaleUsers("s")).Build()).AsInt64()
+	if held != 0 {
+		t.Errorf("%d users still hold units", held)
+	}
+}
+
+// TestStopFinishesCurrentMessage: a worker told to stop in the middle of a message finishes it
+// and acknowledges it before Run returns.
+func TestStopFinishesCurrentMessage(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.createSale(saleSpec{id: "s", stock: 1, shards: 1})
+	ticket := admittedTicket(t, e.attempt("s", "alice", "k"))
+	reached, resume := make(chan struct{}), make(chan struct{})
+	w, err := NewWorker(e.svc, WorkerOptions{Consumer: "stopper", Concurrency: 1, Block: 50 * time.Millisecond,
+		hook: func(stage, _ string) bool {
+			if stage == "claimed" {
+				close(reached)
+				<-resume
+			}
+			return false
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("worker never reached the message")
+	}
+	cancel()
+	close(resume)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after stop")
+	}
+	if p, _ := e.poll("s", "alice", ticket); p.Status != StatusWon {
+		t.Errorf("ticket = %+v, want won", p)
+	}
+	if n := e.pending(); n != 0 {
+		t.Errorf("%d messages pending after a clean stop", n)
+	}
+}

@@ -327,7 +327,7 @@ func (s *Service) decide(ctx context.Context, sl *Sale, ticket string, crash fun
 	case "missing", "done":
 		return nil
 	case "over_limit":
-		return s.finish(ctx, sale, ticket, "lost", epoch, OutcomeLimitReached, crash)
+		return s.loseOverLimit(ctx, sl, ticket, epoch, crash)
 	}
 	start := int(fnv32(ticket) % uint32(sl.Shards))
 	for j := range sl.Shards {
@@ -348,6 +348,25 @@ func (s *Service) decide(ctx context.Context, sl *Sale, ticket string, crash fun
 		return s.recordWin(ctx, sl, ticket, user, i, epoch, emptied, crash)
 	}
 	return s.finish(ctx, sale, ticket, "sold_out", epoch, "", crash)
+}
+
+// loseOverLimit ends a ticket whose user already holds the limit. The gate admits a ticket only
+// while held + in flight < limit, so this does not happen in normal operation; should it happen
+// anyway, any unit a previous run claimed for the ticket is released before it ends lost.
+func (s *Service) loseOverLimit(ctx context.Context, sl *Sale, ticket, epoch string, crash func(stage, ticket string) bool) error {
+	released := false
+	for i := range sl.Shards {
+		res, err := s.settle(ctx, sl.ID, i, ticket, "release")
+		if err != nil {
+			return err
+		}
+		released = released || res == "ok" || res == "done"
+	}
+	mode := "lost"
+	if released {
+		mode = "released"
+	}
+	return s.finish(ctx, sl.ID, ticket, mode, epoch, OutcomeLimitReached, crash)
 }
 
 func fnv32(s string) uint32 {
