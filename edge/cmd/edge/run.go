@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/rueidis"
+
+	"flashedge/edge/internal/flashgate"
 	"flashedge/edge/internal/gateway"
 	"flashedge/edge/internal/productcache"
 	"flashedge/edge/internal/session"
@@ -33,6 +36,8 @@ type config struct {
 	SessionKid      string
 	SessionTTL      time.Duration
 	AccessLogSample uint64
+	IPRate          float64 // attempts+challenges per second per client IP; negative: off
+	UserRate        float64 // per user; negative: off
 	CacheMB         int64
 	Log             obs.LogOptions
 	Grace           time.Duration
@@ -60,6 +65,8 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.SessionTTL, "session-ttl", 24*time.Hour, "session lifetime")
 	sample := fs.Uint64("access-log-sample", 0, "log one request in N (errors always); 0 reads FLASHEDGE_ACCESS_LOG_SAMPLE, default 1000")
 	fs.Int64Var(&c.CacheMB, "cache-mb", 64, "rendered-body cache size in MiB")
+	ipRate := fs.String("rate-ip", env("FLASHEDGE_RATE_IP", "50"), "flash-sale requests per second per client IP at this edge, or off (FLASHEDGE_RATE_IP)")
+	userRate := fs.String("rate-user", env("FLASHEDGE_RATE_USER", "2"), "flash-sale requests per second per user at this edge, or off (FLASHEDGE_RATE_USER)")
 	fs.StringVar(&c.Log.Format, "log-format", env("FLASHEDGE_LOG_FORMAT", "text"), "text or json")
 	fs.StringVar(&c.Log.Level, "log-level", env("FLASHEDGE_LOG_LEVEL", "info"), "debug, info, warn, error")
 	fs.StringVar(&c.Log.File, "log-file", env("FLASHEDGE_LOG_FILE", ""), "write logs to this file instead of stdout")
@@ -81,6 +88,12 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if c.SessionKeys, c.SessionKid, err = session.ParseKeys(getenv("FLASHEDGE_SESSION_SECRET")); err != nil {
 		return c, fmt.Errorf("FLASHEDGE_SESSION_SECRET: %w", err)
 	}
+	if c.IPRate, err = parseRate("rate-ip", *ipRate); err != nil {
+		return c, err
+	}
+	if c.UserRate, err = parseRate("rate-user", *userRate); err != nil {
+		return c, err
+	}
 	c.AccessLogSample = *sample
 	if c.AccessLogSample == 0 {
 		c.AccessLogSample = 1000
@@ -91,6 +104,17 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		}
 	}
 	return c, nil
+}
+
+func parseRate(name, v string) (float64, error) {
+	if v == "off" {
+		return -1, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 {
+		return 0, fmt.Errorf("-%s=%q: want a positive number of requests per second, or off", name, v)
+	}
+	return f, nil
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -105,22 +129,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer logCloser.Close()
 	log.Info("starting", "config", cfg.String())
 
-	// The store client delivers invalidations to the product cache through the hook, which is
-	// pointed at the cache once both exist.
-	var hook productcache.Hook
+	// The store client delivers invalidations to the caches derived from it; they are set once
+	// they exist (the client must exist first).
+	var products atomic.Pointer[productcache.Cache]
+	var gate atomic.Pointer[flashgate.Gate]
 	storeOpts := cfg.Store
-	storeOpts.OnInvalidations = hook.Invalidate
+	storeOpts.OnInvalidations = func(msgs []rueidis.RedisMessage) {
+		if p := products.Load(); p != nil {
+			p.Invalidate(msgs)
+		}
+		if g := gate.Load(); g != nil {
+			g.Invalidate(msgs)
+		}
+	}
 	store, err := kv.Open(ctx, storeOpts)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	products, err := productcache.New(store, productcache.Options{MaxBytes: cfg.CacheMB << 20})
+	pc, err := productcache.New(store, productcache.Options{MaxBytes: cfg.CacheMB << 20})
 	if err != nil {
 		return err
 	}
-	defer products.Close()
-	hook.Set(products)
+	defer pc.Close()
+	products.Store(pc)
 
 	signer, err := session.NewSigner(cfg.SessionKeys, cfg.SessionKid, cfg.SessionTTL)
 	if err != nil {
@@ -156,9 +188,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer order.Close()
 
+	fg, err := flashgate.New(store, order, signer, log, flashgate.Options{IPRate: cfg.IPRate, UserRate: cfg.UserRate})
+	if err != nil {
+		return err
+	}
+	gate.Store(fg)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-poolCtx.Done():
+				return
+			case <-t.C:
+				fg.Sweep()
+			}
+		}
+	}()
+
 	var draining atomic.Bool
 	gw, err := gateway.New(gateway.Config{
-		Products:   products,
+		Products:   pc,
+		Fast:       fg.Fast,
+		Extra:      fg.Register,
 		Catalog:    catalog,
 		Cart:       cart,
 		Order:      order,

@@ -51,8 +51,12 @@ type Config struct {
 	Draining func() bool
 	// AccessLogSample logs one request in this many (errors always). Zero means 1000.
 	AccessLogSample uint64
-	// Extra registers more routes (flash sales, dashboard) on the router. Nil means none.
-	Extra func(r *router.Router)
+	// Extra registers more routes (flash sales, dashboard) on the router; admin wraps a handler
+	// in the edge's admin-token check. Nil means none.
+	Extra func(r *router.Router, admin func(fasthttp.RequestHandler) fasthttp.RequestHandler)
+	// Fast, when set, sees every request before the router and reports whether it answered it
+	// (the flash-sale attempt path). Nil means none.
+	Fast func(ctx *fasthttp.RequestCtx) bool
 }
 
 // Gateway is the edge's request handler. It is safe for concurrent use.
@@ -108,7 +112,7 @@ func New(cfg Config) (*Gateway, error) {
 	r.GET("/api/v1/orders", order)
 	r.GET("/api/v1/orders/{id}", order)
 	if cfg.Extra != nil {
-		cfg.Extra(r)
+		cfg.Extra(r, g.admin)
 	}
 
 	r.NotFound = func(ctx *fasthttp.RequestCtx) {
@@ -126,6 +130,9 @@ func New(cfg Config) (*Gateway, error) {
 				g.serveProduct(ctx, id)
 				return
 			}
+		}
+		if cfg.Fast != nil && cfg.Fast(ctx) {
+			return
 		}
 		routed(ctx)
 	}

@@ -1,0 +1,493 @@
+// Package flashgate is the edge's side of a flash sale: it answers sale state and the sold-out
+// verdict from memory, refuses attempts outside the sale window, from blacklisted clients or
+// over the rate limits without any backend call, reads attempt results for polling straight from
+// the store's client-side cache, and forwards only the attempts that can still succeed to the
+// order service.
+//
+// The cached sale state is kept coherent by the store's invalidation pushes (Invalidate, wired to
+// rueidis' OnInvalidations). A push may arrive after a reply, so the cache only ever guides a
+// refusal (sold out); the order service and the worker's Lua decrement decide every sale.
+//
+// Order of the checks on an attempt, cheapest refusal first: session, sale known, window,
+// sold out, blacklist, per-IP and per-user rate limits, then forward. Sold-out and window answers
+// come before the rate limits because they cost nothing and protect nothing: no backend is
+// touched by them, which is what the rate limits exist to protect.
+package flashgate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/valyala/fasthttp"
+
+	"flashedge/edge/internal/ratelimit"
+	"flashedge/shared/httpapi"
+	"flashedge/shared/keyspace"
+	"flashedge/shared/product"
+)
+
+// Forwarder sends a request on to the order service (an *upstream.Pool).
+type Forwarder interface {
+	Forward(ctx *fasthttp.RequestCtx)
+}
+
+// Sessions verifies a request's session and returns its user id.
+type Sessions interface {
+	FromRequest(ctx *fasthttp.RequestCtx) (string, error)
+}
+
+// Options configure a Gate. Zero values take the defaults named on each field.
+type Options struct {
+	// IPRate and IPBurst limit challenges and attempts per client IP at this edge (requests/s).
+	// Zero means 50/s with a burst of 100; a negative rate disables the limit.
+	IPRate, IPBurst float64
+	// UserRate and UserBurst limit challenges and attempts per user at this edge.
+	// Zero means 2/s with a burst of 6; a negative rate disables the limit.
+	UserRate, UserBurst float64
+	// AbuseBurst is how many rate-limit refusals a client may collect (refilled at one per
+	// 10 s) before it is blacklisted. Zero means 30.
+	AbuseBurst float64
+	// BlacklistTTL is how long a blacklisted client is refused. Zero means 10 minutes.
+	BlacklistTTL time.Duration
+	// ClientTTL caps how long the store's values stay in the client-side cache without an
+	// invalidation. Zero means 1h.
+	ClientTTL time.Duration
+	// StoreTimeout bounds a store read. Zero means 500ms.
+	StoreTimeout time.Duration
+	// MaxSales bounds the sales kept in memory (unknown ids included). Zero means 10,000.
+	MaxSales int
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Reasons an attempt is refused at the edge (Stats and metrics labels).
+const (
+	ReasonSoldOut    = "sold_out"
+	ReasonNotStarted = "not_started"
+	ReasonEnded      = "ended"
+	ReasonBlacklist  = "blacklist"
+	ReasonRateIP     = "rate_limit_ip"
+	ReasonRateUser   = "rate_limit_user"
+	ReasonUnknown    = "unknown_sale"
+)
+
+var reasons = []string{ReasonSoldOut, ReasonNotStarted, ReasonEnded, ReasonBlacklist, ReasonRateIP, ReasonRateUser, ReasonUnknown}
+
+// Gate holds the edge's view of the sales. It is safe for concurrent use.
+type Gate struct {
+	kv       rueidis.Client
+	order    Forwarder
+	sessions Sessions
+	log      *slog.Logger
+	o        Options
+
+	mu    sync.RWMutex
+	sales map[string]*sale
+	gen   atomic.Uint64 // moves on with every invalidation of any sale
+
+	ipLimit, userLimit, abuse *ratelimit.Limiter
+
+	rejected  [7]atomic.Uint64 // by reasons index
+	forwarded atomic.Uint64
+}
+
+// sale is one sale as the edge sees it; immutable once built.
+type sale struct {
+	exists         bool
+	id             string
+	startMs, endMs int64
+	soldOut        bool
+	// head and tail of the public JSON around the state, so rendering is two appends.
+	head, tail []byte
+}
+
+// States of a sale.
+const (
+	StateUpcoming = "upcoming"
+	StateLive     = "live"
+	StateSoldOut  = "sold_out"
+	StateEnded    = "ended"
+)
+
+func (s *sale) state(nowMs int64) string {
+	switch {
+	case nowMs >= s.endMs:
+		return StateEnded
+	case nowMs < s.startMs:
+		return StateUpcoming
+	case s.soldOut:
+		return StateSoldOut
+	default:
+		return StateLive
+	}
+}
+
+// New builds a Gate. order and sessions are required.
+func New(kv rueidis.Client, order Forwarder, sessions Sessions, log *slog.Logger, o Options) (*Gate, error) {
+	if kv == nil || order == nil || sessions == nil || log == nil {
+		return nil, errors.New("flashgate: store client, order forwarder, sessions and logger are required")
+	}
+	if o.IPRate == 0 {
+		o.IPRate, o.IPBurst = 50, 100
+	}
+	if o.UserRate == 0 {
+		o.UserRate, o.UserBurst = 2, 6
+	}
+	if o.AbuseBurst == 0 {
+		o.AbuseBurst = 30
+	}
+	if o.BlacklistTTL == 0 {
+		o.BlacklistTTL = 10 * time.Minute
+	}
+	if o.ClientTTL == 0 {
+		o.ClientTTL = time.Hour
+	}
+	if o.StoreTimeout == 0 {
+		o.StoreTimeout = 500 * time.Millisecond
+	}
+	if o.MaxSales == 0 {
+		o.MaxSales = 10_000
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	g := &Gate{kv: kv, order: order, sessions: sessions, log: log, o: o, sales: map[string]*sale{}}
+	var err error
+	if o.IPRate > 0 {
+		if g.ipLimit, err = ratelimit.New(ratelimit.Options{Rate: o.IPRate, Burst: o.IPBurst, Now: o.Now}); err != nil {
+			return nil, err
+		}
+	}
+	if o.UserRate > 0 {
+		if g.userLimit, err = ratelimit.New(ratelimit.Options{Rate: o.UserRate, Burst: o.UserBurst, Now: o.Now}); err != nil {
+			return nil, err
+		}
+	}
+	if g.abuse, err = ratelimit.New(ratelimit.Options{Rate: 0.1, Burst: o.AbuseBurst, Now: o.Now}); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Stats are the gate's counters.
+type Stats struct {
+	Rejected  map[string]uint64
+	Forwarded uint64
+}
+
+// Stats returns the counters so far.
+func (g *Gate) Stats() Stats {
+	s := Stats{Rejected: make(map[string]uint64, len(reasons)), Forwarded: g.forwarded.Load()}
+	for i, r := range reasons {
+		s.Rejected[r] = g.rejected[i].Load()
+	}
+	return s
+}
+
+func (g *Gate) reject(reason string) {
+	for i, r := range reasons {
+		if r == reason {
+			g.rejected[i].Add(1)
+			return
+		}
+	}
+}
+
+// Sweep forgets idle rate-limit buckets; the edge calls it every few seconds.
+func (g *Gate) Sweep() {
+	for _, l := range []*ratelimit.Limiter{g.ipLimit, g.userLimit, g.abuse} {
+		if l != nil {
+			l.Sweep()
+		}
+	}
+}
+
+// Invalidate drops cached sales whose keys changed; nil (a lost connection) drops all. It runs on
+// rueidis' reader goroutine: fast, no store calls.
+func (g *Gate) Invalidate(msgs []rueidis.RedisMessage) {
+	if msgs == nil {
+		g.gen.Add(1)
+		g.mu.Lock()
+		clear(g.sales)
+		g.mu.Unlock()
+		return
+	}
+	for _, m := range msgs {
+		key, err := m.ToString()
+		if err != nil {
+			continue
+		}
+		if id, ok := saleIDOfKey(key); ok {
+			g.gen.Add(1)
+			g.mu.Lock()
+			delete(g.sales, id)
+			g.mu.Unlock()
+		}
+	}
+}
+
+// saleIDOfKey extracts the id from keyspace.Sale(id) and keyspace.SoldOut(id).
+func saleIDOfKey(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, "fe:sale:{s:")
+	if !ok {
+		return "", false
+	}
+	i := strings.IndexByte(rest, '}')
+	if i <= 0 || (rest[i+1:] != "" && rest[i+1:] != ":soldout") {
+		return "", false
+	}
+	return rest[:i], true
+}
+
+// lookup returns the sale with id (exists false when there is none). id is not retained.
+func (g *Gate) lookup(id []byte) (*sale, error) {
+	g.mu.RLock()
+	s := g.sales[string(id)]
+	g.mu.RUnlock()
+	if s != nil {
+		return s, nil
+	}
+	gen := g.gen.Load()
+	s, err := g.fetch(string(id))
+	if err != nil {
+		return nil, err
+	}
+	if g.gen.Load() == gen {
+		g.mu.Lock()
+		if len(g.sales) < g.o.MaxSales || s.exists {
+			g.sales[s.id] = s
+		}
+		g.mu.Unlock()
+	}
+	return s, nil
+}
+
+func (g *Gate) fetch(id string) (*sale, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.o.StoreTimeout)
+	defer cancel()
+	res := g.kv.DoMultiCache(ctx,
+		rueidis.CT(g.kv.B().Hgetall().Key(keyspace.Sale(id)).Cache(), g.o.ClientTTL),
+		rueidis.CT(g.kv.B().Get().Key(keyspace.SoldOut(id)).Cache(), g.o.ClientTTL),
+	)
+	m, err := res[0].AsStrMap()
+	if err != nil {
+		return nil, fmt.Errorf("flashgate: read sale %s: %w", id, err)
+	}
+	_, ferr := res[1].ToString()
+	if ferr != nil && !rueidis.IsRedisNil(ferr) {
+		return nil, fmt.Errorf("flashgate: read sold-out flag of %s: %w", id, ferr)
+	}
+	s := &sale{id: id, soldOut: ferr == nil}
+	if m["id"] == "" {
+		return s, nil
+	}
+	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
+	s.exists = true
+	s.startMs, s.endMs = num("starts_at_ms"), num("ends_at_ms")
+	// The public shape is the order service's: the same fields, in the same order.
+	var head bytes.Buffer
+	enc := json.NewEncoder(&head)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(struct {
+		ID           string `json:"id"`
+		ProductID    string `json:"product_id"`
+		ProductName  string `json:"product_name"`
+		Price        int64  `json:"price"`
+		Stock        int64  `json:"stock"`
+		StartsAt     string `json:"starts_at"`
+		EndsAt       string `json:"ends_at"`
+		PerUserLimit int64  `json:"per_user_limit"`
+	}{m["id"], m["product_id"], m["product_name"], num("price"), num("stock"),
+		time.UnixMilli(s.startMs).UTC().Format(time.RFC3339), time.UnixMilli(s.endMs).UTC().Format(time.RFC3339), num("per_user_limit")})
+	b := bytes.TrimRight(head.Bytes(), "\n")
+	s.head = append(append([]byte{}, b[:len(b)-1]...), `,"state":"`...)
+	s.tail = []byte(fmt.Sprintf(`","shards":%d,"difficulty":%d}`, num("shards"), num("difficulty")))
+	return s, nil
+}
+
+func (s *sale) appendJSON(dst []byte, nowMs int64) []byte {
+	dst = append(dst, s.head...)
+	dst = append(dst, s.state(nowMs)...)
+	return append(dst, s.tail...)
+}
+
+var (
+	soldOutBody    = []byte(`{"status":"sold_out","error":{"code":"sold_out","message":"the flash sale is sold out"}}`)
+	notStartedBody = []byte(`{"error":{"code":"not_started","message":"the flash sale has not started yet"}}`)
+	endedBody      = []byte(`{"status":"ended","error":{"code":"ended","message":"the flash sale has ended"}}`)
+	unknownBody    = []byte(`{"error":{"code":"not_found","message":"no flash sale has this id"}}`)
+	unauthBody     = []byte(`{"error":{"code":"unauthorized","message":"log in first: a valid, unexpired session token is required"}}`)
+)
+
+var (
+	salesPrefix    = []byte("/api/v1/flash-sales/")
+	attemptsSuffix = []byte("/attempts")
+)
+
+// Fast handles POST /api/v1/flash-sales/{id}/attempts before the router (it is the path a rush
+// hammers) and reports whether it did. Everything else is left to the routes of Register.
+func (g *Gate) Fast(ctx *fasthttp.RequestCtx) bool {
+	if !ctx.IsPost() {
+		return false
+	}
+	rest, ok := bytes.CutPrefix(ctx.Path(), salesPrefix)
+	if !ok {
+		return false
+	}
+	id, ok := bytes.CutSuffix(rest, attemptsSuffix)
+	if !ok || bytes.IndexByte(id, '/') >= 0 {
+		return false
+	}
+	g.attempt(ctx, id)
+	return true
+}
+
+func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id []byte) {
+	ctx.Request.Header.Del(httpapi.HeaderUserID)
+	uid, err := g.sessions.FromRequest(ctx)
+	if err != nil {
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusUnauthorized, unauthBody)
+		return
+	}
+	if !product.ValidID(id) {
+		g.reject(ReasonUnknown)
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, unknownBody)
+		return
+	}
+	s, err := g.lookup(id)
+	if err != nil {
+		g.storeDown(ctx, err)
+		return
+	}
+	now := g.o.Now().UnixMilli()
+	switch {
+	case !s.exists:
+		g.reject(ReasonUnknown)
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, unknownBody)
+		return
+	case now < s.startMs:
+		g.reject(ReasonNotStarted)
+		ctx.Response.Header.Set("Retry-After", strconv.FormatInt((s.startMs-now+999)/1000, 10))
+		httpapi.WriteRawJSON(ctx, statusTooEarly, notStartedBody)
+		return
+	case now >= s.endMs:
+		g.reject(ReasonEnded)
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusGone, endedBody)
+		return
+	case s.soldOut:
+		g.reject(ReasonSoldOut)
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusGone, soldOutBody)
+		return
+	}
+	if g.refused(ctx, uid) {
+		return
+	}
+	ctx.Request.Header.Set(httpapi.HeaderUserID, uid)
+	g.forwarded.Add(1)
+	g.order.Forward(ctx)
+}
+
+// refused applies the blacklist and the rate limits, answering the refusal itself.
+func (g *Gate) refused(ctx *fasthttp.RequestCtx, uid string) bool {
+	ip := clientIP(ctx)
+	black, err := g.blacklisted(ip, uid)
+	if err != nil {
+		g.storeDown(ctx, err)
+		return true
+	}
+	if black {
+		g.reject(ReasonBlacklist)
+		httpapi.WriteError(ctx, fasthttp.StatusForbidden, "blacklisted", "too many refused requests from this client; try again later")
+		return true
+	}
+	if g.ipLimit != nil {
+		if ok, wait := g.ipLimit.Allow(ip); !ok {
+			g.limited(ctx, ReasonRateIP, "ip", ip, wait)
+			return true
+		}
+	}
+	if g.userLimit != nil {
+		if ok, wait := g.userLimit.Allow([]byte(uid)); !ok {
+			g.limited(ctx, ReasonRateUser, "user", []byte(uid), wait)
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Gate) limited(ctx *fasthttp.RequestCtx, reason, kind string, subject []byte, wait time.Duration) {
+	g.reject(reason)
+	// Every refusal spends from the client's abuse budget; an empty budget blacklists it.
+	abuseKey := append([]byte(kind+":"), subject...)
+	if ok, _ := g.abuse.Allow(abuseKey); !ok {
+		g.blacklist(kind, subjectString(kind, subject))
+	}
+	ctx.Response.Header.Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+	httpapi.WriteError(ctx, fasthttp.StatusTooManyRequests, "rate_limited", "too many requests; slow down and retry after Retry-After seconds")
+}
+
+func subjectString(kind string, subject []byte) string {
+	if kind == "ip" {
+		return net.IP(subject).String()
+	}
+	return string(subject)
+}
+
+func (g *Gate) blacklist(kind, subject string) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.o.StoreTimeout)
+	defer cancel()
+	err := g.kv.Do(ctx, g.kv.B().Set().Key(keyspace.Blacklist(kind, subject)).Value("1").
+		Ex(g.o.BlacklistTTL).Build()).Error()
+	if err != nil {
+		g.log.Warn("blacklist write failed", "kind", kind, "subject", subject, "err", err)
+		return
+	}
+	g.log.Warn("client blacklisted", "kind", kind, "subject", subject, "ttl", g.o.BlacklistTTL.String())
+}
+
+// blacklisted reads both blacklist keys through the client-side cache: a hit costs no round
+// trip, and a blacklisting at any edge reaches every edge by invalidation.
+func (g *Gate) blacklisted(ip []byte, uid string) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.o.StoreTimeout)
+	defer cancel()
+	res := g.kv.DoMultiCache(ctx,
+		rueidis.CT(g.kv.B().Get().Key(keyspace.Blacklist("ip", net.IP(ip).String())).Cache(), g.o.ClientTTL),
+		rueidis.CT(g.kv.B().Get().Key(keyspace.Blacklist("user", uid)).Cache(), g.o.ClientTTL),
+	)
+	for _, r := range res {
+		if _, err := r.ToString(); err == nil {
+			return true, nil
+		} else if !rueidis.IsRedisNil(err) {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// clientIP is the peer's address (the edge is the first hop; put it behind a balancer that
+// keeps the client address, e.g. with PROXY protocol, before trusting anything else).
+func clientIP(ctx *fasthttp.RequestCtx) []byte {
+	ip := ctx.RemoteIP()
+	if v4 := ip.To4(); v4 != nil {
+		return v4
+	}
+	return ip
+}
+
+func (g *Gate) storeDown(ctx *fasthttp.RequestCtx, err error) {
+	g.log.Error("flash sale store read", "err", err)
+	ctx.Response.Header.Set("Retry-After", "2")
+	httpapi.WriteError(ctx, fasthttp.StatusServiceUnavailable, "store_unavailable",
+		"The flash sale is under maintenance, please come back in a moment. / Flash sale đang bảo trì, vui lòng quay lại sau ít phút.")
+}

@@ -1,0 +1,365 @@
+package flashgate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/redis/rueidis"
+	"github.com/valyala/fasthttp"
+
+	"flashedge/edge/internal/session"
+	"flashedge/shared/keyspace"
+	"flashedge/shared/kv/kvtest"
+)
+
+// countingOrder stands in for the order service's pool: it counts what the edge forwards and
+// answers 202, so a test tells a forwarded attempt from one answered at the edge.
+type countingOrder struct{ n atomic.Int64 }
+
+func (o *countingOrder) Forward(ctx *fasthttp.RequestCtx) {
+	o.n.Add(1)
+	ctx.SetStatusCode(202)
+	ctx.SetBodyString(`{"ticket":"00","status":"queued","poll_after_ms":1000}`)
+}
+
+type fixture struct {
+	srv    *kvtest.Server
+	writer rueidis.Client
+	gate   *Gate
+	order  *countingOrder
+	signer *session.Signer
+	h      fasthttp.RequestHandler
+	now    atomic.Int64
+}
+
+func newFixture(t testing.TB, o Options) *fixture {
+	t.Helper()
+	f := &fixture{srv: kvtest.Start(t), order: &countingOrder{}}
+	f.now.Store(time.Date(2026, 11, 11, 12, 0, 0, 0, time.UTC).UnixNano())
+	f.writer = f.srv.Client(t)
+	var gp atomic.Pointer[Gate]
+	opts := f.srv.Options()
+	opts.OnInvalidations = func(m []rueidis.RedisMessage) {
+		if g := gp.Load(); g != nil {
+			g.Invalidate(m)
+		}
+	}
+	edgeKV := f.srv.ClientWith(t, opts)
+	var err error
+	f.signer, err = session.NewSigner(map[string][]byte{"k1": []byte(strings.Repeat("s", 32))}, "k1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Now == nil {
+		o.Now = func() time.Time { return time.Unix(0, f.now.Load()) }
+	}
+	f.gate, err = New(edgeKV, f.order, f.signer, slog.New(slog.NewTextHandler(io.Discard, nil)), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gp.Store(f.gate)
+	r := router.New()
+	f.gate.Register(r, func(h fasthttp.RequestHandler) fasthttp.RequestHandler { return h })
+	f.h = func(ctx *fasthttp.RequestCtx) {
+		if !f.gate.Fast(ctx) {
+			r.Handler(ctx)
+		}
+	}
+	return f
+}
+
+// putSale writes a sale the way the order service's preheat does (fields documented in
+// backend/internal/flashsale): the edge reads these keys directly.
+func (f *fixture) putSale(t testing.TB, id string, start, end time.Time, soldOut bool) {
+	t.Helper()
+	ctx := context.Background()
+	cmds := rueidis.Commands{
+		f.writer.B().Hset().Key(keyspace.Sale(id)).FieldValue().
+			FieldValue("id", id).FieldValue("product_id", "00000001").FieldValue("product_name", "Tai nghe").
+			FieldValue("price", "99000").FieldValue("stock", "100").FieldValue("shards", "8").
+			FieldValue("starts_at_ms", fmt.Sprint(start.UnixMilli())).FieldValue("ends_at_ms", fmt.Sprint(end.UnixMilli())).
+			FieldValue("per_user_limit", "1").FieldValue("difficulty", "0").Build(),
+		f.writer.B().Zadd().Key(keyspace.Sales()).ScoreMember().ScoreMember(float64(start.UnixMilli()), id).Build(),
+	}
+	if soldOut {
+		cmds = append(cmds, f.writer.B().Set().Key(keyspace.SoldOut(id)).Value("1").Build())
+	}
+	for _, r := range f.writer.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (f *fixture) clock() time.Time { return time.Unix(0, f.now.Load()) }
+
+func (f *fixture) token(user string) string {
+	tok, _ := f.signer.Issue(user, time.Now()) // FromRequest verifies at the real time
+	return tok
+}
+
+func (f *fixture) do(method, uri, token string) *fasthttp.Response {
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 1}, nil)
+	ctx.Request.Header.SetMethod(method)
+	ctx.Request.SetRequestURI(uri)
+	if token != "" {
+		ctx.Request.Header.Set("Authorization", "Bearer "+token)
+	}
+	ctx.Request.SetBodyString(`{"challenge_id":"c","answer":"0"}`)
+	f.h(&ctx)
+	var resp fasthttp.Response
+	ctx.Response.CopyTo(&resp)
+	return &resp
+}
+
+func TestAttemptAnsweredAtTheEdge(t *testing.T) {
+	f := newFixture(t, Options{IPRate: -1, UserRate: -1})
+	now := f.clock()
+	f.putSale(t, "live", now.Add(-time.Minute), now.Add(time.Hour), false)
+	f.putSale(t, "gone", now.Add(-time.Minute), now.Add(time.Hour), true)
+	f.putSale(t, "later", now.Add(90*time.Second), now.Add(time.Hour), false)
+	f.putSale(t, "over", now.Add(-2*time.Hour), now.Add(-time.Hour), false)
+	tok := f.token("u-alice")
+	tests := []struct {
+		name       string
+		sale       string
+		token      string
+		wantStatus int
+		forwarded  bool
+	}{
+		{"live is forwarded", "live", tok, 202, true},
+		{"sold out at the edge", "gone", tok, 410, false},
+		{"not started at the edge", "later", tok, 425, false},
+		{"ended at the edge", "over", tok, 410, false},
+		{"unknown sale", "nope", tok, 404, false},
+		{"malformed sale id", "a%20b", tok, 404, false},
+		{"no session", "live", "", 401, false},
+		{"forged session", "live", tok + "x", 401, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := f.order.n.Load()
+			resp := f.do("POST", "/api/v1/flash-sales/"+tt.sale+"/attempts", tt.token)
+			if resp.StatusCode() != tt.wantStatus {
+				t.Fatalf("attempt on %s: %d %s, want %d", tt.sale, resp.StatusCode(), resp.Body(), tt.wantStatus)
+			}
+			if got := f.order.n.Load() - before; (got == 1) != tt.forwarded {
+				t.Fatalf("attempt on %s: forwarded %d times, want forwarded=%v", tt.sale, got, tt.forwarded)
+			}
+			if !json.Valid(resp.Body()) {
+				t.Fatalf("body %q is not JSON", resp.Body())
+			}
+		})
+	}
+	if r := f.do("POST", "/api/v1/flash-sales/later/attempts", tok); string(r.Header.Peek("Retry-After")) != "90" {
+		t.Fatalf("not-started Retry-After %q, want 90", r.Header.Peek("Retry-After"))
+	}
+	s := f.gate.Stats()
+	if s.Rejected[ReasonSoldOut] != 1 || s.Rejected[ReasonNotStarted] != 2 || s.Rejected[ReasonEnded] != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestSoldOutFlagByInvalidation: the flag set by a worker (another client) reaches the edge by
+// invalidation, and clearing it (an expired reservation returned) lets attempts through again.
+func TestSoldOutFlagByInvalidation(t *testing.T) {
+	f := newFixture(t, Options{IPRate: -1, UserRate: -1})
+	now := f.clock()
+	f.putSale(t, "s1", now.Add(-time.Minute), now.Add(time.Hour), false)
+	tok := f.token("u-bob")
+	if r := f.do("POST", "/api/v1/flash-sales/s1/attempts", tok); r.StatusCode() != 202 {
+		t.Fatalf("live sale: %d", r.StatusCode())
+	}
+	ctx := context.Background()
+	start := time.Now()
+	f.writer.Do(ctx, f.writer.B().Set().Key(keyspace.SoldOut("s1")).Value("1").Build())
+	waitStatus(t, f, "s1", tok, 410, 50*time.Millisecond)
+	t.Logf("sold-out flag answered at the edge %v after it was set", time.Since(start))
+	forwarded := f.order.n.Load()
+	for range 100 {
+		f.do("POST", "/api/v1/flash-sales/s1/attempts", tok)
+	}
+	if f.order.n.Load() != forwarded {
+		t.Fatalf("attempts after sell-out reached the order service %d times", f.order.n.Load()-forwarded)
+	}
+	var sale map[string]any
+	if err := json.Unmarshal(f.do("GET", "/api/v1/flash-sales/s1", "").Body(), &sale); err != nil || sale["state"] != "sold_out" {
+		t.Fatalf("sale view %v (%v): want state sold_out", sale, err)
+	}
+	f.writer.Do(ctx, f.writer.B().Del().Key(keyspace.SoldOut("s1")).Build())
+	waitStatus(t, f, "s1", tok, 202, 50*time.Millisecond)
+}
+
+func waitStatus(t *testing.T, f *fixture, sale, tok string, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r := f.do("POST", "/api/v1/flash-sales/"+sale+"/attempts", tok)
+		if r.StatusCode() == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("attempt on %s: still %d after %v, want %d", sale, r.StatusCode(), within, want)
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+}
+
+func TestRateLimitsAndBlacklist(t *testing.T) {
+	f := newFixture(t, Options{IPRate: 1000, IPBurst: 1000, UserRate: 1, UserBurst: 2, AbuseBurst: 3, BlacklistTTL: time.Minute})
+	now := f.clock()
+	f.putSale(t, "s2", now.Add(-time.Minute), now.Add(time.Hour), false)
+	tok := f.token("u-eve")
+	var got []int
+	for range 8 {
+		got = append(got, f.do("POST", "/api/v1/flash-sales/s2/attempts", tok).StatusCode())
+	}
+	// 2 in the burst, then 429s until the abuse budget of 3 is spent, then blacklisted.
+	want := []int{202, 202, 429, 429, 429, 429, 403, 403}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("statuses %v, want %v", got, want)
+	}
+	ttl, err := f.writer.Do(context.Background(), f.writer.B().Ttl().Key(keyspace.Blacklist("user", "u-eve")).Build()).AsInt64()
+	if err != nil || ttl <= 0 || ttl > 60 {
+		t.Fatalf("blacklist key TTL %d (%v), want (0, 60]", ttl, err)
+	}
+	// Another user is unaffected.
+	if r := f.do("POST", "/api/v1/flash-sales/s2/attempts", f.token("u-frank")); r.StatusCode() != 202 {
+		t.Fatalf("other user: %d", r.StatusCode())
+	}
+	// Challenges are limited too.
+	if r := f.do("POST", "/api/v1/flash-sales/s2/challenge", tok); r.StatusCode() != 403 {
+		t.Fatalf("blacklisted user's challenge: %d", r.StatusCode())
+	}
+}
+
+func TestPollReadsTheStore(t *testing.T) {
+	f := newFixture(t, Options{})
+	now := f.clock()
+	f.putSale(t, "s3", now.Add(-time.Minute), now.Add(time.Hour), false)
+	ctx := context.Background()
+	ticket := "0123456789abcdef0123456789abcdef"
+	f.writer.Do(ctx, f.writer.B().Hset().Key(keyspace.SaleResult("s3", ticket)).FieldValue().
+		FieldValue("status", "queued").FieldValue("user", "u-gina").Build())
+	url := "/api/v1/flash-sales/s3/attempts/" + ticket
+	if r := f.do("GET", url, f.token("u-gina")); r.StatusCode() != 200 || !strings.Contains(string(r.Body()), `"queued"`) {
+		t.Fatalf("own queued ticket: %d %s", r.StatusCode(), r.Body())
+	}
+	for name, tok := range map[string]string{"other user": f.token("u-hank"), "no session": ""} {
+		if r := f.do("GET", url, tok); r.StatusCode() != 404 && r.StatusCode() != 401 {
+			t.Fatalf("%s: %d, want 404/401", name, r.StatusCode())
+		}
+	}
+	if r := f.do("GET", "/api/v1/flash-sales/s3/attempts/nothex", f.token("u-gina")); r.StatusCode() != 404 {
+		t.Fatalf("malformed ticket: %d", r.StatusCode())
+	}
+	exp := now.Add(5 * time.Minute).UnixMilli()
+	f.writer.Do(ctx, f.writer.B().Hset().Key(keyspace.SaleResult("s3", ticket)).FieldValue().
+		FieldValue("status", "won").FieldValue("token", "tok1").FieldValue("expires_at", fmt.Sprint(exp)).Build())
+	deadline := time.Now().Add(time.Second)
+	for {
+		r := f.do("GET", url, f.token("u-gina"))
+		var res struct {
+			Status, Token string
+			ExpiresAt     string `json:"expires_at"`
+		}
+		_ = json.Unmarshal(r.Body(), &res)
+		if res.Status == "won" {
+			if res.Token != "tok1" || res.ExpiresAt == "" {
+				t.Fatalf("won ticket: %s", r.Body())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("decision not visible: %s", r.Body())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestSaleViews(t *testing.T) {
+	f := newFixture(t, Options{})
+	now := f.clock()
+	f.putSale(t, "a", now.Add(-time.Minute), now.Add(time.Hour), false)
+	f.putSale(t, "b", now.Add(time.Minute), now.Add(time.Hour), false)
+	var list struct {
+		Items []map[string]any `json:"items"`
+	}
+	r := f.do("GET", "/api/v1/flash-sales", "")
+	if err := json.Unmarshal(r.Body(), &list); err != nil || len(list.Items) != 2 {
+		t.Fatalf("list %s: %v", r.Body(), err)
+	}
+	if list.Items[0]["id"] != "a" || list.Items[0]["state"] != "live" || list.Items[1]["state"] != "upcoming" {
+		t.Fatalf("list items %v", list.Items)
+	}
+	for _, k := range []string{"id", "product_id", "price", "stock", "starts_at", "ends_at", "per_user_limit", "state"} {
+		if _, ok := list.Items[0][k]; !ok {
+			t.Fatalf("sale view lacks %q: %v", k, list.Items[0])
+		}
+	}
+	if r := f.do("GET", "/api/v1/flash-sales/zzz", ""); r.StatusCode() != 404 {
+		t.Fatalf("unknown sale: %d", r.StatusCode())
+	}
+	f.now.Add(int64(2 * time.Minute)) // b starts: state comes from the clock, not the cache
+	var b map[string]any
+	_ = json.Unmarshal(f.do("GET", "/api/v1/flash-sales/b", "").Body(), &b)
+	if b["state"] != "live" {
+		t.Fatalf("sale b after its start: %v", b)
+	}
+}
+
+func TestSoldOutAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	f := newFixture(t, Options{})
+	now := f.clock()
+	f.putSale(t, "so", now.Add(-time.Minute), now.Add(time.Hour), true)
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.SetRequestURI("/api/v1/flash-sales/so/attempts")
+	ctx.Request.Header.Set("Authorization", "Bearer "+f.token("u-ivy"))
+	f.h(&ctx)
+	if ctx.Response.StatusCode() != 410 {
+		t.Fatalf("status %d", ctx.Response.StatusCode())
+	}
+	allocs := 1e9
+	for range 3 { // best of three: background goroutines of rueidis count too
+		allocs = min(allocs, testing.AllocsPerRun(300, func() {
+			ctx.Response.Reset()
+			f.h(&ctx)
+		}))
+	}
+	// The session's user id string is the one allocation a verified request costs.
+	if allocs > 1 {
+		t.Fatalf("sold-out answer allocates %v times, want at most 1", allocs)
+	}
+}
+
+func BenchmarkSoldOut(b *testing.B) {
+	f := newFixture(b, Options{})
+	now := f.clock()
+	f.putSale(b, "so", now.Add(-time.Minute), now.Add(time.Hour), true)
+	tok := f.token("u-bench")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetMethod("POST")
+		ctx.Request.SetRequestURI("/api/v1/flash-sales/so/attempts")
+		ctx.Request.Header.Set("Authorization", "Bearer "+tok)
+		for pb.Next() {
+			ctx.Response.Reset()
+			f.h(&ctx)
+		}
+	})
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package flashgate
+
+const raceEnabled = false
