@@ -14,6 +14,7 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 
+	"flashedge/backend/internal/flashsale"
 	"flashedge/backend/internal/order"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
@@ -182,11 +183,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	r.GET("/ready", probe.Ready)
 	svc.Register(r)
 
-	// ==== FLASH-SALE MOUNT POINT =============================================================
-	// The lead mounts backend/internal/flashsale here: build its dependencies from `client`
-	// (the store), `log` and the config above, then call its Register(r) so the flash-sale
-	// routes share this router, its middlewares, probes and graceful shutdown.
-	// ==== END OF FLASH-SALE MOUNT POINT ======================================================
+	// The flash sale's attempts, challenges, tickets and checkout share this router, its
+	// middlewares, probes and graceful shutdown; the worker binary decides the attempts.
+	fsOpts, err := flashsale.OptionsFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	fsOpts.Log = log
+	sales, err := flashsale.New(client, fsOpts)
+	if err != nil {
+		return err
+	}
+	salesHTTP, err := flashsale.NewHandler(sales, flashsale.HandlerOptions{AdminToken: getenv("FLASHEDGE_ADMIN_TOKEN")})
+	if err != nil {
+		return err
+	}
+	salesHTTP.Register(r)
 
 	h := httpapi.RequestIDs(httpapi.AccessLog(r.Handler, log, cfg.AccessLogSample, httpapi.HeaderUserID), obs.NewIDs())
 	srv := httpapi.NewServer(h, httpapi.ServerOptions{Name: "order"}, log)

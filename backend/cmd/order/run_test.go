@@ -126,6 +126,7 @@ func TestRunChecksOut(t *testing.T) {
 
 	env := map[string]string{
 		"FLASHEDGE_STORE_ADDR":    srv.Addr,
+		"FLASHEDGE_ADMIN_TOKEN":   "order-test-admin-token-0123",
 		"FLASHEDGE_ORDER_LISTEN":  "127.0.0.1:0",
 		"FLASHEDGE_CART_ADDRS":    cartAddr,
 		"FLASHEDGE_CATALOG_ADDRS": catalogAddr,
