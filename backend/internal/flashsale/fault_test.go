@@ -584,3 +584,21 @@ func TestStopFinishesCurrentMessage(t *testing.T) {
 		t.Errorf("%d messages pending after a clean stop", n)
 	}
 }
+
+// TestStreamDeleted: a worker whose stream (and group) vanished recreates them and goes on.
+func TestStreamDeleted(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.createSale(saleSpec{id: "s", stock: 2, shards: 1})
+	e.startWorkers(1, WorkerOptions{SweepEvery: -1, TrimEvery: -1})
+	first := admittedTicket(t, e.attempt("s", "alice", "k"))
+	e.decided("s", "alice", first, 5*time.Second)
+	if err := e.c.Do(context.Background(), e.c.B().Del().Key(keyspace.AttemptStream()).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	// The attempt's XADD recreates the stream without the group; the worker recreates the group
+	// from id 0, so the message is still decided.
+	second := admittedTicket(t, e.attempt("s", "bob", "k"))
+	if p := e.decided("s", "bob", second, 10*time.Second); p.Status != StatusWon {
+		t.Errorf("ticket after the stream was deleted = %+v, want won", p)
+	}
+}

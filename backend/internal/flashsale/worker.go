@@ -204,6 +204,11 @@ func (w *Worker) consume(ctx context.Context, name string) {
 		msgs, err := w.read(name)
 		if err != nil {
 			w.log.Warn("flash-sale worker: XREADGROUP failed", "err", err)
+			if strings.HasPrefix(err.Error(), "NOGROUP") { // the stream was deleted under us
+				if err := w.ensureGroup(ctx); err != nil {
+					return
+				}
+			}
 			backoff()
 			continue
 		}
@@ -272,7 +277,7 @@ func (w *Worker) handle(name string, msgs []message) bool {
 		if err != nil {
 			// Left pending: XAUTOCLAIM hands it to a loop again after ClaimIdle.
 			w.log.Warn("flash-sale worker: message not decided; it stays pending", "id", m.id,
-				"sale", m.sale, "ticket", m.ticket, "err", err)
+				"sale", m.sale, "ticket", m.ticket, "user", m.user, "err", err)
 			continue
 		}
 		actx, cancel := context.WithTimeout(context.Background(), w.o.MessageTimeout)

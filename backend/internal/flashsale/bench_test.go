@@ -1,0 +1,80 @@
+package flashsale
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+func TestLeadingZeroBitsAllocs(t *testing.T) {
+	prefix, nonce := newID(), "123456789"
+	if n := testing.AllocsPerRun(100, func() { LeadingZeroBits(prefix, nonce) }); n != 0 {
+		t.Errorf("LeadingZeroBits allocates %.1f times per call, want 0", n)
+	}
+}
+
+func BenchmarkLeadingZeroBits(b *testing.B) {
+	prefix := newID()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		LeadingZeroBits(prefix, "12345")
+	}
+}
+
+// benchEnv is a store with one big live sale for the admission and worker benchmarks.
+func benchEnv(b *testing.B) (*env, *Sale) {
+	e := newEnv(b, Options{MaxBacklog: 1 << 30, Difficulty: -1})
+	e.createSale(saleSpec{id: "bench", stock: MaxStock, shards: 8})
+	sl, err := e.svc.loadSale(context.Background(), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e, sl
+}
+
+// BenchmarkAttempt measures the order service's side of one admitted attempt: the challenge
+// (issue), the gate script and the XADD, against a local redis-server.
+func BenchmarkAttempt(b *testing.B) {
+	e, _ := benchEnv(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		user := fmt.Sprintf("b%d", i)
+		ch, err := e.svc.IssueChallenge(ctx, user, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ans, err := e.svc.Attempt(ctx, AttemptInput{User: user, SaleID: "bench", ChallengeID: ch.ID, IdempotencyKey: "k"})
+		if err != nil || ans.Outcome != OutcomeAdmitted {
+			b.Fatalf("attempt = %+v, %v", ans, err)
+		}
+	}
+}
+
+// BenchmarkDecide measures the worker's decision of one admitted ticket (begin, claim, win).
+func BenchmarkDecide(b *testing.B) {
+	e, sl := benchEnv(b)
+	ctx := context.Background()
+	tickets := make([]string, 0, 1024)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if len(tickets) == 0 { // admit a batch outside the timed part
+			b.StopTimer()
+			for j := range cap(tickets) {
+				user := fmt.Sprintf("d%d-%d", i, j)
+				ch, _ := e.svc.IssueChallenge(ctx, user, "bench")
+				ans, err := e.svc.Attempt(ctx, AttemptInput{User: user, SaleID: "bench", ChallengeID: ch.ID, IdempotencyKey: "k"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				tickets = append(tickets, ans.Ticket)
+			}
+			b.StartTimer()
+		}
+		t := tickets[len(tickets)-1]
+		tickets = tickets[:len(tickets)-1]
+		if err := e.svc.decide(ctx, sl, t, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
