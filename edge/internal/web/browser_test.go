@@ -123,6 +123,10 @@ func TestStorefrontInChromium(t *testing.T) {
 		if !strings.Contains(dom, `id="banner-retry" class="btn btn-light">`) {
 			t.Error("the banner offers no retry button")
 		}
+		if keep := os.Getenv("FLASHEDGE_WEB_SCREENSHOTS"); keep != "" {
+			runChromium(ctx, t, chrome, base, "--virtual-time-budget=5000", "--hide-scrollbars", "--window-size=1280,900",
+				"--screenshot="+filepath.Join(keep, "storefront-maintenance.png"), base+"/")
+		}
 	})
 
 	t.Run("proof-of-work solver", func(t *testing.T) {
@@ -192,7 +196,8 @@ func TestStorefrontInChromium(t *testing.T) {
 			shots = append(shots,
 				shot{"storefront-full.png", 1280, 2600, "/"},
 				shot{"storefront-detail.png", 1280, 900, "/#p/00000003"},
-				shot{"storefront-detail-mobile.png", 390, 844, "/#p/00000003"})
+				shot{"storefront-detail-mobile.png", 390, 844, "/#p/00000003"},
+				shot{"storefront-won.png", 1280, 900, "/?autotest=buy&user=shot3&stop=won"})
 		}
 		for _, shot := range shots {
 			file := filepath.Join(t.TempDir(), shot.file)

@@ -219,25 +219,26 @@
   // ---------------------------------------------------------------- banner
 
   let bannerTimer = 0;
-  let bannerRetry = null;
+  const bannerRetries = new Set(); // what the Retry button repeats: every failed call since shown
 
-  // showBanner shows a message in the non-blocking banner at the bottom. retry adds a button
-  // that calls it; info makes it a blue note that hides itself.
+  // showBanner shows a message in the non-blocking banner at the bottom. retry is added to what
+  // the banner's Retry button repeats (several loads can fail at once, say in maintenance);
+  // info makes it a blue note that hides itself.
   function showBanner(message, { retry = null, info = false } = {}) {
     const b = $('banner');
     $('banner-text').textContent = message;
-    b.classList.toggle('info', info);
-    bannerRetry = retry;
-    $('banner-retry').hidden = !retry;
+    b.classList.toggle('info', info && bannerRetries.size === 0);
+    if (retry) bannerRetries.add(retry);
+    $('banner-retry').hidden = bannerRetries.size === 0;
     b.hidden = false;
     clearTimeout(bannerTimer);
-    if (info) bannerTimer = setTimeout(hideBanner, 5000);
+    if (info && bannerRetries.size === 0) bannerTimer = setTimeout(hideBanner, 5000);
   }
 
   function hideBanner() {
     clearTimeout(bannerTimer);
     $('banner').hidden = true;
-    bannerRetry = null;
+    bannerRetries.clear();
   }
 
   // ---------------------------------------------------------------- API access
@@ -551,6 +552,8 @@
   function renderCart(c) {
     cart = c;
     const list = $('cart-items');
+    // Keep the keyboard where it was when a quantity field is redrawn.
+    const focused = list.contains(document.activeElement) ? document.activeElement.dataset.productId : '';
     list.replaceChildren();
     const items = c && Array.isArray(c.items) ? c.items : [];
     let count = 0;
@@ -560,7 +563,7 @@
       const name = it.name || (p && p.name) || it.product_id;
       const qty = el('input', {
         type: 'number', min: 0, max: 99, value: it.quantity, inputmode: 'numeric',
-        'aria-label': `Số lượng ${name} / Quantity`,
+        'aria-label': `Số lượng ${name} / Quantity`, 'data-product-id': it.product_id,
       });
       qty.addEventListener('change', guard(() => {
         const n = Math.max(0, Math.min(99, Math.floor(Number(qty.value) || 0)));
@@ -577,6 +580,10 @@
             'aria-label': `Xoá ${name} khỏi giỏ / Remove from cart`,
             onclick: () => removeItem(it.product_id),
           }))));
+    }
+    if (focused) {
+      const again = [...list.querySelectorAll('input')].find((i) => i.dataset.productId === focused);
+      if (again) again.focus();
     }
     $('cart-count').textContent = String(count);
     $('cart-empty').hidden = items.length > 0;
@@ -762,7 +769,7 @@
       el('div', { class: 'actions' }, v.buy, v.progress, v.status, v.won));
     $('flash-list').append(v.li);
     saleViews.set(s.id, v);
-    productByID(s.product_id).then((p) => p && renderSale(sales.get(s.id) || s), () => {});
+    productByID(s.product_id).then((p) => p && renderSale(sales.get(s.id) || s)).catch(unexpected);
     return v;
   }
 
@@ -859,6 +866,15 @@
     const b = { phase: 'challenge', finished: false, rounds: 0 };
     buys.set(id, b);
     renderSale(sales.get(id));
+    try {
+      await attemptToBuy(id, b);
+    } catch (err) {
+      finishBuy(id, MSG_UNEXPECTED, true);
+      throw err;
+    }
+  }
+
+  async function attemptToBuy(id, b) {
     const base = '/flash-sales/' + encodeURIComponent(id);
 
     for (;;) {
@@ -871,13 +887,14 @@
         report(ch);
         return finishBuy(id, errorText(ch), true);
       }
-      const payload = (ch.data && ch.data.payload) || {};
-      if (ch.data.kind && ch.data.kind !== 'pow-sha256') {
-        return finishBuy(id, `Trang chưa hỗ trợ thử thách "${ch.data.kind}". / This page cannot solve "${ch.data.kind}".`, true);
+      const challenge = ch.data || {};
+      const payload = challenge.payload || {};
+      if (challenge.kind !== 'pow-sha256') {
+        return finishBuy(id, `Trang chưa hỗ trợ thử thách "${challenge.kind}". / This page cannot solve "${challenge.kind}".`, true);
       }
       const difficulty = Number(payload.difficulty) || 0;
       const expected = Math.pow(2, difficulty);
-      const expiresAt = Date.parse(ch.data.expires_at);
+      const expiresAt = Date.parse(challenge.expires_at);
 
       b.phase = 'solving';
       setStatus(id, 'Đang xác minh bạn là người thật… / Checking you are human…', 0);
@@ -890,21 +907,27 @@
             Math.min(0.99, 1 - Math.exp(-tries / expected))),
         });
       } catch (err) {
-        if (err instanceof PowExpired) continue; // too slow for this challenge: ask for a fresh one
-        throw err;
+        if (!(err instanceof PowExpired)) throw err;
+        // Too slow for this challenge: ask for a fresh one, a few times.
+        if (++b.rounds > MAX_BUSY_ROUNDS) {
+          return finishBuy(id, 'Thiết bị xác minh quá chậm, vui lòng thử lại. / Verification took too long; please try again.', true);
+        }
+        continue;
       }
 
       b.phase = 'attempt';
       setStatus(id, 'Đang gửi yêu cầu mua… / Sending your attempt…', 1);
       const key = uuid();
-      const body = { challenge_id: ch.data.challenge_id, answer: solved.nonce };
+      const body = { challenge_id: challenge.challenge_id, answer: solved.nonce };
       const res = await sendWithRetries(() => api('POST', base + '/attempts', { body, headers: { 'Idempotency-Key': key } }), id);
       if (!res) return finishBuy(id, MSG_NETWORK, true);
-      const st = res.data && res.data.status;
+      const data = res.data || {};
+      const st = data.status;
       if (res.status === 202 || (res.ok && st === 'queued')) {
-        return poll(id, b, res.data.ticket, Number(res.data.poll_after_ms) || 1000);
+        if (!data.ticket) return finishBuy(id, errorText(res), true);
+        return poll(id, b, data.ticket, Number(data.poll_after_ms) || 1000);
       }
-      if (res.ok && (st === 'won' || st === 'lost' || st === 'sold_out')) return decided(id, b, res.data);
+      if (res.ok && (st === 'won' || st === 'lost' || st === 'sold_out')) return decided(id, b, data);
       if (res.status === 410 && st === 'sold_out') return soldOut(id);
       if (res.status === 429 && await waitBusy(id, b, res)) continue;
       if (res.status === 425 || res.status === 410) guard(loadSales)();
@@ -1124,6 +1147,11 @@
       buyBtn.click();
       const payBtn = await waitFor('a win', () => saleLi.querySelector('.btn-pay:not(:disabled)') || (saleLi.querySelector('.status.error') && saleLi.querySelector('.status.error').textContent), 30000);
       if (typeof payBtn === 'string') throw new Error('buy failed: ' + payBtn);
+      if (params.get('stop') === 'won') {
+        window.scrollTo(0, 0);
+        say('won');
+        return;
+      }
       say('pay');
       payBtn.click();
       const order = await waitFor('the order', () => saleLi.querySelector('.won [data-order-id]'));
@@ -1146,9 +1174,9 @@
     $('load-more').addEventListener('click', guard(() => loadProducts(nextCursor, true)));
     $('banner-close').addEventListener('click', hideBanner);
     $('banner-retry').addEventListener('click', guard(() => {
-      const r = bannerRetry;
+      const retries = [...bannerRetries];
       hideBanner();
-      if (r) return r();
+      return Promise.all(retries.map((r) => r()));
     }));
     $('checkout').addEventListener('click', guard(checkout));
     const dlg = $('detail');
@@ -1166,7 +1194,7 @@
     const s = storage();
     const token = s ? s.getItem('flashedge.token') : '';
     setSession(token || '', (s && s.getItem('flashedge.user')) || '');
-    setInterval(tick, 1000);
+    setInterval(guard(tick), 1000);
 
     const params = new URLSearchParams(location.search);
     if (params.get('autotest') === 'pow') return guard(autotest)(params);
