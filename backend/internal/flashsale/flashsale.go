@@ -55,6 +55,31 @@
 // between the two, the ticket is in SaleQueue without a message: the worker's maintenance requeues
 // tickets that stayed queued longer than RequeueAfter (bounded, MaxRequeues), and the worker's
 // already-done check makes the resulting duplicate messages harmless.
+//
+// A spent challenge makes every later answer final: the first answer for an Idempotency-Key
+// (admitted with its ticket, sold out, limit, busy) is stored and replayed; a 429 means "fetch a
+// new challenge and try again with a new key". Refusals before the challenge is spent (unknown
+// sale, not started, ended, bad challenge) are not stored; repeating them gives the same answer.
+//
+// # The sold-out flag
+//
+// The flag (keyspace.SoldOut) only ever guides refusals; the shard scripts alone decide sales.
+// SaleStats' "epoch" counts units put back into shards. The worker reads it before probing and
+// sets the flag only if it is unchanged after finding every shard empty (or after taking the last
+// unit); whoever puts a unit back bumps the epoch and clears the flag after the unit is in its
+// shard. The sweep also clears the flag of a live sale whose shards hold stock: the safety net for
+// a returner that died between its two steps.
+//
+// # Choices worth knowing
+//
+//   - Challenges live in the sale's slot (keyspace.SaleChallenge, not keyspace.Challenge) so the
+//     gate spends one in the same atomic call as the rest of admission. The prefix is the
+//     challenge id, so the answer's hash is computed before that single store call.
+//   - A reserved token has no store TTL: a key that expired on its own would take the unit's way
+//     back with it. Its life is expires_at, enforced by checkout and by the sweeper; an expired
+//     token is kept TokenGrace (so checkout answers 410), a paid one is deleted.
+//   - Shards may start empty (stock < shards): the worker probes past them.
+//   - The stream is trimmed (TrimStream) only below every group's oldest unacknowledged entry.
 package flashsale
 
 import (

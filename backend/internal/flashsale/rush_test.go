@@ -100,7 +100,9 @@ func (e *env) settleAll(sale string, outs []rushOutcome, within time.Duration) {
 // sample taken during the run and at the end, every ticket final within 10 s.
 func TestRush(t *testing.T) {
 	const nUsers, nAttempts, stock, shards = 600, 2000, 100, 8
-	e := newEnv(t, Options{})
+	// A generous store timeout: the machine may be shared, and a 503 here would be the test's
+	// load, not the code's answer.
+	e := newEnv(t, Options{StoreTimeout: 10 * time.Second})
 	e.createSale(saleSpec{id: "rush", stock: stock, shards: shards, limit: 1})
 	e.startWorkers(2, WorkerOptions{Concurrency: 2})
 
@@ -235,7 +237,7 @@ func TestRush(t *testing.T) {
 // TestBoundaryStocks: stocks around the shard count against demand of stock+1 distinct users:
 // exactly stock winners, the rest sold out.
 func TestBoundaryStocks(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Options{StoreTimeout: 10 * time.Second})
 	e.startWorkers(1, WorkerOptions{Concurrency: 2})
 	for _, stock := range []int{0, 1, 7, 8, 9} {
 		t.Run(fmt.Sprintf("stock %d", stock), func(t *testing.T) {

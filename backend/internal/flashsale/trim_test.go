@@ -55,7 +55,7 @@ func TestTrimStream(t *testing.T) {
 	trim(0, "[1-1 2-1 3-1 4-1 5-1 6-1 7-1 8-1 9-1 10-1]") // nothing delivered yet
 
 	do("XREADGROUP", "GROUP", "g1", "a", "COUNT", "6", "STREAMS", stream, ">") // g1: 1..6 pending
-	do("XACK", stream, "g1", "1-1", "2-1", "3-1")                             // g1: 4..6 pending
+	do("XACK", stream, "g1", "1-1", "2-1", "3-1")                              // g1: 4..6 pending
 	do("XREADGROUP", "GROUP", "g2", "b", "COUNT", "8", "STREAMS", stream, ">") // g2: 1..8 pending
 	do("XACK", stream, "g2", "1-1", "2-1", "3-1", "4-1", "5-1", "6-1", "7-1", "8-1")
 	trim(3, "[4-1 5-1 6-1 7-1 8-1 9-1 10-1]") // g1's oldest pending is 4-1

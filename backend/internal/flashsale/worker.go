@@ -218,6 +218,9 @@ func (w *Worker) consume(ctx context.Context, name string) {
 	}
 }
 
+// read is one XREADGROUP BLOCK. rueidis sends blocking commands on connections of a separate
+// pool, one per waiting call, so a blocked read never holds up the pipelined connection the
+// scripts use.
 func (w *Worker) read(name string) ([]message, error) {
 	rctx, cancel := context.WithTimeout(context.Background(), w.o.Block+w.o.MessageTimeout)
 	defer cancel()
