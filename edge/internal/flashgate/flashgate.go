@@ -50,10 +50,10 @@ type Sessions interface {
 // Options configure a Gate. Zero values take the defaults named on each field.
 type Options struct {
 	// IPRate and IPBurst limit challenges and attempts per client IP at this edge (requests/s).
-	// Zero means 50/s with a burst of 100; a negative rate disables the limit.
+	// Zero means 50/s and a burst of twice the rate; a negative rate disables the limit.
 	IPRate, IPBurst float64
 	// UserRate and UserBurst limit challenges and attempts per user at this edge.
-	// Zero means 2/s with a burst of 6; a negative rate disables the limit.
+	// Zero means 2/s and a burst of three times the rate; a negative rate disables the limit.
 	UserRate, UserBurst float64
 	// AbuseBurst is how many rate-limit refusals a client may collect (refilled at one per
 	// 10 s) before it is blacklisted. Zero means 30.
@@ -139,10 +139,16 @@ func New(kv rueidis.Client, order Forwarder, sessions Sessions, log *slog.Logger
 		return nil, errors.New("flashgate: store client, order forwarder, sessions and logger are required")
 	}
 	if o.IPRate == 0 {
-		o.IPRate, o.IPBurst = 50, 100
+		o.IPRate = 50
+	}
+	if o.IPBurst == 0 {
+		o.IPBurst = 2 * o.IPRate
 	}
 	if o.UserRate == 0 {
-		o.UserRate, o.UserBurst = 2, 6
+		o.UserRate = 2
+	}
+	if o.UserBurst == 0 {
+		o.UserBurst = 3 * o.UserRate
 	}
 	if o.AbuseBurst == 0 {
 		o.AbuseBurst = 30
