@@ -2,7 +2,7 @@
 -- KEYS[1] challenge, KEYS[2] sale hash, KEYS[3] sold-out flag, KEYS[4] sale stats,
 -- KEYS[5] users (units held), KEYS[6] in-flight attempts per user, KEYS[7] queue (backlog),
 -- KEYS[8] idempotency record, KEYS[9] result record of the new ticket
--- ARGV[1] user, ARGV[2] new ticket, ARGV[3] now (unix ms), ARGV[4] k (admitted <= k x supply),
+-- ARGV[1] user, ARGV[2] new ticket, ARGV[3] now (unix ms), ARGV[4] k (admitted < k x supply),
 -- ARGV[5] max backlog, ARGV[6] idempotency TTL (ms), ARGV[7] busy Retry-After (s),
 -- ARGV[8] challenge id, ARGV[9] leading zero bits of the answer
 -- Returns {origin, outcome, ticket, retry_after}: origin "new" or "dup" (the first answer for the
@@ -59,7 +59,8 @@ end
 if redis.call('ZCARD', KEYS[7]) >= tonumber(ARGV[5]) then
   return answer('busy_backlog', '', ARGV[7])
 end
-local stats = redis.call('HMGET', KEYS[4], 'admitted', 'expired_returned')
+-- Supply grows by every unit put back into a shard (the epoch counts expiry returns and releases).
+local stats = redis.call('HMGET', KEYS[4], 'admitted', 'epoch')
 local supply = tonumber(sale[1]) + tonumber(stats[2] or '0')
 if tonumber(stats[1] or '0') >= math.ceil(tonumber(ARGV[4]) * supply) then
   return answer('busy_admission', '', ARGV[7])

@@ -50,7 +50,7 @@
 // The order service runs one script in the sale slot (attempt_gate.lua): replay of the
 // Idempotency-Key's first answer, sale window, challenge check and consume, sold-out flag,
 // per-user limit (held + in flight), backlog (SaleQueue size) and the admitted count against
-// k x (initial + returned). It records the answer and, when admitted, the queued result and the
+// k x (initial + units put back into shards). It records the answer and, when admitted, the queued result and the
 // backlog entry, all atomically; then it XADDs to the global stream (another slot). If it dies
 // between the two, the ticket is in SaleQueue without a message: the worker's maintenance requeues
 // tickets that stayed queued longer than RequeueAfter (bounded, MaxRequeues), and the worker's
@@ -138,7 +138,7 @@ const (
 // Options configure a Service. Zero values take the defaults named on each field. The order
 // service and the worker should be given the same values.
 type Options struct {
-	// K bounds admission: attempts admitted per sale <= ceil(K x (initial stock + units returned)).
+	// K bounds admission: attempts admitted per sale <= ceil(K x (initial stock + units put back)).
 	// Zero means 2. Values below 1 are refused.
 	K float64
 	// MaxBacklog bounds a sale's admitted but undecided attempts; past it attempts get 429.
