@@ -12,12 +12,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fasthttp/router"
 	"github.com/redis/rueidis"
+	"github.com/valyala/fasthttp"
 
 	"flashedge/edge/internal/flashgate"
 	"flashedge/edge/internal/gateway"
 	"flashedge/edge/internal/productcache"
 	"flashedge/edge/internal/session"
+	"flashedge/edge/internal/web"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
 	"flashedge/shared/obs"
@@ -210,9 +213,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	var draining atomic.Bool
 	gw, err := gateway.New(gateway.Config{
-		Products:   pc,
-		Fast:       fg.Fast,
-		Extra:      fg.Register,
+		Products: pc,
+		Fast:     fg.Fast,
+		Extra: func(r *router.Router, admin func(fasthttp.RequestHandler) fasthttp.RequestHandler) {
+			fg.Register(r, admin)
+			web.Register(r)
+		},
 		Catalog:    catalog,
 		Cart:       cart,
 		Order:      order,
