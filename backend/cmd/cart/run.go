@@ -28,8 +28,8 @@ type config struct {
 	Store           kv.Options     // kv.OptionsFromEnv: FLASHEDGE_STORE_ADDR, ...
 	Log             obs.LogOptions // -log-format, -log-level, -log-file; FLASHEDGE_LOG_FORMAT, _LEVEL, _FILE
 	AccessLogSample uint64         // -access-log-sample, FLASHEDGE_ACCESS_LOG_SAMPLE; log 1 request in N, default 1
-	Timeout         time.Duration  // -timeout: all the work of one request; default 5s
-	CallTimeout     time.Duration  // -call-timeout: one attempt of a call to the catalog; default 2s
+	Timeout         time.Duration  // -timeout: all the work of one request; default 3s
+	CallTimeout     time.Duration  // -call-timeout: one attempt of a call to the catalog; default 1s
 	Grace           time.Duration  // -shutdown-grace: in-flight requests get this long on shutdown; default 10s
 }
 
@@ -60,8 +60,8 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	fs.StringVar(&c.Log.Level, "log-level", envOr("FLASHEDGE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env FLASHEDGE_LOG_LEVEL)")
 	fs.StringVar(&c.Log.File, "log-file", getenv("FLASHEDGE_LOG_FILE"), "append logs to this file instead of stdout (env FLASHEDGE_LOG_FILE)")
 	fs.Uint64Var(&c.AccessLogSample, "access-log-sample", sample, "log one request in N, errors always (env FLASHEDGE_ACCESS_LOG_SAMPLE)")
-	fs.DurationVar(&c.Timeout, "timeout", 5*time.Second, "bound on all the work of one request")
-	fs.DurationVar(&c.CallTimeout, "call-timeout", 2*time.Second, "bound on one attempt of a call to the catalog")
+	fs.DurationVar(&c.Timeout, "timeout", 3*time.Second, "bound on all the work of one request")
+	fs.DurationVar(&c.CallTimeout, "call-timeout", time.Second, "bound on one attempt of a call to the catalog")
 	fs.DurationVar(&c.Grace, "shutdown-grace", 10*time.Second, "how long in-flight requests may finish on shutdown")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err

@@ -30,11 +30,11 @@ type config struct {
 	Store           kv.Options     // kv.OptionsFromEnv: FLASHEDGE_STORE_ADDR, ...
 	Log             obs.LogOptions // -log-format, -log-level, -log-file; FLASHEDGE_LOG_FORMAT, _LEVEL, _FILE
 	AccessLogSample uint64         // -access-log-sample, FLASHEDGE_ACCESS_LOG_SAMPLE; log 1 request in N, default 1
-	CheckoutTimeout time.Duration  // -checkout-timeout: all the work of one checkout; default 10s
+	CheckoutTimeout time.Duration  // -checkout-timeout: all the work of one checkout; default 4s
 	PendingTTL      time.Duration  // -pending-ttl: how long a running checkout holds its Idempotency-Key; default 30s
 	Timeout         time.Duration  // -timeout: store calls of the read routes; default 3s
-	CallTimeout     time.Duration  // -call-timeout: one attempt of a call to cart or catalog; default 2s
-	Grace           time.Duration  // -shutdown-grace: in-flight requests get this long on shutdown; default 10s
+	CallTimeout     time.Duration  // -call-timeout: one attempt of a call to cart or catalog; default 1.5s
+	Grace           time.Duration  // -shutdown-grace: in-flight requests get this long on shutdown; default 4s
 }
 
 // String describes the config for the start-up log (it holds no secret besides the store's,
@@ -65,10 +65,10 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	fs.StringVar(&c.Log.Level, "log-level", envOr("FLASHEDGE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env FLASHEDGE_LOG_LEVEL)")
 	fs.StringVar(&c.Log.File, "log-file", getenv("FLASHEDGE_LOG_FILE"), "append logs to this file instead of stdout (env FLASHEDGE_LOG_FILE)")
 	fs.Uint64Var(&c.AccessLogSample, "access-log-sample", sample, "log one request in N, errors always (env FLASHEDGE_ACCESS_LOG_SAMPLE)")
-	fs.DurationVar(&c.CheckoutTimeout, "checkout-timeout", 10*time.Second, "bound on all the work of one checkout")
+	fs.DurationVar(&c.CheckoutTimeout, "checkout-timeout", 4*time.Second, "bound on all the work of one checkout")
 	fs.DurationVar(&c.PendingTTL, "pending-ttl", 30*time.Second, "how long a running checkout holds its Idempotency-Key (longer than -checkout-timeout)")
 	fs.DurationVar(&c.Timeout, "timeout", 3*time.Second, "bound on the store calls of the read routes")
-	fs.DurationVar(&c.CallTimeout, "call-timeout", 2*time.Second, "bound on one attempt of a call to the cart or catalog service")
+	fs.DurationVar(&c.CallTimeout, "call-timeout", 1500*time.Millisecond, "bound on one attempt of a call to the cart or catalog service")
 	fs.DurationVar(&c.Grace, "shutdown-grace", 10*time.Second, "how long in-flight requests may finish on shutdown")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err

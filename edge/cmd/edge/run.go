@@ -166,8 +166,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer wg.Wait()
 	poolCtx, stopPools := context.WithCancel(context.Background())
 	defer stopPools()
+	// Each hop's budget is shorter than its caller's, so nothing waits on a call its caller has
+	// already given up on: edge -> order 5s > checkout 4s > order -> cart/catalog 1.5s per
+	// attempt; edge -> cart 4s > cart request 3s > cart -> catalog 1s; edge -> catalog 3s >
+	// catalog store calls 2s.
+	budgets := map[string]time.Duration{"catalog": 3 * time.Second, "cart": 4 * time.Second, "order": 5 * time.Second}
 	newPool := func(name string, addrs []string) (*upstream.Pool, error) {
-		p, err := upstream.New(upstream.Options{Name: name, Addrs: addrs, Timeout: 3 * time.Second}, log)
+		p, err := upstream.New(upstream.Options{Name: name, Addrs: addrs, Timeout: budgets[name]}, log)
 		if err != nil {
 			return nil, err
 		}
