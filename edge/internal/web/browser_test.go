@@ -44,10 +44,7 @@ func TestStorefrontInChromium(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode")
 	}
-	chrome, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("chromium not on PATH: run `make test`, which installs it, or apt-get install chromium")
-	}
+	chrome := lookChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -109,6 +106,16 @@ func TestStorefrontInChromium(t *testing.T) {
 		keys := api.AttemptKeys("busy1")
 		if len(keys) != 2 || keys[0] == keys[1] {
 			t.Errorf("attempts sent with Idempotency-Keys %q, want two different ones (429, then a fresh retry)", keys)
+		}
+	})
+
+	t.Run("a sold-out answer is shown", func(t *testing.T) {
+		dom := html.UnescapeString(runChromium(ctx, t, chrome, base, "--virtual-time-budget=10000", "--dump-dom", base+"/?autotest=buy&user=late1"))
+		if got := firstMatch(dom, `autotest: [^<]*`); !strings.Contains(got, "Đã hết suất! / Sold out!") {
+			t.Errorf("after a 410 sold_out the page said %q, want the sold-out message", got)
+		}
+		if !strings.Contains(dom, `class="status error"`) {
+			t.Error("the sale's status line is not marked as an error")
 		}
 	})
 
@@ -223,6 +230,15 @@ func TestStorefrontInChromium(t *testing.T) {
 	for _, p := range api.Problems() {
 		t.Errorf("the page broke the contract: %s", p)
 	}
+}
+
+func lookChromium(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium not on PATH: run `make test`, which installs it, or apt-get install chromium")
+	}
+	return bin
 }
 
 // startStorefront serves web.Register's routes and the stand-in API on a free loopback port

@@ -780,6 +780,7 @@
   function renderSale(s) {
     const v = saleView(s);
     const p = products.get(s.product_id);
+    if (s.product_name && !p) v.name.textContent = s.product_name;
     if (p) {
       v.name.textContent = p.name;
       if (v.img.getAttribute('src') !== imageURL(p)) v.img.src = imageURL(p);
