@@ -16,6 +16,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/valyala/fasthttp"
 
+	"flashedge/edge/internal/dashboard"
 	"flashedge/edge/internal/flashgate"
 	"flashedge/edge/internal/gateway"
 	"flashedge/edge/internal/productcache"
@@ -23,6 +24,7 @@ import (
 	"flashedge/edge/internal/web"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
+	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
 	"flashedge/shared/upstream"
 )
@@ -171,8 +173,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// attempt; edge -> cart 4s > cart request 3s > cart -> catalog 1s; edge -> catalog 3s >
 	// catalog store calls 2s.
 	budgets := map[string]time.Duration{"catalog": 3 * time.Second, "cart": 4 * time.Second, "order": 5 * time.Second}
+	reg := metrics.New("edge")
 	newPool := func(name string, addrs []string) (*upstream.Pool, error) {
-		p, err := upstream.New(upstream.Options{Name: name, Addrs: addrs, Timeout: budgets[name]}, log)
+		p, err := upstream.New(upstream.Options{
+			Name: name, Addrs: addrs, Timeout: budgets[name],
+			OnStateChange: func(name, _ string, _, to string) {
+				reg.Counter("flashedge_edge_breaker_transitions_total", "backend", name, "to", to).Inc()
+			},
+		}, log)
 		if err != nil {
 			return nil, err
 		}
@@ -216,6 +224,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}()
 
+	src := &edgeSource{reg: reg, products: pc, gate: fg, pools: []*upstream.Pool{catalog, cart, order}, order: order, adminToken: cfg.AdminToken}
+	src.register()
+
 	var draining atomic.Bool
 	gw, err := gateway.New(gateway.Config{
 		Products: pc,
@@ -223,6 +234,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Extra: func(r *router.Router, admin func(fasthttp.RequestHandler) fasthttp.RequestHandler) {
 			fg.Register(r, admin)
 			web.Register(r)
+			reg.Register(r)
+			dashboard.Register(r, src, dashboard.Options{})
 		},
 		Catalog:    catalog,
 		Cart:       cart,
@@ -241,7 +254,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	srv := httpapi.NewServer(gw.Handler(), httpapi.ServerOptions{
+	srv := httpapi.NewServer(reg.Instrument(gw.Handler(), nil), httpapi.ServerOptions{
 		Name: "edge", ReadTimeout: gateway.ReadTimeout, WriteTimeout: gateway.WriteTimeout,
 	}, log)
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+
+	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
 )
 
@@ -46,13 +51,82 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	resp, err := http.Get("http://" + addr + "/api/v1/products/00000001")
-	if err != nil {
-		t.Fatal(err)
+	get := func(path string) (int, []byte) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 404 {
-		t.Fatalf("unknown product: %d, want 404", resp.StatusCode)
+	if code, _ := get("/api/v1/products/00000009"); code != 404 {
+		t.Fatalf("unknown product: %d, want 404", code)
+	}
+	c := srv.Client(t)
+	doc := `{"id":"00000001","name":"x","description":"","price":1000,"currency":"VND","image":""}`
+	c.Do(context.Background(), c.B().Set().Key(keyspace.Product("00000001")).Value(doc).Build())
+	for range 5 {
+		if code, b := get("/api/v1/products/00000001"); code != 200 {
+			t.Fatalf("product: %d %s", code, b)
+		}
+	}
+	code, page := get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	families, err := new(expfmt.TextParser).TextToMetricFamilies(bytes.NewReader(page))
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	count := func(family string, labels map[string]string) float64 {
+		f := families[family]
+		if f == nil {
+			t.Fatalf("/metrics lacks %s", family)
+		}
+	next:
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			default:
+				return m.Untyped.GetValue()
+			}
+		}
+		return -1
+	}
+	route := "/api/v1/products/{id}"
+	if n := count("flashedge_edge_requests_total", map[string]string{"route": route, "code": "200"}); n != 5 {
+		t.Errorf("requests_total{route=%s,code=200} = %v, want 5", route, n)
+	}
+	if n := count("flashedge_edge_requests_total", map[string]string{"route": route, "code": "404"}); n != 1 {
+		t.Errorf("requests_total{route=%s,code=404} = %v, want 1", route, n)
+	}
+	// 6 reads: 2 filled the caches (the 404 and the first 200), the other 4 were rendered-body hits.
+	if n := count("flashedge_edge_cache_hits_total", map[string]string{"layer": "ristretto"}); n < 3 {
+		t.Errorf("ristretto hits = %v, want >= 3", n)
+	}
+	for _, f := range []string{"flashedge_edge_breaker_state", "flashedge_edge_backend_healthy", "flashedge_edge_invalidations_total"} {
+		if families[f] == nil {
+			t.Errorf("/metrics lacks %s", f)
+		}
+	}
+	var summary struct {
+		Total   int64 `json:"total_requests"`
+		Success int64 `json:"success_requests"`
+		Failed  int64 `json:"failed_requests"`
+	}
+	_, js := get("/metrics.json")
+	if err := json.Unmarshal(js, &summary); err != nil || summary.Total != summary.Success+summary.Failed || summary.Success < 5 {
+		t.Errorf("/metrics.json %s: want total = success + failed and >= 5 successes", js)
 	}
 	cancel()
 	select {

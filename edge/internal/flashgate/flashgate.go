@@ -34,6 +34,7 @@ import (
 	"flashedge/edge/internal/ratelimit"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
+	"flashedge/shared/metrics"
 	"flashedge/shared/product"
 )
 
@@ -355,9 +356,12 @@ func (g *Gate) Fast(ctx *fasthttp.RequestCtx) bool {
 	if !ok || bytes.IndexByte(id, '/') >= 0 {
 		return false
 	}
+	metrics.SetRoute(ctx, &attemptsRoute)
 	g.attempt(ctx, id)
 	return true
 }
+
+var attemptsRoute = "/api/v1/flash-sales/{id}/attempts"
 
 func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id []byte) {
 	ctx.Request.Header.Del(httpapi.HeaderUserID)
@@ -496,4 +500,25 @@ func (g *Gate) storeDown(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.Header.Set("Retry-After", "2")
 	httpapi.WriteError(ctx, fasthttp.StatusServiceUnavailable, "store_unavailable",
 		"The flash sale is under maintenance, please come back in a moment. / Flash sale đang bảo trì, vui lòng quay lại sau ít phút.")
+}
+
+// RecentSales returns up to n sale ids, latest start first, with their current states, read
+// through the client-side cache (for the dashboard).
+func (g *Gate) RecentSales(ctx context.Context, n int) (ids, states []string, err error) {
+	all, err := g.kv.DoCache(ctx, g.kv.B().Zrange().Key(keyspace.Sales()).Min("+inf").Max("-inf").
+		Byscore().Rev().Limit(0, int64(n)).Cache(), g.o.ClientTTL).AsStrSlice()
+	if err != nil {
+		return nil, nil, err
+	}
+	now := g.o.Now().UnixMilli()
+	for _, id := range all {
+		s, err := g.lookup([]byte(id))
+		if err != nil {
+			return nil, nil, err
+		}
+		if s.exists {
+			ids, states = append(ids, id), append(states, s.state(now))
+		}
+	}
+	return ids, states, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"flashedge/edge/internal/productcache"
 	"flashedge/shared/httpapi"
+	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
 	"flashedge/shared/product"
 )
@@ -65,7 +66,10 @@ type Gateway struct {
 	handler fasthttp.RequestHandler
 }
 
-var productsPrefix = []byte("/api/v1/products/")
+var (
+	productsPrefix = []byte("/api/v1/products/")
+	productRoute   = "/api/v1/products/{id}"
+)
 
 // New validates cfg and builds the routes.
 func New(cfg Config) (*Gateway, error) {
@@ -86,6 +90,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg}
 	r := router.New()
+	r.SaveMatchedRoutePath = true // route patterns label the request metrics
 	r.RedirectTrailingSlash = false
 	r.HandleMethodNotAllowed = true
 	probe := httpapi.Probe{Check: cfg.Ready, Draining: cfg.Draining}
@@ -127,6 +132,7 @@ func New(cfg Config) (*Gateway, error) {
 	hot := func(ctx *fasthttp.RequestCtx) {
 		if ctx.IsGet() {
 			if id, ok := bytes.CutPrefix(ctx.Path(), productsPrefix); ok && bytes.IndexByte(id, '/') < 0 {
+				metrics.SetRoute(ctx, &productRoute)
 				g.serveProduct(ctx, id)
 				return
 			}

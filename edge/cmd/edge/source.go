@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/valyala/fasthttp"
+
+	"flashedge/edge/internal/dashboard"
+	"flashedge/edge/internal/flashgate"
+	"flashedge/edge/internal/productcache"
+	"flashedge/shared/metrics"
+	"flashedge/shared/upstream"
+)
+
+// edgeSource feeds the dashboard and the edge's domain metrics from the parts run wires.
+type edgeSource struct {
+	reg        *metrics.Registry
+	products   *productcache.Cache
+	gate       *flashgate.Gate
+	pools      []*upstream.Pool
+	order      *upstream.Pool
+	adminToken string
+}
+
+func (s *edgeSource) Traffic() metrics.Summary { return s.reg.Summary() }
+
+// Cache reports the three layers a product read can end in: a rendered body (ristretto), a raw
+// value in rueidis' client-side cache, or a round trip to the store.
+func (s *edgeSource) Cache() []dashboard.CacheLayer {
+	st := s.products.Stats()
+	return []dashboard.CacheLayer{
+		{Layer: "ristretto", Hits: st.Hits, Misses: st.Misses},
+		{Layer: "rueidis", Hits: st.StoreHits, Misses: st.StoreMisses},
+		{Layer: "store", Hits: st.StoreMisses},
+	}
+}
+
+func (s *edgeSource) Backends() []dashboard.Backend {
+	var out []dashboard.Backend
+	for _, p := range s.pools {
+		out = append(out, dashboard.Backends(p.Name(), p.Snapshot())...)
+	}
+	return out
+}
+
+// maxDashboardSales bounds the sales the dashboard shows (and the ledger reads it costs).
+const maxDashboardSales = 8
+
+// Sales reads the latest sales' ledgers from the order service, which owns them.
+func (s *edgeSource) Sales(ctx context.Context) ([]dashboard.Sale, error) {
+	ids, states, err := s.gate.RecentSales(ctx, maxDashboardSales)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dashboard.Sale, 0, len(ids))
+	for i, id := range ids {
+		l, err := s.ledger(ctx, id)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, dashboard.Sale{
+			ID: id, State: states[i], Initial: l.Initial, Shards: l.Shards, Admitted: l.Admitted, Queued: l.Queued,
+			Won: l.Won, Ordered: l.Ordered, Expired: l.Expired, Returned: l.ExpiredReturned,
+		})
+	}
+	return out, nil
+}
+
+type ledger struct {
+	Initial         int64   `json:"initial"`
+	Shards          []int64 `json:"shards"`
+	Admitted        int64   `json:"admitted"`
+	Queued          int64   `json:"queued"`
+	Won             int64   `json:"won"`
+	Ordered         int64   `json:"ordered"`
+	Expired         int64   `json:"expired"`
+	ExpiredReturned int64   `json:"expired_returned"`
+}
+
+func (s *edgeSource) ledger(ctx context.Context, id string) (ledger, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("/api/v1/admin/flash-sales/" + id + "/ledger")
+	req.Header.Set(fasthttp.HeaderAuthorization, "Bearer "+s.adminToken)
+	var l ledger
+	if err := s.order.Do(ctx, req, resp); err != nil {
+		return l, err
+	}
+	if resp.StatusCode() != fasthttp.StatusOK {
+		return l, fmt.Errorf("ledger of %s: order service answered %d", id, resp.StatusCode())
+	}
+	return l, json.Unmarshal(resp.Body(), &l)
+}
+
+// register adds the edge's domain metrics, read at scrape time from the counters the caches,
+// the gate and the pools keep anyway: nothing is added to the request path.
+func (s *edgeSource) register() {
+	s.reg.CounterFamily("flashedge_edge_cache_hits_total", []string{"layer"}, func(emit metrics.Emit) {
+		for _, l := range s.Cache() {
+			emit(float64(l.Hits), l.Layer)
+		}
+	})
+	s.reg.CounterFamily("flashedge_edge_cache_misses_total", []string{"layer"}, func(emit metrics.Emit) {
+		for _, l := range s.Cache() {
+			emit(float64(l.Misses), l.Layer)
+		}
+	})
+	s.reg.CounterFamily("flashedge_edge_invalidations_total", nil, func(emit metrics.Emit) {
+		emit(float64(s.products.Stats().Invalidations))
+	})
+	s.reg.CounterFamily("flashedge_edge_rejections_total", []string{"reason"}, func(emit metrics.Emit) {
+		for reason, n := range s.gate.Stats().Rejected {
+			emit(float64(n), reason)
+		}
+	})
+	s.reg.GaugeFamily("flashedge_edge_breaker_state", []string{"backend", "addr"}, func(emit metrics.Emit) {
+		for _, p := range s.pools {
+			for _, r := range p.Snapshot() {
+				emit(metrics.BreakerValue(r.Breaker), p.Name(), r.Addr)
+			}
+		}
+	})
+	s.reg.GaugeFamily("flashedge_edge_backend_healthy", []string{"backend", "addr"}, func(emit metrics.Emit) {
+		for _, p := range s.pools {
+			for _, r := range p.Snapshot() {
+				v := 0.0
+				if r.Healthy {
+					v = 1
+				}
+				emit(v, p.Name(), r.Addr)
+			}
+		}
+	})
+}
