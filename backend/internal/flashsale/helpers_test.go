@@ -42,8 +42,15 @@ type env struct {
 func newEnv(t testing.TB, o Options) *env {
 	t.Helper()
 	srv := kvtest.Start(t)
-	c := srv.Client(t)
-	e := &env{t: t, srv: srv, c: c, clock: &clock{}}
+	e := newEnvOn(t, srv.Client(t), o)
+	e.srv = srv
+	return e
+}
+
+// newEnvOn is newEnv on a store client of the caller's (a cluster client, say).
+func newEnvOn(t testing.TB, c rueidis.Client, o Options) *env {
+	t.Helper()
+	e := &env{t: t, c: c, clock: &clock{}}
 	if o.Now == nil {
 		o.Now = e.clock.Now
 	}

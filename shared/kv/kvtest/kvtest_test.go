@@ -2,6 +2,8 @@ package kvtest_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"flashedge/shared/kv/kvtest"
@@ -23,5 +25,38 @@ func TestStartPingRestart(t *testing.T) {
 	got, err := c2.Do(ctx, c2.B().Get().Key("k").Build()).ToString()
 	if err != nil || got != "v" {
 		t.Fatalf("after restart GET k = %q, %v; want v (append-only file replayed)", got, err)
+	}
+}
+
+func TestClusterSpreadsAndRefusesCrossSlot(t *testing.T) {
+	cl := kvtest.StartCluster(t, 3)
+	c := cl.Client(t)
+	ctx := context.Background()
+	// Keys with different hash tags land on different nodes; a script over both is refused
+	// there, which a single redis-server would have accepted.
+	for i, k := range []string{"{a}x", "{b}x", "{c}x"} {
+		if err := c.Do(ctx, c.B().Set().Key(k).Value(fmt.Sprint(i)).Build()).Error(); err != nil {
+			t.Fatalf("SET %s: %v", k, err)
+		}
+	}
+	// rueidis' cluster client will not even build such a command; a plain connection to one
+	// node shows what the server says.
+	one := cl.Nodes[0].Client(t)
+	err := one.Do(ctx, one.B().Eval().Script("return redis.call('GET', KEYS[1])").Numkeys(2).Key("{a}x", "{b}x").Build()).Error()
+	if err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
+		t.Fatalf("cross-slot EVAL: err %v, want CROSSSLOT", err)
+	}
+	seen := map[string]bool{}
+	for addr, node := range c.Nodes() {
+		n, err := node.Do(ctx, node.B().Dbsize().Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			seen[addr] = true
+		}
+	}
+	if len(seen) < 2 {
+		t.Fatalf("3 hash tags landed on %d node(s), want them spread", len(seen))
 	}
 }
