@@ -13,11 +13,15 @@
 // the breakers alone guarding it.
 //
 // What the breakers count as a failure: transport errors (connect refused, reset, connection
-// closed early), timeouts and 5xx responses. A 4xx answer is a success (the replica works; the
-// request was wrong). Not counted at all: an attempt whose caller's context was cancelled (the
-// client went away), one that hit the pool's own connection limit, and one that timed out on
-// the caller's deadline before Options.Timeout (it proves nothing about the replica). So keep
-// Timeout below the callers' budgets, or slow replicas are left to the health probes.
+// closed early), timeouts and 5xx responses other than 503. A 4xx answer is a success (the
+// replica works; the request was wrong). Not counted at all: a 503 answer (the replica is up
+// and says it cannot serve this request now, in this system because one of its own
+// dependencies is down: counting it would let a catalog outage open the breakers of the cart
+// and order services, and take down their routes that do not need the catalog), an attempt
+// whose caller's context was cancelled (the client went away), one that hit the pool's own
+// connection limit, and one that timed out on the caller's deadline before Options.Timeout (it
+// proves nothing about the replica). So keep Timeout below the callers' budgets, or slow
+// replicas are left to the health probes.
 package upstream
 
 import (
@@ -486,6 +490,11 @@ func (p *Pool) attempt(ctx context.Context, r *replica, req *fasthttp.Request, r
 
 	var verdict error
 	switch {
+	case err == nil && resp.StatusCode() == fasthttp.StatusServiceUnavailable:
+		// Alive and answering: unavailable for this request, usually because of a dependency
+		// of the replica's (see the package comment). Not the replica's failure.
+		verdict = errNotCounted
+		r.noteFailure("answered 503")
 	case err == nil && resp.StatusCode() >= 500:
 		verdict = errFailed
 		r.noteFailure("answered " + strconv.Itoa(resp.StatusCode()))

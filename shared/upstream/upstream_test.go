@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -278,24 +279,32 @@ func TestRetryPolicy(t *testing.T) {
 	})
 }
 
-func TestFourHundredsDoNotTripTheBreaker(t *testing.T) {
-	b := startBackend(t)
-	b.status.Store(404)
-	var transitions atomic.Int32
-	p := newPool(t, upstream.Options{Addrs: addrs(b), MinRequests: 20,
-		OnStateChange: func(string, string, string, string) { transitions.Add(1) }})
-	for i := range 200 {
-		if status, _, err := get(p); err != nil || status != 404 {
-			t.Fatalf("request %d: status %d, err %v; want 404 passed back", i, status, err)
-		}
-	}
-	s := state(p, b.addr)
-	if s.Breaker != "closed" || s.Failures != 0 || transitions.Load() != 0 {
-		t.Fatalf("after 200 x 404: breaker %s, failures %d, transitions %d; want closed, 0, 0",
-			s.Breaker, s.Failures, transitions.Load())
-	}
-	if !p.Available() {
-		t.Fatal("Available() = false after 404s")
+// TestFourHundredsAndUnavailableDoNotTripTheBreaker: a 4xx is the request's fault and a 503 is
+// the replica saying it cannot serve now (a dependency of its own is down, e.g. the catalog
+// behind the cart): neither may open the breaker, or one service's outage would take down the
+// routes of every service that calls it.
+func TestFourHundredsAndUnavailableDoNotTripTheBreaker(t *testing.T) {
+	for _, status := range []int{404, 409, 503} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			b := startBackend(t)
+			b.status.Store(int32(status))
+			var transitions atomic.Int32
+			p := newPool(t, upstream.Options{Addrs: addrs(b), MinRequests: 20, Retries: -1,
+				OnStateChange: func(string, string, string, string) { transitions.Add(1) }})
+			for i := range 200 {
+				if got, _, err := get(p); err != nil || got != status {
+					t.Fatalf("request %d: status %d, err %v; want %d passed back", i, got, err, status)
+				}
+			}
+			s := state(p, b.addr)
+			if s.Breaker != "closed" || s.Failures != 0 || transitions.Load() != 0 {
+				t.Fatalf("after 200 x %d: breaker %s, failures %d, transitions %d; want closed, 0, 0",
+					status, s.Breaker, s.Failures, transitions.Load())
+			}
+			if !p.Available() {
+				t.Fatalf("Available() = false after %ds", status)
+			}
+		})
 	}
 }
 
