@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"flashedge/shared/httpapi"
+	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
 	"flashedge/shared/product"
 )
@@ -38,6 +39,10 @@ type Options struct {
 	Log *slog.Logger
 	// Draining, when it returns true, makes /ready answer 503. Nil means never.
 	Draining func() bool
+	// Metrics, when set, adds GET /metrics and GET /metrics.json and makes the router save the
+	// matched route pattern for Metrics.Instrument's route label (the caller wraps the handler
+	// with it). Nil serves neither.
+	Metrics *metrics.Registry
 }
 
 // NewHandler returns the catalog's routes over s:
@@ -49,6 +54,7 @@ type Options struct {
 //	GET    /api/v1/admin/products/{id}        admin product
 //	PUT    /api/v1/admin/products/{id}        partial update: 200 admin product
 //	DELETE /api/v1/admin/products/{id}        204
+//	GET    /metrics, /metrics.json            with Options.Metrics
 //
 // Admin routes need "Authorization: Bearer <AdminToken>". Every error is the contract's JSON
 // error. Request ids and access logs are the caller's middlewares to add.
@@ -78,6 +84,10 @@ func NewHandler(s *Store, o Options) (fasthttp.RequestHandler, error) {
 	}
 	r.GET("/health", probe.Health)
 	r.GET("/ready", probe.Ready)
+	if o.Metrics != nil {
+		r.SaveMatchedRoutePath = true
+		o.Metrics.Register(r)
+	}
 	r.GET("/api/v1/products", a.list)
 	r.GET("/api/v1/products/{id}", a.get)
 	r.POST("/api/v1/admin/products", a.admin(a.create))

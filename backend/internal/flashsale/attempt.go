@@ -59,6 +59,7 @@ func (s *Service) Attempt(ctx context.Context, in AttemptInput) (AttemptAnswer, 
 	case len(in.Answer) > MaxAnswerLen:
 		return AttemptAnswer{}, invalid("answer must be at most %d bytes", MaxAnswerLen)
 	case !validHexID(in.ChallengeID):
+		s.o.Metrics.BadChallenge.Inc()
 		return AttemptAnswer{}, ErrBadChallenge
 	}
 	sale, ticket := in.SaleID, newID()
@@ -92,10 +93,13 @@ func (s *Service) Attempt(ctx context.Context, in AttemptInput) (AttemptAnswer, 
 	case "no_sale":
 		return AttemptAnswer{}, ErrNotFound
 	case "not_started":
+		s.o.Metrics.NotStarted.Inc()
 		return AttemptAnswer{}, ErrNotStarted
 	case "ended":
+		s.o.Metrics.Ended.Inc()
 		return AttemptAnswer{}, ErrEnded
 	case "bad_challenge":
+		s.o.Metrics.BadChallenge.Inc()
 		return AttemptAnswer{}, ErrBadChallenge
 	case "reused_key":
 		return AttemptAnswer{}, ErrReusedKey
@@ -103,6 +107,9 @@ func (s *Service) Attempt(ctx context.Context, in AttemptInput) (AttemptAnswer, 
 	ans := AttemptAnswer{Outcome: outcome, Ticket: rep[2], Replay: origin == "dup"}
 	if rep[3] != "" {
 		ans.RetryAfter, _ = strconv.Atoi(rep[3])
+	}
+	if !ans.Replay {
+		s.o.Metrics.admission(outcome).Inc()
 	}
 	if outcome == OutcomeAdmitted && !ans.Replay {
 		err := s.c.Do(ctx, s.c.B().Xadd().Key(keyspace.AttemptStream()).Id("*").FieldValue().

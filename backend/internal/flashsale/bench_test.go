@@ -73,7 +73,7 @@ func BenchmarkDecide(b *testing.B) {
 		}
 		t := tickets[len(tickets)-1]
 		tickets = tickets[:len(tickets)-1]
-		if err := e.svc.decide(ctx, sl, t, nil); err != nil {
+		if _, err := e.svc.decide(ctx, sl, t, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -122,8 +122,12 @@ func (s *Service) completeOrder(ctx context.Context, sale, token string, p paidT
 	if strings.HasPrefix(res, "bad:") {
 		return nil, fmt.Errorf("flashsale: order unit of ticket %s in shard %d: claim is %s", p.ticket, shard, res)
 	}
-	if _, err := s.tokenFinish(ctx, sale, token, "paid"); err != nil {
+	fin, err := s.tokenFinish(ctx, sale, token, "paid")
+	if err != nil {
 		return nil, err
+	}
+	if fin == "ok" { // the token is gone now, once
+		s.o.Metrics.TokensConsumed.Inc()
 	}
 	return stored, nil
 }

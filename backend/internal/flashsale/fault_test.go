@@ -160,7 +160,7 @@ func TestTwoWorkersOneTicket(t *testing.T) {
 		for _, o := range outs {
 			for range 3 {
 				wg.Go(func() {
-					if err := e.svc.decide(context.Background(), sl, o.ticket, nil); err != nil {
+					if _, err := e.svc.decide(context.Background(), sl, o.ticket, nil); err != nil {
 						t.Errorf("round %d: decide %s: %v", round, o.ticket, err)
 					}
 				})
@@ -435,7 +435,7 @@ func TestOverLimitReleasesClaim(t *testing.T) {
 			ctx := context.Background()
 			sl, _ := e.svc.loadSale(ctx, "s")
 			// A run that died right after claiming.
-			err := e.svc.decide(ctx, sl, ticket, func(stage, _ string) bool { return stage == "claimed" })
+			_, err := e.svc.decide(ctx, sl, ticket, func(stage, _ string) bool { return stage == "claimed" })
 			if err != errCrash {
 				t.Fatalf("decide = %v, want the simulated crash", err)
 			}
@@ -448,7 +448,7 @@ func TestOverLimitReleasesClaim(t *testing.T) {
 			}
 			switch where {
 			case "at begin":
-				err = e.svc.decide(ctx, sl, ticket, nil)
+				_, err = e.svc.decide(ctx, sl, ticket, nil)
 			case "at the win":
 				var shard int
 				for i, st := range e.claimsOf("s", 2)[ticket] {
@@ -456,7 +456,7 @@ func TestOverLimitReleasesClaim(t *testing.T) {
 						shard = i
 					}
 				}
-				err = e.svc.recordWin(ctx, sl, ticket, "alice", shard, "0", false, nil)
+				_, err = e.svc.recordWin(ctx, sl, ticket, "alice", shard, "0", false, nil)
 			}
 			if err != nil {
 				t.Fatal(err)

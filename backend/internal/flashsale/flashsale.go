@@ -174,6 +174,8 @@ type Options struct {
 	Now func() time.Time
 	// Log receives operational logs. Nil discards them.
 	Log *slog.Logger
+	// Metrics are the counters to move (see NewOrderMetrics, NewWorkerMetrics). Nil counts nothing.
+	Metrics *Metrics
 }
 
 func (o *Options) fill() error {
@@ -220,6 +222,7 @@ func (o *Options) fill() error {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	o.Metrics = o.Metrics.filled()
 	return nil
 }
 

@@ -137,6 +137,7 @@ func (s *Service) expireOne(ctx context.Context, sl *Sale, token string) (string
 		if fin != "ok" {
 			return "", nil
 		}
+		s.o.Metrics.TokensExpired.Inc()
 		return "expired", nil
 	case "paid":
 		p := paidToken{user: rep[1], ticket: rep[2], shardS: rep[3], priceS: rep[4], productID: rep[5], paidAtS: rep[6]}

@@ -72,6 +72,7 @@ type Worker struct {
 	s   *Service
 	o   WorkerOptions
 	log *slog.Logger
+	m   *Metrics // the Service's
 }
 
 // NewWorker returns a worker deciding attempts for s.
@@ -117,7 +118,7 @@ func NewWorker(s *Service, o WorkerOptions) (*Worker, error) {
 	if log == nil {
 		log = s.o.Log
 	}
-	return &Worker{s: s, o: o, log: log.With("consumer", o.Consumer)}, nil
+	return &Worker{s: s, o: o, log: log.With("consumer", o.Consumer), m: s.o.Metrics}, nil
 }
 
 // Options returns the worker's options with defaults filled in.
@@ -154,6 +155,7 @@ func (w *Worker) ensureGroup(ctx context.Context) error {
 			return nil
 		}
 		w.log.Warn("flash-sale worker: cannot create consumer group; retrying", "err", err)
+		w.m.WorkerErrors.Inc()
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("flashsale: create consumer group: %w", err)
@@ -190,6 +192,7 @@ func (w *Worker) consume(ctx context.Context, name string) {
 			msgs, next, err := w.autoclaim(name, cursor)
 			if err != nil {
 				w.log.Warn("flash-sale worker: XAUTOCLAIM failed", "err", err)
+				w.m.WorkerErrors.Inc()
 				nextClaim = time.Now().Add(w.o.ClaimEvery)
 			} else {
 				cursor = next
@@ -204,6 +207,7 @@ func (w *Worker) consume(ctx context.Context, name string) {
 		msgs, err := w.read(name)
 		if err != nil {
 			w.log.Warn("flash-sale worker: XREADGROUP failed", "err", err)
+			w.m.WorkerErrors.Inc()
 			if strings.HasPrefix(err.Error(), "NOGROUP") { // the stream was deleted under us
 				if err := w.ensureGroup(ctx); err != nil {
 					return
@@ -273,7 +277,7 @@ func (w *Worker) autoclaim(name, cursor string) ([]message, string, error) {
 // a crash (the loop must stop at once).
 func (w *Worker) handle(name string, msgs []message) bool {
 	for _, m := range msgs {
-		err := w.process(m)
+		result, err := w.process(m)
 		if errors.Is(err, errCrash) {
 			return false
 		}
@@ -281,14 +285,17 @@ func (w *Worker) handle(name string, msgs []message) bool {
 			// Left pending: XAUTOCLAIM hands it to a loop again after ClaimIdle.
 			w.log.Warn("flash-sale worker: message not decided; it stays pending", "id", m.id,
 				"sale", m.sale, "ticket", m.ticket, "user", m.user, "err", err)
+			w.m.WorkerErrors.Inc()
 			continue
 		}
+		w.m.processed(result).Inc()
 		actx, cancel := context.WithTimeout(context.Background(), w.o.MessageTimeout)
 		err = w.s.c.Do(actx, w.s.c.B().Xack().Key(keyspace.AttemptStream()).Group(w.o.Group).Id(m.id).Build()).Error()
 		cancel()
 		if err != nil {
 			w.log.Warn("flash-sale worker: XACK failed; the message will be decided again (harmlessly)",
 				"id", m.id, "err", err)
+			w.m.WorkerErrors.Inc()
 		}
 	}
 	return true
@@ -300,40 +307,43 @@ func (w *Worker) crashAt(stage, ticket string) bool {
 	return w.o.hook != nil && w.o.hook(stage, ticket)
 }
 
-// process decides one message. A nil error means the message may be acknowledged: decided now,
-// decided before, or not decidable ever (malformed, unknown sale or ticket).
-func (w *Worker) process(m message) error {
+// process decides one message and returns its result (won, lost, sold_out, duplicate, or
+// dropped). A nil error means the message may be acknowledged: decided now, decided before, or
+// not decidable ever (malformed, unknown sale or ticket).
+func (w *Worker) process(m message) (string, error) {
 	if m.sale == "" || !validHexID(m.ticket) {
 		w.log.Warn("flash-sale worker: dropping malformed message", "id", m.id)
-		return nil
+		return resultDropped, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.o.MessageTimeout)
 	defer cancel()
 	sl, err := w.s.loadSale(ctx, m.sale)
 	if errors.Is(err, ErrNotFound) {
 		w.log.Warn("flash-sale worker: dropping message of an unknown sale", "id", m.id, "sale", m.sale)
-		return nil
+		return resultDropped, nil
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	return w.s.decide(ctx, sl, m.ticket, w.crashAt)
 }
 
 // decide runs the worker's steps for one ticket (see the package comment): begin, claim probing
-// the shards, then win, lost or sold out. crash (may be nil) is the test hook.
-func (s *Service) decide(ctx context.Context, sl *Sale, ticket string, crash func(stage, ticket string) bool) error {
+// the shards, then win, lost or sold out. It returns the result this run reached: won, lost or
+// sold_out when it decided the ticket, duplicate when the ticket was decided (or unknown)
+// already. crash (may be nil) is the test hook.
+func (s *Service) decide(ctx context.Context, sl *Sale, ticket string, crash func(stage, ticket string) bool) (string, error) {
 	sale := sl.ID
 	rep, err := strs(s.lua.begin.Exec(ctx, s.c,
 		[]string{keyspace.SaleResult(sale, ticket), keyspace.SaleUsers(sale), keyspace.SaleStats(sale)},
 		[]string{strconv.FormatInt(sl.PerUserLimit, 10)}))
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return "", fmt.Errorf("begin: %w", err)
 	}
 	state, epoch, user := rep[0], rep[1], rep[2]
 	switch state {
 	case "missing", "done":
-		return nil
+		return resultDuplicate, nil
 	case "over_limit":
 		return s.loseOverLimit(ctx, sl, ticket, epoch, crash)
 	}
@@ -344,13 +354,13 @@ func (s *Service) decide(ctx context.Context, sl *Sale, ticket string, crash fun
 			[]string{keyspace.StockShard(sale, i), keyspace.ShardClaims(sale, i), keyspace.ShardStats(sale, i)},
 			[]string{ticket}))
 		if err != nil {
-			return fmt.Errorf("claim shard %d: %w", i, err)
+			return "", fmt.Errorf("claim shard %d: %w", i, err)
 		}
 		if c[0] != "claimed" {
 			continue
 		}
 		if crash != nil && crash("claimed", ticket) {
-			return errCrash
+			return "", errCrash
 		}
 		emptied := c[1] == "new" && c[2] == "0"
 		return s.recordWin(ctx, sl, ticket, user, i, epoch, emptied, crash)
@@ -361,12 +371,12 @@ func (s *Service) decide(ctx context.Context, sl *Sale, ticket string, crash fun
 // loseOverLimit ends a ticket whose user already holds the limit. The gate admits a ticket only
 // while held + in flight < limit, so this does not happen in normal operation; should it happen
 // anyway, any unit a previous run claimed for the ticket is released before it ends lost.
-func (s *Service) loseOverLimit(ctx context.Context, sl *Sale, ticket, epoch string, crash func(stage, ticket string) bool) error {
+func (s *Service) loseOverLimit(ctx context.Context, sl *Sale, ticket, epoch string, crash func(stage, ticket string) bool) (string, error) {
 	released := false
 	for i := range sl.Shards {
 		res, err := s.settle(ctx, sl.ID, i, ticket, "release")
 		if err != nil {
-			return err
+			return "", err
 		}
 		released = released || res == "ok" || res == "done"
 	}
@@ -384,7 +394,7 @@ func fnv32(s string) uint32 {
 }
 
 func (s *Service) recordWin(ctx context.Context, sl *Sale, ticket, user string, shard int, epoch string,
-	emptied bool, crash func(stage, ticket string) bool) error {
+	emptied bool, crash func(stage, ticket string) bool) (string, error) {
 	sale := sl.ID
 	now := s.now()
 	token := newID()
@@ -394,30 +404,31 @@ func (s *Service) recordWin(ctx context.Context, sl *Sale, ticket, user string, 
 		[]string{ticket, user, strconv.FormatInt(sl.PerUserLimit, 10), strconv.Itoa(shard), token,
 			ms(now.Add(s.o.Reservation)), ms(now), strconv.FormatInt(sl.Price, 10), sl.ProductID, msDur(s.o.ResultTTL)}))
 	if err != nil {
-		return fmt.Errorf("record win: %w", err)
+		return "", fmt.Errorf("record win: %w", err)
 	}
 	switch rep[0] {
 	case "ok":
+		s.o.Metrics.TokensIssued.Inc()
 		if crash != nil && crash("decided", ticket) {
-			return errCrash
+			return "", errCrash
 		}
 		if emptied {
-			return s.maybeFlagSoldOut(ctx, sl, shard, epoch)
+			return resultWon, s.maybeFlagSoldOut(ctx, sl, shard, epoch)
 		}
-		return nil
+		return resultWon, nil
 	case "done":
 		if len(rep) >= 3 && rep[1] == StatusWon && rep[2] == strconv.Itoa(shard) {
-			return nil // decided before with this very claim
+			return resultDuplicate, nil // decided before with this very claim
 		}
 	}
 	// The claim may not be kept (decided otherwise meanwhile, user at the limit, or unknown
 	// ticket): give the unit back, then end the ticket lost.
 	res, err := s.settle(ctx, sale, shard, ticket, "release")
 	if err != nil {
-		return err
+		return "", err
 	}
 	if strings.HasPrefix(res, "bad:") {
-		return fmt.Errorf("release shard %d of ticket %s: claim is %s", shard, ticket, res)
+		return "", fmt.Errorf("release shard %d of ticket %s: claim is %s", shard, ticket, res)
 	}
 	return s.finish(ctx, sale, ticket, "released", epoch, OutcomeLimitReached, crash)
 }
@@ -433,19 +444,25 @@ func (s *Service) settle(ctx context.Context, sale string, shard int, ticket, mo
 	return res, nil
 }
 
-// finish runs worker_finish.lua in the given mode.
-func (s *Service) finish(ctx context.Context, sale, ticket, mode, epoch, reason string, crash func(stage, ticket string) bool) error {
-	_, err := s.lua.finish.Exec(ctx, s.c,
+// finish runs worker_finish.lua in the given mode and returns the result this call reached:
+// lost or sold_out when it ended the ticket, duplicate when the ticket had ended (or was
+// unknown) already, the script's own answer in flag mode.
+func (s *Service) finish(ctx context.Context, sale, ticket, mode, epoch, reason string, crash func(stage, ticket string) bool) (string, error) {
+	res, err := s.lua.finish.Exec(ctx, s.c,
 		[]string{keyspace.SaleResult(sale, ticket), keyspace.SaleStats(sale), keyspace.SaleInflight(sale),
 			keyspace.SaleQueue(sale), keyspace.SoldOut(sale)},
 		[]string{mode, ticket, epoch, reason, ms(s.now()), msDur(s.o.ResultTTL)}).ToString()
 	if err != nil {
-		return fmt.Errorf("finish %s: %w", mode, err)
+		return "", fmt.Errorf("finish %s: %w", mode, err)
 	}
 	if mode != "flag" && crash != nil && crash("decided", ticket) {
-		return errCrash
+		return "", errCrash
 	}
-	return nil
+	switch res {
+	case "done", "missing":
+		return resultDuplicate, nil
+	}
+	return res, nil
 }
 
 // maybeFlagSoldOut sets the sold-out flag right after a claim emptied a shard when every other
@@ -467,7 +484,8 @@ func (s *Service) maybeFlagSoldOut(ctx context.Context, sl *Sale, emptied int, e
 			return nil
 		}
 	}
-	return s.finish(ctx, sl.ID, "", "flag", epoch, "", nil)
+	_, err := s.finish(ctx, sl.ID, "", "flag", epoch, "", nil)
+	return err
 }
 
 // maintain runs the sweeper and the trimmer on their tickers until ctx is done.
@@ -491,6 +509,7 @@ func (w *Worker) maintain(ctx context.Context) {
 			cancel()
 			if err != nil {
 				w.log.Warn("flash-sale sweep incomplete; the next one retries", "err", err)
+				w.m.WorkerErrors.Inc()
 			}
 			if rep != (SweepReport{}) {
 				w.log.Info("flash-sale sweep", "expired", rep.Expired, "completed", rep.Completed,
@@ -502,6 +521,7 @@ func (w *Worker) maintain(ctx context.Context) {
 			cancel()
 			if err != nil {
 				w.log.Warn("flash-sale stream trim failed", "err", err)
+				w.m.WorkerErrors.Inc()
 			} else if n > 0 {
 				w.log.Debug("flash-sale stream trimmed", "entries", n)
 			}

@@ -10,7 +10,8 @@
 -- The epoch counts every unit put back into a shard (expiry returns and releases). Whoever puts a
 -- unit back bumps it and clears the flag after the unit is in the shard, so a flag set from a
 -- probe that raced with a return is either refused here or cleared right after.
--- Returns the ticket's final status (or "flag"/"noflag" in flag mode).
+-- Returns the status this call gave the ticket ("lost" or "sold_out"), "done" when it had a final
+-- status already, "missing" for an unknown ticket, or "flag"/"noflag" in flag mode.
 local mode = ARGV[1]
 if mode == 'released' then
   redis.call('HINCRBY', KEYS[2], 'epoch', 1)
@@ -31,7 +32,7 @@ if not r[1] then
   return 'missing'
 end
 if r[1] ~= 'queued' then
-  return r[1]
+  return 'done'
 end
 local status = 'lost'
 if mode == 'sold_out' then
