@@ -13,6 +13,7 @@ import (
 	"flashedge/backend/internal/catalog"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
+	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
 )
 
@@ -23,8 +24,11 @@ type config struct {
 	SeedDemo   int            // -seed-demo, FLASHEDGE_SEED_DEMO; products seeded into an empty catalog, 0 = none
 	Store      kv.Options     // kv.OptionsFromEnv: FLASHEDGE_STORE_ADDR, ...
 	Log        obs.LogOptions // -log-format, -log-level, -log-file; FLASHEDGE_LOG_FORMAT, _LEVEL, _FILE
-	Timeout    time.Duration  // -store-timeout: store calls of one request; default 2s
-	Grace      time.Duration  // -shutdown-grace: in-flight requests get this long on shutdown; default 10s
+	// AccessLogSample is -access-log-sample, FLASHEDGE_ACCESS_LOG_SAMPLE: log 1 request in N
+	// (5xx always); default 1.
+	AccessLogSample uint64
+	Timeout         time.Duration // -store-timeout: store calls of one request; default 2s
+	Grace           time.Duration // -shutdown-grace: in-flight requests get this long on shutdown; default 10s
 }
 
 // String describes the config for the start-up log, with secrets masked.
@@ -33,8 +37,8 @@ func (c config) String() string {
 	if c.AdminToken != "" {
 		tok = "***"
 	}
-	return fmt.Sprintf("addr=%s store=[%s] admin_token=%s seed_demo=%d store_timeout=%s shutdown_grace=%s",
-		c.Addr, c.Store, tok, c.SeedDemo, c.Timeout, c.Grace)
+	return fmt.Sprintf("addr=%s store=[%s] admin_token=%s seed_demo=%d access_log_sample=%d store_timeout=%s shutdown_grace=%s",
+		c.Addr, c.Store, tok, c.SeedDemo, c.AccessLogSample, c.Timeout, c.Grace)
 }
 
 func loadConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
@@ -52,6 +56,10 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 		}
 		seedDefault = n
 	}
+	sample, err := strconv.ParseUint(envOr("FLASHEDGE_ACCESS_LOG_SAMPLE", "1"), 10, 64)
+	if err != nil || sample == 0 {
+		return config{}, fmt.Errorf("FLASHEDGE_ACCESS_LOG_SAMPLE=%q: want a whole number >= 1", getenv("FLASHEDGE_ACCESS_LOG_SAMPLE"))
+	}
 	var c config
 	fs := flag.NewFlagSet("catalog", flag.ContinueOnError)
 	fs.SetOutput(usage)
@@ -60,6 +68,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	fs.StringVar(&c.Log.Format, "log-format", envOr("FLASHEDGE_LOG_FORMAT", "text"), "log format: text or json (env FLASHEDGE_LOG_FORMAT)")
 	fs.StringVar(&c.Log.Level, "log-level", envOr("FLASHEDGE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env FLASHEDGE_LOG_LEVEL)")
 	fs.StringVar(&c.Log.File, "log-file", getenv("FLASHEDGE_LOG_FILE"), "append logs to this file instead of stdout (env FLASHEDGE_LOG_FILE)")
+	fs.Uint64Var(&c.AccessLogSample, "access-log-sample", sample, "log one request in N, errors always (env FLASHEDGE_ACCESS_LOG_SAMPLE)")
 	fs.DurationVar(&c.Timeout, "store-timeout", 2*time.Second, "bound on the store calls of one request")
 	fs.DurationVar(&c.Grace, "shutdown-grace", 10*time.Second, "how long in-flight requests may finish on shutdown")
 	if err := fs.Parse(args); err != nil {
@@ -71,8 +80,8 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	if c.SeedDemo < 0 {
 		return config{}, fmt.Errorf("-seed-demo %d: want 0 or more", c.SeedDemo)
 	}
-	if c.Timeout <= 0 || c.Grace <= 0 {
-		return config{}, errors.New("-store-timeout and -shutdown-grace must be positive")
+	if c.Timeout <= 0 || c.Grace <= 0 || c.AccessLogSample == 0 {
+		return config{}, errors.New("-store-timeout, -shutdown-grace and -access-log-sample must be positive")
 	}
 	c.Log.Service = "catalog"
 	c.AdminToken = getenv("FLASHEDGE_ADMIN_TOKEN")
@@ -130,16 +139,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 
+	reg := metrics.New("catalog")
 	h, err := catalog.NewHandler(store, catalog.Options{
 		AdminToken: cfg.AdminToken,
 		Timeout:    cfg.Timeout,
 		Log:        log,
 		Draining:   func() bool { return ctx.Err() != nil },
+		Metrics:    reg,
 	})
 	if err != nil {
 		return err
 	}
-	h = httpapi.RequestIDs(httpapi.AccessLog(h, log, 1, httpapi.HeaderUserID), obs.NewIDs())
+	// Metrics outermost, so its time covers every middleware.
+	h = reg.Instrument(httpapi.RequestIDs(httpapi.AccessLog(h, log, cfg.AccessLogSample, httpapi.HeaderUserID), obs.NewIDs()), nil)
 	srv := httpapi.NewServer(h, httpapi.ServerOptions{Name: "catalog"}, log)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
