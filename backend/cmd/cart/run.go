@@ -17,6 +17,7 @@ import (
 	"flashedge/backend/internal/cart"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
+	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
 	"flashedge/shared/upstream"
 )
@@ -118,7 +119,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer wg.Wait()
 	defer stopPool()
 
+	reg := metrics.New("cart")
 	r := router.New()
+	r.SaveMatchedRoutePath = true // the route label of the request metrics
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleOPTIONS = false
@@ -143,9 +146,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	r.GET("/health", probe.Health)
 	r.GET("/ready", probe.Ready)
+	reg.Register(r)
 	cart.New(store, catalogPool, cart.Options{Timeout: cfg.Timeout, Log: log}).Register(r)
 
-	h := httpapi.RequestIDs(httpapi.AccessLog(r.Handler, log, cfg.AccessLogSample, httpapi.HeaderUserID), obs.NewIDs())
+	// Metrics outermost, so its time covers every middleware.
+	h := reg.Instrument(httpapi.RequestIDs(httpapi.AccessLog(r.Handler, log, cfg.AccessLogSample, httpapi.HeaderUserID), obs.NewIDs()), nil)
 	srv := httpapi.NewServer(h, httpapi.ServerOptions{Name: "cart"}, log)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

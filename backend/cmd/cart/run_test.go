@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -12,7 +14,10 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"flashedge/backend/internal/catalog"
+	"flashedge/shared/httpapi"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/product"
 )
 
 // lockedBuffer collects what run writes to stdout while the test reads it.
@@ -170,5 +175,106 @@ func TestConfig(t *testing.T) {
 				t.Fatalf("loadConfig(%v, %v) err = %v, want one mentioning %q", tt.args, tt.env, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// serveCatalog runs the real catalog routes over the test's store on a loopback port until the
+// test ends, and returns its address and one product id.
+func serveCatalog(t *testing.T, srv *kvtest.Server) (addr, productID string) {
+	t.Helper()
+	products := catalog.NewStore(srv.Client(t))
+	name, price, stock := "Bánh mì", int64(25_000), int64(10)
+	p, err := products.Create(context.Background(), product.Input{Name: &name, Price: &price, Stock: &stock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := catalog.NewHandler(products, catalog.Options{AdminToken: "cart-test-admin-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- httpapi.Serve(ctx, httpapi.NewServer(h, httpapi.ServerOptions{}, slog.New(slog.DiscardHandler)), ln, time.Second)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return ln.Addr().String(), p.ID
+}
+
+// TestRunMetrics sends known traffic to a running cart service, then checks /metrics (parsed
+// with the Prometheus text parser) for exact counts by route pattern and status, and
+// /metrics.json.
+func TestRunMetrics(t *testing.T) {
+	srv := kvtest.Start(t)
+	catalogAddr, pid := serveCatalog(t, srv)
+	env := map[string]string{
+		"FLASHEDGE_STORE_ADDR":    srv.Addr,
+		"FLASHEDGE_CART_LISTEN":   "127.0.0.1:0",
+		"FLASHEDGE_CATALOG_ADDRS": catalogAddr,
+		"FLASHEDGE_LOG_FORMAT":    "json",
+	}
+	out := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, nil, func(k string) string { return env[k] }, out) }()
+	defer func() { cancel(); <-errc }()
+	base := "http://" + listenAddr(t, out, errc)
+
+	alice := []string{"X-Flashedge-User", "u-alice"}
+	traffic := []struct {
+		method, path, body string
+		header             []string
+		status             int
+	}{
+		{"PUT", "/api/v1/cart/items/" + pid, `{"quantity":1}`, alice, 200},
+		{"PUT", "/api/v1/cart/items/" + pid, `{"quantity":3}`, alice, 200},
+		{"PUT", "/api/v1/cart/items/00009999", `{"quantity":1}`, alice, 404},
+		{"PUT", "/api/v1/cart/items/" + pid, `{"quantity":-1}`, alice, 422},
+		{"GET", "/api/v1/cart", "", alice, 200},
+		{"GET", "/api/v1/cart", "", nil, 401},
+		{"GET", "/internal/v1/cart", "", alice, 200},
+		{"DELETE", "/api/v1/cart/items/" + pid, "", alice, 200},
+		{"GET", "/nope/" + pid, "", nil, 404},
+	}
+	for _, tr := range traffic {
+		if st, body, _ := call(t, tr.method, base+tr.path, tr.body, tr.header...); st != tr.status {
+			t.Fatalf("%s %s: %d %s, want %d", tr.method, tr.path, st, body, tr.status)
+		}
+	}
+	page := scrape(t, base+"/metrics")
+	for _, w := range []struct {
+		route, code string
+		n           float64
+	}{
+		{"/api/v1/cart/items/{product_id}", "200", 3}, // two PUTs and the DELETE share the pattern
+		{"/api/v1/cart/items/{product_id}", "404", 1},
+		{"/api/v1/cart/items/{product_id}", "422", 1},
+		{"/api/v1/cart", "200", 1},
+		{"/api/v1/cart", "401", 1},
+		{"/internal/v1/cart", "200", 1},
+		{"other", "404", 1},
+	} {
+		if got := page.requests("cart", w.route, w.code); got != w.n {
+			t.Errorf("flashedge_cart_requests_total{route=%q,code=%q} = %v, want %v", w.route, w.code, got, w.n)
+		}
+	}
+	if got := page.value("flashedge_cart_request_duration_seconds", "route", "/api/v1/cart/items/{product_id}"); got != 5 {
+		t.Errorf("request_duration_seconds{route=/api/v1/cart/items/{product_id}} count = %v, want 5", got)
+	}
+	for _, m := range page["flashedge_cart_requests_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "route" && strings.Contains(l.GetValue(), pid) {
+				t.Errorf("route label %q holds a raw path", l.GetValue())
+			}
+		}
+	}
+	s := readSummary(t, base+"/metrics.json")
+	if s.Service != "cart" || s.Client != 4 || s.Server != 0 || s.Success < 5 {
+		t.Errorf("/metrics.json = %+v, want service cart, 4 client errors, no server error, >= 5 successes", s)
 	}
 }
