@@ -69,11 +69,19 @@ type Row struct {
 	ProbeStatus    int            `json:"probe_status,omitempty"`
 	ProbeBytes     int            `json:"probe_bytes,omitempty"`
 	Result         *wrkrun.Result `json:"result,omitempty"`
-	RoundsPerS     []float64      `json:"rounds_requests_per_s,omitempty"`
+	Rounds         []Round        `json:"rounds,omitempty"`
 	CPU            *CPUUse        `json:"cpu,omitempty"`
 	RatioToCeiling *float64       `json:"ratio_to_ceiling,omitempty"`
 	Errors         []string       `json:"errors,omitempty"`
 	Notes          []string       `json:"notes,omitempty"`
+}
+
+// Round is one of a row's runs when there were several.
+type Round struct {
+	RequestsPerS float64 `json:"requests_per_s"`
+	P50US        float64 `json:"p50_us"`
+	P99US        float64 `json:"p99_us"`
+	CPU          *CPUUse `json:"cpu,omitempty"`
 }
 
 // CPUUse is how busy the cores were during a run, in percent of one core. ServerCore,
@@ -198,7 +206,7 @@ func (rep *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "tools:   %s\n", joinTools(rep.Tools))
 	fmt.Fprintf(w, "pinning: %s\n", rep.Pinning)
 	s := rep.Settings
-	fmt.Fprintf(w, "wrk:     -t%d -c%d, %s per row after a %s warm-up, %d round(s) (median shown); product %s, sale %s\n",
+	fmt.Fprintf(w, "wrk:     -t%d -c%d, %s per row after a %s warm-up, %d round(s); product %s, sale %s\n",
 		s.Threads, s.Connections, s.Duration, s.Warmup, s.Rounds, s.ProductID, s.SaleID)
 	fmt.Fprintln(w, "servers:")
 	for _, sv := range rep.Servers {
@@ -231,6 +239,9 @@ func (rep *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintln(w, "  bytes: average answer size on the wire; srv%: CPU of the servers and the store (100 = one core);")
 	fmt.Fprintln(w, "  other%: other processes on the server core (should be near 0); wrk%: how busy wrk's core was.")
+	if s.Rounds > 1 {
+		fmt.Fprintln(w, "  Each row shows its median round among those least disturbed by other processes (other% within 5 of the least).")
+	}
 	fmt.Fprintln(w)
 	for _, r := range rep.Rows {
 		switch {
@@ -238,8 +249,16 @@ func (rep *Report) Print(w io.Writer) {
 			fmt.Fprintf(w, "  %s skipped: %s\n", r.Name, r.Skipped)
 		default:
 			fmt.Fprintf(w, "  %s: %s\n", r.Name, r.Command)
-			if len(r.RoundsPerS) > 0 {
-				fmt.Fprintf(w, "    requests/s by round: %v\n", r.RoundsPerS)
+			if len(r.Rounds) > 0 {
+				var parts []string
+				for _, rd := range r.Rounds {
+					p := fmt.Sprintf("%.0f", rd.RequestsPerS)
+					if rd.CPU != nil && (rd.CPU.ServerCore > 0 || rd.CPU.LoadCore > 0) {
+						p += fmt.Sprintf(" (other %.0f%%)", rd.CPU.OtherOnServerCore)
+					}
+					parts = append(parts, p)
+				}
+				fmt.Fprintf(w, "    requests/s by round: %s\n", strings.Join(parts, ", "))
 			}
 		}
 		for _, e := range r.Errors {

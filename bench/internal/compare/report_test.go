@@ -56,6 +56,29 @@ func TestFinishRatiosAndGoals(t *testing.T) {
 	}
 }
 
+func TestPick(t *testing.T) {
+	run := func(rps, other float64) measured {
+		return measured{Result: wrkrun.Result{RequestsPerS: rps}, cpu: &CPUUse{ServerCore: 100, OtherOnServerCore: other, LoadCore: 90}}
+	}
+	tests := []struct {
+		name string
+		runs []measured
+		want float64
+	}{
+		{"calm runs only", []measured{run(100, 1), run(50, 40), run(90, 3), run(95, 30)}, 90},
+		{"all calm: median", []measured{run(100, 0), run(80, 0), run(90, 0)}, 90},
+		{"one calm run", []measured{run(40, 0), run(100, 30)}, 40},
+		{"no accounting: median", []measured{{Result: wrkrun.Result{RequestsPerS: 3}}, {Result: wrkrun.Result{RequestsPerS: 1}}, {Result: wrkrun.Result{RequestsPerS: 2}}}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pick(tt.runs).RequestsPerS; got != tt.want {
+				t.Errorf("pick = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestMedian(t *testing.T) {
 	runs := []measured{{Result: wrkrun.Result{RequestsPerS: 3}}, {Result: wrkrun.Result{RequestsPerS: 1}}, {Result: wrkrun.Result{RequestsPerS: 2}}}
 	if got := median(runs).RequestsPerS; got != 2 {

@@ -1,0 +1,23 @@
+// Command load is flashedge's load generator: shop scenarios, the seed's stress levels and a
+// flash-sale rush with invariant checks, against an edge on loopback (-url) or a private stack it
+// starts itself (-spawn). It prints a table of latencies and errors and can write JSON and an SVG
+// latency plot. A failed invariant makes it exit non-zero.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,509 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// RushReport is the flash-sale rush's account: the sale, what the attempts were answered, the
+// figures issue 4 asks for, the final ledger and the invariants.
+type RushReport struct {
+	Sale       string `json:"sale"`
+	Product    string `json:"product"`
+	Stock      int64  `json:"stock"`
+	Shards     int    `json:"shards"`
+	Limit      int    `json:"per_user_limit"`
+	Difficulty int    `json:"difficulty"`
+	Users      int    `json:"users"`
+	Attempts   int64  `json:"attempts"`
+	// DistinctUsers attempted at least once; Demand is the units they could take at most
+	// (sum over users of min(limit, attempts made)).
+	DistinctUsers int64 `json:"distinct_users"`
+	Demand        int64 `json:"demand"`
+
+	// AttemptAnswers counts attempt answers by status and error code ("202", "410 sold_out",
+	// "429 busy", "409 limit_reached", ...).
+	AttemptAnswers map[string]int64 `json:"attempt_answers"`
+	Admitted       int64            `json:"admitted"`
+	AdmittedPerS   float64          `json:"admitted_per_s"`
+	// AttemptP50US and AttemptP99US are the attempt answer's latency (the attempts row).
+	AttemptP50US float64 `json:"attempt_p50_us"`
+	AttemptP99US float64 `json:"attempt_p99_us"`
+	// AttemptsElapsedS is the attempts phase; AttemptsPerS the attempts answered per second.
+	AttemptsElapsedS float64 `json:"attempts_elapsed_s"`
+	AttemptsPerS     float64 `json:"attempts_per_s"`
+	// SellOutS is the time from the first attempt to the first sold-out answer; LedgerSellOutS
+	// to the first ledger read (every 100 ms) showing no unit left. Negative: not seen.
+	SellOutS       float64 `json:"sell_out_s"`
+	LedgerSellOutS float64 `json:"ledger_sell_out_s"`
+
+	Won          int64            `json:"won"`
+	Lost         map[string]int64 `json:"lost_by_reason"`
+	SoldOutTix   int64            `json:"tickets_sold_out"`
+	NotFinal     int64            `json:"tickets_not_final"`
+	DecisionP50S float64          `json:"ticket_decision_p50_s"`
+	DecisionP99S float64          `json:"ticket_decision_p99_s"`
+	Checkouts    int64            `json:"checkouts_201"`
+	PoWHashes    int64            `json:"pow_hashes"`
+
+	// SoldOutPerS is the closed-loop burst of attempts after the sell-out, answered 410 at
+	// the edge, measured by this client (which shares the machine with every server).
+	SoldOutPerS      float64 `json:"sold_out_answers_per_s"`
+	SoldOutBurstSize int64   `json:"sold_out_burst_requests"`
+
+	LedgerSamples int             `json:"ledger_samples"`
+	Ledger        json.RawMessage `json:"ledger"`
+	OrdersChecked int             `json:"orders_checked_users"`
+	Invariants    []Check         `json:"invariants"`
+	InvariantsOK  bool            `json:"invariants_ok"`
+}
+
+// Check is one invariant and whether it held.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// ledger is the admin ledger route's answer (the fields the checks read).
+type ledger struct {
+	Initial   int64   `json:"initial"`
+	Remaining int64   `json:"remaining"`
+	Shards    []int64 `json:"shards"`
+	Reserved  int64   `json:"reserved"`
+	Ordered   int64   `json:"ordered"`
+	Admitted  int64   `json:"admitted"`
+	Queued    int64   `json:"queued"`
+	Won       int64   `json:"won"`
+}
+
+// problems lists what is wrong with one ledger read: a negative shard, shards that do not sum
+// to remaining, oversell, or initial != remaining + reserved + ordered.
+func (l ledger) problems() []string {
+	var out []string
+	var sum int64
+	for i, s := range l.Shards {
+		if s < 0 {
+			out = append(out, fmt.Sprintf("shard %d holds %d", i, s))
+		}
+		sum += s
+	}
+	if sum != l.Remaining {
+		out = append(out, fmt.Sprintf("shards sum to %d, remaining says %d", sum, l.Remaining))
+	}
+	if l.Reserved+l.Ordered > l.Initial {
+		out = append(out, fmt.Sprintf("oversold: reserved %d + ordered %d > initial %d", l.Reserved, l.Ordered, l.Initial))
+	}
+	if l.Initial != l.Remaining+l.Reserved+l.Ordered {
+		out = append(out, fmt.Sprintf("initial %d != remaining %d + reserved %d + ordered %d", l.Initial, l.Remaining, l.Reserved, l.Ordered))
+	}
+	return out
+}
+
+type rush struct {
+	cfg    Config
+	rep    *RushReport
+	c      *Client
+	sale   string
+	runID  string
+	tokens []string
+
+	challenge, attempt, poll, checkout, burst *Row
+	decision                                  *Histogram
+
+	attemptsByUser []atomic.Int32
+	wins           []atomic.Int32
+	mu             sync.Mutex
+	answers        map[string]int64
+	lost           map[string]int64
+
+	start        time.Time
+	firstSoldOut atomic.Int64 // ns since start, 0: none
+	lastAdmit    atomic.Int64
+	admitted     atomic.Int64
+	won          atomic.Int64
+	soldOutTix   atomic.Int64
+	notFinal     atomic.Int64
+	checkouts    atomic.Int64
+	hashes       atomic.Int64
+
+	pollers      sync.WaitGroup
+	burstElapsed time.Duration
+}
+
+func (r *rush) count(m map[string]int64, key string) {
+	r.mu.Lock()
+	m[key]++
+	r.mu.Unlock()
+}
+
+func (r *rush) salePath(rest string) string { return "/api/v1/flash-sales/" + r.sale + rest }
+
+func (r *rush) admin(method, path string, body []byte, out any) (int, error) {
+	var status int
+	var raw []byte
+	res := r.c.Do(nil, Call{Method: method, Path: path, Bearer: r.cfg.AdminToken, Body: body}, func(s int, b []byte) {
+		status, raw = s, append([]byte(nil), b...)
+	})
+	if res.Err != nil {
+		return 0, res.Err
+	}
+	if out != nil && status/100 == 2 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return status, fmt.Errorf("%s %s: %v in %q", method, path, err, raw)
+		}
+	}
+	if status/100 != 2 {
+		return status, fmt.Errorf("%s %s: %d %s", method, path, status, bytes.TrimSpace(raw))
+	}
+	return status, nil
+}
+
+func (r *rush) readLedger() (ledger, json.RawMessage, error) {
+	var raw json.RawMessage
+	if _, err := r.admin("GET", "/api/v1/admin/flash-sales/"+r.sale+"/ledger", nil, &raw); err != nil {
+		return ledger{}, nil, err
+	}
+	var l ledger
+	err := json.Unmarshal(raw, &l)
+	return l, raw, err
+}
+
+func errCode(body []byte) string {
+	var e struct {
+		Status string `json:"status"`
+		Error  struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil {
+		return ""
+	}
+	if e.Error.Code != "" {
+		return e.Error.Code
+	}
+	return e.Status
+}
+
+// runRush creates a sale, logs the shoppers in, fires the attempts (challenge, honest proof of
+// work, attempt), polls every admitted ticket, checks the winners out, bursts sold-out attempts,
+// reads the ledger and checks the invariants.
+func runRush(ctx context.Context, cfg Config, rep *Report, runID string) error {
+	if cfg.AdminToken == "" {
+		return fmt.Errorf("the rush creates a sale and reads its ledger: give the edge's admin token (-admin-token or FLASHEDGE_ADMIN_TOKEN)")
+	}
+	conc := cfg.concurrency(256)
+	users := cfg.users(20_000)
+	r := &rush{
+		cfg: cfg, runID: runID, sale: runID + "-rush",
+		c:         NewClient(cfg.Target, ClientOptions{MaxConns: conc + 2048, Timeout: cfg.Timeout}),
+		challenge: NewRow(ScenarioRush, "rush/challenge", 200),
+		attempt:   NewRow(ScenarioRush, "rush/attempt", 202, 409, 410, 429),
+		poll:      NewRow(ScenarioRush, "rush/poll", 200),
+		checkout:  NewRow(ScenarioRush, "rush/checkout", 201),
+		burst:     NewRow(ScenarioRush, "rush/soldout-burst", 410),
+		decision:  NewHistogram(),
+		answers:   map[string]int64{}, lost: map[string]int64{},
+		attemptsByUser: make([]atomic.Int32, users), wins: make([]atomic.Int32, users),
+	}
+	defer r.c.Close()
+	rr := &RushReport{Sale: r.sale, Product: cfg.SaleProduct, Stock: cfg.Stock, Shards: cfg.Shards, Limit: cfg.Limit,
+		Difficulty: cfg.Difficulty, Users: users, SellOutS: -1, LedgerSellOutS: -1}
+	r.rep = rr
+	rep.Rush = rr
+
+	// The sale: live from a second ago for an hour.
+	now := time.Now().UTC()
+	spec, _ := json.Marshal(map[string]any{
+		"id": r.sale, "product_id": cfg.SaleProduct, "price": 99000, "stock": cfg.Stock, "shards": cfg.Shards,
+		"starts_at": now.Add(-time.Second).Format(time.RFC3339), "ends_at": now.Add(time.Hour).Format(time.RFC3339),
+		"per_user_limit": cfg.Limit, "difficulty": cfg.Difficulty,
+	})
+	if _, err := r.admin("POST", "/api/v1/admin/flash-sales", spec, nil); err != nil {
+		return fmt.Errorf("create the sale: %w", err)
+	}
+	if err := r.waitLive(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(cfg.Out, "rush: sale %s: %d units of product %s in %d shards, limit %d per user, proof of work %d bits\n",
+		r.sale, cfg.Stock, cfg.SaleProduct, cfg.Shards, cfg.Limit, cfg.Difficulty)
+
+	fmt.Fprintf(cfg.Out, "rush: logging in %d shoppers\n", users)
+	tokens, err := loginAll(ctx, r.c, cfg, NewRow(ScenarioRush, "rush/login", 200), runID+"r", users, min(conc, 128))
+	if err != nil {
+		return err
+	}
+	r.tokens = tokens
+
+	// Attempts, with the ledger sampled alongside.
+	b := Bounds{Requests: cfg.Attempts, Duration: cfg.phaseDuration(5 * time.Minute), Concurrency: conc, Rate: cfg.Rate}
+	fmt.Fprintf(cfg.Out, "rush: %d attempts from %d shoppers, %s, bounded by %s\n", cfg.Attempts, users, cfg.mode(), describeBounds(b))
+	pollCtx, stopPolls := context.WithCancel(ctx)
+	defer stopPolls()
+	monCtx, stopMonitor := context.WithCancel(ctx)
+	var monWG sync.WaitGroup
+	var samples []string
+	monWG.Add(1)
+	r.start = time.Now()
+	go func() { defer monWG.Done(); samples = r.monitor(monCtx) }()
+	el := phase(ctx, cfg, "rush", b, []*Row{r.challenge, r.attempt}, func(w int, i int64, due time.Time) {
+		r.one(pollCtx, w, i, due)
+	})
+	fmt.Fprintf(cfg.Out, "rush: attempts done in %.1fs; waiting for %d admitted tickets to be decided and checked out\n", el.Seconds(), r.admitted.Load())
+	r.pollers.Wait()
+	stopMonitor()
+	monWG.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	// Sold-out answers afterwards.
+	if cfg.SoldOutDuration > 0 {
+		if r.firstSoldOut.Load() == 0 && rr.LedgerSellOutS < 0 {
+			rep.Note(cfg.Out, "rush: the sale did not sell out; the sold-out burst is skipped")
+		} else {
+			r.soldOutBurst(ctx, conc, rep)
+		}
+	}
+
+	// The final ledger, once every ticket is decided and every winner has checked out (or after
+	// a bounded wait).
+	var fin ledger
+	var raw json.RawMessage
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if fin, raw, err = r.readLedger(); err != nil {
+			return fmt.Errorf("read the ledger: %w", err)
+		}
+		if fin.Queued == 0 && fin.Reserved == 0 || time.Now().After(deadline) {
+			break
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	rr.Ledger = raw
+	orderChecks := r.checkOrders(ctx)
+
+	r.fill(el)
+	r.invariants(fin, samples, orderChecks)
+	addRows(rep, el, r.challenge, r.attempt)
+	addRows(rep, 0, r.poll, r.checkout)
+	addRows(rep, r.burstElapsed, r.burst)
+	if !rr.InvariantsOK {
+		for _, c := range rr.Invariants {
+			if !c.OK {
+				rep.Fail("rush invariant %q: %s", c.Name, c.Detail)
+			}
+		}
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// waitLive polls the edge's view of the sale until it is live.
+func (r *rush) waitLive(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var s struct {
+			State string `json:"state"`
+		}
+		_, err := r.admin("GET", r.salePath(""), nil, &s)
+		if err == nil && s.State == "live" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the edge did not show sale %s live within 10s (state %q, %v)", r.sale, s.State, err)
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// one is one attempt: shopper i mod users fetches a challenge, solves it, posts the attempt
+// and, when admitted, leaves the ticket to a poller.
+func (r *rush) one(pollCtx context.Context, _ int, i int64, due time.Time) {
+	u := int(i % int64(len(r.tokens)))
+	tok := r.tokens[u]
+	var ch struct {
+		ID      string `json:"challenge_id"`
+		Payload struct {
+			Prefix     string `json:"prefix"`
+			Difficulty int    `json:"difficulty"`
+		} `json:"payload"`
+	}
+	var code string
+	res := r.c.Do(r.challenge, Call{Method: "POST", Path: r.salePath("/challenge"), Bearer: tok, Start: due}, func(status int, b []byte) {
+		if status == 200 {
+			if json.Unmarshal(b, &ch) != nil {
+				ch.ID = ""
+			}
+		} else {
+			code = errCode(b)
+		}
+	})
+	if res.Status != 200 || ch.ID == "" {
+		r.count(r.answers, fmt.Sprintf("challenge %d %s", res.Status, code))
+		return
+	}
+	nonce, hashes := SolvePoW(ch.Payload.Prefix, ch.Payload.Difficulty)
+	r.hashes.Add(int64(hashes))
+	body, _ := json.Marshal(map[string]string{"challenge_id": ch.ID, "answer": nonce})
+	r.attemptsByUser[u].Add(1)
+	var ticket string
+	pollAfter := time.Second
+	res = r.c.Do(r.attempt, Call{Method: "POST", Path: r.salePath("/attempts"), Bearer: tok,
+		IdempotencyKey: r.runID + "-a" + strconv.FormatInt(i, 10), Body: body}, func(status int, b []byte) {
+		if status == 202 {
+			var q struct {
+				Ticket string `json:"ticket"`
+				After  int64  `json:"poll_after_ms"`
+			}
+			if json.Unmarshal(b, &q) == nil {
+				ticket = q.Ticket
+				if q.After > 0 {
+					pollAfter = time.Duration(q.After) * time.Millisecond
+				}
+			}
+			return
+		}
+		code = errCode(b)
+	})
+	switch {
+	case res.Err != nil:
+		r.count(r.answers, res.ErrKind)
+		return
+	case res.Status == 202:
+		r.count(r.answers, "202 admitted")
+	default:
+		r.count(r.answers, strconv.Itoa(res.Status)+" "+code)
+	}
+	if res.Status == 410 && code == "sold_out" {
+		at := int64(time.Since(r.start))
+		r.firstSoldOut.CompareAndSwap(0, at)
+	}
+	if res.Status != 202 || ticket == "" {
+		return
+	}
+	r.admitted.Add(1)
+	admittedAt := time.Now()
+	for {
+		cur := r.lastAdmit.Load()
+		at := int64(admittedAt.Sub(r.start))
+		if at <= cur || r.lastAdmit.CompareAndSwap(cur, at) {
+			break
+		}
+	}
+	r.pollers.Add(1)
+	go func() {
+		defer r.pollers.Done()
+		r.follow(pollCtx, u, ticket, pollAfter, admittedAt)
+	}()
+}
+
+// follow polls a ticket every pollAfter until it is decided (or TicketTimeout passes) and
+// checks a winner out.
+func (r *rush) follow(ctx context.Context, u int, ticket string, pollAfter time.Duration, admittedAt time.Time) {
+	tok := r.tokens[u]
+	deadline := admittedAt.Add(r.cfg.TicketTimeout)
+	for {
+		if err := sleepCtx(ctx, pollAfter); err != nil {
+			return
+		}
+		var res struct {
+			Status string `json:"status"`
+			Token  string `json:"token"`
+			Reason string `json:"reason"`
+		}
+		r.c.Do(r.poll, Call{Method: "GET", Path: r.salePath("/attempts/" + ticket), Bearer: tok}, func(status int, b []byte) {
+			if status == 200 {
+				_ = json.Unmarshal(b, &res)
+			}
+		})
+		switch res.Status {
+		case "won":
+			r.decision.Record(time.Since(admittedAt))
+			r.won.Add(1)
+			r.wins[u].Add(1)
+			body, _ := json.Marshal(map[string]string{"token": res.Token})
+			if r.c.Do(r.checkout, Call{Method: "POST", Path: r.salePath("/checkout"), Bearer: tok, Body: body}, nil).Status == 201 {
+				r.checkouts.Add(1)
+			}
+			return
+		case "lost":
+			r.decision.Record(time.Since(admittedAt))
+			r.count(r.lost, res.Reason)
+			return
+		case "sold_out":
+			r.decision.Record(time.Since(admittedAt))
+			r.soldOutTix.Add(1)
+			return
+		}
+		if time.Now().After(deadline) {
+			r.notFinal.Add(1)
+			return
+		}
+	}
+}
+
+// monitor reads the ledger every 100 ms until ctx ends, checks every read balances and notes
+// when no unit is left. It returns the problems seen (at most 10).
+func (r *rush) monitor(ctx context.Context) []string {
+	var problems []string
+	n := 0
+	for {
+		if sleepCtx(ctx, 100*time.Millisecond) != nil {
+			r.rep.LedgerSamples = n
+			return problems
+		}
+		l, _, err := r.readLedger()
+		if err != nil {
+			continue // counted nowhere: the final read must work
+		}
+		n++
+		for _, p := range l.problems() {
+			if len(problems) < 10 {
+				problems = append(problems, fmt.Sprintf("at %.1fs: %s", time.Since(r.start).Seconds(), p))
+			}
+		}
+		if l.Remaining == 0 && r.rep.LedgerSellOutS < 0 {
+			r.rep.LedgerSellOutS = round3(time.Since(r.start).Seconds())
+		}
+	}
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// soldOutBurst posts attempts to the sold-out sale in a closed loop for SoldOutDuration: the
+// edge answers them 410 without a backend call.
+func (r *rush) soldOutBurst(ctx context.Context, conc int, rep *Report) {
+	body := []byte(`{"challenge_id":"00","answer":"0"}`)
+	b := Bounds{Duration: r.cfg.SoldOutDuration, Concurrency: conc}
+	fmt.Fprintf(r.cfg.Out, "rush: sold-out burst: %d workers posting attempts for %s\n", conc, b.Duration)
+	el := phase(ctx, r.cfg, "sold-out burst", b, []*Row{r.burst}, func(_ int, i int64, _ time.Time) {
+		r.c.Do(r.burst, Call{Method: "POST", Path: r.salePath("/attempts"), Bearer: r.tokens[int(i%int64(len(r.tokens)))],
+			IdempotencyKey: r.runID + "-b" + strconv.FormatInt(i, 10), Body: body}, nil)
+	})
+	n, _, _ := r.burst.Counts()
+	r.rep.SoldOutBurstSize = n
+	r.rep.SoldOutPerS = math.Round(float64(r.burst.Status(410))/el.Seconds()*10) / 10
+	r.burstElapsed = el
+}

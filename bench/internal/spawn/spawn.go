@@ -1,0 +1,209 @@
+// Package spawn starts the whole flashedge stack for a load run: a private redis-server on a
+// free loopback port and the catalog, cart, order, worker and edge binaries from a bin directory
+// on free loopback ports, wired with the FLASHEDGE_* environment as `make run` wires them, each
+// waited for on /ready. Logs go to files in a work directory.
+package spawn
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"flashedge/bench/internal/proc"
+	"flashedge/bench/internal/redisproc"
+)
+
+// Services in start order.
+var Services = []string{"catalog", "cart", "order", "worker", "edge"}
+
+// Options configure Start.
+type Options struct {
+	// BinDir holds the binaries. Required.
+	BinDir string
+	// Dir receives the logs. Required.
+	Dir string
+	// Seed is FLASHEDGE_SEED_DEMO for the catalog. Zero means 1200.
+	Seed int
+	// Env is added to every service's environment.
+	Env []string
+	// ServiceEnv is added to one service's environment, after Env.
+	ServiceEnv map[string][]string
+	// ReadyTimeout bounds the wait for each /ready. Zero means 60s.
+	ReadyTimeout time.Duration
+	// Logf, when not nil, is told what was started.
+	Logf func(format string, a ...any)
+}
+
+// Stack is a running stack. Stop it with Stop.
+type Stack struct {
+	// URL is the edge's base URL, such as "http://127.0.0.1:41234".
+	URL string
+	// AdminToken is the generated FLASHEDGE_ADMIN_TOKEN.
+	AdminToken string
+	// Addrs maps each service to its listen address, plus "store".
+	Addrs map[string]string
+	// Commands lists what was started, with secrets masked, for the report.
+	Commands []string
+
+	redis *redisproc.Server
+	procs []*proc.Proc
+}
+
+func randomString(n int, b64 bool) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	if b64 {
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	return hex.EncodeToString(b)
+}
+
+// Start starts the store and every service and waits until each answers /ready and the
+// catalog's demo seed is readable through the edge. On error everything started is stopped.
+func Start(ctx context.Context, o Options) (_ *Stack, err error) {
+	if o.BinDir == "" || o.Dir == "" {
+		return nil, errors.New("spawn: BinDir and Dir are required")
+	}
+	if o.Seed == 0 {
+		o.Seed = 1200
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 60 * time.Second
+	}
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	bins := map[string]string{}
+	var missing []string
+	for _, svc := range Services {
+		p, err := proc.Lookup(o.BinDir, svc)
+		if err != nil {
+			missing = append(missing, svc)
+			continue
+		}
+		bins[svc] = p
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("spawn: %s not built in %s (go build -o %s/ ./edge/cmd/... ./backend/cmd/...)", strings.Join(missing, ", "), o.BinDir, o.BinDir)
+	}
+
+	s := &Stack{AdminToken: randomString(24, false), Addrs: map[string]string{}}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	if s.redis, err = redisproc.Start(ctx, redisproc.Options{Dir: o.Dir}); err != nil {
+		return nil, err
+	}
+	s.Addrs["store"] = s.redis.Addr
+	s.Commands = append(s.Commands, strings.Join(s.redis.Argv(), " "))
+	logf("store: redis-server on %s", s.redis.Addr)
+
+	for _, svc := range Services {
+		if s.Addrs[svc], err = proc.FreeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	common := []string{
+		"FLASHEDGE_STORE_ADDR=" + s.redis.Addr,
+		"FLASHEDGE_ADMIN_TOKEN=" + s.AdminToken,
+		"FLASHEDGE_SESSION_SECRET=k1:" + randomString(36, true),
+		"FLASHEDGE_CATALOG_ADDRS=" + s.Addrs["catalog"],
+		"FLASHEDGE_CART_ADDRS=" + s.Addrs["cart"],
+		"FLASHEDGE_ORDER_ADDRS=" + s.Addrs["order"],
+	}
+	for _, svc := range Services {
+		env := append(append([]string{}, common...), o.Env...)
+		env = append(env, "FLASHEDGE_"+strings.ToUpper(svc)+"_LISTEN="+s.Addrs[svc], "FLASHEDGE_INSTANCE="+svc+"-1")
+		if svc == "catalog" {
+			env = append(env, "FLASHEDGE_SEED_DEMO="+strconv.Itoa(o.Seed))
+		}
+		env = append(env, o.ServiceEnv[svc]...)
+		p, err := proc.Start(proc.Spec{Name: svc, Path: bins[svc], Env: env, Log: filepath.Join(o.Dir, svc+".log")})
+		if err != nil {
+			return nil, err
+		}
+		s.procs = append(s.procs, p)
+		s.Commands = append(s.Commands, strings.Join(mask(env), " ")+" "+bins[svc])
+		if err := p.WaitHTTP(ctx, "http://"+s.Addrs[svc]+"/ready", o.ReadyTimeout); err != nil {
+			return nil, err
+		}
+		logf("%s: ready on %s (log %s)", svc, s.Addrs[svc], filepath.Join(o.Dir, svc+".log"))
+	}
+	s.URL = "http://" + s.Addrs["edge"]
+	// The seed writes products in batches; wait for the last one.
+	last := fmt.Sprintf("%s/api/v1/products/%08d", s.URL, o.Seed)
+	if err := waitOK(ctx, last, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("spawn: the catalog's demo seed: %w", err)
+	}
+	return s, nil
+}
+
+func waitOK(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second}
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer 200 within %s", url, timeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func mask(env []string) []string {
+	out := make([]string, len(env))
+	for i, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.Contains(k, "TOKEN") || strings.Contains(k, "SECRET") {
+			v = "***"
+		}
+		out[i] = k + "=" + v
+	}
+	return out
+}
+
+// Stop stops the services in reverse start order, then the store, and waits for each.
+// It is idempotent.
+func (s *Stack) Stop() {
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		s.procs[i].Stop(10 * time.Second)
+	}
+	s.procs = nil
+	if s.redis != nil {
+		s.redis.Stop()
+		s.redis = nil
+	}
+}
+
+// Exited returns the services that are no longer running, with their exit errors.
+func (s *Stack) Exited() []string {
+	var out []string
+	for _, p := range s.procs {
+		select {
+		case <-p.Done():
+			out = append(out, fmt.Sprintf("%s exited: %v", p.Spec.Name, p.ExitErr()))
+		default:
+		}
+	}
+	return out
+}
