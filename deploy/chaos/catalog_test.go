@@ -17,11 +17,11 @@ import (
 // the edge must route to the catalog again by itself.
 func TestKillCatalogUnderLoad(t *testing.T) {
 	const seeded = 40
-	st := stack.Start(t, stack.Options{
+	st := stack.Start(t, quiet(stack.Options{
 		Services:   []string{"catalog", "cart", "order", "edge"},
 		NoRestart:  true,
 		ServiceEnv: map[string]map[string]string{"catalog": {"FLASHEDGE_SEED_DEMO": fmt.Sprint(seeded)}},
-	})
+	}))
 	hc := newHTTP(t)
 	edge := st.URL("edge", 0)
 	anon := &client{base: edge, http: hc}

@@ -401,3 +401,33 @@ func isOpen(s backendState) bool    { return s.breaker == 2 }
 
 // pid formats a product id as the catalog does.
 func pid(n int) string { return fmt.Sprintf("%08d", n) }
+
+// timeline describes ss in buckets of d from t0, for debugging: "+0.25s n=40 p50=3ms max=9ms".
+func timeline(ss []sample, t0 time.Time, d time.Duration) string {
+	var b strings.Builder
+	buckets := map[int][]sample{}
+	last := 0
+	for _, s := range ss {
+		i := int(s.start.Sub(t0) / d)
+		buckets[i] = append(buckets[i], s)
+		last = max(last, i)
+	}
+	for i := 0; i <= last; i++ {
+		bs := buckets[i]
+		fmt.Fprintf(&b, "\n  %+.2fs n=%d ok=%d p50=%s max=%s", (time.Duration(i) * d).Seconds(), len(bs),
+			len(pick(bs, func(s sample) bool { return s.ok() })), ms(pct(lats(bs), 50)), ms(pct(lats(bs), 100)))
+	}
+	return b.String()
+}
+
+// quiet samples the access logs of every process (errors are always logged). The services'
+// default, one line per request, pushes thousands of lines a second through the test's
+// process supervisor under load, and the processes then stall writing their logs.
+func quiet(o stack.Options) stack.Options {
+	env := map[string]string{"FLASHEDGE_ACCESS_LOG_SAMPLE": "1000"}
+	for k, v := range o.Env {
+		env[k] = v
+	}
+	o.Env = env
+	return o
+}
