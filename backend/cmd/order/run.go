@@ -18,6 +18,7 @@ import (
 	"flashedge/backend/internal/order"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
+	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
 	"flashedge/shared/upstream"
 )
@@ -144,6 +145,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer catalogPool.Close()
 
+	reg := metrics.New("order")
 	svc, err := order.New(store, cartPool, catalogPool, order.Options{
 		CheckoutTimeout: cfg.CheckoutTimeout,
 		PendingTTL:      cfg.PendingTTL,
@@ -155,6 +157,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	r := router.New()
+	r.SaveMatchedRoutePath = true // the route label of the request metrics
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleOPTIONS = false
@@ -181,6 +184,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	r.GET("/health", probe.Health)
 	r.GET("/ready", probe.Ready)
+	reg.Register(r)
 	svc.Register(r)
 
 	// The flash sale's attempts, challenges, tickets and checkout share this router, its
@@ -190,17 +194,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	fsOpts.Log = log
+	fsOpts.Metrics = flashsale.NewOrderMetrics(reg)
 	sales, err := flashsale.New(client, fsOpts)
 	if err != nil {
 		return err
 	}
+	// Stream backlog and the live sales' ledgers, read from the store while /metrics is written.
+	sales.ExportOrder(reg, flashsale.ExportOptions{})
 	salesHTTP, err := flashsale.NewHandler(sales, flashsale.HandlerOptions{AdminToken: getenv("FLASHEDGE_ADMIN_TOKEN")})
 	if err != nil {
 		return err
 	}
 	salesHTTP.Register(r)
 
-	h := httpapi.RequestIDs(httpapi.AccessLog(r.Handler, log, cfg.AccessLogSample, httpapi.HeaderUserID), obs.NewIDs())
+	// Metrics outermost, so its time covers every middleware.
+	h := reg.Instrument(httpapi.RequestIDs(httpapi.AccessLog(r.Handler, log, cfg.AccessLogSample, httpapi.HeaderUserID), obs.NewIDs()), nil)
 	srv := httpapi.NewServer(h, httpapi.ServerOptions{Name: "order"}, log)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
