@@ -244,7 +244,7 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID string) error {
 
 	// Attempts, with the ledger sampled alongside.
 	b := Bounds{Requests: cfg.Attempts, Duration: cfg.phaseDuration(5 * time.Minute), Concurrency: conc, Rate: cfg.Rate}
-	fmt.Fprintf(cfg.Out, "rush: %d attempts from %d shoppers, %s, bounded by %s\n", cfg.Attempts, users, cfg.mode(), describeBounds(b))
+	fmt.Fprintf(cfg.Out, "rush: %d attempts from %d shoppers, %s, bounded by %s\n", cfg.Attempts, users, cfg.mode(256), describeBounds(b))
 	pollCtx, stopPolls := context.WithCancel(ctx)
 	defer stopPolls()
 	monCtx, stopMonitor := context.WithCancel(ctx)

@@ -174,8 +174,8 @@ func WriteRush(w io.Writer, rr *RushReport) {
 	fmt.Fprintf(w, "  attempt answer:       p50 %s, p99 %s\n", FormatUS(rr.AttemptP50US), FormatUS(rr.AttemptP99US))
 	fmt.Fprintf(w, "  time to sell out:     %s to the first sold-out answer; %s to the first ledger read with no unit left (read every 100ms)\n",
 		secs(rr.SellOutS), secs(rr.LedgerSellOutS))
-	fmt.Fprintf(w, "  tickets:              %d won, %d sold out, lost %v, %d not decided; decided within p50 %.2fs, p99 %.2fs of admission (polled every poll_after_ms)\n",
-		rr.Won, rr.SoldOutTix, rr.Lost, rr.NotFinal, rr.DecisionP50S, rr.DecisionP99S)
+	fmt.Fprintf(w, "  tickets:              %d won, %d sold out, lost %s, %d not decided; decided within p50 %.2fs, p99 %.2fs of admission (polled every poll_after_ms)\n",
+		rr.Won, rr.SoldOutTix, formatCounts(rr.Lost), rr.NotFinal, rr.DecisionP50S, rr.DecisionP99S)
 	fmt.Fprintf(w, "  checkouts:            %d answered 201\n", rr.Checkouts)
 	if rr.SoldOutBurstSize > 0 {
 		fmt.Fprintf(w, "  sold-out answers:     %.0f/s (%d requests; client-bound: this tool shares the CPUs with every server; benchrun measures the edge's sold-out answer against the ceiling with wrk)\n",

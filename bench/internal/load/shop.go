@@ -91,11 +91,11 @@ func (c Config) users(def int) int {
 	return def
 }
 
-func (c Config) mode() string {
+func (c Config) mode(defConc int) string {
 	if c.Rate > 0 {
-		return fmt.Sprintf("open loop at %.0f ops/s (up to %d in flight)", c.Rate, c.concurrency(64))
+		return fmt.Sprintf("open loop at %.0f ops/s (up to %d in flight)", c.Rate, c.concurrency(defConc))
 	}
-	return fmt.Sprintf("closed loop, %d workers", c.concurrency(64))
+	return fmt.Sprintf("closed loop, %d workers", c.concurrency(defConc))
 }
 
 // phase runs op under the config's bounds with a progress display and returns the elapsed time.
@@ -137,7 +137,7 @@ func runBrowse(ctx context.Context, cfg Config, rep *Report) error {
 		rands[w] = workerRand(cfg.Seed, w)
 	}
 	b := Bounds{Requests: cfg.Requests, Duration: cfg.phaseDuration(10 * time.Second), Concurrency: conc, Rate: cfg.Rate}
-	fmt.Fprintf(cfg.Out, "browse: %s, %d product ids, bounded by %s\n", cfg.mode(), cfg.Products, describeBounds(b))
+	fmt.Fprintf(cfg.Out, "browse: %s, %d product ids, bounded by %s\n", cfg.mode(64), cfg.Products, describeBounds(b))
 	el := phase(ctx, cfg, "browse", b, []*Row{product, page}, func(w int, _ int64, due time.Time) {
 		r := rands[w]
 		if r.IntN(10) != 0 {
@@ -207,7 +207,7 @@ func runCart(ctx context.Context, cfg Config, rep *Report, runID string) error {
 		rands[w] = workerRand(cfg.Seed, w)
 	}
 	b := Bounds{Requests: cfg.Requests, Duration: cfg.phaseDuration(10 * time.Second), Concurrency: conc, Rate: cfg.Rate}
-	fmt.Fprintf(cfg.Out, "cart: %s, %d shoppers, bounded by %s\n", cfg.mode(), users, describeBounds(b))
+	fmt.Fprintf(cfg.Out, "cart: %s, %d shoppers, bounded by %s\n", cfg.mode(64), users, describeBounds(b))
 	el := phase(ctx, cfg, "cart", b, []*Row{put}, func(w int, _ int64, due time.Time) {
 		u := shopperOf(w, ops[w], conc, users)
 		ops[w]++
@@ -240,7 +240,7 @@ func runCheckout(ctx context.Context, cfg Config, rep *Report, runID string) err
 		rands[w] = workerRand(cfg.Seed, w)
 	}
 	b := Bounds{Requests: cfg.Requests, Duration: cfg.phaseDuration(10 * time.Second), Concurrency: conc, Rate: cfg.Rate}
-	fmt.Fprintf(cfg.Out, "checkout: %s, %d shoppers, bounded by %s\n", cfg.mode(), users, describeBounds(b))
+	fmt.Fprintf(cfg.Out, "checkout: %s, %d shoppers, bounded by %s\n", cfg.mode(64), users, describeBounds(b))
 	el := phase(ctx, cfg, "checkout", b, []*Row{fill, order}, func(w int, i int64, due time.Time) {
 		u := shopperOf(w, ops[w], conc, users)
 		ops[w]++

@@ -111,6 +111,10 @@ func Plot(w io.Writer, title string, rows []RowReport) error {
 	if len(series) == 0 {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">no samples</text>`+"\n", marginL+iw/2, marginT+ih/2)
 	}
+	if len(series) > 0 {
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="#ffffff" fill-opacity="0.85" stroke="#cccccc"/>`+"\n",
+			marginL+6, marginT+2, 430, 18*len(series)+6)
+	}
 	for i, r := range series {
 		color := palette[i%len(palette)]
 		var pts []string

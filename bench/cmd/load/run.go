@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"flashedge/bench/internal/load"
+	"flashedge/bench/internal/spawn"
+)
+
+// config is everything load reads from flags and the environment, in one place.
+type config struct {
+	URL        string
+	AdminToken string
+	Spawn      bool
+	BinDir     string
+	WorkDir    string
+	Keep       bool
+	JSON       string
+	Plot       string
+	Progress   string
+	Every      time.Duration
+	Load       load.Config
+}
+
+func loadConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
+	var (
+		c          config
+		scenarios  string
+		levels     string
+		difficulty int
+		soldOut    time.Duration
+		seed       uint64
+	)
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintln(out, "usage: load [-spawn -bin bin | -url http://127.0.0.1:8000 -admin-token T] -scenario browse|cart|checkout|rush|stress[,...] [flags]")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8000", "the edge's base URL; loopback only (127.0.0.0/8, ::1, localhost)")
+	fs.StringVar(&c.AdminToken, "admin-token", getenv("FLASHEDGE_ADMIN_TOKEN"), "the edge's admin token, for the rush (env FLASHEDGE_ADMIN_TOKEN)")
+	fs.BoolVar(&c.Spawn, "spawn", false, "start a private redis-server and the binaries of -bin on free loopback ports instead of using -url")
+	fs.StringVar(&c.BinDir, "bin", "bin", "directory holding catalog, cart, order, worker and edge (with -spawn)")
+	fs.StringVar(&c.WorkDir, "workdir", "", "directory for the spawned servers' logs (default: a temporary one)")
+	fs.BoolVar(&c.Keep, "keep", false, "keep the temporary work directory (with -spawn)")
+	fs.StringVar(&scenarios, "scenario", "browse", "comma-separated scenarios: "+strings.Join(load.Scenarios, ", "))
+	fs.Int64Var(&c.Load.Requests, "requests", 0, "operations per browse/cart/checkout run (0: bounded by -duration only)")
+	fs.DurationVar(&c.Load.Duration, "duration", 0, "time bound per phase (0: 10s for browse/cart/checkout and each stress level, 5m for the rush's attempts)")
+	fs.IntVar(&c.Load.Concurrency, "concurrency", 0, "closed-loop workers, or open-loop operations in flight (0: 64; rush 256)")
+	fs.Float64Var(&c.Load.Rate, "rate", 0, "open loop: operations per second (0: closed loop)")
+	fs.DurationVar(&c.Load.Timeout, "timeout", 10*time.Second, "per-request timeout")
+	fs.IntVar(&c.Load.Users, "users", 0, "shoppers who log in (0: 1000; rush 20000)")
+	fs.IntVar(&c.Load.Products, "products", 1200, "catalog ids 00000001..N that browse, cart and checkout pick from")
+	fs.Uint64Var(&seed, "seed", 1, "random seed")
+	fs.Int64Var(&c.Load.Attempts, "attempts", 100_000, "rush: total attempts, spread over the users")
+	fs.Int64Var(&c.Load.Stock, "stock", 1000, "rush: units on sale")
+	fs.IntVar(&c.Load.Shards, "shards", 8, "rush: stock shards")
+	fs.IntVar(&c.Load.Limit, "limit", 1, "rush: units per shopper")
+	fs.IntVar(&difficulty, "difficulty", 8, "rush: proof-of-work bits (0: none)")
+	fs.StringVar(&c.Load.SaleProduct, "sale-product", "00000001", "rush: the product on sale")
+	fs.DurationVar(&soldOut, "soldout-duration", 3*time.Second, "rush: closed-loop burst of attempts after the sell-out (0: skip)")
+	fs.DurationVar(&c.Load.TicketTimeout, "ticket-timeout", 30*time.Second, "rush: how long an admitted ticket may stay undecided")
+	fs.StringVar(&levels, "levels", "100,500,1000", "stress: concurrent clients per level, comma-separated")
+	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this file")
+	fs.StringVar(&c.Plot, "plot", "", "write a latency-by-percentile plot as SVG to this file")
+	fs.StringVar(&c.Progress, "progress", load.ProgressAuto, "progress display: auto (a bar on a terminal, lines otherwise), bar, lines, off")
+	fs.DurationVar(&c.Every, "progress-every", 5*time.Second, "interval of progress lines when not on a terminal")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, s := range strings.Split(scenarios, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.Load.Scenarios = append(c.Load.Scenarios, s)
+		}
+	}
+	for _, s := range strings.Split(levels, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 10_000 {
+			return c, fmt.Errorf("-levels: %q is not a number of clients from 1 to 10000", s)
+		}
+		c.Load.Levels = append(c.Load.Levels, n)
+	}
+	switch {
+	case difficulty < 0 || difficulty > 28:
+		return c, fmt.Errorf("-difficulty %d: want 0 to 28 bits", difficulty)
+	case difficulty == 0:
+		c.Load.Difficulty = -1
+	default:
+		c.Load.Difficulty = difficulty
+	}
+	c.Load.SoldOutDuration = soldOut
+	if soldOut <= 0 {
+		c.Load.SoldOutDuration = -1
+	}
+	c.Load.Seed = seed
+	switch c.Progress {
+	case load.ProgressAuto, load.ProgressBar, load.ProgressLines, load.ProgressOff:
+	default:
+		return c, fmt.Errorf("-progress %q: want auto, bar, lines or off", c.Progress)
+	}
+	if c.Load.Attempts < 1 || c.Load.Stock < 0 || c.Load.Shards < 1 || c.Load.Limit < 1 || c.Load.Users < 0 || c.Load.Products < 1 {
+		return c, errors.New("-attempts, -shards, -limit and -products must be >= 1, -stock and -users >= 0")
+	}
+	if !c.Spawn {
+		if _, err := load.ParseTarget(c.URL); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(args, getenv, stdout)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	rep := load.NewReport("load "+strings.Join(args, " "), cfg.URL, cfg.Spawn)
+	fmt.Fprintf(stdout, "flashedge load: %s\n", rep.Command)
+	fmt.Fprintf(stdout, "machine: %d CPUs (%s), %s/%s, %s; the load generator shares the CPUs with every server it measures\n",
+		rep.Machine.CPUs, rep.Machine.CPUModel, rep.Machine.OS, rep.Machine.Arch, rep.Machine.GoVersion)
+
+	if cfg.Spawn {
+		dir := cfg.WorkDir
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "flashedge-load-*"); err != nil {
+				return err
+			}
+			if !cfg.Keep {
+				defer os.RemoveAll(dir)
+			}
+		} else if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "spawning the stack from %s (logs in %s)\n", cfg.BinDir, dir)
+		st, err := spawn.Start(ctx, spawn.Options{
+			BinDir: cfg.BinDir, Dir: dir,
+			ServiceEnv: map[string][]string{"edge": {"FLASHEDGE_RATE_IP=off", "FLASHEDGE_RATE_USER=off"}},
+			Logf:       func(format string, a ...any) { fmt.Fprintf(stdout, "  "+format+"\n", a...) },
+		})
+		if err != nil {
+			return err
+		}
+		defer st.Stop()
+		cfg.URL, cfg.AdminToken = st.URL, st.AdminToken
+		rep.Target = st.URL
+		for _, c := range st.Commands {
+			fmt.Fprintln(stdout, "  started:", c)
+		}
+		rep.Note(stdout, "the spawned edge runs with FLASHEDGE_RATE_IP=off and FLASHEDGE_RATE_USER=off: every simulated shopper comes from 127.0.0.1, so the per-IP limit (and the blacklist it feeds) would refuse the run, not measure it")
+	} else if hasRush(cfg.Load.Scenarios) {
+		rep.Note(stdout, "rush against %s: every simulated shopper comes from 127.0.0.1; start the stack with FLASHEDGE_RATE_IP=off FLASHEDGE_RATE_USER=off, or the edge's rate limits answer 429 and then blacklist the address", cfg.URL)
+	}
+	target, err := load.ParseTarget(cfg.URL)
+	if err != nil {
+		return err
+	}
+	lc := cfg.Load
+	lc.Target, lc.AdminToken, lc.Out = target, cfg.AdminToken, stdout
+	lc.Progress = &load.Progress{W: stdout, Mode: cfg.Progress, Every: cfg.Every}
+	runErr := load.Run(ctx, lc, rep)
+
+	fmt.Fprintln(stdout)
+	if len(rep.Rows) > 0 {
+		if err := load.WriteTable(stdout, rep.Rows); err != nil {
+			return err
+		}
+	}
+	if rep.Rush != nil && len(rep.Rush.Invariants) > 0 {
+		fmt.Fprintln(stdout)
+		load.WriteRush(stdout, rep.Rush)
+	}
+	if runErr != nil {
+		rep.Fail("%v", runErr)
+	}
+	if cfg.JSON != "" {
+		if err := load.WriteJSON(cfg.JSON, rep); err != nil {
+			return fmt.Errorf("-json: %w", err)
+		}
+		fmt.Fprintln(stdout, "wrote", cfg.JSON)
+	}
+	if cfg.Plot != "" {
+		if err := load.WritePlot(cfg.Plot, "flashedge load: "+strings.Join(lc.Scenarios, ", "), rep.Rows); err != nil {
+			return fmt.Errorf("-plot: %w", err)
+		}
+		fmt.Fprintln(stdout, "wrote", cfg.Plot)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if !rep.OK {
+		return fmt.Errorf("%d failure(s): %s", len(rep.Failures), strings.Join(rep.Failures, "; "))
+	}
+	return nil
+}
+
+func hasRush(s []string) bool {
+	for _, v := range s {
+		if v == load.ScenarioRush {
+			return true
+		}
+	}
+	return false
+}
