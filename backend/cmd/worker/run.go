@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -16,12 +17,13 @@ import (
 	"flashedge/backend/internal/flashsale"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
+	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
 )
 
 // config is everything the worker binary is told, from flags and the environment.
 type config struct {
-	Listen      string            // -listen, FLASHEDGE_WORKER_LISTEN: /health and /ready; empty (default) serves nothing
+	Listen      string            // -listen, FLASHEDGE_WORKER_LISTEN: /health, /ready, /metrics, /metrics.json; empty (default) serves nothing
 	Consumer    string            // -consumer, FLASHEDGE_WORKER_CONSUMER: name in the group; default hostname-pid
 	Group       string            // -group: the consumer group; default flashsale
 	Concurrency int               // -concurrency: consumer loops; default 2
@@ -33,12 +35,15 @@ type config struct {
 	Flash       flashsale.Options // flashsale.OptionsFromEnv: FLASHEDGE_FLASHSALE_*
 	Store       kv.Options        // kv.OptionsFromEnv: FLASHEDGE_STORE_ADDR, ...
 	Log         obs.LogOptions    // -log-format, -log-level, -log-file; FLASHEDGE_LOG_FORMAT, _LEVEL, _FILE
+	// AccessLogSample is -access-log-sample, FLASHEDGE_ACCESS_LOG_SAMPLE: log 1 request of the
+	// ops server in N (5xx always); default 1.
+	AccessLogSample uint64
 }
 
 // String describes the config for the start-up log (kv.Options masks the store password).
 func (c config) String() string {
-	return fmt.Sprintf("listen=%q consumer=%s group=%s concurrency=%d batch=%d claim_idle=%s sweep_every=%s trim_every=%s reservation=%s store=[%s]",
-		c.Listen, c.Consumer, c.Group, c.Concurrency, c.Batch, c.ClaimIdle, c.SweepEvery, c.TrimEvery, c.Flash.Reservation, c.Store)
+	return fmt.Sprintf("listen=%q consumer=%s group=%s concurrency=%d batch=%d claim_idle=%s sweep_every=%s trim_every=%s reservation=%s access_log_sample=%d store=[%s]",
+		c.Listen, c.Consumer, c.Group, c.Concurrency, c.Batch, c.ClaimIdle, c.SweepEvery, c.TrimEvery, c.Flash.Reservation, c.AccessLogSample, c.Store)
 }
 
 func loadConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
@@ -48,10 +53,14 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 		}
 		return def
 	}
+	sample, err := strconv.ParseUint(envOr("FLASHEDGE_ACCESS_LOG_SAMPLE", "1"), 10, 64)
+	if err != nil || sample == 0 {
+		return config{}, fmt.Errorf("FLASHEDGE_ACCESS_LOG_SAMPLE=%q: want a whole number >= 1", getenv("FLASHEDGE_ACCESS_LOG_SAMPLE"))
+	}
 	var c config
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(usage)
-	fs.StringVar(&c.Listen, "listen", getenv("FLASHEDGE_WORKER_LISTEN"), "address for /health and /ready, empty for none (env FLASHEDGE_WORKER_LISTEN)")
+	fs.StringVar(&c.Listen, "listen", getenv("FLASHEDGE_WORKER_LISTEN"), "address for /health, /ready, /metrics and /metrics.json, empty for none (env FLASHEDGE_WORKER_LISTEN)")
 	fs.StringVar(&c.Consumer, "consumer", getenv("FLASHEDGE_WORKER_CONSUMER"), "consumer name, unique per live worker; default hostname-pid (env FLASHEDGE_WORKER_CONSUMER)")
 	fs.StringVar(&c.Group, "group", flashsale.DefaultGroup, "consumer group on the attempt stream")
 	fs.IntVar(&c.Concurrency, "concurrency", flashsale.DefaultConcurrency, "consumer loops, each with its own blocking read")
@@ -63,14 +72,15 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	fs.StringVar(&c.Log.Format, "log-format", envOr("FLASHEDGE_LOG_FORMAT", "text"), "log format: text or json (env FLASHEDGE_LOG_FORMAT)")
 	fs.StringVar(&c.Log.Level, "log-level", envOr("FLASHEDGE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env FLASHEDGE_LOG_LEVEL)")
 	fs.StringVar(&c.Log.File, "log-file", getenv("FLASHEDGE_LOG_FILE"), "append logs to this file instead of stdout (env FLASHEDGE_LOG_FILE)")
+	fs.Uint64Var(&c.AccessLogSample, "access-log-sample", sample, "log one request of the ops server in N, errors always (env FLASHEDGE_ACCESS_LOG_SAMPLE)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments %q: everything is set by flags", fs.Args())
 	}
-	if c.Concurrency < 1 || c.Batch < 1 || c.ClaimIdle <= 0 || c.SweepEvery < 0 || c.TrimEvery < 0 || c.Grace <= 0 {
-		return config{}, errors.New("-concurrency, -batch, -claim-idle and -shutdown-grace must be positive; -sweep-every and -trim-every zero or positive")
+	if c.Concurrency < 1 || c.Batch < 1 || c.ClaimIdle <= 0 || c.SweepEvery < 0 || c.TrimEvery < 0 || c.Grace <= 0 || c.AccessLogSample == 0 {
+		return config{}, errors.New("-concurrency, -batch, -claim-idle, -shutdown-grace and -access-log-sample must be positive; -sweep-every and -trim-every zero or positive")
 	}
 	// WorkerOptions read zero as "default" and negative as "off".
 	if c.SweepEvery == 0 {
@@ -79,7 +89,6 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	if c.TrimEvery == 0 {
 		c.TrimEvery = -1
 	}
-	var err error
 	if c.Flash, err = flashsale.OptionsFromEnv(getenv); err != nil {
 		return config{}, err
 	}
@@ -114,11 +123,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer client.Close()
+	reg := metrics.New("worker")
 	cfg.Flash.Log = log
+	cfg.Flash.Metrics = flashsale.NewWorkerMetrics(reg)
 	svc, err := flashsale.New(client, cfg.Flash)
 	if err != nil {
 		return err
 	}
+	svc.ExportWorker(reg, flashsale.ExportOptions{Group: cfg.Group})
 	w, err := flashsale.NewWorker(svc, flashsale.WorkerOptions{
 		Group: cfg.Group, Consumer: cfg.Consumer, Concurrency: cfg.Concurrency, Batch: cfg.Batch,
 		ClaimIdle: cfg.ClaimIdle, SweepEvery: cfg.SweepEvery, TrimEvery: cfg.TrimEvery, Log: log,
@@ -155,12 +167,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			Draining: func() bool { return ctx.Err() != nil },
 		}
 		r := router.New()
+		r.SaveMatchedRoutePath = true // the route label of the request metrics
 		r.GET("/health", probe.Health)
 		r.GET("/ready", probe.Ready)
+		reg.Register(r)
 		r.NotFound = func(c *fasthttp.RequestCtx) {
 			httpapi.WriteError(c, fasthttp.StatusNotFound, "route_not_found", "no route "+string(c.Path()))
 		}
-		srv := httpapi.NewServer(r.Handler, httpapi.ServerOptions{Name: "worker"}, log)
+		h := reg.Instrument(httpapi.RequestIDs(httpapi.AccessLog(r.Handler, log, cfg.AccessLogSample, ""), obs.NewIDs()), nil)
+		srv := httpapi.NewServer(h, httpapi.ServerOptions{Name: "worker"}, log)
 		log.Info("listening", "addr", ln.Addr().String())
 		wg.Go(func() { stopOnError(httpapi.Serve(ctx, srv, ln, cfg.Grace)) })
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -58,6 +59,7 @@ func TestLoadConfig(t *testing.T) {
 				}
 			}},
 		{name: "bad concurrency", args: []string{"-concurrency", "0"}, wantErr: "must be positive"},
+		{name: "bad access log sample", env: map[string]string{"FLASHEDGE_ACCESS_LOG_SAMPLE": "none"}, wantErr: "FLASHEDGE_ACCESS_LOG_SAMPLE"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
 		{name: "bad reservation", env: map[string]string{"FLASHEDGE_FLASHSALE_RESERVATION": "soon"}, wantErr: "FLASHEDGE_FLASHSALE_RESERVATION"},
 		{name: "bad k", env: map[string]string{"FLASHEDGE_FLASHSALE_K": "0.5"}, wantErr: "FLASHEDGE_FLASHSALE_K"},
@@ -180,3 +182,175 @@ func TestRun(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestRunMetrics lets the running worker decide known attempts (a win, a sold-out, a
+// redelivered duplicate, a malformed message) and expire the winner's reservation, then checks
+// its /metrics (parsed with the Prometheus text parser) and /metrics.json on the ops port.
+func TestRunMetrics(t *testing.T) {
+	srv := kvtest.Start(t)
+	env := map[string]string{
+		"FLASHEDGE_STORE_ADDR":            srv.Addr,
+		"FLASHEDGE_WORKER_LISTEN":         "127.0.0.1:0",
+		"FLASHEDGE_LOG_FORMAT":            "json",
+		"FLASHEDGE_WORKER_CONSUMER":       "metrics-test",
+		"FLASHEDGE_FLASHSALE_RESERVATION": "300ms",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &lockedBuffer{}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"-sweep-every", "20ms"}, func(k string) string { return env[k] }, out)
+	}()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cancel()
+			<-errc
+		}
+	}()
+	addr := ""
+	deadline := time.Now().Add(15 * time.Second)
+	for addr == "" {
+		for _, line := range strings.Split(out.String(), "\n") {
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
+				addr = rec.Addr
+			}
+		}
+		select {
+		case err := <-errc:
+			t.Fatalf("run returned early: %v\n%s", err, out)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no listening line:\n%s", out)
+		}
+	}
+	base := "http://" + addr
+	for path, want := range map[string]int{"/health": 200, "/ready": 200, "/nope": 404} {
+		if code, body, err := fasthttp.GetTimeout(nil, base+path, 5*time.Second); err != nil || code != want {
+			t.Fatalf("GET %s = %d %s %v, want %d", path, code, body, err, want)
+		}
+	}
+
+	// Two attempts for one unit: one wins, the other finds the shards empty.
+	c := srv.Client(t)
+	svc, err := flashsale.New(c, flashsale.Options{Difficulty: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := context.Background()
+	if err := c.Do(bg, c.B().Set().Key(keyspace.Product("p1")).Value(`{"id":"p1","name":"Phone"}`).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	stock, price, shards := int64(1), int64(100), 2
+	now := time.Now().UTC()
+	if _, _, err := svc.CreateSale(bg, flashsale.SaleInput{ID: ptr("s1"), ProductID: "p1", Price: &price, Stock: &stock, Shards: &shards,
+		StartsAt: now.Add(-time.Minute).Format(time.RFC3339), EndsAt: now.Add(time.Hour).Format(time.RFC3339)}); err != nil {
+		t.Fatal(err)
+	}
+	tickets := map[string]string{}
+	for _, user := range []string{"alice", "bob"} {
+		ch, err := svc.IssueChallenge(bg, user, "s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ans, err := svc.Attempt(bg, flashsale.AttemptInput{User: user, SaleID: "s1", ChallengeID: ch.ID,
+			Answer: flashsale.Solve(ch.Prefix, ch.Difficulty), IdempotencyKey: "k"})
+		if err != nil || ans.Outcome != flashsale.OutcomeAdmitted {
+			t.Fatalf("attempt of %s = %+v, %v", user, ans, err)
+		}
+		tickets[user] = ans.Ticket
+	}
+	winner := ""
+	deadline = time.Now().Add(10 * time.Second)
+	for user, ticket := range tickets {
+		for {
+			r, err := svc.GetResult(bg, user, "s1", ticket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status == flashsale.StatusWon {
+				winner = user
+			}
+			if r.Status != flashsale.StatusQueued {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's ticket not decided within 10s\n%s", user, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if winner == "" {
+		t.Fatal("nobody won the unit")
+	}
+	// A redelivered message of a decided ticket, and a malformed one.
+	for _, fields := range [][]string{{"sale", "s1", "ticket", tickets[winner], "user", winner}, {"sale", "s1", "ticket", "zz"}} {
+		cmd := c.B().Xadd().Key(keyspace.AttemptStream()).Id("*").FieldValue()
+		for i := 0; i < len(fields); i += 2 {
+			cmd = cmd.FieldValue(fields[i], fields[i+1])
+		}
+		if err := c.Do(bg, cmd.Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The winner never pays: the sweeper expires the reservation after 300ms.
+	want := map[string]float64{
+		"won": 1, "lost": 0, "sold_out": 1, "duplicate": 1, "errors": 1,
+		"issued": 1, "consumed": 0, "expired": 1, "lag": 0,
+	}
+	var got map[string]float64
+	var page promPage
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		page = scrape(t, base+"/metrics")
+		got = map[string]float64{"errors": page.value("flashedge_worker_errors_total"), "lag": page.value("flashedge_worker_consumer_lag")}
+		for _, r := range []string{"won", "lost", "sold_out", "duplicate"} {
+			got[r] = page.value("flashedge_worker_processed_total", "result", r)
+		}
+		for _, e := range []string{"issued", "consumed", "expired"} {
+			got[e] = page.value("flashedge_sale_tokens_total", "event", e)
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker metrics %v, want %v\n%s", got, want, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, w := range []struct {
+		route, code string
+		n           float64
+	}{{"/health", "200", 1}, {"/ready", "200", 1}, {"other", "404", 1}} {
+		if got := page.requests("worker", w.route, w.code); got != w.n {
+			t.Errorf("flashedge_worker_requests_total{route=%q,code=%q} = %v, want %v", w.route, w.code, got, w.n)
+		}
+	}
+	if page.requests("worker", "/metrics", "200") < 1 {
+		t.Error("the scrapes are not counted under route /metrics")
+	}
+	if s := readSummary(t, base+"/metrics.json"); s.Service != "worker" || s.Client != 1 || s.Server != 0 || s.Success < 3 {
+		t.Errorf("/metrics.json = %+v, want service worker, one client error, >= 3 successes", s)
+	}
+
+	cancel()
+	stopped = true
+	if err := <-errc; err != nil {
+		t.Errorf("run returned %v, want nil", err)
+	}
+	var logged bool
+	for _, line := range strings.Split(out.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "request" && rec["path"] == "/nope" &&
+			rec["status"] == float64(404) && rec["request_id"] != nil && rec["service"] == "worker" {
+			logged = true
+		}
+	}
+	if !logged {
+		t.Errorf("no access-log line for GET /nope:\n%s", out)
+	}
+}
