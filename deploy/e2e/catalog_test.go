@@ -76,7 +76,7 @@ func TestBadInput(t *testing.T) {
 	})
 	edge := newClient(t, st.URL("edge", 0), "")
 	admin := newClient(t, st.URL("edge", 0), st.AdminToken())
-	big := `{"name":"` + strings.Repeat("x", 70_000) + `"}`
+	big := `{"name":"` + strings.Repeat("x", 500_000) + `"}`
 	tests := []struct {
 		name   string
 		c      *client

@@ -52,26 +52,15 @@ func NewServer(h fasthttp.RequestHandler, o ServerOptions, log *slog.Logger) *fa
 	if o.MaxRequestBodySize == 0 {
 		o.MaxRequestBodySize = 64 << 10
 	}
-	soft := o.MaxRequestBodySize
-	limited := func(ctx *fasthttp.RequestCtx) {
-		if len(ctx.Request.Body()) > soft {
-			ctx.SetConnectionClose()
-			WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large",
-				fmt.Sprintf("request body is larger than %d bytes", soft))
-			return
-		}
-		h(ctx)
-	}
 	return &fasthttp.Server{
-		Handler:      Recover(limited, log),
+		Handler:      Recover(h, log),
 		ReadTimeout:  o.ReadTimeout,
 		WriteTimeout: o.WriteTimeout,
 		IdleTimeout:  o.IdleTimeout,
-		// fasthttp refuses a body over its limit before reading it and closes the connection
-		// with the body unread, which a client sees as a reset instead of the 413. Reading up to
-		// four times the limit and refusing in the handler answers a clean 413 for the common
-		// case; only larger bodies meet fasthttp's abrupt refusal.
-		MaxRequestBodySize:    4 * o.MaxRequestBodySize,
+		// fasthttp refuses a body over the limit from its Content-Length, before reading it, and
+		// closes the connection; Serve's listener closes connections lingering (see linger.go) so
+		// the client still reads the 413 instead of a reset.
+		MaxRequestBodySize:    o.MaxRequestBodySize,
 		Concurrency:           o.Concurrency,
 		NoDefaultServerHeader: true,
 		CloseOnShutdown:       true,
@@ -80,7 +69,7 @@ func NewServer(h fasthttp.RequestHandler, o ServerOptions, log *slog.Logger) *fa
 			switch {
 			case errors.Is(err, fasthttp.ErrBodyTooLarge):
 				WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large",
-					fmt.Sprintf("request body is larger than %d bytes", soft))
+					fmt.Sprintf("request body is larger than %d bytes", o.MaxRequestBodySize))
 			case errors.As(err, new(*fasthttp.ErrSmallBuffer)):
 				WriteError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "request headers are too large")
 			default:
@@ -222,8 +211,10 @@ func isProbe(path []byte) bool {
 // Serve runs srv on ln until ctx is cancelled, then shuts it down gracefully: listeners close,
 // in-flight requests get up to grace to finish. It returns the serve error, if any.
 func Serve(ctx context.Context, srv *fasthttp.Server, ln net.Listener, grace time.Duration) error {
+	lln := &lingerListener{Listener: ln}
+	defer lln.wait()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(lln) }()
 	select {
 	case err := <-errc:
 		return err
