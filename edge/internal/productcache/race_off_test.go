@@ -1,0 +1,5 @@
+//go:build !race
+
+package productcache
+
+const raceEnabled = false
