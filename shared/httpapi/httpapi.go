@@ -17,6 +17,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
 )
 
@@ -174,7 +175,8 @@ func RequestIDs(next fasthttp.RequestHandler, ids *obs.IDs) fasthttp.RequestHand
 	}
 }
 
-// AccessLog logs one line per request at info: method, path, status, duration, request id and
+// AccessLog logs one line per request at info: method, route pattern (metrics.Route), path,
+// status, duration, request id and
 // user id (from the header named userHeader, when set). Every sample-th request is logged;
 // sample <= 1 logs all; errors (status >= 500) are always logged; successful /health and /ready
 // probes never are.
@@ -191,7 +193,7 @@ func AccessLog(next fasthttp.RequestHandler, log *slog.Logger, sample uint64, us
 			return
 		}
 		attrs := []any{
-			"method", string(ctx.Method()), "path", string(ctx.Path()), "status", status,
+			"method", string(ctx.Method()), "route", metrics.Route(ctx), "path", string(ctx.Path()), "status", status,
 			"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
 			"request_id", string(ctx.Response.Header.Peek(obs.HeaderRequestID)),
 		}

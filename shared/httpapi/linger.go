@@ -22,7 +22,9 @@ const (
 // close has finished (each is bounded by lingerTimeout).
 type lingerListener struct {
 	net.Listener
-	wg sync.WaitGroup
+	mu      sync.Mutex
+	waiting bool // set by wait: later closes are plain closes, so wg.Add never races wg.Wait
+	wg      sync.WaitGroup
 }
 
 func (l *lingerListener) Accept() (net.Conn, error) {
@@ -31,28 +33,41 @@ func (l *lingerListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
-		return &lingerConn{TCPConn: tc, wg: &l.wg}, nil
+		return &lingerConn{TCPConn: tc, l: l}, nil
 	}
 	return c, nil
 }
 
-func (l *lingerListener) wait() { l.wg.Wait() }
+func (l *lingerListener) wait() {
+	l.mu.Lock()
+	l.waiting = true
+	l.mu.Unlock()
+	l.wg.Wait()
+}
 
 type lingerConn struct {
 	*net.TCPConn
-	wg   *sync.WaitGroup
+	l    *lingerListener
 	once sync.Once
 }
 
 func (c *lingerConn) Close() error {
 	c.once.Do(func() {
-		if c.TCPConn.CloseWrite() != nil {
+		c.l.mu.Lock()
+		waiting := c.l.waiting
+		if !waiting {
+			c.l.wg.Add(1)
+		}
+		c.l.mu.Unlock()
+		if waiting || c.TCPConn.CloseWrite() != nil {
+			if !waiting {
+				c.l.wg.Done()
+			}
 			_ = c.TCPConn.Close()
 			return
 		}
-		c.wg.Add(1)
 		go func() {
-			defer c.wg.Done()
+			defer c.l.wg.Done()
 			_ = c.TCPConn.SetReadDeadline(time.Now().Add(lingerTimeout))
 			_, _ = io.CopyN(io.Discard, c.TCPConn, lingerMax)
 			_ = c.TCPConn.Close()
