@@ -53,7 +53,8 @@
 // Order service:
 //
 //	flashedge_order_admission_total{decision}             counter; decision = admitted | sold_out |
-//	                                                      busy | limit | bad_challenge
+//	                                                      busy | limit | bad_challenge | not_started |
+//	                                                      ended
 //	flashedge_order_stream_backlog                        gauge; entries not yet delivered to the group
 //	flashedge_order_stream_pending                        gauge; delivered but not acknowledged
 //
@@ -69,7 +70,7 @@
 //	flashedge_sale_stock{sale,shard}                      gauge; units left in that stock shard
 //	flashedge_sale_queued{sale}                           gauge; admitted attempts not yet decided
 //	flashedge_sale_events_total{sale,event}               counter; event = admitted | won | lost |
-//	                                                      ordered | expired | returned
+//	                                                      sold_out | ordered | expired | returned
 //	flashedge_sale_tokens_total{event}                    counter; event = issued | consumed | expired
 //
 // flashedge_sale_queued and flashedge_sale_events_total were added to the first draft of this
