@@ -221,15 +221,18 @@ func New(o Options, log *slog.Logger) (*Pool, error) {
 			DisablePathNormalizing:    true,
 		}
 		r.probe = &fasthttp.HostClient{
-			Addr:                      addr,
-			Name:                      "flashedge-health",
-			DialTimeout:               dial,
-			MaxConns:                  2,
-			MaxIdleConnDuration:       o.HealthInterval * 3,
-			ReadTimeout:               o.HealthTimeout,
-			WriteTimeout:              o.HealthTimeout,
-			MaxResponseBodySize:       64 << 10,
-			MaxIdemponentCallAttempts: 1,
+			Addr:                addr,
+			Name:                "flashedge-health",
+			DialTimeout:         dial,
+			MaxConns:            2,
+			MaxIdleConnDuration: o.HealthInterval * 3,
+			ReadTimeout:         o.HealthTimeout,
+			WriteTimeout:        o.HealthTimeout,
+			MaxResponseBodySize: 64 << 10,
+			// A kept-alive probe connection that was reset or closed since the last probe (a
+			// network blip, a proxy) gets one more try on a fresh connection, within the same
+			// HealthTimeout, rather than taking a working replica out for a HealthInterval.
+			MaxIdemponentCallAttempts: 2,
 		}
 		r.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 			Name:         o.Name + "@" + addr,

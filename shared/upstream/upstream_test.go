@@ -571,3 +571,29 @@ func BenchmarkDo(b *testing.B) {
 		}
 	})
 }
+
+// TestProbeSurvivesAResetConnection: the probe keeps its connection alive between rounds; when
+// that connection is reset meanwhile (a network blip), the next probe must try a fresh one
+// rather than take a working replica out of rotation for a whole interval.
+func TestProbeSurvivesAResetConnection(t *testing.T) {
+	b := startBackend(t)
+	px := netfault.Start(t, b.addr)
+	const interval = 50 * time.Millisecond
+	var changes atomic.Int32
+	p := newPool(t, upstream.Options{Addrs: []string{px.Addr()}, HealthInterval: interval,
+		OnHealthChange: func(string, string, bool) { changes.Add(1) }})
+	runPool(t, p)
+	for round := range 5 {
+		first := state(p, px.Addr()).LastProbe
+		waitFor(t, 2*time.Second, "a probe", func() bool { return state(p, px.Addr()).LastProbe.After(first) })
+		if n := px.ResetConnections(); n == 0 && round > 0 {
+			t.Fatalf("round %d: no connection to reset: the probe does not keep its connection", round)
+		}
+	}
+	last := state(p, px.Addr()).LastProbe
+	waitFor(t, 2*time.Second, "a probe after the last reset", func() bool { return state(p, px.Addr()).LastProbe.After(last) })
+	if s := state(p, px.Addr()); !s.Healthy || changes.Load() != 0 {
+		t.Fatalf("after probes on reset connections: healthy %v, %d health changes, last error %q; want healthy throughout",
+			s.Healthy, changes.Load(), s.LastError)
+	}
+}
