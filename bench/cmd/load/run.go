@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,9 +81,13 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	for _, s := range strings.Split(scenarios, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			c.Load.Scenarios = append(c.Load.Scenarios, s)
+		if s = strings.TrimSpace(s); s == "" {
+			continue
 		}
+		if !slices.Contains(load.Scenarios, s) {
+			return c, fmt.Errorf("-scenario: unknown scenario %q (want %s)", s, strings.Join(load.Scenarios, ", "))
+		}
+		c.Load.Scenarios = append(c.Load.Scenarios, s)
 	}
 	for _, s := range strings.Split(levels, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -210,11 +215,4 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return nil
 }
 
-func hasRush(s []string) bool {
-	for _, v := range s {
-		if v == load.ScenarioRush {
-			return true
-		}
-	}
-	return false
-}
+func hasRush(s []string) bool { return slices.Contains(s, load.ScenarioRush) }

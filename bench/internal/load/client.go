@@ -115,6 +115,9 @@ func (c *Client) Do(row *Row, call Call, read func(status int, body []byte)) Res
 	status := resp.StatusCode()
 	if row != nil {
 		row.Answer(status, start, d)
+		if !row.Expected(status) {
+			row.Unexpected(status, errCode(resp.Body()))
+		}
 	}
 	if read != nil {
 		read(status, resp.Body())

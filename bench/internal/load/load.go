@@ -175,6 +175,9 @@ func Run(ctx context.Context, cfg Config, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	if err := probe(cfg); err != nil {
+		return err
+	}
 	runID := "ld" + randomHex(4)
 	for _, sc := range cfg.Scenarios {
 		if err := ctx.Err(); err != nil {
@@ -197,6 +200,21 @@ func Run(ctx context.Context, cfg Config, rep *Report) error {
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", sc, err)
 		}
+	}
+	return nil
+}
+
+// probe checks the target answers /health before any load is generated.
+func probe(cfg Config) error {
+	c := NewClient(cfg.Target, ClientOptions{MaxConns: 1, Timeout: 5 * time.Second})
+	defer c.Close()
+	res := c.Do(nil, Call{Method: "GET", Path: "/health"}, nil)
+	if res.Err != nil || res.Status != 200 {
+		why := fmt.Sprint(res.Err)
+		if res.Err == nil {
+			why = fmt.Sprintf("status %d", res.Status)
+		}
+		return fmt.Errorf("%s/health does not answer 200 (%s): start the stack (make run) or use -spawn", cfg.Target.Base, why)
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package load
 
 import (
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -29,6 +31,9 @@ type Row struct {
 	conns    atomic.Int64
 	others   atomic.Int64
 	hist     *Histogram
+
+	mu    sync.Mutex
+	codes map[string]int64 // unexpected answers by "status code" (the error body's code)
 
 	start, end atomic.Int64 // unix ns of the first request's start and the last answer
 }
@@ -78,6 +83,25 @@ func (r *Row) Answer(status int, start time.Time, d time.Duration) {
 	r.span(start, start.Add(d))
 }
 
+// Unexpected notes the error code of an unexpected answer (from its body), so the errors
+// column can say "503 service_unavailable" rather than "503". Answer counts the request itself.
+func (r *Row) Unexpected(status int, code string) {
+	if status < 0 || status >= len(r.status) {
+		status = 0
+	}
+	if code == "" {
+		return
+	}
+	r.mu.Lock()
+	if r.codes == nil {
+		r.codes = map[string]int64{}
+	}
+	if len(r.codes) < 50 {
+		r.codes[strconv.Itoa(status)+" "+code]++
+	}
+	r.mu.Unlock()
+}
+
 // Fail records a request that got no answer.
 func (r *Row) Fail(kind string, start time.Time, d time.Duration) {
 	switch kind {
@@ -117,6 +141,15 @@ func (r *Row) Status(c int) int64 {
 // answers returns expected answers by status code, errors by kind.
 func (r *Row) breakdown() (answers, errs map[string]int64) {
 	answers, errs = map[string]int64{}, map[string]int64{}
+	r.mu.Lock()
+	coded := map[int]int64{}
+	for k, n := range r.codes {
+		errs[k] = n
+		num, _, _ := strings.Cut(k, " ")
+		c, _ := strconv.Atoi(num)
+		coded[c] += n
+	}
+	r.mu.Unlock()
 	for c := range r.status {
 		n := r.status[c].Load()
 		if n == 0 {
@@ -124,8 +157,8 @@ func (r *Row) breakdown() (answers, errs map[string]int64) {
 		}
 		if r.expected[c] {
 			answers[strconv.Itoa(c)] = n
-		} else {
-			errs[strconv.Itoa(c)] = n
+		} else if rest := n - coded[c]; rest > 0 {
+			errs[strconv.Itoa(c)] = rest
 		}
 	}
 	for kind, n := range map[string]int64{ErrKindTimeout: r.timeouts.Load(), ErrKindConn: r.conns.Load(), ErrKindOther: r.others.Load()} {

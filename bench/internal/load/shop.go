@@ -173,10 +173,15 @@ func describeBounds(b Bounds) string {
 	return strings.Join(parts, " or ")
 }
 
-// cartLine is the product a shopper puts in their cart: each shopper picks among 30 products of
-// their own, so a cart never reaches the 50-line cap and updates hit lines that exist.
+// CartChoices is how many products each shopper picks among: a cart holds at most this many
+// lines (a shopper's cart, not a warehouse: the cart service renders every line with its
+// product on each change, so the cost of a PUT grows with the cart), and most PUTs after the
+// first few update a line that exists.
+const CartChoices = 8
+
+// cartLine is the product a shopper puts in their cart, among CartChoices of their own.
 func cartLine(r *rand.Rand, user, products int) int {
-	return 1 + (user*31+r.IntN(30))%products
+	return 1 + (user*(CartChoices+1)+r.IntN(CartChoices))%products
 }
 
 func quantityBody(q int) []byte { return []byte(`{"quantity":` + strconv.Itoa(q) + `}`) }
