@@ -17,6 +17,7 @@ import (
 	"flashedge/backend/internal/catalog"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/metrics/metricstest"
 	"flashedge/shared/product"
 )
 
@@ -246,7 +247,7 @@ func TestRunMetrics(t *testing.T) {
 			t.Fatalf("%s %s: %d %s, want %d", tr.method, tr.path, st, body, tr.status)
 		}
 	}
-	page := scrape(t, base+"/metrics")
+	page := metricstest.Scrape(t, base+"/metrics")
 	for _, w := range []struct {
 		route, code string
 		n           float64
@@ -259,11 +260,11 @@ func TestRunMetrics(t *testing.T) {
 		{"/internal/v1/cart", "200", 1},
 		{"other", "404", 1},
 	} {
-		if got := page.requests("cart", w.route, w.code); got != w.n {
+		if got := page.Requests("cart", w.route, w.code); got != w.n {
 			t.Errorf("flashedge_cart_requests_total{route=%q,code=%q} = %v, want %v", w.route, w.code, got, w.n)
 		}
 	}
-	if got := page.value("flashedge_cart_request_duration_seconds", "route", "/api/v1/cart/items/{product_id}"); got != 5 {
+	if got := page.Value("flashedge_cart_request_duration_seconds", "route", "/api/v1/cart/items/{product_id}"); got != 5 {
 		t.Errorf("request_duration_seconds{route=/api/v1/cart/items/{product_id}} count = %v, want 5", got)
 	}
 	for _, m := range page["flashedge_cart_requests_total"].GetMetric() {
@@ -273,7 +274,7 @@ func TestRunMetrics(t *testing.T) {
 			}
 		}
 	}
-	s := readSummary(t, base+"/metrics.json")
+	s := metricstest.ReadSummary(t, base+"/metrics.json")
 	if s.Service != "cart" || s.Client != 4 || s.Server != 0 || s.Success < 5 {
 		t.Errorf("/metrics.json = %+v, want service cart, 4 client errors, no server error, >= 5 successes", s)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/metrics/metricstest"
 )
 
 // lockedBuffer collects what run writes to stdout while the test reads it.
@@ -230,7 +231,7 @@ func TestRunMetrics(t *testing.T) {
 		}
 	}
 
-	page := scrape(t, base+"/metrics")
+	page := metricstest.Scrape(t, base+"/metrics")
 	for _, w := range []struct {
 		route, code string
 		n           float64
@@ -243,11 +244,11 @@ func TestRunMetrics(t *testing.T) {
 		{"/api/v1/admin/products/{id}", "200", 1},
 		{"other", "404", 1},
 	} {
-		if got := page.requests("catalog", w.route, w.code); got != w.n {
+		if got := page.Requests("catalog", w.route, w.code); got != w.n {
 			t.Errorf("flashedge_catalog_requests_total{route=%q,code=%q} = %v, want %v", w.route, w.code, got, w.n)
 		}
 	}
-	if got := page.value("flashedge_catalog_request_duration_seconds", "route", "/api/v1/products/{id}"); got != 4 {
+	if got := page.Value("flashedge_catalog_request_duration_seconds", "route", "/api/v1/products/{id}"); got != 4 {
 		t.Errorf("request_duration_seconds{route=/api/v1/products/{id}} count = %v, want 4", got)
 	}
 	patterns := map[string]bool{"/health": true, "/ready": true, "/metrics": true, "/metrics.json": true, "other": true,
@@ -264,7 +265,7 @@ func TestRunMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %s", f)
 		}
 	}
-	s := readSummary(t, base+"/metrics.json")
+	s := metricstest.ReadSummary(t, base+"/metrics.json")
 	if s.Service != "catalog" || s.Client != 3 || s.Server != 0 || s.Success < 8 || s.Latency.Samples < 11 {
 		t.Errorf("/metrics.json = %+v, want service catalog, 3 client errors, 0 server errors, >= 8 successes, >= 11 samples", s)
 	}

@@ -17,6 +17,7 @@ import (
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/metrics/metricstest"
 	"flashedge/shared/obs"
 	"flashedge/shared/product"
 	"flashedge/shared/upstream"
@@ -241,42 +242,42 @@ func TestRunMetrics(t *testing.T) {
 		codes[c.status]++
 	}
 
-	page := scrape(t, s.base+"/metrics")
+	page := metricstest.Scrape(t, s.base+"/metrics")
 	for decision, n := range map[string]float64{"admitted": 2, "sold_out": 1, "busy": 1, "limit": 1, "bad_challenge": 1, "not_started": 0, "ended": 0} {
-		if got := page.value("flashedge_order_admission_total", "decision", decision); got != n {
+		if got := page.Value("flashedge_order_admission_total", "decision", decision); got != n {
 			t.Errorf("flashedge_order_admission_total{decision=%q} = %v, want %v", decision, got, n)
 		}
 	}
 	for code, n := range codes {
-		if got := page.requests("order", "/api/v1/flash-sales/{id}/attempts", fmt.Sprint(code)); got != n {
+		if got := page.Requests("order", "/api/v1/flash-sales/{id}/attempts", fmt.Sprint(code)); got != n {
 			t.Errorf("requests_total{route=attempts,code=%d} = %v, want %v", code, got, n)
 		}
 	}
-	if got := page.requests("order", "/api/v1/flash-sales/{id}/challenge", "200"); got != float64(challenges) {
+	if got := page.Requests("order", "/api/v1/flash-sales/{id}/challenge", "200"); got != float64(challenges) {
 		t.Errorf("requests_total{route=challenge,code=200} = %v, want %d", got, challenges)
 	}
-	if got := page.requests("order", "/api/v1/admin/flash-sales", "201"); got != 1 {
+	if got := page.Requests("order", "/api/v1/admin/flash-sales", "201"); got != 1 {
 		t.Errorf("requests_total{route=admin create,code=201} = %v, want 1", got)
 	}
-	if got := page.value("flashedge_order_request_duration_seconds", "route", "/api/v1/flash-sales/{id}/attempts"); got != 7 {
+	if got := page.Value("flashedge_order_request_duration_seconds", "route", "/api/v1/flash-sales/{id}/attempts"); got != 7 {
 		t.Errorf("request_duration_seconds{route=attempts} count = %v, want 7", got)
 	}
 	// No worker has created the group yet: the backlog is the whole stream.
 	for series, want := range map[string]float64{"flashedge_order_stream_backlog": 2, "flashedge_order_stream_pending": 0} {
-		if got := page.value(series); got != want {
+		if got := page.Value(series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
 		}
 	}
-	if got := page.value("flashedge_sale_queued", "sale", "s1"); got != 2 {
+	if got := page.Value("flashedge_sale_queued", "sale", "s1"); got != 2 {
 		t.Errorf("flashedge_sale_queued{sale=s1} = %v, want 2", got)
 	}
-	if got := page.value("flashedge_sale_events_total", "sale", "s1", "event", "admitted"); got != 2 {
+	if got := page.Value("flashedge_sale_events_total", "sale", "s1", "event", "admitted"); got != 2 {
 		t.Errorf("flashedge_sale_events_total{sale=s1,event=admitted} = %v, want 2", got)
 	}
-	if got := page.value("flashedge_sale_stock", "sale", "s1", "shard", "0") + page.value("flashedge_sale_stock", "sale", "s1", "shard", "1"); got != 2 {
+	if got := page.Value("flashedge_sale_stock", "sale", "s1", "shard", "0") + page.Value("flashedge_sale_stock", "sale", "s1", "shard", "1"); got != 2 {
 		t.Errorf("flashedge_sale_stock{sale=s1} sums to %v, want 2", got)
 	}
-	if got := page.value("flashedge_sale_tokens_total", "event", "consumed"); got != 0 {
+	if got := page.Value("flashedge_sale_tokens_total", "event", "consumed"); got != 0 {
 		t.Errorf("flashedge_sale_tokens_total{event=consumed} = %v before any checkout, want 0", got)
 	}
 
@@ -318,21 +319,21 @@ func TestRunMetrics(t *testing.T) {
 	want := map[string]float64{
 		"backlog": 0, "pending": 0, "queued": 0, "won": 2, "ordered": 1, "stock": 0, "consumed": 1,
 	}
-	read := func(p promPage) map[string]float64 {
+	read := func(p metricstest.Page) map[string]float64 {
 		return map[string]float64{
-			"backlog":  p.value("flashedge_order_stream_backlog"),
-			"pending":  p.value("flashedge_order_stream_pending"),
-			"queued":   p.value("flashedge_sale_queued", "sale", "s1"),
-			"won":      p.value("flashedge_sale_events_total", "sale", "s1", "event", "won"),
-			"ordered":  p.value("flashedge_sale_events_total", "sale", "s1", "event", "ordered"),
-			"stock":    p.value("flashedge_sale_stock", "sale", "s1", "shard", "0") + p.value("flashedge_sale_stock", "sale", "s1", "shard", "1"),
-			"consumed": p.value("flashedge_sale_tokens_total", "event", "consumed"),
+			"backlog":  p.Value("flashedge_order_stream_backlog"),
+			"pending":  p.Value("flashedge_order_stream_pending"),
+			"queued":   p.Value("flashedge_sale_queued", "sale", "s1"),
+			"won":      p.Value("flashedge_sale_events_total", "sale", "s1", "event", "won"),
+			"ordered":  p.Value("flashedge_sale_events_total", "sale", "s1", "event", "ordered"),
+			"stock":    p.Value("flashedge_sale_stock", "sale", "s1", "shard", "0") + p.Value("flashedge_sale_stock", "sale", "s1", "shard", "1"),
+			"consumed": p.Value("flashedge_sale_tokens_total", "event", "consumed"),
 		}
 	}
 	var got map[string]float64
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		got = read(scrape(t, s.base+"/metrics"))
+		got = read(metricstest.Scrape(t, s.base+"/metrics"))
 		if fmt.Sprint(got) == fmt.Sprint(want) {
 			break
 		}
@@ -341,7 +342,7 @@ func TestRunMetrics(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	sum := readSummary(t, s.base+"/metrics.json")
+	sum := metricstest.ReadSummary(t, s.base+"/metrics.json")
 	if sum.Service != "order" || sum.Client != 4 || sum.Server != 0 {
 		t.Errorf("/metrics.json = %+v, want service order, 4 client errors (409, 429, 403, 410), no server error", sum)
 	}

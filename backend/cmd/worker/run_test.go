@@ -15,6 +15,7 @@ import (
 	"flashedge/backend/internal/flashsale"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/metrics/metricstest"
 )
 
 // lockedBuffer collects what run writes to stdout while the test reads it.
@@ -303,16 +304,16 @@ func TestRunMetrics(t *testing.T) {
 		"issued": 1, "consumed": 0, "expired": 1, "lag": 0,
 	}
 	var got map[string]float64
-	var page promPage
+	var page metricstest.Page
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		page = scrape(t, base+"/metrics")
-		got = map[string]float64{"errors": page.value("flashedge_worker_errors_total"), "lag": page.value("flashedge_worker_consumer_lag")}
+		page = metricstest.Scrape(t, base+"/metrics")
+		got = map[string]float64{"errors": page.Value("flashedge_worker_errors_total"), "lag": page.Value("flashedge_worker_consumer_lag")}
 		for _, r := range []string{"won", "lost", "sold_out", "duplicate"} {
-			got[r] = page.value("flashedge_worker_processed_total", "result", r)
+			got[r] = page.Value("flashedge_worker_processed_total", "result", r)
 		}
 		for _, e := range []string{"issued", "consumed", "expired"} {
-			got[e] = page.value("flashedge_sale_tokens_total", "event", e)
+			got[e] = page.Value("flashedge_sale_tokens_total", "event", e)
 		}
 		if fmt.Sprint(got) == fmt.Sprint(want) {
 			break
@@ -326,14 +327,14 @@ func TestRunMetrics(t *testing.T) {
 		route, code string
 		n           float64
 	}{{"/health", "200", 1}, {"/ready", "200", 1}, {"other", "404", 1}} {
-		if got := page.requests("worker", w.route, w.code); got != w.n {
+		if got := page.Requests("worker", w.route, w.code); got != w.n {
 			t.Errorf("flashedge_worker_requests_total{route=%q,code=%q} = %v, want %v", w.route, w.code, got, w.n)
 		}
 	}
-	if page.requests("worker", "/metrics", "200") < 1 {
+	if page.Requests("worker", "/metrics", "200") < 1 {
 		t.Error("the scrapes are not counted under route /metrics")
 	}
-	if s := readSummary(t, base+"/metrics.json"); s.Service != "worker" || s.Client != 1 || s.Server != 0 || s.Success < 3 {
+	if s := metricstest.ReadSummary(t, base+"/metrics.json"); s.Service != "worker" || s.Client != 1 || s.Server != 0 || s.Success < 3 {
 		t.Errorf("/metrics.json = %+v, want service worker, one client error, >= 3 successes", s)
 	}
 

@@ -1,6 +1,7 @@
-package main
-
-// The same helpers are in every backend binary's tests (each is its own main package).
+// Package metricstest reads a service's /metrics and /metrics.json in tests: the Prometheus text
+// is parsed with the Prometheus parser and every flashedge_ family is checked against the metric
+// contract of package metrics.
+package metricstest
 
 import (
 	"bytes"
@@ -17,13 +18,13 @@ import (
 	"flashedge/shared/metrics"
 )
 
-// promPage is one parsed /metrics page.
-type promPage map[string]*dto.MetricFamily
+// Page is one parsed /metrics page, by family name.
+type Page map[string]*dto.MetricFamily
 
-// scrape GETs a /metrics page, parses it with the Prometheus text parser and checks every
+// Scrape GETs a /metrics page, parses it with the Prometheus text parser and checks every
 // flashedge_ family against the contract in shared/metrics (name, type, label names); any
 // failure fails the test.
-func scrape(t *testing.T, url string) promPage {
+func Scrape(t testing.TB, url string) Page {
 	t.Helper()
 	code, body, err := fasthttp.GetTimeout(nil, url, 5*time.Second)
 	if err != nil || code != 200 {
@@ -67,9 +68,9 @@ func scrape(t *testing.T, url string) promPage {
 	return fams
 }
 
-// value returns the value of the series of family whose labels are exactly labels (name/value
+// Value returns the value of the series of family whose labels are exactly labels (name/value
 // pairs): a counter's or gauge's value, a histogram's sample count; -1 when there is none.
-func (p promPage) value(family string, labels ...string) float64 {
+func (p Page) Value(family string, labels ...string) float64 {
 next:
 	for _, m := range p[family].GetMetric() {
 		if len(m.GetLabel())*2 != len(labels) {
@@ -95,13 +96,13 @@ next:
 	return -1
 }
 
-// requests returns flashedge_<svc>_requests_total{route,code}.
-func (p promPage) requests(svc, route, code string) float64 {
-	return p.value("flashedge_"+svc+"_requests_total", "route", route, "code", code)
+// Requests returns flashedge_<svc>_requests_total{route,code}.
+func (p Page) Requests(svc, route, code string) float64 {
+	return p.Value("flashedge_"+svc+"_requests_total", "route", route, "code", code)
 }
 
-// summary is /metrics.json.
-type summary struct {
+// Summary is /metrics.json.
+type Summary struct {
 	Service string `json:"service"`
 	Total   uint64 `json:"total_requests"`
 	Success uint64 `json:"success_requests"`
@@ -115,14 +116,14 @@ type summary struct {
 	} `json:"latency_ms"`
 }
 
-// readSummary GETs /metrics.json and checks that its counts add up.
-func readSummary(t *testing.T, url string) summary {
+// ReadSummary GETs /metrics.json and checks that its counts add up.
+func ReadSummary(t testing.TB, url string) Summary {
 	t.Helper()
 	code, body, err := fasthttp.GetTimeout(nil, url, 5*time.Second)
 	if err != nil || code != 200 {
 		t.Fatalf("GET %s: %d %v", url, code, err)
 	}
-	var s summary
+	var s Summary
 	if err := json.Unmarshal(body, &s); err != nil {
 		t.Fatalf("GET %s: %v in %s", url, err, body)
 	}
