@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/metrics/metricstest"
 )
 
 func TestRunServesAndStopsCleanly(t *testing.T) {
@@ -72,36 +69,13 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 			t.Fatalf("product: %d %s", code, b)
 		}
 	}
-	code, page := get("/metrics")
-	if code != 200 {
-		t.Fatalf("/metrics: %d", code)
-	}
-	families, err := new(expfmt.TextParser).TextToMetricFamilies(bytes.NewReader(page))
-	if err != nil {
-		t.Fatalf("/metrics does not parse: %v", err)
-	}
+	page := metricstest.Scrape(t, "http://"+addr+"/metrics") // also checks names, types, labels
 	count := func(family string, labels map[string]string) float64 {
-		f := families[family]
-		if f == nil {
-			t.Fatalf("/metrics lacks %s", family)
+		var kv []string
+		for k, v := range labels {
+			kv = append(kv, k, v)
 		}
-	next:
-		for _, m := range f.Metric {
-			for _, l := range m.Label {
-				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			default:
-				return m.Untyped.GetValue()
-			}
-		}
-		return -1
+		return page.Value(family, kv...)
 	}
 	route := "/api/v1/products/{id}"
 	if n := count("flashedge_edge_requests_total", map[string]string{"route": route, "code": "200"}); n != 5 {
@@ -115,18 +89,12 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 		t.Errorf("ristretto hits = %v, want >= 3", n)
 	}
 	for _, f := range []string{"flashedge_edge_breaker_state", "flashedge_edge_backend_healthy", "flashedge_edge_invalidations_total"} {
-		if families[f] == nil {
+		if page[f] == nil {
 			t.Errorf("/metrics lacks %s", f)
 		}
 	}
-	var summary struct {
-		Total   int64 `json:"total_requests"`
-		Success int64 `json:"success_requests"`
-		Failed  int64 `json:"failed_requests"`
-	}
-	_, js := get("/metrics.json")
-	if err := json.Unmarshal(js, &summary); err != nil || summary.Total != summary.Success+summary.Failed || summary.Success < 5 {
-		t.Errorf("/metrics.json %s: want total = success + failed and >= 5 successes", js)
+	if s := metricstest.ReadSummary(t, "http://"+addr+"/metrics.json"); s.Success < 5 {
+		t.Errorf("/metrics.json: %d successes, want >= 5", s.Success)
 	}
 	cancel()
 	select {
