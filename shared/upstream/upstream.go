@@ -66,8 +66,9 @@ type Options struct {
 	Timeout time.Duration
 	// DialTimeout bounds opening a connection. Zero means the smaller of Timeout and 1s.
 	DialTimeout time.Duration
-	// MaxConnsPerHost caps the connections to one replica; a call finding them all busy tries
-	// another replica (within Retries) and is not counted by the breaker. Zero means 512.
+	// MaxConnsPerHost caps the connections to one replica; a call finding them all busy waits up
+	// to Timeout/2 for one, then tries another replica (within Retries), and is not counted by
+	// the breaker. Zero means 512.
 	MaxConnsPerHost int
 	// MaxIdleConnDuration closes keep-alive connections idle this long. Keep it below the
 	// replicas' server idle timeout so the pool never writes into a connection the server has
@@ -208,10 +209,13 @@ func New(o Options, log *slog.Logger) (*Pool, error) {
 			return c, nil
 		}
 		r.client = &fasthttp.HostClient{
-			Addr:                      addr,
-			Name:                      "flashedge-" + o.Name,
-			DialTimeout:               dial,
-			MaxConns:                  o.MaxConnsPerHost,
+			Addr:        addr,
+			Name:        "flashedge-" + o.Name,
+			DialTimeout: dial,
+			MaxConns:    o.MaxConnsPerHost,
+			// A burst above MaxConns waits briefly for a connection instead of being refused at
+			// once: refusing turned 1,000 concurrent shoppers into instant 503s in the stress run.
+			MaxConnWaitTimeout:        o.Timeout / 2,
 			MaxConnDuration:           o.MaxConnDuration,
 			MaxIdleConnDuration:       o.MaxIdleConnDuration,
 			ReadTimeout:               o.Timeout,
