@@ -370,34 +370,7 @@ func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id []byte) {
 		httpapi.WriteRawJSON(ctx, fasthttp.StatusUnauthorized, unauthBody)
 		return
 	}
-	if !product.ValidID(id) {
-		g.reject(ReasonUnknown)
-		httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, unknownBody)
-		return
-	}
-	s, err := g.lookup(id)
-	if err != nil {
-		g.storeDown(ctx, err)
-		return
-	}
-	now := g.o.Now().UnixMilli()
-	switch {
-	case !s.exists:
-		g.reject(ReasonUnknown)
-		httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, unknownBody)
-		return
-	case now < s.startMs:
-		g.reject(ReasonNotStarted)
-		ctx.Response.Header.Set("Retry-After", strconv.FormatInt((s.startMs-now+999)/1000, 10))
-		httpapi.WriteRawJSON(ctx, statusTooEarly, notStartedBody)
-		return
-	case now >= s.endMs:
-		g.reject(ReasonEnded)
-		httpapi.WriteRawJSON(ctx, fasthttp.StatusGone, endedBody)
-		return
-	case s.soldOut:
-		g.reject(ReasonSoldOut)
-		httpapi.WriteRawJSON(ctx, fasthttp.StatusGone, soldOutBody)
+	if !g.open(ctx, id) {
 		return
 	}
 	if g.refused(ctx, uid) {
@@ -406,6 +379,42 @@ func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id []byte) {
 	ctx.Request.Header.Set(httpapi.HeaderUserID, uid)
 	g.forwarded.Add(1)
 	g.order.Forward(ctx)
+}
+
+// open answers the request itself, and returns false, unless sale id is known, inside its
+// window and not sold out: the refusals that need no backend, cheapest first.
+func (g *Gate) open(ctx *fasthttp.RequestCtx, id []byte) bool {
+	if !product.ValidID(id) {
+		g.reject(ReasonUnknown)
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, unknownBody)
+		return false
+	}
+	s, err := g.lookup(id)
+	if err != nil {
+		g.storeDown(ctx, err)
+		return false
+	}
+	now := g.o.Now().UnixMilli()
+	switch {
+	case !s.exists:
+		g.reject(ReasonUnknown)
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, unknownBody)
+		return false
+	case now < s.startMs:
+		g.reject(ReasonNotStarted)
+		ctx.Response.Header.Set("Retry-After", strconv.FormatInt((s.startMs-now+999)/1000, 10))
+		httpapi.WriteRawJSON(ctx, statusTooEarly, notStartedBody)
+		return false
+	case now >= s.endMs:
+		g.reject(ReasonEnded)
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusGone, endedBody)
+		return false
+	case s.soldOut:
+		g.reject(ReasonSoldOut)
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusGone, soldOutBody)
+		return false
+	}
+	return true
 }
 
 // refused applies the blacklist and the rate limits, answering the refusal itself.

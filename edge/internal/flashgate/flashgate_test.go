@@ -161,11 +161,21 @@ func TestAttemptAnsweredAtTheEdge(t *testing.T) {
 			}
 		})
 	}
+	// Challenges for a sale that cannot sell are answered at the edge too.
+	for sale, want := range map[string]int{"gone": 410, "later": 425, "over": 410, "nope": 404, "live": 202} {
+		before := f.order.n.Load()
+		if r := f.do("POST", "/api/v1/flash-sales/"+sale+"/challenge", tok); r.StatusCode() != want {
+			t.Errorf("challenge on %s: %d, want %d", sale, r.StatusCode(), want)
+		}
+		if got := f.order.n.Load() - before; (got == 1) != (want == 202) {
+			t.Errorf("challenge on %s forwarded %d times", sale, got)
+		}
+	}
 	if r := f.do("POST", "/api/v1/flash-sales/later/attempts", tok); string(r.Header.Peek("Retry-After")) != "90" {
 		t.Fatalf("not-started Retry-After %q, want 90", r.Header.Peek("Retry-After"))
 	}
 	s := f.gate.Stats()
-	if s.Rejected[ReasonSoldOut] != 1 || s.Rejected[ReasonNotStarted] != 2 || s.Rejected[ReasonEnded] != 1 {
+	if s.Rejected[ReasonSoldOut] != 2 || s.Rejected[ReasonNotStarted] != 3 || s.Rejected[ReasonEnded] != 2 {
 		t.Fatalf("stats %+v", s)
 	}
 }

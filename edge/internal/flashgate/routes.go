@@ -52,10 +52,12 @@ func (g *Gate) user(next func(ctx *fasthttp.RequestCtx, uid string)) fasthttp.Re
 	}
 }
 
-// limitedForward applies the blacklist and rate limits (challenges cost the store a write) and
-// forwards.
+// limitedForward answers a challenge request at the edge when the sale cannot sell (unknown,
+// outside its window, sold out), applies the blacklist and rate limits (a challenge costs the
+// store a write) and forwards the rest.
 func (g *Gate) limitedForward(ctx *fasthttp.RequestCtx, uid string) {
-	if g.refused(ctx, uid) {
+	id, _ := ctx.UserValue("id").(string)
+	if !g.open(ctx, []byte(id)) || g.refused(ctx, uid) {
 		return
 	}
 	g.order.Forward(ctx)
