@@ -46,8 +46,15 @@ test: deps-test
 test-short:
 	$(GO) test -short ./...
 
+# The peer comparison (wrk against the ceiling, the edge and nginx + Lua), then the flash-sale
+# rush with its invariant checks and the seed's cart stress test: about seven minutes in all.
 bench: build deps-bench
+	@mkdir -p bench/out
 	$(BIN)/benchrun -bin $(BIN)
+	$(BIN)/load -spawn -bin $(BIN) -scenario rush -attempts 100000 -users 20000 -stock 1000 -shards 8 \
+		-difficulty 8 -json bench/out/rush.json -plot bench/out/rush.svg
+	$(BIN)/load -spawn -bin $(BIN) -scenario stress -levels 100,500,1000 -duration 10s \
+		-json bench/out/stress.json -plot bench/out/stress.svg
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change:"; echo "$$out"; exit 1; }
