@@ -398,6 +398,7 @@ func healthy(s backendState) bool   { return s.healthy == 1 }
 func unhealthy(s backendState) bool { return s.healthy == 0 }
 func usable(s backendState) bool    { return s.healthy == 1 && s.breaker == 0 }
 func isOpen(s backendState) bool    { return s.breaker == 2 }
+func admits(s backendState) bool    { return s.healthy == 1 && s.breaker != 2 }
 
 // pid formats a product id as the catalog does.
 func pid(n int) string { return fmt.Sprintf("%08d", n) }
