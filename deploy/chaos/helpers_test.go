@@ -329,10 +329,16 @@ type backendState struct {
 var metricLine = regexp.MustCompile(`^(\w+)\{([^}]*)\} (\S+)$`)
 var metricLabel = regexp.MustCompile(`(\w+)="([^"]*)"`)
 
-// edgeBackends reads the edge's /metrics and returns the state of every backend replica by
-// "service addr".
-func edgeBackends(hc *http.Client, edgeURL string) (map[string]backendState, error) {
-	resp, err := hc.Get(edgeURL + "/metrics")
+// metric is one sample of a Prometheus text exposition.
+type metric struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+// scrape reads a /metrics page.
+func scrape(hc *http.Client, url string) ([]metric, error) {
+	resp, err := hc.Get(url + "/metrics")
 	if err != nil {
 		return nil, err
 	}
@@ -340,35 +346,68 @@ func edgeBackends(hc *http.Client, edgeURL string) (map[string]backendState, err
 	if resp.StatusCode != 200 {
 		return nil, fmt.Errorf("/metrics answered %d", resp.StatusCode)
 	}
-	out := map[string]backendState{}
+	var out []metric
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		m := metricLine.FindStringSubmatch(sc.Text())
-		if m == nil || (m[1] != "flashedge_edge_backend_healthy" && m[1] != "flashedge_edge_breaker_state") {
+		if m == nil {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[3], 64)
+		if err != nil {
 			continue
 		}
 		labels := map[string]string{}
 		for _, l := range metricLabel.FindAllStringSubmatch(m[2], -1) {
 			labels[l[1]] = l[2]
 		}
-		v, err := strconv.ParseFloat(m[3], 64)
-		if err != nil {
+		out = append(out, metric{name: m[1], labels: labels, value: v})
+	}
+	return out, sc.Err()
+}
+
+// edgeCounter returns the value of the edge's metric name whose label key has value val.
+func edgeCounter(t testing.TB, hc *http.Client, edge, name, key, val string) float64 {
+	t.Helper()
+	ms, err := scrape(hc, edge)
+	if err != nil {
+		t.Fatalf("edge metrics: %v", err)
+	}
+	for _, m := range ms {
+		if m.name == name && m.labels[key] == val {
+			return m.value
+		}
+	}
+	t.Fatalf("edge metrics have no %s{%s=%q}", name, key, val)
+	return 0
+}
+
+// edgeBackends reads the edge's /metrics and returns the state of every backend replica by
+// "service addr".
+func edgeBackends(hc *http.Client, edgeURL string) (map[string]backendState, error) {
+	ms, err := scrape(hc, edgeURL)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]backendState{}
+	for _, m := range ms {
+		if m.name != "flashedge_edge_backend_healthy" && m.name != "flashedge_edge_breaker_state" {
 			continue
 		}
-		k := labels["backend"] + " " + labels["addr"]
+		k := m.labels["backend"] + " " + m.labels["addr"]
 		s := out[k]
-		if m[1] == "flashedge_edge_backend_healthy" {
-			s.healthy = v
+		if m.name == "flashedge_edge_backend_healthy" {
+			s.healthy = m.value
 		} else {
-			s.breaker = v
+			s.breaker = m.value
 		}
 		out[k] = s
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no backend gauges in the edge's /metrics")
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // waitBackend polls the edge's /metrics until the replica's state satisfies want and returns

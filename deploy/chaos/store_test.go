@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -49,6 +50,9 @@ func TestStoreFaults(t *testing.T) {
 
 	// Black hole for 6s: long enough for the writes, which the edge retries once after a 503
 	// (2 x the catalog's 2s store deadline), to be answered while it lasts.
+	const misses, hits = "flashedge_edge_cache_misses_total", "flashedge_edge_cache_hits_total"
+	missesBefore := edgeCounter(t, hc, edge, misses, "layer", "ristretto")
+	hitsBefore := edgeCounter(t, hc, edge, hits, "layer", "ristretto")
 	blockAt := time.Now()
 	px.Block(true)
 	l := startLoad(t, 6, 20*time.Millisecond, 1000, func(w, i int) (string, func() reply) {
@@ -72,6 +76,11 @@ func TestStoreFaults(t *testing.T) {
 		}
 	})
 	time.Sleep(6 * time.Second)
+	// Every read during the fault was a rendered-body hit (the edge had not yet noticed its
+	// store connection was dead: no invalidation can arrive, the body is current as far as
+	// it can know) or a miss: an uncached read, or a cached one served stale-if-error.
+	missed := edgeCounter(t, hc, edge, misses, "layer", "ristretto") - missesBefore
+	hit := edgeCounter(t, hc, edge, hits, "layer", "ristretto") - hitsBefore
 	liftAt := time.Now()
 	px.Block(false)
 	all := l.Stop()                                                             // waits for the writes still in flight
@@ -126,6 +135,9 @@ func TestStoreFaults(t *testing.T) {
 	}
 	t.Logf("store +20ms each way: cached read %s, uncached read %s, admin edit %s, cart add %s, all 200",
 		ms(slow["cached read"].lat), ms(slow["uncached read"].lat), ms(slow["admin edit"].lat), ms(slow["cart add"].lat))
+	uncachedSent := len(pick(all, func(s sample) bool { return s.op == "uncached" && s.start.Before(liftAt) }))
+	t.Logf("store black hole %.1fs, edge cache: %.0f cached reads answered as hits, about %.0f stale-if-error after the edge dropped its dead store connection",
+		liftAt.Sub(blockAt).Seconds(), hit, missed-float64(uncachedSent))
 	t.Logf("store black hole %.1fs, answers during it: %s | %s | %s | %s | %s; recovered after the fault (first 200): uncached read %s, admin edit %s, cart add %s",
 		liftAt.Sub(blockAt).Seconds(), line("cached"), line("uncached"), line("admin"), line("create"), line("cart"),
 		recovery["uncached read"].Round(time.Millisecond), recovery["admin edit"].Round(time.Millisecond), recovery["cart add"].Round(time.Millisecond))
@@ -174,4 +186,54 @@ func TestStoreFaults(t *testing.T) {
 	}
 	t.Logf("store reset storm (%d connections reset over 2s): %s | %s | %s; edits work again %s after the storm",
 		resets, storms("cached"), storms("admin"), storms("cart"), calm.Round(time.Millisecond))
+}
+
+// TestStaleIfErrorBound checks the documented bound of stale-if-error end to end: with the
+// store black-holed, the edge serves a product it had cached for StaleIfError (60s) after it
+// notices the dead connection (about 5s: rueidis' ping and its 3s write timeout), then answers
+// 503. It takes over a minute, so it runs only with FLASHEDGE_CHAOS_FULL=1 (make chaos).
+func TestStaleIfErrorBound(t *testing.T) {
+	if os.Getenv("FLASHEDGE_CHAOS_FULL") != "1" {
+		t.Skip("set FLASHEDGE_CHAOS_FULL=1 to run the 70s stale-if-error bound test")
+	}
+	srv := kvtest.Start(t)
+	px := netfault.Start(t, srv.Addr)
+	st := stack.Start(t, quiet(stack.Options{
+		Services: []string{"catalog", "edge"}, StoreAddr: px.Addr(),
+		ServiceEnv: map[string]map[string]string{"catalog": {"FLASHEDGE_SEED_DEMO": "5"}},
+	}))
+	hc := newHTTP(t)
+	anon := &client{base: st.URL("edge", 0), http: hc}
+	anon.must(t, "warm the edge cache", 200, "GET", "/api/v1/products/"+pid(1), nil)
+	blockAt := time.Now()
+	px.Block(true)
+	var last reply
+	served := 0
+	for {
+		last = anon.call("GET", "/api/v1/products/"+pid(1), nil)
+		if last.status != 200 {
+			break
+		}
+		served++
+		if time.Since(blockAt) > 90*time.Second {
+			t.Fatalf("the edge still serves the cached product %s after the store became unreachable; the documented bound is 60s", time.Since(blockAt))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	endAt := last.start
+	px.Block(false)
+	if !last.clear503() || last.lat > time.Second {
+		t.Errorf("the first refused read: %s; want a clear 503 within 1s", last)
+	}
+	if d := endAt.Sub(blockAt); d < 60*time.Second || d > 68*time.Second {
+		t.Errorf("stale-if-error ended %s after the store became unreachable; want 60s after the edge noticed (about 5s)", d)
+	}
+	back := poll(t, "the product after the store came back", 10*time.Second, func() error {
+		if r := anon.call("GET", "/api/v1/products/"+pid(1), nil); r.status != 200 {
+			return fmt.Errorf("%s", r)
+		}
+		return nil
+	})
+	t.Logf("stale-if-error bound: with the store black-holed the edge served its cached product %d times for %s, then a 503 %s (in %s); 200 again %s after the store came back",
+		served, endAt.Sub(blockAt).Round(100*time.Millisecond), last.errCode(), ms(last.lat), back.Round(time.Millisecond))
 }
