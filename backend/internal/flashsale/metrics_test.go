@@ -178,9 +178,11 @@ func TestExportOrder(t *testing.T) {
 	for _, u := range []string{"alice", "bob", "carol"} {
 		admittedTicket(t, e.attempt("s", u, "k"))
 	}
+	// The stream and the ledgers are read (and reused) separately: wait until both are fresh.
 	waitFor(t, 5*time.Second, "the scrape shows the sales", func() bool {
 		fams = scrapeRegistry(t, reg)
-		return gaugeValue(fams, `flashedge_sale_queued{sale="s"}`) == "3"
+		return gaugeValue(fams, `flashedge_sale_queued{sale="s"}`) == "3" &&
+			gaugeValue(fams, "flashedge_order_stream_backlog") == "3"
 	})
 	want := map[string]string{
 		"flashedge_order_stream_backlog":                         "3", // no group yet: every entry
