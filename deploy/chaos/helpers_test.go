@@ -23,7 +23,7 @@ import (
 
 func TestMain(m *testing.M) { stack.Main(m) }
 
-// newTransport returns an HTTP client whose idle connections are closed when the test ends.
+// newHTTP returns an HTTP client whose idle connections are closed when the test ends.
 // Its timeout is above every budget in the system (the longest, edge -> order, is 2 x 5s), so
 // a reply that takes longer is a hang the tests must see, not something the client cut short.
 func newHTTP(t testing.TB) *http.Client {
@@ -370,11 +370,11 @@ func scrape(hc *http.Client, url string) ([]metric, error) {
 // edgeCounter returns the value of the edge's metric name whose label key has value val.
 func edgeCounter(t testing.TB, hc *http.Client, edge, name, key, val string) float64 {
 	t.Helper()
-	ms, err := scrape(hc, edge)
+	all, err := scrape(hc, edge)
 	if err != nil {
 		t.Fatalf("edge metrics: %v", err)
 	}
-	for _, m := range ms {
+	for _, m := range all {
 		if m.name == name && m.labels[key] == val {
 			return m.value
 		}

@@ -129,9 +129,9 @@ func TestGracefulShutdown(t *testing.T) {
 			}
 		}
 		t.Logf("SIGTERM to the order service with %d slowed checkouts in flight (one alone takes %s): all %d answered 201, drained and exited %s after the signal; "+
-			"%d checkouts sent after the signal got the edge's maintenance 503 (the others 201 before the listener closed), each 201 on retry with its key after the restart; "+
+			"%d of %d checkouts sent after the signal got the edge's maintenance 503 (the rest 201), each 201 on retry with its key after the restart; "+
 			"/ready of the order service during the drain: %v",
-			inFlight, one.lat.Round(time.Millisecond), inflight, exitAt.Sub(sigAt).Round(time.Millisecond), after, ready)
+			inFlight, one.lat.Round(time.Millisecond), inflight, exitAt.Sub(sigAt).Round(time.Millisecond), after, late, ready)
 	})
 
 	t.Run("worker finishes and acknowledges its messages", func(t *testing.T) {
