@@ -253,7 +253,7 @@ func TestDeadlines(t *testing.T) {
 		lo = time.Hour
 		for _, r := range replies {
 			if !ok(r) || r.lat > budget+time.Second {
-				t.Errorf("%s: %s; want the expected 503 within %s (+1s)", what, r, budget)
+				t.Errorf("%s: %s; want the expected answer within %s (+1s)", what, r, budget)
 			}
 			lo, hi = min(lo, r.lat), max(hi, r.lat)
 		}
@@ -272,8 +272,9 @@ func TestDeadlines(t *testing.T) {
 	)
 	pxCat.Block(false)
 	adminLo, adminHi := check(got["admin"], "admin edit with the catalog hung", 3*time.Second, reply.maintenance)
+	// The cart gives up on the catalog after its attempts and answers from the store.
 	cartLo, cartHi := check(got["cart"], "cart add with the catalog hung (behind the cart)", 3*time.Second,
-		func(r reply) bool { return r.clear503() && r.errCode() == "catalog_unavailable" })
+		func(r reply) bool { return r.status == 200 })
 	for _, r := range got["read"] {
 		if r.status != 200 || r.lat > 100*time.Millisecond {
 			t.Errorf("product read with the catalog hung: %s; want 200 from the edge's cache at once", r)
@@ -300,7 +301,7 @@ func TestDeadlines(t *testing.T) {
 	cartGetLo, cartGetHi := check(got["cart"], "cart read with the cart hung", 4*time.Second, reply.maintenance)
 	ordersLo, ordersHi := check(got["orders"], "order list with the order service hung", 5*time.Second, reply.maintenance)
 	coLo, coHi := check(got["checkout"], "checkout with the order service hung", 5*time.Second, reply.maintenance)
-	t.Logf("deadlines, hung backend -> answer time: edge->catalog %s (budget 3s, maintenance 503); cart->catalog %s (the cart's 503 catalog_unavailable: 2 attempts x 1s within its 3s deadline, under the edge's 4s); "+
+	t.Logf("deadlines, hung backend -> answer time: edge->catalog %s (budget 3s, maintenance 503); cart->catalog %s (200 from the store after 2 attempts x 1s at the catalog, within its 3s deadline, under the edge's 4s); "+
 		"edge->cart %s (budget 4s); edge->order %s for order lists, %s for checkouts (budget 5s); product reads meanwhile 200 from the edge cache",
 		span(adminLo, adminHi), span(cartLo, cartHi), span(cartGetLo, cartGetHi), span(ordersLo, ordersHi), span(coLo, coHi))
 }

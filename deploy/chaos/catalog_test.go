@@ -9,12 +9,12 @@ import (
 )
 
 // TestKillCatalogUnderLoad: SIGKILL the catalog service while shoppers read products, add to
-// their carts and list their orders and an admin edits and creates products. Product reads
-// and order lists must keep answering 200 (the edge serves products from its cache and the
-// store; orders do not need the catalog). The catalog's own routes (admin writes) must answer
-// at once with the edge's maintenance 503, and cart adds (the cart checks every product with
-// the catalog) with a clear 503 of the cart's; none may hang or answer 500. After a restart
-// the edge must route to the catalog again by itself.
+// their carts, check out and list their orders and an admin edits and creates products. Product
+// reads, cart adds, checkouts and order lists must keep working (the edge serves products from
+// its cache; the cart and order services read the catalog's documents from the store while the
+// catalog is down). The catalog's own routes (admin writes) must answer at once with the edge's
+// maintenance 503; none may hang or answer 500. After a restart the edge must route to the
+// catalog again by itself.
 func TestKillCatalogUnderLoad(t *testing.T) {
 	const seeded = 40
 	st := stack.Start(t, quiet(stack.Options{
@@ -37,7 +37,7 @@ func TestKillCatalogUnderLoad(t *testing.T) {
 
 	// Per worker and 10 requests: 4 product reads, 2 admin edits, 1 admin create, 1 cart add,
 	// 1 checkout, 1 order list; one request per 5ms per worker (at most 800 requests/s in all).
-	catalogOps := map[string]bool{"admin-put": true, "admin-post": true, "cart-put": true, "checkout": true}
+	catalogOps := map[string]bool{"admin-put": true, "admin-post": true}
 	l := startLoad(t, workers, 5*time.Millisecond, 4000, func(w, i int) (string, func() reply) {
 		n := w*1000 + i
 		switch i % 10 {
@@ -89,10 +89,8 @@ func TestKillCatalogUnderLoad(t *testing.T) {
 	if bad := firstBad(all, func(s sample) bool { return admins(s) && !s.ok() && !s.maintenance() }); bad != "" {
 		t.Errorf("an admin write got something else than success or the edge's maintenance 503: %s", bad)
 	}
-	if bad := firstBad(all, func(s sample) bool {
-		return (s.op == "cart-put" || s.op == "checkout") && !served(s) && !(s.clear503() && s.errCode() == "catalog_unavailable")
-	}); bad != "" {
-		t.Errorf("a cart add or checkout got something else than success or the 503 catalog_unavailable of the service behind the edge: %s", bad)
+	if bad := firstBad(all, func(s sample) bool { return (s.op == "cart-put" || s.op == "checkout") && !served(s) }); bad != "" {
+		t.Errorf("a cart add or checkout failed while the catalog was down (they fall back to the store): %s", bad)
 	}
 
 	outage := pick(all, func(s sample) bool { return !s.start.Before(killAt) && s.start.Before(restartAt) })
@@ -104,7 +102,7 @@ func TestKillCatalogUnderLoad(t *testing.T) {
 		t.Errorf("p99 of the 503 answers is %s, want under 50ms (they must not wait on the dead service)", ms(p99))
 	}
 	outReads := pick(outage, func(s sample) bool { return s.op == "read" })
-	if len(outReads) < 100 || len(outCat) < 100 {
+	if len(outReads) < 100 || len(outCat) < 50 {
 		t.Errorf("only %d reads and %d catalog-dependent requests during the outage: the load did not run", len(outReads), len(outCat))
 	}
 	var recovered time.Time
@@ -120,10 +118,11 @@ func TestKillCatalogUnderLoad(t *testing.T) {
 		t.Errorf("recovery took %s after the restart, want under 10s (breaker timeout 5s + probe interval 1s)", d)
 	}
 	outOrders := pick(outage, func(s sample) bool { return s.op == "orders" })
-	t.Logf("kill -9 catalog under load: %d requests (%d during the 2.5s outage); outage: %d product reads and %d order lists all 200, "+
-		"%d catalog-dependent requests (admin writes, cart adds, checkouts), %.1f%% failed (%s), each a 503 with Retry-After; "+
+	outShop := pick(outage, func(s sample) bool { return s.op == "cart-put" || s.op == "checkout" })
+	t.Logf("kill -9 catalog under load: %d requests (%d during the 2.5s outage); outage: %d product reads, %d order lists and %d cart adds and checkouts all answered (no 5xx), "+
+		"%d admin writes, %.1f%% failed (%s), each a 503 with Retry-After; "+
 		"503 latency p50 %s p99 %s max %s over %d; edge noticed after %s; restart to /ready %s, to first success through the edge %s",
-		len(all), len(outage), len(outReads), len(outOrders), len(outCat), 100*float64(len(outFailed))/float64(max(len(outCat), 1)), statuses(outFailed),
+		len(all), len(outage), len(outReads), len(outOrders), len(outShop), len(outCat), 100*float64(len(outFailed))/float64(max(len(outCat), 1)), statuses(outFailed),
 		ms(pct(lats(failed), 50)), ms(p99), ms(pct(lats(failed), 100)), len(failed), noticed.Sub(killAt).Round(time.Millisecond),
 		readyAt.Sub(restartAt).Round(time.Millisecond), recovered.Sub(restartAt).Round(time.Millisecond))
 }

@@ -19,6 +19,7 @@ import (
 	"flashedge/shared/kv"
 	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
+	"flashedge/shared/product"
 	"flashedge/shared/upstream"
 )
 
@@ -137,9 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			if err := store.Ping(c); err != nil {
 				return fmt.Errorf("store: %w", err)
 			}
-			if !catalogPool.Available() {
-				return errors.New("catalog: no replica available")
-			}
+			// The catalog is not needed to be ready: its reads fall back to the store.
 			return nil
 		},
 		Draining: func() bool { return ctx.Err() != nil },
@@ -147,7 +146,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	r.GET("/health", probe.Health)
 	r.GET("/ready", probe.Ready)
 	reg.Register(r)
-	cart.New(store, catalogPool, cart.Options{Timeout: cfg.Timeout, Log: log}).Register(r)
+	// While the catalog is down, product reads are answered from the store it writes to, so
+	// carts keep working (prices still have one owner: the catalog's documents).
+	catalog := &product.StoreFallback{Catalog: catalogPool, KV: client}
+	cart.New(store, catalog, cart.Options{Timeout: cfg.Timeout, Log: log}).Register(r)
 
 	// Metrics outermost, so its time covers every middleware.
 	h := reg.Instrument(httpapi.RequestIDs(httpapi.AccessLog(r.Handler, log, cfg.AccessLogSample, httpapi.HeaderUserID), obs.NewIDs()), nil)

@@ -20,6 +20,7 @@ import (
 	"flashedge/shared/kv"
 	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
+	"flashedge/shared/product"
 	"flashedge/shared/upstream"
 )
 
@@ -146,7 +147,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer catalogPool.Close()
 
 	reg := metrics.New("order")
-	svc, err := order.New(store, cartPool, catalogPool, order.Options{
+	// While the catalog is down, product reads are answered from the store it writes to, so
+	// checkout keeps working (prices still have one owner: the catalog's documents).
+	catalog := &product.StoreFallback{Catalog: catalogPool, KV: client}
+	svc, err := order.New(store, cartPool, catalog, order.Options{
 		CheckoutTimeout: cfg.CheckoutTimeout,
 		PendingTTL:      cfg.PendingTTL,
 		Timeout:         cfg.Timeout,
@@ -173,10 +177,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			if err := store.Ping(c); err != nil {
 				return fmt.Errorf("store: %w", err)
 			}
-			for _, p := range []*upstream.Pool{cartPool, catalogPool} {
-				if !p.Available() {
-					return fmt.Errorf("%s: no replica available", p.Name())
-				}
+			// The catalog is not needed to be ready: its reads fall back to the store.
+			if !cartPool.Available() {
+				return fmt.Errorf("%s: no replica available", cartPool.Name())
 			}
 			return nil
 		},
