@@ -43,6 +43,10 @@ test: deps-test
 	@# skip there and run here without it.
 	$(GO) test -count=1 -run 'Allocs' ./...
 
+# The fault-injection tests including the slow ones (the 60 s stale-if-error bound); CI runs it.
+chaos: deps-test
+	FLASHEDGE_CHAOS_FULL=1 $(GO) test -race -count=1 -v -timeout 20m ./deploy/chaos/
+
 test-short:
 	$(GO) test -short ./...
 
