@@ -213,6 +213,27 @@ func isProbe(path []byte) bool {
 // Serve runs srv on ln until ctx is cancelled, then shuts it down gracefully: listeners close,
 // in-flight requests get up to grace to finish. It returns the serve error, if any.
 func Serve(ctx context.Context, srv *fasthttp.Server, ln net.Listener, grace time.Duration) error {
+	return ServeDrain(ctx, srv, ln, 0, grace)
+}
+
+// DrainDelay reads FLASHEDGE_DRAIN_DELAY (a duration such as 2s; empty means 0).
+func DrainDelay(getenv func(string) string) (time.Duration, error) {
+	v := getenv("FLASHEDGE_DRAIN_DELAY")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("FLASHEDGE_DRAIN_DELAY=%q: want a duration such as 2s", v)
+	}
+	return d, nil
+}
+
+// ServeDrain is Serve with a drain delay: once ctx is cancelled the server keeps serving for
+// drain while its Probe answers 503 draining (Probe.Draining), so balancers and the edge's
+// health probes take it out of rotation before its listener closes; then it shuts down as
+// Serve does. Give it at least the balancers' probe interval (the edge probes every second).
+func ServeDrain(ctx context.Context, srv *fasthttp.Server, ln net.Listener, drain, grace time.Duration) error {
 	lln := &lingerListener{Listener: ln}
 	defer lln.wait()
 	errc := make(chan error, 1)
@@ -221,6 +242,13 @@ func Serve(ctx context.Context, srv *fasthttp.Server, ln net.Listener, grace tim
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+	}
+	if drain > 0 {
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(drain):
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()

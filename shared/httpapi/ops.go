@@ -14,7 +14,7 @@ const HeaderUserID = "X-Flashedge-User"
 // HeaderIdempotencyKey is the client's idempotency key for writes that must happen once.
 const HeaderIdempotencyKey = "Idempotency-Key"
 
-// Probe answers /health (alive: always 200) and /ready (200 when Check returns nil within
+// Probe answers /health (alive: 200 until shutdown begins) and /ready (200 when Check returns nil within
 // Timeout, 503 with the reason otherwise). Draining, when it returns true, makes /ready answer
 // 503 so load balancers stop sending new work during shutdown.
 type Probe struct {
@@ -26,8 +26,13 @@ type Probe struct {
 	Draining func() bool
 }
 
-// Health answers 200 {"status":"ok"} while the process serves.
+// Health answers 200 {"status":"ok"} while the process serves, and 503 draining once it is
+// shutting down, so the edge's health probes stop sending it new work during the drain.
 func (p Probe) Health(ctx *fasthttp.RequestCtx) {
+	if p.Draining != nil && p.Draining() {
+		WriteError(ctx, fasthttp.StatusServiceUnavailable, "draining", "the service is shutting down")
+		return
+	}
 	WriteRawJSON(ctx, fasthttp.StatusOK, []byte(`{"status":"ok"}`))
 }
 

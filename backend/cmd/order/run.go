@@ -218,7 +218,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	log.Info("listening", "addr", ln.Addr().String())
-	err = httpapi.Serve(ctx, srv, ln, cfg.Grace)
+	drain, err := httpapi.DrainDelay(getenv)
+	if err != nil {
+		return err
+	}
+	err = httpapi.ServeDrain(ctx, srv, ln, drain, cfg.Grace)
 	log.Info("stopped")
 	return err
 }

@@ -263,7 +263,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log.Info("listening", "addr", ln.Addr().String())
 	go func() { <-ctx.Done(); draining.Store(true) }()
-	err = httpapi.Serve(ctx, srv, ln, cfg.Grace)
+	drain, err := httpapi.DrainDelay(getenv)
+	if err != nil {
+		return err
+	}
+	err = httpapi.ServeDrain(ctx, srv, ln, drain, cfg.Grace)
 	log.Info("stopped", "err", err)
 	stopPools()
 	return err
