@@ -421,7 +421,10 @@ func (t *tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
+	if len(t.buf) > t.max {
+		// Keep the newer half: trimming to exactly max on every line would move the whole
+		// buffer per line once it is full, and stall the processes writing their logs.
+		over := len(t.buf) - t.max/2
 		cut := over
 		if i := bytes.IndexByte(t.buf[over:], '\n'); i >= 0 {
 			cut = over + i + 1
