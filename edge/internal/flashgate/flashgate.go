@@ -8,10 +8,11 @@
 // rueidis' OnInvalidations). A push may arrive after a reply, so the cache only ever guides a
 // refusal (sold out); the order service and the worker's Lua decrement decide every sale.
 //
-// Order of the checks on an attempt, cheapest refusal first: session, sale known, window,
-// sold out, blacklist, per-IP and per-user rate limits, then forward. Sold-out and window answers
-// come before the rate limits because they cost nothing and protect nothing: no backend is
-// touched by them, which is what the rate limits exist to protect.
+// Order of the checks on an attempt, cheapest refusal first: sale known, window, sold out,
+// session, blacklist, per-IP and per-user rate limits, then forward. The sale's own answers come
+// first because they cost nothing and protect nothing: no backend is touched by them (which is
+// what the session, blacklist and rate limits guard) and they tell no more than the public sale
+// view.
 package flashgate
 
 import (
@@ -364,13 +365,15 @@ func (g *Gate) Fast(ctx *fasthttp.RequestCtx) bool {
 var attemptsRoute = "/api/v1/flash-sales/{id}/attempts"
 
 func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id []byte) {
+	// The sale's own refusals come first: they are the cheapest (no MAC to verify), reveal
+	// nothing the public sale view does not, and are what a rush hammers once sold out.
+	if !g.open(ctx, id) {
+		return
+	}
 	ctx.Request.Header.Del(httpapi.HeaderUserID)
 	uid, err := g.sessions.FromRequest(ctx)
 	if err != nil {
 		httpapi.WriteRawJSON(ctx, fasthttp.StatusUnauthorized, unauthBody)
-		return
-	}
-	if !g.open(ctx, id) {
 		return
 	}
 	if g.refused(ctx, uid) {
