@@ -183,7 +183,6 @@ func RequestIDs(next fasthttp.RequestHandler, ids *obs.IDs) fasthttp.RequestHand
 func AccessLog(next fasthttp.RequestHandler, log *slog.Logger, sample uint64, userHeader string) fasthttp.RequestHandler {
 	var n atomic.Uint64
 	return func(ctx *fasthttp.RequestCtx) {
-		start := time.Now()
 		next(ctx)
 		status := ctx.Response.StatusCode()
 		if status < 500 && isProbe(ctx.Path()) {
@@ -194,7 +193,9 @@ func AccessLog(next fasthttp.RequestHandler, log *slog.Logger, sample uint64, us
 		}
 		attrs := []any{
 			"method", string(ctx.Method()), "route", metrics.Route(ctx), "path", string(ctx.Path()), "status", status,
-			"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
+			// The server noted when the request arrived (ctx.Time): no clock read is spent on
+			// requests that are not logged.
+			"duration_ms", float64(time.Since(ctx.Time()).Microseconds()) / 1000,
 			"request_id", string(ctx.Response.Header.Peek(obs.HeaderRequestID)),
 		}
 		if userHeader != "" {

@@ -11,9 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fasthttp/router"
-	"github.com/valyala/fasthttp"
-
 	"flashedge/backend/internal/cart"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
@@ -121,18 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer stopPool()
 
 	reg := metrics.New("cart")
-	r := router.New()
-	r.SaveMatchedRoutePath = true // the route label of the request metrics
-	r.RedirectTrailingSlash = false
-	r.RedirectFixedPath = false
-	r.HandleOPTIONS = false
-	r.NotFound = func(ctx *fasthttp.RequestCtx) {
-		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "route_not_found", "no route "+string(ctx.Path()))
-	}
-	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
-		httpapi.WriteError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed",
-			string(ctx.Method())+" is not allowed here; allowed: "+string(ctx.Response.Header.Peek("Allow")))
-	}
+	r := httpapi.NewRouter()
 	probe := httpapi.Probe{
 		Check: func(c context.Context) error {
 			if err := store.Ping(c); err != nil {

@@ -11,9 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fasthttp/router"
-	"github.com/valyala/fasthttp"
-
 	"flashedge/backend/internal/flashsale"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
@@ -166,14 +163,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			},
 			Draining: func() bool { return ctx.Err() != nil },
 		}
-		r := router.New()
-		r.SaveMatchedRoutePath = true // the route label of the request metrics
+		r := httpapi.NewRouter()
 		r.GET("/health", probe.Health)
 		r.GET("/ready", probe.Ready)
 		reg.Register(r)
-		r.NotFound = func(c *fasthttp.RequestCtx) {
-			httpapi.WriteError(c, fasthttp.StatusNotFound, "route_not_found", "no route "+string(c.Path()))
-		}
 		h := reg.Instrument(httpapi.RequestIDs(httpapi.AccessLog(r.Handler, log, cfg.AccessLogSample, ""), obs.NewIDs()), nil)
 		srv := httpapi.NewServer(h, httpapi.ServerOptions{Name: "worker"}, log)
 		log.Info("listening", "addr", ln.Addr().String())

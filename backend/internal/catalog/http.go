@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 
 	"flashedge/shared/httpapi"
@@ -71,21 +70,11 @@ func NewHandler(s *Store, o Options) (fasthttp.RequestHandler, error) {
 	a := &api{store: s, adminSum: sha256.Sum256([]byte(o.AdminToken)), timeout: o.Timeout, log: o.Log}
 	probe := httpapi.Probe{Check: s.Ping, Draining: o.Draining}
 
-	r := router.New()
-	r.RedirectTrailingSlash = false
-	r.RedirectFixedPath = false
-	r.HandleOPTIONS = false
-	r.NotFound = func(ctx *fasthttp.RequestCtx) {
-		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "route_not_found", "no route "+string(ctx.Path()))
-	}
-	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
-		httpapi.WriteError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed",
-			string(ctx.Method())+" is not allowed here; allowed: "+string(ctx.Response.Header.Peek("Allow")))
-	}
+	r := httpapi.NewRouter()
+	r.SaveMatchedRoutePath = o.Metrics != nil
 	r.GET("/health", probe.Health)
 	r.GET("/ready", probe.Ready)
 	if o.Metrics != nil {
-		r.SaveMatchedRoutePath = true
 		o.Metrics.Register(r)
 	}
 	r.GET("/api/v1/products", a.list)

@@ -89,10 +89,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.AccessLogSample = 1000
 	}
 	g := &Gateway{cfg: cfg}
-	r := router.New()
-	r.SaveMatchedRoutePath = true // route patterns label the request metrics
-	r.RedirectTrailingSlash = false
-	r.HandleMethodNotAllowed = true
+	r := httpapi.NewRouter()
 	probe := httpapi.Probe{Check: cfg.Ready, Draining: cfg.Draining}
 	r.GET("/health", probe.Health)
 	r.GET("/ready", probe.Ready)
@@ -120,12 +117,6 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Extra(r, g.admin)
 	}
 
-	r.NotFound = func(ctx *fasthttp.RequestCtx) {
-		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "route_not_found", "no such route")
-	}
-	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
-		httpapi.WriteError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "this route does not take "+string(ctx.Method()))
-	}
 	routed := r.Handler
 	// The product read is the hot path: it is matched before the router so that a hit makes no
 	// allocation (the router would copy the id into a string).

@@ -131,6 +131,10 @@ func (h *Hook) Invalidate(msgs []rueidis.RedisMessage) {
 // Set points the hook at c.
 func (h *Hook) Set(c *Cache) { h.c.Store(c) }
 
+// Wait blocks until the bodies handed to the cache so far are stored (ristretto applies its sets
+// asynchronously). Tests and benchmarks call it to measure hits.
+func (c *Cache) Wait() { c.bodies.Wait() }
+
 // Close releases the ristretto cache.
 func (c *Cache) Close() { c.bodies.Close() }
 
