@@ -58,6 +58,7 @@ type runner struct {
 	storeAddr                 string
 	ceilingBase               string
 	edgeBase                  string
+	edgeNoMetricsBase         string
 	peer                      *nginxpeer.Peer
 	sessionToken              string
 }
@@ -177,7 +178,7 @@ func (r *runner) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	if cfg.wants(RowEdgeProduct, RowEdgeSoldOut) || cfg.FreshUpdates > 0 {
+	if cfg.wants(RowEdgeProduct, RowEdgeSoldOut, RowEdgeNoMetrics) || cfg.FreshUpdates > 0 {
 		if err := r.startProject(ctx); err != nil {
 			return err
 		}
@@ -286,6 +287,17 @@ func (r *runner) startProject(ctx context.Context) error {
 		return err
 	}
 	r.edgeBase = "http://" + addr
+	if r.cfg.wants(RowEdgeNoMetrics) {
+		addr, err := proc.FreeAddr()
+		if err != nil {
+			return err
+		}
+		env := append(append(append([]string{}, common...), addrs...), "FLASHEDGE_EDGE_LISTEN="+addr, "FLASHEDGE_METRICS=off")
+		if _, err := r.startProc(ctx, proc.Spec{Name: "edge-nometrics", Path: edgeBin, Env: env}, "http://"+addr, maskEnv(env)); err != nil {
+			return err
+		}
+		r.edgeNoMetricsBase = "http://" + addr
+	}
 	return nil
 }
 
@@ -457,6 +469,7 @@ func (r *runner) plans(ctx context.Context) []rowPlan {
 		{name: RowCeiling, title: "ceiling: bare fasthttp, fixed JSON", base: r.ceilingBase, script: "product.lua", wantStatus: 200,
 			wantBody: ceiling.Body, req: request{Method: "GET", URL: r.ceilingBase + productPath, Headers: productHeaders}},
 		productRow(RowEdgeProduct, "edge: product read", r.edgeBase),
+		productRow(RowEdgeNoMetrics, "edge: product read, request metrics off", r.edgeNoMetricsBase),
 		soldOutRow(RowEdgeSoldOut, "edge: sold-out answer", r.edgeBase),
 		productRow(RowNginxProduct, "nginx+lua: product, store read per request", plainBase),
 		productRow(RowNginxLRUProduct, "nginx+lua+lrucache "+ttl+": product", lruBase),

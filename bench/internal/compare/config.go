@@ -12,9 +12,12 @@ import (
 
 // Row names, in the order they run.
 const (
-	RowCeiling         = "ceiling"
-	RowEdgeProduct     = "edge-product"
-	RowEdgeSoldOut     = "edge-soldout"
+	RowCeiling     = "ceiling"
+	RowEdgeProduct = "edge-product"
+	RowEdgeSoldOut = "edge-soldout"
+	// RowEdgeNoMetrics is the product read of a second edge started with FLASHEDGE_METRICS=off:
+	// what the per-request metrics cost.
+	RowEdgeNoMetrics   = "edge-product-nometrics"
 	RowNginxProduct    = "nginx-product"
 	RowNginxLRUProduct = "nginx-lru-product"
 	RowNginxSoldOut    = "nginx-soldout"
@@ -22,7 +25,7 @@ const (
 )
 
 // AllRows lists every row in run order.
-var AllRows = []string{RowCeiling, RowEdgeProduct, RowEdgeSoldOut, RowNginxProduct, RowNginxLRUProduct, RowNginxSoldOut, RowNginxLRUSoldOut}
+var AllRows = []string{RowCeiling, RowEdgeProduct, RowEdgeNoMetrics, RowEdgeSoldOut, RowNginxProduct, RowNginxLRUProduct, RowNginxSoldOut, RowNginxLRUSoldOut}
 
 // Config is one comparison run. Zero values take the defaults named on each field.
 type Config struct {

@@ -166,6 +166,7 @@ func (rep *Report) finish() {
 		{RowEdgeProduct, RowNginxLRUProduct, "edge product read / nginx+lua+lrucache"},
 		{RowEdgeSoldOut, RowNginxSoldOut, "edge sold-out answer / nginx+lua (store read per request)"},
 		{RowEdgeSoldOut, RowNginxLRUSoldOut, "edge sold-out answer / nginx+lua+lrucache"},
+		{RowEdgeProduct, RowEdgeNoMetrics, "edge product read with request metrics / without (issue 7: >= 0.95)"},
 	} {
 		rep.Peers = append(rep.Peers, Ratio{Name: p.of + "/" + p.to, Title: p.title, Of: p.of, To: p.to, Value: rep.ratio(p.of, p.to)})
 	}
@@ -181,6 +182,7 @@ func (rep *Report) finish() {
 		{"edge sold-out answer >= 3.5 x nginx+lua (store read per request)", RowEdgeSoldOut, RowNginxSoldOut, 3.5},
 		{"edge product read >= 1.0 x nginx+lua+lrucache", RowEdgeProduct, RowNginxLRUProduct, 1.0},
 		{"edge sold-out answer >= 1.0 x nginx+lua+lrucache", RowEdgeSoldOut, RowNginxLRUSoldOut, 1.0},
+		{"edge product read with request metrics >= 0.95 x without", RowEdgeProduct, RowEdgeNoMetrics, 0.95},
 	} {
 		goal := Goal{Text: g.text, Want: g.want, Value: rep.ratio(g.of, g.to)}
 		if goal.Value != nil {

@@ -254,7 +254,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	srv := httpapi.NewServer(reg.Instrument(gw.Handler(), nil), httpapi.ServerOptions{
+	handler := reg.Instrument(gw.Handler(), nil)
+	if getenv("FLASHEDGE_METRICS") == "off" {
+		// Only for measuring what the request metrics cost (make bench compares both); the
+		// domain metrics and /metrics stay.
+		handler = gw.Handler()
+		log.Warn("per-request metrics are off (FLASHEDGE_METRICS=off)")
+	}
+	srv := httpapi.NewServer(handler, httpapi.ServerOptions{
 		Name: "edge", ReadTimeout: gateway.ReadTimeout, WriteTimeout: gateway.WriteTimeout,
 	}, log)
 	ln, err := net.Listen("tcp", cfg.Listen)
