@@ -247,6 +247,32 @@ func TestAttemptIdempotencyAndWindow(t *testing.T) {
 	attempt(t, dan, "now", "same-key").want(t, "same key, other challenge", 422, "idempotency_key_reused")
 	dan.do("POST", "/api/v1/flash-sales/soon/attempts", map[string]string{"challenge_id": "x", "answer": "0"},
 		"Idempotency-Key", "k").want(t, "attempt before the start", 425, "not_started")
+
+	// A retry whose first answer was lost, after its own win sold the sale out, still gets the
+	// first answer (the ticket), not the edge's "sold out".
+	admin.do("POST", "/api/v1/admin/flash-sales", map[string]any{
+		"id": "one", "product_id": "00000003", "price": 1000, "stock": 1,
+		"starts_at": now.Add(-time.Second).Format(time.RFC3339), "ends_at": now.Add(time.Hour).Format(time.RFC3339), "difficulty": 0,
+	}).want(t, "create sale one", 201, "")
+	fay := login(t, edgeURL, "fay")
+	var ch2 challenge
+	fay.do("POST", "/api/v1/flash-sales/one/challenge", nil).want(t, "challenge", 200, "").json(t, &ch2)
+	body2 := map[string]string{"challenge_id": ch2.ID, "answer": solve(ch2.Payload.Prefix, ch2.Payload.Difficulty)}
+	won := fay.do("POST", "/api/v1/flash-sales/one/attempts", body2, "Idempotency-Key", "lost-answer").want(t, "winning attempt", 202, "")
+	poll(t, "sale one sold out at the edge", 5*time.Second, func() error {
+		var s map[string]any
+		newClient(t, edgeURL, "").do("GET", "/api/v1/flash-sales/one", nil).json(t, &s)
+		if s["state"] != "sold_out" {
+			return fmt.Errorf("state %v", s["state"])
+		}
+		return nil
+	})
+	retry := fay.do("POST", "/api/v1/flash-sales/one/attempts", body2, "Idempotency-Key", "lost-answer")
+	if retry.status != 202 || string(retry.body) != string(won.body) {
+		t.Fatalf("retry after the sell-out: %d %s, want the first answer %s", retry.status, retry.body, won.body)
+	}
+	fay.do("POST", "/api/v1/flash-sales/one/attempts", body2, "Idempotency-Key", "another-key").
+		want(t, "a new attempt after the sell-out", 410, "sold_out")
 	// Another user cannot read dan's ticket.
 	var q struct {
 		Ticket string `json:"ticket"`

@@ -100,6 +100,10 @@ type Gate struct {
 
 	ipLimit, userLimit, abuse *ratelimit.Limiter
 
+	// localBlack holds subjects blacklisted at this edge: "ip:<address bytes>" or "user:<id>"
+	// -> unix nanos until which they are refused.
+	localBlack sync.Map
+
 	rejected  [7]atomic.Uint64 // by reasons index
 	forwarded atomic.Uint64
 }
@@ -225,8 +229,8 @@ func (g *Gate) Sweep() {
 // rueidis' reader goroutine: fast, no store calls.
 func (g *Gate) Invalidate(msgs []rueidis.RedisMessage) {
 	if msgs == nil {
-		g.gen.Add(1)
 		g.mu.Lock()
+		g.gen.Add(1)
 		clear(g.sales)
 		g.mu.Unlock()
 		return
@@ -237,8 +241,8 @@ func (g *Gate) Invalidate(msgs []rueidis.RedisMessage) {
 			continue
 		}
 		if id, ok := saleIDOfKey(key); ok {
-			g.gen.Add(1)
 			g.mu.Lock()
+			g.gen.Add(1)
 			delete(g.sales, id)
 			g.mu.Unlock()
 		}
@@ -271,13 +275,14 @@ func (g *Gate) lookup(id []byte) (*sale, error) {
 	if err != nil {
 		return nil, err
 	}
-	if g.gen.Load() == gen {
-		g.mu.Lock()
-		if len(g.sales) < g.o.MaxSales || s.exists {
-			g.sales[s.id] = s
-		}
-		g.mu.Unlock()
+	// The generation is checked under the lock Invalidate deletes under: an invalidation that
+	// landed while this fill read the store either moved gen already (the fill is dropped) or
+	// comes after the insert (and deletes it).
+	g.mu.Lock()
+	if g.gen.Load() == gen && (len(g.sales) < g.o.MaxSales || s.exists) {
+		g.sales[s.id] = s
 	}
+	g.mu.Unlock()
 	return s, nil
 }
 
@@ -368,6 +373,7 @@ func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id []byte) {
 	// The sale's own refusals come first: they are the cheapest (no MAC to verify), reveal
 	// nothing the public sale view does not, and are what a rush hammers once sold out.
 	if !g.open(ctx, id) {
+		g.replay(ctx, id)
 		return
 	}
 	ctx.Request.Header.Del(httpapi.HeaderUserID)
@@ -420,6 +426,38 @@ func (g *Gate) open(ctx *fasthttp.RequestCtx, id []byte) bool {
 	return true
 }
 
+// replay forwards, instead of the edge's refusal already written to ctx, a retried attempt whose
+// Idempotency-Key the order service has answered before: a client whose 202 was lost, and whose
+// own win then sold the sale out, must get its ticket back, not "sold out". It reports whether
+// it forwarded. Only a sold-out or ended refusal is replayed, and only for a verified session
+// whose key has a record (read through the client-side cache).
+func (g *Gate) replay(ctx *fasthttp.RequestCtx, id []byte) bool {
+	if ctx.Response.StatusCode() != fasthttp.StatusGone {
+		return false
+	}
+	key := ctx.Request.Header.Peek(httpapi.HeaderIdempotencyKey)
+	if len(key) == 0 || len(key) > 128 {
+		return false
+	}
+	ctx.Request.Header.Del(httpapi.HeaderUserID)
+	uid, err := g.sessions.FromRequest(ctx)
+	if err != nil {
+		return false
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), g.o.StoreTimeout)
+	defer cancel()
+	// The record is the order service's hash with the first answer's outcome.
+	if _, err := g.kv.DoCache(sctx, g.kv.B().Hget().Key(keyspace.SaleIdempotency(string(id), uid, string(key))).
+		Field("outcome").Cache(), g.o.ClientTTL).ToString(); err != nil {
+		return false
+	}
+	ctx.Response.Reset()
+	ctx.Request.Header.Set(httpapi.HeaderUserID, uid)
+	g.forwarded.Add(1)
+	g.order.Forward(ctx)
+	return true
+}
+
 // refused applies the blacklist and the rate limits, answering the refusal itself.
 func (g *Gate) refused(ctx *fasthttp.RequestCtx, uid string) bool {
 	ip := clientIP(ctx)
@@ -451,19 +489,36 @@ func (g *Gate) refused(ctx *fasthttp.RequestCtx, uid string) bool {
 func (g *Gate) limited(ctx *fasthttp.RequestCtx, reason, kind string, subject []byte, wait time.Duration) {
 	g.reject(reason)
 	// Every refusal spends from the client's abuse budget; an empty budget blacklists it.
+	// A user is blacklisted in the store, for every edge. An address only at this edge: many
+	// shoppers can share one (carrier NAT, a balancer that does not keep client addresses), and
+	// a store-wide ban would shut them all out.
 	abuseKey := append([]byte(kind+":"), subject...)
 	if ok, _ := g.abuse.Allow(abuseKey); !ok {
-		g.blacklist(kind, subjectString(kind, subject))
+		g.blacklistLocal(string(abuseKey))
+		if kind == "user" {
+			g.blacklist(kind, string(subject))
+		}
 	}
 	ctx.Response.Header.Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
 	httpapi.WriteError(ctx, fasthttp.StatusTooManyRequests, "rate_limited", "too many requests; slow down and retry after Retry-After seconds")
 }
 
-func subjectString(kind string, subject []byte) string {
-	if kind == "ip" {
-		return net.IP(subject).String()
+// blacklistLocal refuses a subject ("ip:<bytes>" or "user:<id>") at this edge until the
+// blacklist TTL passes; it takes effect at once, before any invalidation could.
+func (g *Gate) blacklistLocal(subject string) {
+	g.localBlack.Store(subject, g.o.Now().Add(g.o.BlacklistTTL).UnixNano())
+}
+
+func (g *Gate) blacklistedLocally(kind string, subject []byte) bool {
+	v, ok := g.localBlack.Load(kind + ":" + string(subject))
+	if !ok {
+		return false
 	}
-	return string(subject)
+	if g.o.Now().UnixNano() < v.(int64) {
+		return true
+	}
+	g.localBlack.Delete(kind + ":" + string(subject))
+	return false
 }
 
 func (g *Gate) blacklist(kind, subject string) {
@@ -481,28 +536,32 @@ func (g *Gate) blacklist(kind, subject string) {
 // blacklisted reads both blacklist keys through the client-side cache: a hit costs no round
 // trip, and a blacklisting at any edge reaches every edge by invalidation.
 func (g *Gate) blacklisted(ip []byte, uid string) (bool, error) {
+	if g.blacklistedLocally("ip", ip) || g.blacklistedLocally("user", []byte(uid)) {
+		return true, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.o.StoreTimeout)
 	defer cancel()
-	res := g.kv.DoMultiCache(ctx,
-		rueidis.CT(g.kv.B().Get().Key(keyspace.Blacklist("ip", net.IP(ip).String())).Cache(), g.o.ClientTTL),
-		rueidis.CT(g.kv.B().Get().Key(keyspace.Blacklist("user", uid)).Cache(), g.o.ClientTTL),
-	)
-	for _, r := range res {
-		if _, err := r.ToString(); err == nil {
-			return true, nil
-		} else if !rueidis.IsRedisNil(err) {
-			return false, err
-		}
+	_, err := g.kv.DoCache(ctx, g.kv.B().Get().Key(keyspace.Blacklist("user", uid)).Cache(), g.o.ClientTTL).ToString()
+	switch {
+	case err == nil:
+		return true, nil
+	case rueidis.IsRedisNil(err):
+		return false, nil
+	default:
+		return false, err
 	}
-	return false, nil
 }
 
 // clientIP is the peer's address (the edge is the first hop; put it behind a balancer that
 // keeps the client address, e.g. with PROXY protocol, before trusting anything else).
+// IPv6 clients are keyed by their /64, the smallest block one subscriber usually gets.
 func clientIP(ctx *fasthttp.RequestCtx) []byte {
 	ip := ctx.RemoteIP()
 	if v4 := ip.To4(); v4 != nil {
 		return v4
+	}
+	if len(ip) == net.IPv6len {
+		return ip[:8]
 	}
 	return ip
 }

@@ -134,6 +134,8 @@ func (g *Gate) poll(ctx *fasthttp.RequestCtx, uid string) {
 		ticketNotFound(ctx)
 		return
 	}
+	// A decided ticket's answer carries the seckill token: no cache may keep it.
+	ctx.Response.Header.Set("Cache-Control", "no-store")
 	switch m["status"] {
 	case "won":
 		exp, _ := strconv.ParseInt(m["expires_at"], 10, 64)
@@ -148,7 +150,6 @@ func (g *Gate) poll(ctx *fasthttp.RequestCtx, uid string) {
 			Reason string `json:"reason"`
 		}{"lost", m["reason"]})
 	default:
-		ctx.Response.Header.Set("Cache-Control", "no-store")
 		httpapi.WriteJSON(ctx, fasthttp.StatusOK, struct {
 			Status string `json:"status"`
 		}{m["status"]})
