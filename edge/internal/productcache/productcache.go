@@ -76,6 +76,10 @@ type Cache struct {
 	// downUntil (unix nanos): after a failed store read, stale bodies are served without trying
 	// the store again until then, so an outage costs one timeout, not one per request.
 	downUntil atomic.Int64
+	// upSince (unix nanos) is when the current up period began: the first successful store
+	// read after the latest loss (0: since start). outageUpSince is the start of the up period
+	// the latest loss ended; only bodies filled since then may be served stale.
+	upSince, outageUpSince atomic.Int64
 
 	hits, misses, storeHits, storeMisses, stale, invalidations atomic.Uint64
 }
@@ -83,9 +87,10 @@ type Cache struct {
 const stripes = 4096
 
 type entry struct {
-	body  []byte
-	gen   uint64
-	epoch uint64
+	body     []byte
+	gen      uint64
+	epoch    uint64
+	filledAt int64 // unix nanos
 }
 
 // New returns a Cache reading through kv. The client must deliver its invalidations to
@@ -151,9 +156,11 @@ func (c *Cache) Stats() Stats {
 // unverified. It is fast and never calls the store (it runs on rueidis' reader goroutine).
 func (c *Cache) Invalidate(msgs []rueidis.RedisMessage) {
 	if msgs == nil {
+		// Every connection of the client reports its own loss; the up period they end is the
+		// same until a store read succeeds again.
+		c.outageUpSince.Store(c.upSince.Load())
 		c.lostAt.Store(c.o.Now().UnixNano())
 		c.epoch.Add(1)
-		c.listGen.Add(1)
 		return
 	}
 	for _, m := range msgs {
@@ -215,7 +222,7 @@ func (c *Cache) Product(ctx context.Context, id []byte) ([]byte, error) {
 		return e.body, nil
 	}
 	c.misses.Add(1)
-	if ok && e.gen == gen && c.storeDown() && c.staleAllowed() {
+	if ok && c.servableStale(e, gen, epoch) && c.storeDown() {
 		c.stale.Add(1)
 		return e.body, nil
 	}
@@ -225,7 +232,7 @@ func (c *Cache) Product(ctx context.Context, id []byte) ([]byte, error) {
 	case err == nil:
 	case errors.Is(err, ErrNotFound):
 		return nil, err
-	case ok && e.gen == gen && c.staleAllowed():
+	case ok && c.servableStale(e, gen, epoch):
 		// The store cannot be read; the body was current when the connection was lost.
 		c.stale.Add(1)
 		return e.body, nil
@@ -233,7 +240,7 @@ func (c *Cache) Product(ctx context.Context, id []byte) ([]byte, error) {
 		return nil, err
 	}
 	if s.Load() == gen && c.epoch.Load() == epoch {
-		c.bodies.Set([]byte(string(id)), &entry{body: body, gen: gen, epoch: epoch}, int64(len(body)+64))
+		c.bodies.Set([]byte(string(id)), &entry{body: body, gen: gen, epoch: epoch, filledAt: c.o.Now().UnixNano()}, int64(len(body)+64))
 	}
 	return body, nil
 }
@@ -243,12 +250,25 @@ func (c *Cache) Product(ctx context.Context, id []byte) ([]byte, error) {
 const storeDownBackoff = time.Second
 
 func (c *Cache) noteStore(err error) {
-	if errors.Is(err, ErrStore) {
-		c.downUntil.Store(c.o.Now().Add(storeDownBackoff).UnixNano())
+	now := c.o.Now().UnixNano()
+	switch {
+	case errors.Is(err, ErrStore):
+		c.downUntil.Store(now + int64(storeDownBackoff))
+	case c.upSince.Load() < c.lostAt.Load():
+		c.upSince.Store(now) // the first good read after a loss starts a new up period
 	}
 }
 
 func (c *Cache) storeDown() bool { return c.o.Now().UnixNano() < c.downUntil.Load() }
+
+// servableStale reports whether e may be served although its connection epoch has passed: it
+// was filled during the up period that the latest loss ended (so the store was tracking it for
+// this client until then), no invalidation touched it since, and the loss is recent enough. A
+// body filled before an earlier loss may have changed while a later connection, which did not
+// track it, was up.
+func (c *Cache) servableStale(e *entry, gen, _ uint64) bool {
+	return e.gen == gen && e.filledAt >= c.outageUpSince.Load() && c.staleAllowed()
+}
 
 func (c *Cache) staleAllowed() bool {
 	if c.o.StaleIfError < 0 {
@@ -340,21 +360,21 @@ func (c *Cache) Page(ctx context.Context, limit int, after string) ([]byte, erro
 		return e.body, nil
 	}
 	c.misses.Add(1)
-	if ok && c.storeDown() && c.staleAllowed() {
+	if ok && c.servableStale(e, gen, epoch) && c.storeDown() {
 		c.stale.Add(1)
 		return e.body, nil
 	}
 	body, err := c.fetchPage(ctx, limit, after)
 	c.noteStore(err)
 	if err != nil {
-		if ok && c.staleAllowed() {
+		if ok && c.servableStale(e, gen, epoch) {
 			c.stale.Add(1)
 			return e.body, nil
 		}
 		return nil, err
 	}
 	if c.listGen.Load() == gen && c.epoch.Load() == epoch {
-		c.bodies.Set(key, &entry{body: body, gen: gen, epoch: epoch}, int64(len(body)+64))
+		c.bodies.Set(key, &entry{body: body, gen: gen, epoch: epoch, filledAt: c.o.Now().UnixNano()}, int64(len(body)+64))
 	}
 	return body, nil
 }

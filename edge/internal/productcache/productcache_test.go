@@ -298,3 +298,50 @@ func BenchmarkProductHit(b *testing.B) {
 		}
 	})
 }
+
+// TestStaleNotAcrossAReconnect: a body filled before an earlier loss is not served stale in a
+// later outage: while the store was back, nothing tracked it for this client, so it may have
+// changed unseen.
+func TestStaleNotAcrossAReconnect(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "00000005", "old body", 20)
+	f.put(t, "00000006", "other", 20)
+	f.read(t, "00000005")
+	f.cache.bodies.Wait()
+	waitLoss := func(after uint64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for f.cache.epoch.Load() <= after {
+			if time.Now().After(deadline) {
+				t.Fatal("connection loss never reported to the hook")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	f.srv.Stop()
+	waitLoss(0)
+	if got := f.read(t, "00000005"); got["name"] != "old body" {
+		t.Fatalf("first outage: %v, want the stale body", got)
+	}
+	epoch := f.cache.epoch.Load()
+	f.srv.Restart()
+	f.now.Add(int64(2 * time.Second)) // past the down backoff
+	deadline := time.Now().Add(5 * time.Second)
+	for { // the store is back (empty: no persistence): a read answers and starts a new up period
+		if _, err := f.cache.Product(context.Background(), []byte("00000006")); !errors.Is(err, ErrStore) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("store never answered after the restart")
+		}
+		f.now.Add(int64(2 * time.Second))
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.now.Add(int64(time.Second))
+	f.srv.Stop()
+	waitLoss(epoch)
+	f.now.Add(int64(2 * time.Second))
+	if _, err := f.cache.Product(context.Background(), []byte("00000005")); !errors.Is(err, ErrStore) {
+		t.Fatalf("second outage: err %v, want ErrStore (the body predates the last up period)", err)
+	}
+}
