@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -153,7 +154,8 @@ func DecodeJSON(ctx *fasthttp.RequestCtx, v any) bool {
 		WriteError(ctx, fasthttp.StatusBadRequest, "malformed_json", "the body is not valid JSON for this route: "+err.Error())
 		return false
 	}
-	if dec.More() {
+	// Only white space may follow the value: dec.More alone would let `{...}]` through.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		WriteError(ctx, fasthttp.StatusBadRequest, "malformed_json", "the body has data after the JSON value")
 		return false
 	}

@@ -52,6 +52,8 @@ func TestServerErrors(t *testing.T) {
 		{"malformed", "/json", "{", 400, "malformed_json"},
 		{"unknown field", "/json", `{"name":"a","price":1}`, 400, "malformed_json"},
 		{"trailing data", "/json", `{"name":"a"} {}`, 400, "malformed_json"},
+		{"trailing bracket", "/json", `{"name":"a"}]`, 400, "malformed_json"},
+		{"trailing space is fine", "/json", "{\"name\":\"a\"}\n ", 200, ""},
 		{"too large", "/json", `{"name":"` + strings.Repeat("x", 2000) + `"}`, 413, "body_too_large"},
 		{"ok", "/json", `{"name":"a"}`, 200, ""},
 	}

@@ -151,12 +151,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	closeStore := sync.OnceFunc(store.Close)
+	defer closeStore()
 	pc, err := productcache.New(store, productcache.Options{MaxBytes: cfg.CacheMB << 20})
 	if err != nil {
 		return err
 	}
 	defer pc.Close()
+	defer closeStore() // before pc.Close: no invalidation may reach a closed cache
 	products.Store(pc)
 
 	signer, err := session.NewSigner(cfg.SessionKeys, cfg.SessionKid, cfg.SessionTTL)

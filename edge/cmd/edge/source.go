@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -22,6 +24,11 @@ type edgeSource struct {
 	pools      []*upstream.Pool
 	order      *upstream.Pool
 	adminToken string
+
+	mu       sync.Mutex // guards the reused read of the sales
+	sales    []dashboard.Sale
+	salesErr error
+	salesAt  time.Time
 }
 
 func (s *edgeSource) Traffic() metrics.Summary { return s.reg.Summary() }
@@ -48,8 +55,24 @@ func (s *edgeSource) Backends() []dashboard.Backend {
 // maxDashboardSales bounds the sales the dashboard shows (and the ledger reads it costs).
 const maxDashboardSales = 8
 
-// Sales reads the latest sales' ledgers from the order service, which owns them.
+// salesReuse is how long one read of the sales serves every dashboard that asks: open pages
+// (or anyone fetching data.json) cannot multiply the ledger reads sent to the order service.
+const salesReuse = time.Second
+
+// Sales returns the latest sales' ledgers, read from the order service (which owns them) at most
+// once per salesReuse.
 func (s *edgeSource) Sales(ctx context.Context) ([]dashboard.Sale, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.salesAt) < salesReuse {
+		return s.sales, s.salesErr
+	}
+	s.sales, s.salesErr = s.readSales(ctx)
+	s.salesAt = time.Now()
+	return s.sales, s.salesErr
+}
+
+func (s *edgeSource) readSales(ctx context.Context) ([]dashboard.Sale, error) {
 	ids, states, err := s.gate.RecentSales(ctx, maxDashboardSales)
 	if err != nil {
 		return nil, err

@@ -97,7 +97,12 @@ func New(cfg Config) (*Gateway, error) {
 	r.GET("/api/v1/products", g.listProducts)
 	r.GET("/api/v1/products/{id}", g.getProductRouted)
 
-	admin := g.admin(cfg.Catalog.Forward)
+	// The catalog does not honour Idempotency-Key: without the header the upstream pool never
+	// retries a product create, which could otherwise create it twice.
+	admin := g.admin(func(ctx *fasthttp.RequestCtx) {
+		ctx.Request.Header.Del(httpapi.HeaderIdempotencyKey)
+		cfg.Catalog.Forward(ctx)
+	})
 	r.POST("/api/v1/admin/products", admin)
 	r.PUT("/api/v1/admin/products/{id}", admin)
 	r.DELETE("/api/v1/admin/products/{id}", admin)
@@ -121,6 +126,9 @@ func New(cfg Config) (*Gateway, error) {
 	// The product read is the hot path: it is matched before the router so that a hit makes no
 	// allocation (the router would copy the id into a string).
 	hot := func(ctx *fasthttp.RequestCtx) {
+		// Only the edge sets the user header, after verifying a session; a client's copy is
+		// dropped before anything (the access log included) can read it.
+		ctx.Request.Header.Del(httpapi.HeaderUserID)
 		if ctx.IsGet() {
 			if id, ok := bytes.CutPrefix(ctx.Path(), productsPrefix); ok && bytes.IndexByte(id, '/') < 0 {
 				metrics.SetRoute(ctx, &productRoute)
