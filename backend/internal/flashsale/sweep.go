@@ -173,6 +173,11 @@ func (s *Service) requeue(ctx context.Context, sale, ticket string) (bool, error
 	err = s.c.Do(ctx, s.c.B().Xadd().Key(keyspace.AttemptStream()).Id("*").FieldValue().
 		FieldValue("sale", sale).FieldValue("ticket", ticket).FieldValue("user", user).Build()).Error()
 	if err != nil {
+		// The XADD did not happen: give the requeue back so a stream outage does not use up
+		// the ticket's bounded requeues.
+		if uerr := s.c.Do(ctx, s.c.B().Hincrby().Key(keyspace.SaleResult(sale, ticket)).Field("requeues").Increment(-1).Build()).Error(); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
 		return false, fmt.Errorf("flashsale: requeue: %w", err)
 	}
 	s.o.Log.Info("flash-sale ticket enqueued again", "sale", sale, "ticket", ticket)
