@@ -262,6 +262,14 @@ func saleIDOfKey(key string) (string, bool) {
 	return rest[:i], true
 }
 
+// held returns the sale (known, or known to be unknown) when it is in memory, else nil.
+func (g *Gate) held(id []byte) *sale {
+	g.mu.RLock()
+	s := g.sales[string(id)]
+	g.mu.RUnlock()
+	return s
+}
+
 // lookup returns the sale with id (exists false when there is none). id is not retained.
 func (g *Gate) lookup(id []byte) (*sale, error) {
 	g.mu.RLock()
@@ -398,10 +406,23 @@ func (g *Gate) open(ctx *fasthttp.RequestCtx, id []byte) bool {
 		httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, unknownBody)
 		return false
 	}
-	s, err := g.lookup(id)
-	if err != nil {
-		g.storeDown(ctx, err)
-		return false
+	// A sale this edge does not hold costs a store read: unknown ids (guessed or random) spend
+	// the client's address budget first, so they cannot be used to hammer the store.
+	s := g.held(id)
+	if s == nil {
+		if g.ipLimit != nil {
+			if ok, wait := g.ipLimit.Allow(clientIP(ctx)); !ok {
+				g.reject(ReasonRateIP)
+				ctx.Response.Header.Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+				httpapi.WriteError(ctx, fasthttp.StatusTooManyRequests, "rate_limited", "too many requests; slow down and retry after Retry-After seconds")
+				return false
+			}
+		}
+		var err error
+		if s, err = g.lookup(id); err != nil {
+			g.storeDown(ctx, err)
+			return false
+		}
 	}
 	now := g.o.Now().UnixMilli()
 	switch {

@@ -373,3 +373,24 @@ func BenchmarkSoldOut(b *testing.B) {
 		}
 	})
 }
+
+// TestUnknownSalesSpendTheAddressBudget: ids the edge does not hold cost a store read each, so
+// they spend the client's address budget; a known sale does not.
+func TestUnknownSalesSpendTheAddressBudget(t *testing.T) {
+	f := newFixture(t, Options{IPRate: 0.001, IPBurst: 5, UserRate: -1})
+	now := f.clock()
+	f.putSale(t, "known", now.Add(-time.Minute), now.Add(time.Hour), true)
+	f.do("POST", "/api/v1/flash-sales/known/attempts", "") // now held in memory (one token spent)
+	var got []int
+	for i := range 6 {
+		got = append(got, f.do("POST", fmt.Sprintf("/api/v1/flash-sales/guess%d/attempts", i), "").StatusCode())
+	}
+	if want := "[404 404 404 404 429 429]"; fmt.Sprint(got) != want {
+		t.Fatalf("guessed sale ids: %v, want %s", got, want)
+	}
+	for range 20 {
+		if r := f.do("POST", "/api/v1/flash-sales/known/attempts", ""); r.StatusCode() != 410 {
+			t.Fatalf("known sold-out sale after the budget is spent: %d, want 410", r.StatusCode())
+		}
+	}
+}
