@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,48 +13,10 @@ import (
 
 	"flashedge/shared/kv/kvtest"
 	"flashedge/shared/metrics/metricstest"
+	"flashedge/shared/obs/obstest"
 )
 
-// lockedBuffer collects what run writes to stdout while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func envFunc(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-
-// listenAddr polls the JSON log for the "listening" line and returns its address.
-func listenAddr(t *testing.T, out *lockedBuffer, errc <-chan error) string {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, line := range strings.Split(out.String(), "\n") {
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" && rec.Addr != "" {
-				return rec.Addr
-			}
-		}
-		select {
-		case err := <-errc:
-			t.Fatalf("run returned before listening: %v\n%s", err, out)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	t.Fatalf("no listening line within 15s:\n%s", out)
-	return ""
-}
 
 func get(t *testing.T, url string, header ...string) (int, []byte, string) {
 	t.Helper()
@@ -77,7 +37,7 @@ func TestRunServesSeedsAndStops(t *testing.T) {
 	srv := kvtest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &lockedBuffer{}
+	out := &obstest.Buffer{}
 	env := envFunc(map[string]string{
 		"FLASHEDGE_STORE_ADDR":  srv.Addr,
 		"FLASHEDGE_ADMIN_TOKEN": "run-test-token",
@@ -93,7 +53,7 @@ func TestRunServesSeedsAndStops(t *testing.T) {
 		}
 	}()
 
-	base := "http://" + listenAddr(t, out, errc)
+	base := "http://" + obstest.ListenAddr(t, out, errc)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if st, _, _ := get(t, base+"/health"); st == 200 {
@@ -173,7 +133,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 			for k, v := range tt.env {
 				env[k] = v
 			}
-			err := run(context.Background(), tt.args, envFunc(env), &lockedBuffer{})
+			err := run(context.Background(), tt.args, envFunc(env), &obstest.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("run(%q) = %v, want an error mentioning %q", tt.args, err, tt.want)
 			}
@@ -187,12 +147,12 @@ func TestRunMetrics(t *testing.T) {
 	srv := kvtest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &lockedBuffer{}
+	out := &obstest.Buffer{}
 	env := envFunc(map[string]string{"FLASHEDGE_STORE_ADDR": srv.Addr, "FLASHEDGE_ADMIN_TOKEN": "metrics-token"})
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, []string{"-addr", "127.0.0.1:0", "-log-format", "json"}, env, out) }()
 	defer func() { cancel(); <-errc }()
-	base := "http://" + listenAddr(t, out, errc)
+	base := "http://" + obstest.ListenAddr(t, out, errc)
 
 	admin := []string{"Authorization", "Bearer metrics-token"}
 	var id string
@@ -280,7 +240,7 @@ func TestRunAccessLog(t *testing.T) {
 	defer cancel()
 	env := envFunc(map[string]string{"FLASHEDGE_STORE_ADDR": srv.Addr, "FLASHEDGE_ADMIN_TOKEN": "t",
 		"FLASHEDGE_ACCESS_LOG_SAMPLE": "3", "FLASHEDGE_LOG_FORMAT": "json"})
-	out := &lockedBuffer{}
+	out := &obstest.Buffer{}
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, []string{"-addr", "127.0.0.1:0", "-log-file", file}, env, out) }()
 	var addr string

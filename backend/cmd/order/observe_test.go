@@ -19,6 +19,7 @@ import (
 	"flashedge/shared/kv/kvtest"
 	"flashedge/shared/metrics/metricstest"
 	"flashedge/shared/obs"
+	"flashedge/shared/obs/obstest"
 	"flashedge/shared/product"
 	"flashedge/shared/upstream"
 )
@@ -32,8 +33,8 @@ type stack struct {
 	base              string // the order service
 	cartBase          string
 	productID         string
-	orderLog, cartLog *lockedBuffer
-	catalogLog        *lockedBuffer
+	orderLog, cartLog *obstest.Buffer
+	catalogLog        *obstest.Buffer
 	cancel            context.CancelFunc
 	errc              chan error
 	stopped           bool
@@ -41,9 +42,9 @@ type stack struct {
 
 func startStack(t *testing.T, extraEnv map[string]string) *stack {
 	t.Helper()
-	s := &stack{srv: kvtest.Start(t), orderLog: &lockedBuffer{}, cartLog: &lockedBuffer{}, catalogLog: &lockedBuffer{}}
+	s := &stack{srv: kvtest.Start(t), orderLog: &obstest.Buffer{}, cartLog: &obstest.Buffer{}, catalogLog: &obstest.Buffer{}}
 	kvc := s.srv.Client(t)
-	jsonLog := func(w *lockedBuffer, service string) *slog.Logger {
+	jsonLog := func(w *obstest.Buffer, service string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, nil)).With("service", service)
 	}
 	products := catalog.NewStore(kvc)
@@ -84,7 +85,7 @@ func startStack(t *testing.T, extraEnv map[string]string) *stack {
 	s.cancel, s.errc = cancel, make(chan error, 1)
 	go func() { s.errc <- run(ctx, nil, func(k string) string { return env[k] }, s.orderLog) }()
 	t.Cleanup(func() { s.stop(t) })
-	s.base = "http://" + listenAddr(t, s.orderLog, s.errc)
+	s.base = "http://" + obstest.ListenAddr(t, s.orderLog, s.errc)
 	return s
 }
 
@@ -107,7 +108,7 @@ func (s *stack) stop(t *testing.T) {
 }
 
 // requestLines returns the access-log lines ("msg":"request") of a JSON log.
-func requestLines(log *lockedBuffer) []map[string]any {
+func requestLines(log *obstest.Buffer) []map[string]any {
 	var out []map[string]any
 	for _, line := range strings.Split(log.String(), "\n") {
 		var rec map[string]any
@@ -134,7 +135,7 @@ func TestRequestIDFollowsCheckout(t *testing.T) {
 	}
 
 	type want struct {
-		log          *lockedBuffer
+		log          *obstest.Buffer
 		service      string
 		method, path string
 	}

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,48 +16,10 @@ import (
 	"flashedge/backend/internal/catalog"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/obs/obstest"
 	"flashedge/shared/product"
 	"flashedge/shared/upstream"
 )
-
-// lockedBuffer collects what run writes to stdout while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// listenAddr polls the JSON log for the "listening" line and returns its address.
-func listenAddr(t *testing.T, out *lockedBuffer, errc <-chan error) string {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, line := range strings.Split(out.String(), "\n") {
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" && rec.Addr != "" {
-				return rec.Addr
-			}
-		}
-		select {
-		case err := <-errc:
-			t.Fatalf("run returned before listening: %v\n%s", err, out)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	t.Fatalf("no listening line within 15s:\n%s", out)
-	return ""
-}
 
 func call(t *testing.T, method, url, body string, header ...string) (int, string) {
 	t.Helper()
@@ -132,12 +91,12 @@ func TestRunChecksOut(t *testing.T) {
 		"FLASHEDGE_CATALOG_ADDRS": catalogAddr,
 		"FLASHEDGE_LOG_FORMAT":    "json",
 	}
-	out := &lockedBuffer{}
+	out := &obstest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, nil, func(k string) string { return env[k] }, out) }()
-	base := "http://" + listenAddr(t, out, errc)
+	base := "http://" + obstest.ListenAddr(t, out, errc)
 
 	if st, body := call(t, "PUT", "http://"+cartAddr+"/api/v1/cart/items/"+p.ID, `{"quantity":2}`, httpapi.HeaderUserID, "u-alice"); st != 200 {
 		t.Fatalf("fill cart: %d %s", st, body)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,25 +15,8 @@ import (
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
 	"flashedge/shared/metrics/metricstest"
+	"flashedge/shared/obs/obstest"
 )
-
-// lockedBuffer collects what run writes to stdout while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestLoadConfig(t *testing.T) {
 	tests := []struct {
@@ -98,7 +80,7 @@ func TestRun(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &lockedBuffer{}
+	out := &obstest.Buffer{}
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, []string{"-claim-idle", "1s"}, func(k string) string { return env[k] }, out) }()
 
@@ -198,7 +180,7 @@ func TestRunMetrics(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &lockedBuffer{}
+	out := &obstest.Buffer{}
 	errc := make(chan error, 1)
 	go func() {
 		errc <- run(ctx, []string{"-sweep-every", "20ms"}, func(k string) string { return env[k] }, out)
