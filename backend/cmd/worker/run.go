@@ -66,9 +66,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	fs.DurationVar(&c.SweepEvery, "sweep-every", flashsale.DefaultSweepEvery, "period of the expiry sweep; 0 disables it")
 	fs.DurationVar(&c.TrimEvery, "trim-every", flashsale.DefaultTrimEvery, "period of the stream trim (never below unacknowledged entries); 0 disables it")
 	fs.DurationVar(&c.Grace, "shutdown-grace", 5*time.Second, "how long probe requests may finish on shutdown")
-	fs.StringVar(&c.Log.Format, "log-format", envOr("FLASHEDGE_LOG_FORMAT", "text"), "log format: text or json (env FLASHEDGE_LOG_FORMAT)")
-	fs.StringVar(&c.Log.Level, "log-level", envOr("FLASHEDGE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env FLASHEDGE_LOG_LEVEL)")
-	fs.StringVar(&c.Log.File, "log-file", getenv("FLASHEDGE_LOG_FILE"), "append logs to this file instead of stdout (env FLASHEDGE_LOG_FILE)")
+	c.Log.RegisterFlags(fs, getenv)
 	fs.Uint64Var(&c.AccessLogSample, "access-log-sample", sample, "log one request of the ops server in N, errors always (env FLASHEDGE_ACCESS_LOG_SAMPLE)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err

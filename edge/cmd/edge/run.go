@@ -72,9 +72,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.Int64Var(&c.CacheMB, "cache-mb", 64, "rendered-body cache size in MiB")
 	ipRate := fs.String("rate-ip", env("FLASHEDGE_RATE_IP", "50"), "flash-sale requests per second per client IP at this edge, or off (FLASHEDGE_RATE_IP)")
 	userRate := fs.String("rate-user", env("FLASHEDGE_RATE_USER", "2"), "flash-sale requests per second per user at this edge, or off (FLASHEDGE_RATE_USER)")
-	fs.StringVar(&c.Log.Format, "log-format", env("FLASHEDGE_LOG_FORMAT", "text"), "text or json")
-	fs.StringVar(&c.Log.Level, "log-level", env("FLASHEDGE_LOG_LEVEL", "info"), "debug, info, warn, error")
-	fs.StringVar(&c.Log.File, "log-file", env("FLASHEDGE_LOG_FILE", ""), "write logs to this file instead of stdout")
+	c.Log.RegisterFlags(fs, getenv)
 	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "how long in-flight requests may take at shutdown")
 	if err := fs.Parse(args); err != nil {
 		return c, err
