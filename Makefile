@@ -34,7 +34,7 @@ deps-bench: deps-test
 		{ $(MAKE) --no-print-directory $(APT_DONE) && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq lua-resty-lrucache || true; }
 
 run: build deps-test
-	$(BIN)/launch -bin $(BIN)
+	$(BIN)/launch -bin $(BIN) $(ARGS)
 
 test: deps-test
 	$(GO) vet ./...
