@@ -81,7 +81,20 @@ func Run(ctx context.Context, c Config, stdout io.Writer, environ []string, forc
 	if len(notReady) > 0 {
 		say("WARNING: not ready after %s: %s; still supervising, see their logs above", c.ReadyTimeout, strings.Join(notReady, ", "))
 	}
-	printBanner(say, c, started, storeDesc, time.Since(start))
+	took := time.Since(start)
+	if c.Seed > 0 {
+		for _, in := range started {
+			if in.Service == "edge" {
+				if msg, err := SeedDemoSale(ctx, in.Addr, c.AdminToken, time.Now()); err != nil {
+					say("demo flash sale not created: %v", err)
+				} else {
+					say("%s", msg)
+				}
+				break
+			}
+		}
+	}
+	printBanner(say, c, started, storeDesc, took)
 	<-ctx.Done()
 	return nil
 }
