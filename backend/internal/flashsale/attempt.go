@@ -19,6 +19,8 @@ const (
 	OutcomeAttemptPending = "attempt_pending" // held + undecided attempts reach the limit
 	OutcomeBusyBacklog    = "busy_backlog"    // the sale's undecided backlog is full
 	OutcomeBusyAdmission  = "busy_admission"  // k x supply attempts were admitted already
+	// OutcomeStranded is the lost reason of a ticket no worker decided within its requeues.
+	OutcomeStranded = "stranded"
 )
 
 // AttemptInput is one attempt: who, which sale, the answered challenge and the client's

@@ -602,3 +602,47 @@ func TestStreamDeleted(t *testing.T) {
 		t.Errorf("ticket after the stream was deleted = %+v, want won", p)
 	}
 }
+
+// TestStrandedTicketEndsLost: a ticket no worker decides within its requeues ends lost
+// ("stranded") with the unit a dead run had claimed back in its shard, and its user can try
+// again: every admitted attempt reaches a final state within a bound.
+func TestStrandedTicketEndsLost(t *testing.T) {
+	e := newEnv(t, Options{RequeueAfter: time.Second, MaxRequeues: 2})
+	e.createSale(saleSpec{id: "s", stock: 1, shards: 2, limit: 1})
+	ticket := admittedTicket(t, e.attempt("s", "alice", "k"))
+	ctx := context.Background()
+	sl, _ := e.svc.loadSale(ctx, "s")
+	// A run that died right after claiming the only unit; no worker runs afterwards.
+	if _, err := e.svc.decide(ctx, sl, ticket, func(stage, _ string) bool { return stage == "claimed" }); err != errCrash {
+		t.Fatalf("decide = %v, want the simulated crash", err)
+	}
+	for range 4 { // two requeues, then the end
+		e.clock.Advance(2 * time.Second)
+		if _, err := e.svc.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, _ := e.poll("s", "alice", ticket)
+	if p.Status != StatusLost || p.Reason != OutcomeStranded {
+		t.Fatalf("ticket = %+v, want lost stranded", p)
+	}
+	l := e.ledger("s")
+	checkBalanced(t, "after the stranded end", l)
+	if l.Reserved != 0 || l.Remaining != 1 || l.Queued != 0 || l.SoldOutFlag {
+		t.Fatalf("ledger = %+v, want the unit back, nothing queued, not sold out", l)
+	}
+	// A worker that picks the old message up later finds the ticket decided and takes nothing.
+	if _, err := e.svc.decide(ctx, sl, ticket, nil); err != nil {
+		t.Fatal(err)
+	}
+	if l := e.ledger("s"); l.Remaining != 1 || l.Won != 0 {
+		t.Fatalf("ledger after a late run = %+v", l)
+	}
+	// Alice may try again and win the unit.
+	e.startWorkers(1, WorkerOptions{})
+	again := admittedTicket(t, e.attempt("s", "alice", "k2"))
+	waitFor(t, 5*time.Second, "the new attempt decided", func() bool {
+		p, _ := e.poll("s", "alice", again)
+		return p.Status == StatusWon
+	})
+}

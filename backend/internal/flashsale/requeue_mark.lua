@@ -3,14 +3,15 @@
 -- but they are bounded: at most ARGV[3] requeues per ticket, one per interval.
 -- KEYS[1] result, KEYS[2] queue
 -- ARGV[1] ticket, ARGV[2] now (unix ms), ARGV[3] max requeues
--- Returns the ticket's user when the caller should XADD it again, or false.
+-- Returns the ticket's user when the caller should XADD it again, "exhausted" when the ticket is
+-- still undecided after its last requeue (the caller ends it), or false.
 local r = redis.call('HMGET', KEYS[1], 'status', 'user', 'requeues')
 if r[1] ~= 'queued' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return false
 end
 if tonumber(r[3] or '0') >= tonumber(ARGV[3]) then
-  return false
+  return 'exhausted'
 end
 redis.call('HINCRBY', KEYS[1], 'requeues', 1)
 redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[1])

@@ -88,7 +88,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 			return rep, fmt.Errorf("flashsale: read queue: %w", err)
 		}
 		for _, ticket := range stranded {
-			ok, err := s.requeue(ctx, v.ID, ticket)
+			ok, err := s.requeue(ctx, v.Sale, ticket)
 			if err != nil {
 				errs = append(errs, err)
 			} else if ok {
@@ -160,7 +160,8 @@ func (s *Service) tokenFinish(ctx context.Context, sale, token, mode string) (st
 }
 
 // requeue enqueues a stranded ticket again (at most MaxRequeues times).
-func (s *Service) requeue(ctx context.Context, sale, ticket string) (bool, error) {
+func (s *Service) requeue(ctx context.Context, sl *Sale, ticket string) (bool, error) {
+	sale := sl.ID
 	user, err := s.lua.requeueMark.Exec(ctx, s.c,
 		[]string{keyspace.SaleResult(sale, ticket), keyspace.SaleQueue(sale)},
 		[]string{ticket, ms(s.now()), strconv.Itoa(s.o.MaxRequeues)}).ToString()
@@ -169,6 +170,9 @@ func (s *Service) requeue(ctx context.Context, sale, ticket string) (bool, error
 	}
 	if err != nil {
 		return false, fmt.Errorf("flashsale: mark requeue: %w", err)
+	}
+	if user == "exhausted" {
+		return false, s.endStranded(ctx, sl, ticket)
 	}
 	err = s.c.Do(ctx, s.c.B().Xadd().Key(keyspace.AttemptStream()).Id("*").FieldValue().
 		FieldValue("sale", sale).FieldValue("ticket", ticket).FieldValue("user", user).Build()).Error()
@@ -182,6 +186,34 @@ func (s *Service) requeue(ctx context.Context, sale, ticket string) (bool, error
 	}
 	s.o.Log.Info("flash-sale ticket enqueued again", "sale", sale, "ticket", ticket)
 	return true, nil
+}
+
+// endStranded ends a ticket still undecided after its last requeue (no worker took it within
+// MaxRequeues x RequeueAfter): lost, reason "stranded", so every admitted attempt reaches a final
+// state within a bound and its user may try again. The ticket is decided first and its claims
+// released after: a worker still busy with it then finds it decided and releases what it
+// claimed itself, so no unit is both released and won.
+func (s *Service) endStranded(ctx context.Context, sl *Sale, ticket string) error {
+	if _, err := s.finish(ctx, sl.ID, ticket, "lost", "", OutcomeStranded, nil); err != nil {
+		return fmt.Errorf("flashsale: end stranded ticket: %w", err)
+	}
+	released := false
+	for i := range sl.Shards {
+		res, err := s.settle(ctx, sl.ID, i, ticket, "release")
+		if err != nil {
+			return fmt.Errorf("flashsale: release a stranded ticket's claim: %w", err)
+		}
+		released = released || res == "ok"
+	}
+	if released {
+		// The unit is back in a shard: move the return epoch on and clear the sold-out flag
+		// (the ticket is decided already, so only that part of "released" applies).
+		if _, err := s.finish(ctx, sl.ID, ticket, "released", "", OutcomeStranded, nil); err != nil {
+			return fmt.Errorf("flashsale: reopen after a stranded release: %w", err)
+		}
+	}
+	s.o.Log.Warn("flash-sale ticket ended undecided after its last requeue", "sale", sl.ID, "ticket", ticket, "unit_released", released)
+	return nil
 }
 
 // auditSoldOut clears a live sale's sold-out flag when a shard holds stock: the safety net for a
