@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/bits"
 	"net"
 	"strconv"
 	"strings"
@@ -82,8 +83,8 @@ type Options struct {
 
 	// Retries is the number of extra attempts, each on another replica when there is one, for
 	// calls that are safe to repeat: idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS) or a
-	// request carrying an Idempotency-Key header, after a transport error, a timeout or a 502,
-	// 503 or 504. A request that provably never left (the connection could not be opened) may
+	// request carrying an Idempotency-Key header, after a transport error, a timeout or a 502 or
+	// 504, and after a 503 only on a replica not tried yet. A request that provably never left (the connection could not be opened) may
 	// go to another replica whatever its method. Zero means 1; negative means no retries.
 	Retries int
 
@@ -477,6 +478,11 @@ func (p *Pool) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 		if attempt >= p.retries || ctx.Err() != nil || !(repeatable || neverSent) ||
 			errors.Is(err, fasthttp.ErrBodyTooLarge) {
 			return lastErr
+		}
+		// A 503 is a replica saying it cannot serve now (a dependency behind it is down):
+		// asking it again at once only doubles the wait, so only another replica is tried.
+		if err == nil && resp.StatusCode() == fasthttp.StatusServiceUnavailable && bits.OnesCount64(tried) >= len(p.replicas) {
+			return nil
 		}
 	}
 }
