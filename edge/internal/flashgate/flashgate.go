@@ -33,6 +33,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"flashedge/edge/internal/ratelimit"
+	"flashedge/edge/internal/session"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/metrics"
@@ -99,6 +100,13 @@ type Gate struct {
 	gen   atomic.Uint64 // moves on with every invalidation of any sale
 
 	ipLimit, userLimit, abuse *ratelimit.Limiter
+
+	// noReplay remembers (sale, Idempotency-Key, token) triples the store has no idempotency
+	// record for, so a refused retry costs no store read; idemGen moves on with every record
+	// written (see Invalidate).
+	idemMu   sync.RWMutex
+	noReplay map[string]struct{}
+	idemGen  atomic.Uint64
 
 	// localBlack holds subjects blacklisted at this edge: "ip:<address bytes>" or "user:<id>"
 	// -> unix nanos until which they are refused.
@@ -174,7 +182,7 @@ func New(kv rueidis.Client, order Forwarder, sessions Sessions, log *slog.Logger
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	g := &Gate{kv: kv, order: order, sessions: sessions, log: log, o: o, sales: map[string]*sale{}}
+	g := &Gate{kv: kv, order: order, sessions: sessions, log: log, o: o, sales: map[string]*sale{}, noReplay: map[string]struct{}{}}
 	var err error
 	if o.IPRate > 0 {
 		if g.ipLimit, err = ratelimit.New(ratelimit.Options{Rate: o.IPRate, Burst: o.IPBurst, Now: o.Now}); err != nil {
@@ -233,6 +241,10 @@ func (g *Gate) Invalidate(msgs []rueidis.RedisMessage) {
 		g.gen.Add(1)
 		clear(g.sales)
 		g.mu.Unlock()
+		g.idemMu.Lock()
+		g.idemGen.Add(1)
+		clear(g.noReplay)
+		g.idemMu.Unlock()
 		return
 	}
 	for _, m := range msgs {
@@ -245,6 +257,13 @@ func (g *Gate) Invalidate(msgs []rueidis.RedisMessage) {
 			g.gen.Add(1)
 			delete(g.sales, id)
 			g.mu.Unlock()
+		} else if strings.HasPrefix(key, "fe:sale:{s:") && strings.Contains(key, "}:idem:") {
+			// An idempotency record was written: forget every "no record" (they are keyed by
+			// token, not user), which only happens while attempts are admitted.
+			g.idemMu.Lock()
+			g.idemGen.Add(1)
+			clear(g.noReplay)
+			g.idemMu.Unlock()
 		}
 	}
 }
@@ -460,16 +479,31 @@ func (g *Gate) replay(ctx *fasthttp.RequestCtx, id []byte) bool {
 	if len(key) == 0 || len(key) > 128 {
 		return false
 	}
+	// A (sale, key, token) found without a record before is answered from memory, without
+	// verifying the token again or asking the store: a rush retrying after the sell-out costs
+	// the edge almost nothing. Skipping the verification is safe because only a record the
+	// store has, read for a verified user, ever forwards.
+	var buf [512]byte
+	nk := append(append(append(append(append(buf[:0], id...), 0), key...), 0), session.Token(ctx)...)
+	if len(nk) < len(buf) && g.knownNoReplay(nk) {
+		return false
+	}
 	ctx.Request.Header.Del(httpapi.HeaderUserID)
 	uid, err := g.sessions.FromRequest(ctx)
 	if err != nil {
 		return false
 	}
+	gen := g.idemGen.Load()
 	sctx, cancel := context.WithTimeout(context.Background(), g.o.StoreTimeout)
 	defer cancel()
-	// The record is the order service's hash with the first answer's outcome.
-	if _, err := g.kv.DoCache(sctx, g.kv.B().Hget().Key(keyspace.SaleIdempotency(string(id), uid, string(key))).
-		Field("outcome").Cache(), g.o.ClientTTL).ToString(); err != nil {
+	// The record is the order service's hash with the first answer's outcome, read through the
+	// client-side cache so that its creation reaches this edge as an invalidation.
+	_, err = g.kv.DoCache(sctx, g.kv.B().Hget().Key(keyspace.SaleIdempotency(string(id), uid, string(key))).
+		Field("outcome").Cache(), g.o.ClientTTL).ToString()
+	if err != nil {
+		if rueidis.IsRedisNil(err) && len(nk) < len(buf) {
+			g.rememberNoReplay(nk, gen)
+		}
 		return false
 	}
 	ctx.Response.Reset()
@@ -477,6 +511,30 @@ func (g *Gate) replay(ctx *fasthttp.RequestCtx, id []byte) bool {
 	g.forwarded.Add(1)
 	g.order.Forward(ctx)
 	return true
+}
+
+// maxNoReplay bounds the remembered (sale, key, token) triples without a record.
+const maxNoReplay = 100_000
+
+func (g *Gate) knownNoReplay(k []byte) bool {
+	g.idemMu.RLock()
+	_, ok := g.noReplay[string(k)]
+	g.idemMu.RUnlock()
+	return ok
+}
+
+// rememberNoReplay keeps k unless an idempotency record was written since gen was read (it may
+// be this one's), checked under the lock Invalidate clears under.
+func (g *Gate) rememberNoReplay(k []byte, gen uint64) {
+	g.idemMu.Lock()
+	defer g.idemMu.Unlock()
+	if g.idemGen.Load() != gen {
+		return
+	}
+	if len(g.noReplay) >= maxNoReplay {
+		clear(g.noReplay)
+	}
+	g.noReplay[string(k)] = struct{}{}
 }
 
 // refused applies the blacklist and the rate limits, answering the refusal itself.

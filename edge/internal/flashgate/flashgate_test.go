@@ -356,7 +356,11 @@ func TestSoldOutAllocs(t *testing.T) {
 	}
 }
 
-func BenchmarkSoldOut(b *testing.B) {
+func BenchmarkSoldOutWithKey(b *testing.B) { benchSoldOut(b, "bench-key") }
+
+func BenchmarkSoldOut(b *testing.B) { benchSoldOut(b, "") }
+
+func benchSoldOut(b *testing.B, key string) {
 	f := newFixture(b, Options{})
 	now := f.clock()
 	f.putSale(b, "so", now.Add(-time.Minute), now.Add(time.Hour), true)
@@ -367,6 +371,9 @@ func BenchmarkSoldOut(b *testing.B) {
 		ctx.Request.Header.SetMethod("POST")
 		ctx.Request.SetRequestURI("/api/v1/flash-sales/so/attempts")
 		ctx.Request.Header.Set("Authorization", "Bearer "+tok)
+		if key != "" {
+			ctx.Request.Header.Set("Idempotency-Key", key)
+		}
 		for pb.Next() {
 			ctx.Response.Reset()
 			f.h(&ctx)
