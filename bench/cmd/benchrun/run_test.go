@@ -42,7 +42,7 @@ func TestBenchrunEndToEnd(t *testing.T) {
 	jsonPath := filepath.Join(t.TempDir(), "out", "bench.json")
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "benchrun"), "-bin", bin, "-duration", "1s", "-warmup", "0", "-rounds", "1",
 		"-connections", "8", "-fresh-updates", "0", "-out", jsonPath,
-		"-rows", strings.Join([]string{compare.RowCeiling, compare.RowNginxProduct, compare.RowNginxLRUSoldOut}, ","))
+		"-rows", strings.Join([]string{compare.RowCeiling, compare.RowCeilingPost, compare.RowNginxProduct, compare.RowNginxLRUSoldOut}, ","))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -65,12 +65,12 @@ func TestBenchrunEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatalf("report JSON: %v", err)
 	}
-	if len(rep.Rows) != 3 {
-		t.Fatalf("report has %d rows, want 3: %s", len(rep.Rows), b)
+	if len(rep.Rows) != 4 {
+		t.Fatalf("report has %d rows, want 4: %s", len(rep.Rows), b)
 	}
 	for _, r := range rep.Rows {
 		if r.Skipped != "" {
-			if r.Name == compare.RowCeiling {
+			if strings.HasPrefix(r.Name, compare.RowCeiling) {
 				t.Errorf("ceiling row skipped: %s", r.Skipped)
 			}
 			continue // nginx not installed: the row says so
@@ -80,6 +80,14 @@ func TestBenchrunEndToEnd(t *testing.T) {
 		}
 		if len(r.Errors) > 0 {
 			t.Errorf("row %s flagged errors: %v", r.Name, r.Errors)
+		}
+		if r.CPU == nil || r.CPU.PerRequestUS <= 0 {
+			t.Errorf("row %s has no CPU per answer: %+v", r.Name, r.CPU)
+		}
+	}
+	for _, r := range rep.Rows[:2] {
+		if r.CPURatio == nil || *r.CPURatio != 1 {
+			t.Errorf("%s CPU ratio to itself = %v, want 1", r.Name, r.CPURatio)
 		}
 	}
 	if rep.Rows[0].RatioToCeiling == nil || *rep.Rows[0].RatioToCeiling != 1 {

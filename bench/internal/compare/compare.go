@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -37,7 +38,8 @@ import (
 	"flashedge/shared/product"
 )
 
-// The headers the wrk scripts send, repeated by the probes.
+// The headers the product rows send (wrk -H, no script) and the sold-out rows' body (the
+// soldout.lua script), repeated by the probes.
 var (
 	productHeaders = map[string]string{"Accept": "application/json"}
 	soldOutBody    = `{"challenge_id":"bench","answer":"0"}`
@@ -52,7 +54,8 @@ type runner struct {
 	scripts string
 	store   rueidis.Client
 	cleanup []func()
-	pids    []int // every server process started, for CPU accounting
+	pids    []int          // every server process started, for CPU accounting
+	pidOf   map[string]int // the same by name (store, ceiling, edge, nginx, ...)
 
 	adminToken, sessionSecret string
 	storeAddr                 string
@@ -70,7 +73,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, out: out, rep: &Report{StartedAt: time.Now().UTC()}}
+	r := &runner{cfg: cfg, out: out, rep: &Report{StartedAt: time.Now().UTC()}, pidOf: map[string]int{}}
 	defer r.stopAll()
 	if err := r.setup(ctx); err != nil {
 		return r.rep, err
@@ -163,6 +166,7 @@ func (r *runner) setup(ctx context.Context) error {
 	}
 	r.cleanup = append(r.cleanup, srv.Stop)
 	r.pids = append(r.pids, srv.Pid())
+	r.pidOf["store"] = srv.Pid()
 	r.storeAddr = srv.Addr
 	r.rep.Servers = append(r.rep.Servers, Server{Name: "store", Argv: strings.Join(srv.Argv(), " ")})
 	r.logf("store: redis-server on %s", srv.Addr)
@@ -173,11 +177,6 @@ func (r *runner) setup(ctx context.Context) error {
 	r.store = store
 	r.cleanup = append(r.cleanup, store.Close)
 
-	if cfg.wants(RowCeiling) {
-		if err := r.startCeiling(ctx); err != nil {
-			return err
-		}
-	}
 	if cfg.wants(RowEdgeProduct, RowEdgeSoldOut, RowEdgeNoMetrics) || cfg.FreshUpdates > 0 {
 		if err := r.startProject(ctx); err != nil {
 			return err
@@ -186,8 +185,14 @@ func (r *runner) setup(ctx context.Context) error {
 	if err := r.seedStore(ctx); err != nil {
 		return err
 	}
-	if r.edgeBase != "" && cfg.wants(RowEdgeSoldOut) {
+	if r.edgeBase != "" && cfg.wants(RowEdgeSoldOut, RowCeilingPost) {
 		r.prepareEdgeSale(ctx)
+	}
+	// The ceiling starts last: it answers the edge's own bytes.
+	if cfg.wants(RowCeiling, RowCeilingPost) {
+		if err := r.startCeiling(ctx); err != nil {
+			return err
+		}
 	}
 	if cfg.wants(RowNginxProduct, RowNginxLRUProduct, RowNginxSoldOut, RowNginxLRUSoldOut) || (cfg.FreshUpdates > 0 && r.edgeBase != "") {
 		if err := r.startPeer(ctx); err != nil {
@@ -207,7 +212,28 @@ func (r *runner) startCeiling(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := r.startProc(ctx, proc.Spec{Name: "ceiling", Path: bin, Args: []string{"-addr", addr}}, "http://"+addr, nil); err != nil {
+	args := []string{"-addr", addr}
+	// The ceiling answers what the edge answers, byte for byte, so the rows differ only in what
+	// the servers do: the product as the edge renders it, the edge's sold-out refusal.
+	bodies := []struct{ flag, name, body string }{{"-product-body", "product.json", r.publicProduct(ctx)}}
+	if r.edgeBase != "" {
+		pr, err := probe(r.soldOutRequest(r.edgeBase))
+		if err == nil && pr.Status == http.StatusGone {
+			bodies = append(bodies, struct{ flag, name, body string }{"-soldout-body", "soldout.json", pr.Body})
+		}
+	}
+	for _, b := range bodies {
+		if b.body == "" {
+			r.note("ceiling: no %s answer from the edge to copy; the ceiling answers its default", b.name)
+			continue
+		}
+		path := filepath.Join(r.dir, "ceiling-"+b.name)
+		if err := os.WriteFile(path, []byte(b.body), 0o644); err != nil {
+			return err
+		}
+		args = append(args, b.flag, path)
+	}
+	if _, err := r.startProc(ctx, proc.Spec{Name: "ceiling", Path: bin, Args: args}, "http://"+addr, nil); err != nil {
 		return err
 	}
 	r.ceilingBase = "http://" + addr
@@ -225,6 +251,7 @@ func (r *runner) startProc(ctx context.Context, s proc.Spec, base string, shownE
 	}
 	r.cleanup = append(r.cleanup, func() { p.Stop(10 * time.Second) })
 	r.pids = append(r.pids, p.Pid())
+	r.pidOf[s.Name] = p.Pid()
 	if err := p.WaitHTTP(ctx, base+"/ready", 60*time.Second); err != nil {
 		return nil, fmt.Errorf("compare: %w", err)
 	}
@@ -422,6 +449,7 @@ func (r *runner) startPeer(ctx context.Context) error {
 	}
 	r.cleanup = append(r.cleanup, peer.Stop)
 	r.pids = append(r.pids, peer.Pid())
+	r.pidOf["nginx"] = peer.Pid()
 	r.peer = peer
 	r.rep.Servers = append(r.rep.Servers, Server{Name: "nginx", Argv: strings.Join(peer.Argv(), " "), Log: filepath.Join(dir, "error.log")})
 	r.logf("nginx: per-request store reads on %s, lrucache (TTL %s) on %s", peer.PlainBase, r.cfg.TTL, peer.LRUBase)
@@ -439,42 +467,62 @@ type rowPlan struct {
 	wantStatus  int
 	wantBody    string // exact body wanted ("" = any)
 	wantPart    string // substring wanted ("" = any)
+	// procs are the processes whose CPU time the row charges to its answers: the server under
+	// test, and the store where the path can touch it.
+	procs []string
+}
+
+// soldOutHeaders are the headers of a sold-out attempt, the session token included once known.
+func (r *runner) soldOutHeaders() map[string]string {
+	h := map[string]string{"Content-Type": "application/json", "Accept": "application/json", "Idempotency-Key": "bench-soldout"}
+	if r.sessionToken != "" {
+		h["Authorization"] = "Bearer " + r.sessionToken
+	}
+	return h
+}
+
+// soldOutRequest is the attempt every POST row sends to base.
+func (r *runner) soldOutRequest(base string) request {
+	return request{Method: "POST", URL: base + "/api/v1/flash-sales/" + r.cfg.SaleID + "/attempts", Headers: r.soldOutHeaders(), Body: soldOutBody}
 }
 
 func (r *runner) plans(ctx context.Context) []rowPlan {
-	pid, sale := r.cfg.ProductID, r.cfg.SaleID
-	productPath := "/api/v1/products/" + pid
-	attemptPath := "/api/v1/flash-sales/" + sale + "/attempts"
+	productPath := "/api/v1/products/" + r.cfg.ProductID
 	want := r.publicProduct(ctx)
-	soldOutHeaders := map[string]string{"Content-Type": "application/json", "Accept": "application/json", "Idempotency-Key": "bench-soldout"}
 	var soldOutEnv []string
 	if r.sessionToken != "" {
-		soldOutHeaders["Authorization"] = "Bearer " + r.sessionToken
 		soldOutEnv = []string{"FLASHEDGE_BENCH_TOKEN=" + r.sessionToken}
 	}
-	productRow := func(name, title, base string) rowPlan {
-		return rowPlan{name: name, title: title, base: base, script: "product.lua", wantStatus: 200, wantBody: want,
+	// Product rows run wrk without a script (wrk's cheapest mode); a POST with a body needs one,
+	// soldout.lua, which only sets the request once (no per-request Lua).
+	productRow := func(name, title, base string, procs ...string) rowPlan {
+		return rowPlan{name: name, title: title, base: base, wantStatus: 200, wantBody: want, procs: procs,
 			req: request{Method: "GET", URL: base + productPath, Headers: productHeaders}}
 	}
-	soldOutRow := func(name, title, base string) rowPlan {
+	soldOutRow := func(name, title, base string, procs ...string) rowPlan {
 		return rowPlan{name: name, title: title, base: base, script: "soldout.lua", env: soldOutEnv, wantStatus: 410,
-			wantPart: `"sold_out"`, req: request{Method: "POST", URL: base + attemptPath, Headers: soldOutHeaders, Body: soldOutBody}}
+			wantPart: `"sold_out"`, req: r.soldOutRequest(base), procs: procs}
 	}
 	var plainBase, lruBase string
 	if r.peer != nil {
 		plainBase, lruBase = r.peer.PlainBase, r.peer.LRUBase
 	}
 	ttl := r.cfg.TTL.String()
+	ceilingGet := productRow(RowCeiling, "ceiling: bare fasthttp, same product body", r.ceilingBase, "ceiling")
+	if want == "" {
+		ceilingGet.wantBody = ceiling.Body
+	}
+	ceilingPost := soldOutRow(RowCeilingPost, "ceiling: bare fasthttp, POST attempt, 410", r.ceilingBase, "ceiling")
 	rows := []rowPlan{
-		{name: RowCeiling, title: "ceiling: bare fasthttp, fixed JSON", base: r.ceilingBase, script: "product.lua", wantStatus: 200,
-			wantBody: ceiling.Body, req: request{Method: "GET", URL: r.ceilingBase + productPath, Headers: productHeaders}},
-		productRow(RowEdgeProduct, "edge: product read", r.edgeBase),
-		productRow(RowEdgeNoMetrics, "edge: product read, request metrics off", r.edgeNoMetricsBase),
-		soldOutRow(RowEdgeSoldOut, "edge: sold-out answer", r.edgeBase),
-		productRow(RowNginxProduct, "nginx+lua: product, store read per request", plainBase),
-		productRow(RowNginxLRUProduct, "nginx+lua+lrucache "+ttl+": product", lruBase),
-		soldOutRow(RowNginxSoldOut, "nginx+lua: sold-out, store read per request", plainBase),
-		soldOutRow(RowNginxLRUSoldOut, "nginx+lua+lrucache "+ttl+": sold-out", lruBase),
+		ceilingGet,
+		ceilingPost,
+		productRow(RowEdgeProduct, "edge: product read", r.edgeBase, "edge", "store"),
+		productRow(RowEdgeNoMetrics, "edge: product read, request metrics off", r.edgeNoMetricsBase, "edge-nometrics", "store"),
+		soldOutRow(RowEdgeSoldOut, "edge: sold-out answer (POST, 410)", r.edgeBase, "edge", "store"),
+		productRow(RowNginxProduct, "nginx+lua: product, store read per request", plainBase, "nginx", "store"),
+		productRow(RowNginxLRUProduct, "nginx+lua+lrucache "+ttl+": product", lruBase, "nginx", "store"),
+		soldOutRow(RowNginxSoldOut, "nginx+lua: sold-out, store read per request", plainBase, "nginx", "store"),
+		soldOutRow(RowNginxLRUSoldOut, "nginx+lua+lrucache "+ttl+": sold-out", lruBase, "nginx", "store"),
 	}
 	var out []rowPlan
 	for _, p := range rows {
@@ -483,7 +531,7 @@ func (r *runner) plans(ctx context.Context) []rowPlan {
 		}
 		if p.base == "" {
 			switch {
-			case p.name == RowCeiling:
+			case strings.HasPrefix(p.name, "ceiling"):
 				p.skip = "ceiling binary not built"
 			case strings.HasPrefix(p.name, "edge"):
 				p.skip = "edge binary not built"
@@ -608,6 +656,7 @@ func median(runs []measured) measured {
 type cpuSnapshot struct {
 	cpus  map[int]cpustat.CPU
 	ours  uint64
+	per   map[int]uint64 // ticks by pid
 	valid bool
 }
 
@@ -617,10 +666,29 @@ func (r *runner) snapshot() cpuSnapshot {
 		return cpuSnapshot{}
 	}
 	var ours uint64
+	per := make(map[int]uint64, len(r.pids))
 	for _, pid := range r.pids {
-		ours += cpustat.ProcTicks(pid)
+		t := cpustat.ProcTicks(pid)
+		per[pid] = t
+		ours += t
 	}
-	return cpuSnapshot{cpus: cpus, ours: ours, valid: true}
+	return cpuSnapshot{cpus: cpus, ours: ours, per: per, valid: true}
+}
+
+// underTest is the CPU time the named processes used between two snapshots, in seconds.
+func (r *runner) underTest(a, b cpuSnapshot, procs []string) (float64, bool) {
+	if !a.valid || !b.valid || len(procs) == 0 {
+		return 0, false
+	}
+	var ticks uint64
+	for _, name := range procs {
+		pid, ok := r.pidOf[name]
+		if !ok {
+			return 0, false
+		}
+		ticks += b.per[pid] - a.per[pid]
+	}
+	return float64(ticks) / cpustat.TicksPerSecond, true
 }
 
 // cpuUse compares two snapshots: how busy the server and load cores were, and how much of a
@@ -683,14 +751,22 @@ func (r *runner) prepareRow(ctx context.Context, p rowPlan, row *Row) probeResul
 }
 
 func (r *runner) wrkOptions(p rowPlan) wrkrun.Options {
-	return wrkrun.Options{Threads: r.cfg.Threads, Connections: r.cfg.Connections, Duration: r.cfg.Duration,
-		Script: filepath.Join(r.scripts, p.script), URL: p.req.URL, CPU: r.cfg.LoadCPU, Env: p.env}
+	o := wrkrun.Options{Threads: r.cfg.Threads, Connections: r.cfg.Connections, Duration: r.cfg.Duration,
+		URL: p.req.URL, CPU: r.cfg.LoadCPU, Env: p.env}
+	if p.script != "" {
+		o.Script = filepath.Join(r.scripts, p.script)
+	} else {
+		for _, k := range slices.Sorted(maps.Keys(p.req.Headers)) {
+			o.Headers = append(o.Headers, k+": "+p.req.Headers[k])
+		}
+	}
+	return o
 }
 
 // measure runs wrk once for the row and checks that every answer was the probe's answer.
 func (r *runner) measure(ctx context.Context, p rowPlan, pr probeResult, row *Row, round int) (measured, bool) {
 	o := r.wrkOptions(p)
-	row.Command = strings.Join(o.Argv(), " ")
+	row.Command = shellJoin(o.Argv())
 	if len(p.env) > 0 {
 		row.Command = strings.Join(maskEnv(p.env), " ") + " " + row.Command
 	}
@@ -701,7 +777,12 @@ func (r *runner) measure(ctx context.Context, p rowPlan, pr probeResult, row *Ro
 	r.logf("%s: %s", tag, row.Command)
 	before := r.snapshot()
 	res, _, err := wrkrun.Run(ctx, o)
-	use := r.cpuUse(before, r.snapshot())
+	after := r.snapshot()
+	use := r.cpuUse(before, after)
+	if sec, ok := r.underTest(before, after, p.procs); ok && use != nil && res.Requests > 0 {
+		use.UnderTest = p.procs
+		use.PerRequestUS = 1e6 * sec / float64(res.Requests)
+	}
 	if err != nil {
 		row.Errors = append(row.Errors, err.Error())
 		if res.Requests == 0 {
@@ -804,6 +885,18 @@ func maskEnv(env []string) []string {
 		out[i] = k + "=" + v
 	}
 	return out
+}
+
+// shellJoin shows argv as a shell would need it typed (arguments with spaces quoted).
+func shellJoin(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if strings.ContainsAny(a, " \"'") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
 }
 
 func oneLine(b []byte) string {

@@ -12,7 +12,10 @@ import (
 
 // Row names, in the order they run.
 const (
-	RowCeiling     = "ceiling"
+	RowCeiling = "ceiling"
+	// RowCeilingPost is the ceiling's POST twin: the sold-out row's request (headers, JSON body)
+	// answered 410 with the edge's sold-out body.
+	RowCeilingPost = "ceiling-post"
 	RowEdgeProduct = "edge-product"
 	RowEdgeSoldOut = "edge-soldout"
 	// RowEdgeNoMetrics is the product read of a second edge started with FLASHEDGE_METRICS=off:
@@ -25,7 +28,7 @@ const (
 )
 
 // AllRows lists every row in run order.
-var AllRows = []string{RowCeiling, RowEdgeProduct, RowEdgeNoMetrics, RowEdgeSoldOut, RowNginxProduct, RowNginxLRUProduct, RowNginxSoldOut, RowNginxLRUSoldOut}
+var AllRows = []string{RowCeiling, RowCeilingPost, RowEdgeProduct, RowEdgeNoMetrics, RowEdgeSoldOut, RowNginxProduct, RowNginxLRUProduct, RowNginxSoldOut, RowNginxLRUSoldOut}
 
 // Config is one comparison run. Zero values take the defaults named on each field.
 type Config struct {

@@ -72,8 +72,12 @@ type Row struct {
 	Rounds         []Round        `json:"rounds,omitempty"`
 	CPU            *CPUUse        `json:"cpu,omitempty"`
 	RatioToCeiling *float64       `json:"ratio_to_ceiling,omitempty"`
-	Errors         []string       `json:"errors,omitempty"`
-	Notes          []string       `json:"notes,omitempty"`
+	// CPURatio is the row's CPU per answer over its ceiling's (CPURatioTo: the GET ceiling for
+	// reads, the POST twin for attempts): what a larger machine turns into throughput.
+	CPURatio   *float64 `json:"cpu_ratio_to_ceiling,omitempty"`
+	CPURatioTo string   `json:"cpu_ratio_to,omitempty"`
+	Errors     []string `json:"errors,omitempty"`
+	Notes      []string `json:"notes,omitempty"`
 }
 
 // Round is one of a row's runs when there were several.
@@ -95,6 +99,11 @@ type CPUUse struct {
 	OtherOnServerCore float64 `json:"other_on_server_core_pct,omitempty"`
 	// LoadCore is how busy wrk's core was (near 100: wrk may be the limit).
 	LoadCore float64 `json:"load_core_busy_pct,omitempty"`
+	// PerRequestUS is the CPU time (user + system, from /proc) of the processes under test
+	// (UnderTest: the server, and the store where the path can touch it) divided by the answers
+	// wrk counted, in microseconds. It depends little on how busy the machine is.
+	PerRequestUS float64  `json:"cpu_us_per_request,omitempty"`
+	UnderTest    []string `json:"under_test,omitempty"`
 }
 
 // String formats the use for progress lines.
@@ -102,20 +111,25 @@ func (u *CPUUse) String() string {
 	if u == nil {
 		return ""
 	}
-	if u.ServerCore == 0 && u.LoadCore == 0 {
-		return fmt.Sprintf("; servers %.0f%% CPU", u.Servers)
+	per := ""
+	if u.PerRequestUS > 0 {
+		per = fmt.Sprintf("; %.2f us CPU per answer (%s)", u.PerRequestUS, strings.Join(u.UnderTest, "+"))
 	}
-	return fmt.Sprintf("; servers %.0f%% CPU, other processes %.0f%% of the server core, wrk core %.0f%% busy",
-		u.Servers, u.OtherOnServerCore, u.LoadCore)
+	if u.ServerCore == 0 && u.LoadCore == 0 {
+		return fmt.Sprintf("; servers %.0f%% CPU%s", u.Servers, per)
+	}
+	return fmt.Sprintf("; servers %.0f%% CPU, other processes %.0f%% of the server core, wrk core %.0f%% busy%s",
+		u.Servers, u.OtherOnServerCore, u.LoadCore, per)
 }
 
-// Ratio compares two rows' requests/s.
+// Ratio compares two rows' requests/s (Value) and CPU per answer (CPU; lower is better).
 type Ratio struct {
 	Name  string   `json:"name"`
 	Title string   `json:"title"`
 	Of    string   `json:"of"`
 	To    string   `json:"to"`
 	Value *float64 `json:"value,omitempty"`
+	CPU   *float64 `json:"cpu,omitempty"`
 }
 
 // Goal is one target from the tracker, with whether this run met it. Met is nil when a row it
@@ -124,7 +138,9 @@ type Goal struct {
 	Text  string   `json:"text"`
 	Value *float64 `json:"value,omitempty"`
 	Want  float64  `json:"want"`
-	Met   *bool    `json:"met,omitempty"`
+	// AtMost: the value must not exceed Want (a cost); otherwise reach it (a rate).
+	AtMost bool  `json:"at_most,omitempty"`
+	Met    *bool `json:"met,omitempty"`
 }
 
 // Freshness is the staleness measurement after product updates.
@@ -153,11 +169,32 @@ func (rep *Report) ratio(of, to string) *float64 {
 	return &v
 }
 
+// cpuRatio is row of's CPU per answer over row to's (lower is better).
+func (rep *Report) cpuRatio(of, to string) *float64 {
+	a, b := rep.row(of), rep.row(to)
+	if a == nil || b == nil || a.CPU == nil || b.CPU == nil || a.CPU.PerRequestUS == 0 || b.CPU.PerRequestUS == 0 {
+		return nil
+	}
+	v := a.CPU.PerRequestUS / b.CPU.PerRequestUS
+	return &v
+}
+
+// ceilingOf is the ceiling a row's CPU is compared with: the POST twin for the attempt rows.
+func ceilingOf(row string) string {
+	switch row {
+	case RowCeilingPost, RowEdgeSoldOut, RowNginxSoldOut, RowNginxLRUSoldOut:
+		return RowCeilingPost
+	}
+	return RowCeiling
+}
+
 // finish computes the ratios and goals from the rows.
 func (rep *Report) finish() {
 	for i := range rep.Rows {
 		if rep.Rows[i].Result != nil {
-			rep.Rows[i].RatioToCeiling = rep.ratio(rep.Rows[i].Name, RowCeiling)
+			to := ceilingOf(rep.Rows[i].Name)
+			rep.Rows[i].RatioToCeiling = rep.ratio(rep.Rows[i].Name, to)
+			rep.Rows[i].CPURatio, rep.Rows[i].CPURatioTo = rep.cpuRatio(rep.Rows[i].Name, to), to
 		}
 	}
 	rep.Peers = nil
@@ -168,9 +205,27 @@ func (rep *Report) finish() {
 		{RowEdgeSoldOut, RowNginxLRUSoldOut, "edge sold-out answer / nginx+lua+lrucache"},
 		{RowEdgeProduct, RowEdgeNoMetrics, "edge product read with request metrics / without (issue 7: >= 0.95)"},
 	} {
-		rep.Peers = append(rep.Peers, Ratio{Name: p.of + "/" + p.to, Title: p.title, Of: p.of, To: p.to, Value: rep.ratio(p.of, p.to)})
+		rep.Peers = append(rep.Peers, Ratio{Name: p.of + "/" + p.to, Title: p.title, Of: p.of, To: p.to,
+			Value: rep.ratio(p.of, p.to), CPU: rep.cpuRatio(p.of, p.to)})
 	}
 	rep.Goals = nil
+	// Issue 13: CPU per answer, which a bigger machine turns into throughput (lower is better).
+	for _, g := range []struct {
+		text   string
+		of, to string
+		want   float64
+	}{
+		{"edge product read CPU per answer <= 1.15 x ceiling", RowEdgeProduct, RowCeiling, 1.15},
+		{"edge product read CPU per answer <= 1.0 x nginx+lua+lrucache", RowEdgeProduct, RowNginxLRUProduct, 1.0},
+		{"edge sold-out answer CPU per answer <= 1.2 x POST ceiling", RowEdgeSoldOut, RowCeilingPost, 1.2},
+	} {
+		goal := Goal{Text: g.text, Want: g.want, Value: rep.cpuRatio(g.of, g.to), AtMost: true}
+		if goal.Value != nil {
+			met := *goal.Value <= g.want
+			goal.Met = &met
+		}
+		rep.Goals = append(rep.Goals, goal)
+	}
 	for _, g := range []struct {
 		text   string
 		of, to string
@@ -218,28 +273,34 @@ func (rep *Report) Print(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w, "\nrows:")
-	const rowFmt = "  %-44s %10s %8s %8s %9s %6s %5s %6s %5s  %s\n"
-	fmt.Fprintf(w, rowFmt, "row", "requests/s", "p50", "p99", "x ceiling", "bytes", "srv%", "other%", "wrk%", "status")
+	const rowFmt = "  %-44s %10s %8s %8s %9s %8s %8s %6s %5s %6s %5s  %s\n"
+	fmt.Fprintf(w, rowFmt, "row", "requests/s", "p50", "p99", "x ceiling", "cpu/req", "cpu x c", "bytes", "srv%", "other%", "wrk%", "status")
 	for _, r := range rep.Rows {
 		if r.Result == nil {
-			fmt.Fprintf(w, rowFmt, r.Title, "-", "-", "-", "-", "-", "-", "-", "-", "skipped")
+			fmt.Fprintf(w, rowFmt, r.Title, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "skipped")
 			continue
 		}
 		status := "ok"
 		if len(r.Errors) > 0 {
 			status = "ERRORS"
 		}
-		srv, other, load := "-", "-", "-"
+		srv, other, load, per := "-", "-", "-", "-"
 		if c := r.CPU; c != nil {
 			srv = fmt.Sprintf("%.0f", c.Servers)
+			if c.PerRequestUS > 0 {
+				per = fmt.Sprintf("%.2fus", c.PerRequestUS)
+			}
 			if c.ServerCore > 0 || c.LoadCore > 0 {
 				other, load = fmt.Sprintf("%.0f", c.OtherOnServerCore), fmt.Sprintf("%.0f", c.LoadCore)
 			}
 		}
 		fmt.Fprintf(w, rowFmt, r.Title, fmt.Sprintf("%.0f", r.Result.RequestsPerS), us(r.Result.LatencyUS.P50),
-			us(r.Result.LatencyUS.P99), ratio(r.RatioToCeiling), fmt.Sprintf("%.0f", r.Result.BytesPerResp), srv, other, load, status)
+			us(r.Result.LatencyUS.P99), ratio(r.RatioToCeiling), per, ratio(r.CPURatio), fmt.Sprintf("%.0f", r.Result.BytesPerResp), srv, other, load, status)
 	}
-	fmt.Fprintln(w, "  bytes: average answer size on the wire; srv%: CPU of the servers and the store (100 = one core);")
+	fmt.Fprintln(w, "  x ceiling: requests/s over the ceiling's (the POST twin for attempts); cpu/req: CPU time (user+system)")
+	fmt.Fprintln(w, "  of the processes under test per answer (the server; the store too for edge and nginx rows);")
+	fmt.Fprintln(w, "  cpu x c: that over the ceiling's cpu/req (lower is better; what a larger machine turns into throughput).")
+	fmt.Fprintln(w, "  bytes: average answer size on the wire; srv%: CPU of every server started and the store (100 = one core);")
 	fmt.Fprintln(w, "  other%: other processes on the server core (should be near 0); wrk%: how busy wrk's core was.")
 	if s.Rounds > 1 {
 		fmt.Fprintln(w, "  Each row shows its median round among those least disturbed by other processes (other% within 5 of the least).")
@@ -255,6 +316,9 @@ func (rep *Report) Print(w io.Writer) {
 				var parts []string
 				for _, rd := range r.Rounds {
 					p := fmt.Sprintf("%.0f", rd.RequestsPerS)
+					if rd.CPU != nil && rd.CPU.PerRequestUS > 0 {
+						p += fmt.Sprintf(" %.2fus/req", rd.CPU.PerRequestUS)
+					}
 					if rd.CPU != nil && (rd.CPU.ServerCore > 0 || rd.CPU.LoadCore > 0) {
 						p += fmt.Sprintf(" (other %.0f%%)", rd.CPU.OtherOnServerCore)
 					}
@@ -271,8 +335,9 @@ func (rep *Report) Print(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w, "\npeers:")
+	fmt.Fprintf(w, "  %-70s %9s %9s\n", "", "req/s", "cpu/req")
 	for _, p := range rep.Peers {
-		fmt.Fprintf(w, "  %-70s %s\n", p.Title, ratio(p.Value))
+		fmt.Fprintf(w, "  %-70s %9s %9s\n", p.Title, ratio(p.Value), ratio(p.CPU))
 	}
 	if f := rep.Freshness; f != nil {
 		fmt.Fprintln(w, "\nfreshness after a product update:")

@@ -91,3 +91,45 @@ func TestMedian(t *testing.T) {
 		t.Error("median reordered its argument")
 	}
 }
+
+func TestCPUGoalsCompareLikeWithLike(t *testing.T) {
+	withCPU := func(name string, rps, us float64) Row {
+		r := rowWith(name, rps)
+		r.CPU = &CPUUse{PerRequestUS: us}
+		return r
+	}
+	rep := &Report{Rows: []Row{
+		withCPU(RowCeiling, 100_000, 10),
+		withCPU(RowCeilingPost, 90_000, 11),
+		withCPU(RowEdgeProduct, 90_000, 11.5),
+		withCPU(RowEdgeSoldOut, 80_000, 14),
+		withCPU(RowNginxLRUProduct, 95_000, 12),
+	}}
+	rep.finish()
+	if r := rep.Rows[3]; r.CPURatioTo != RowCeilingPost || r.CPURatio == nil || *r.CPURatio != 14.0/11 {
+		t.Errorf("sold-out CPU ratio = %v to %s, want 14/11 to the POST ceiling", r.CPURatio, r.CPURatioTo)
+	}
+	want := map[string]bool{
+		"edge product read CPU per answer <= 1.15 x ceiling":           true,
+		"edge product read CPU per answer <= 1.0 x nginx+lua+lrucache": true,
+		"edge sold-out answer CPU per answer <= 1.2 x POST ceiling":    false,
+	}
+	for _, g := range rep.Goals {
+		w, ok := want[g.Text]
+		if !ok {
+			continue
+		}
+		delete(want, g.Text)
+		if g.Met == nil || *g.Met != w {
+			t.Errorf("goal %q met = %v, want %v (value %v)", g.Text, g.Met, w, g.Value)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("goals missing: %v", want)
+	}
+	var buf bytes.Buffer
+	rep.Print(&buf)
+	if !strings.Contains(buf.String(), "11.50us") || !strings.Contains(buf.String(), "1.27x") {
+		t.Errorf("printed report lacks the CPU per answer (11.50us) or its ratio (1.27x):\n%s", buf.String())
+	}
+}

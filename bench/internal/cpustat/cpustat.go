@@ -12,6 +12,10 @@ import (
 	"strings"
 )
 
+// TicksPerSecond is the unit of /proc's CPU times (USER_HZ, 100 on every Linux the kernel's ABI
+// promises to user space).
+const TicksPerSecond = 100
+
 // CPU is one core's cumulative time in clock ticks.
 type CPU struct {
 	Busy, Total uint64
