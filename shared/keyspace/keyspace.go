@@ -48,6 +48,10 @@ func Sale(sale string) string { return prefix + "sale:{s:" + sale + "}" }
 // Sales is the sorted set of sale ids scored by start time (unix ms).
 func Sales() string { return prefix + "sales" }
 
+// LiveSales is the sorted set of sales the sweeper still has work in, scored by end time (unix
+// ms): added at creation, removed by the sweep once a sale has ended with nothing left to sweep.
+func LiveSales() string { return prefix + "sales:live" }
+
 // SaleShards is the list of a sale's stock shard keys (the sale-to-shards map).
 func SaleShards(sale string) string { return prefix + "sale:{s:" + sale + "}:shards" }
 
@@ -116,6 +120,12 @@ func SaleInflight(sale string) string { return prefix + "sale:{s:" + sale + "}:i
 // SaleQueue is the sorted set of admitted tickets not yet decided, scored by when they were
 // (re)enqueued (unix ms): the admission backlog and the journal stranded tickets are requeued from.
 func SaleQueue(sale string) string { return prefix + "sale:{s:" + sale + "}:queue" }
+
+// SaleClosing is the sorted set of a sale's tickets decided without a win whose shard claims are
+// still to be closed (a unit taken is given back, a shard not visited is closed to the ticket),
+// scored by decision time (unix ms): written in the same script as the decision, so the sweep
+// finishes what a dead closer started.
+func SaleClosing(sale string) string { return prefix + "sale:{s:" + sale + "}:closing" }
 
 // ShardClaims is a hash ticket -> claim state for shard i of a sale, in the shard's slot: the
 // marker that makes the worker's decrement, and every later move of that unit, happen once.

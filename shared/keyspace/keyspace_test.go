@@ -43,6 +43,8 @@ func TestKeys(t *testing.T) {
 		{"SaleQueue", keyspace.SaleQueue("s1"), "fe:sale:{s:s1}:queue"},
 		{"ShardClaims", keyspace.ShardClaims("s1", 3), "fe:salestock:{s:s1:3}:claims"},
 		{"ShardStats", keyspace.ShardStats("s1", 3), "fe:salestock:{s:s1:3}:stats"},
+		{"LiveSales", keyspace.LiveSales(), "fe:sales:live"},
+		{"SaleClosing", keyspace.SaleClosing("s1"), "fe:sale:{s:s1}:closing"},
 		{"CatalogSeedLock", keyspace.CatalogSeedLock(), "fe:lock:catalog-seed"},
 	}
 	for _, tt := range tests {

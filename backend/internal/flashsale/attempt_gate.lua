@@ -60,9 +60,11 @@ if redis.call('ZCARD', KEYS[7]) >= tonumber(ARGV[5]) then
   return answer('busy_backlog', '', ARGV[7])
 end
 -- Supply grows by every unit put back into a shard (the epoch counts expiry returns and releases).
-local stats = redis.call('HMGET', KEYS[4], 'admitted', 'epoch')
+-- Tickets that ended stranded without taking a unit had no chance at one: they do not count.
+local stats = redis.call('HMGET', KEYS[4], 'admitted', 'epoch', 'stranded_unclaimed')
 local supply = tonumber(sale[1]) + tonumber(stats[2] or '0')
-if tonumber(stats[1] or '0') >= math.ceil(tonumber(ARGV[4]) * supply) then
+local used = tonumber(stats[1] or '0') - tonumber(stats[3] or '0')
+if used >= math.ceil(tonumber(ARGV[4]) * supply) then
   return answer('busy_admission', '', ARGV[7])
 end
 redis.call('HINCRBY', KEYS[4], 'admitted', 1)

@@ -11,12 +11,13 @@
 // The sale slot {s:<sale>} holds everything about decisions: the sale hash (keyspace.Sale), the
 // shard list (SaleShards), the sold-out flag (SoldOut), the ledger counters (SaleStats), units held
 // per user (SaleUsers), attempts in flight per user (SaleInflight), the backlog of undecided
-// tickets (SaleQueue), challenges (SaleChallenge), idempotency records (SaleIdempotency), result
+// tickets (SaleQueue), tickets decided without a win still to be closed (SaleClosing), challenges (SaleChallenge), idempotency records (SaleIdempotency), result
 // records (SaleResult), seckill tokens (SaleToken) and reservation deadlines (SaleDeadlines).
 //
 // Each stock shard slot {s:<sale>:<i>} holds the shard's stock (StockShard, an integer), a claim
-// marker per ticket (ShardClaims) and the shard's counters (ShardStats: reserved, ordered,
-// returned, released). Every script that changes a shard's stock changes its claim marker and
+// marker per ticket (ShardClaims: r reserved, o ordered, x expired and returned, u released, "-"
+// no unit taken here) and the shard's counters (ShardStats: reserved, ordered, returned,
+// released). Every script that changes a shard's stock changes its claim marker and
 // counters in the same call, so per shard, at every instant:
 //
 //	initial_i = stock_i + reserved_i + ordered_i
@@ -30,12 +31,12 @@
 //
 //  1. Worker, sale slot (worker_begin.lua): ticket already decided? user at the limit?
 //  2. Worker, shard slot (shard_claim.lua), per shard probed: if the ticket has a claim marker,
-//     reuse it; else DECR when above zero and mark "r", or mark "-" (seen empty). A redelivered
+//     reuse it; else DECR when above zero and mark "r", or mark "-" (no unit here). A redelivered
 //     message finds its marker and takes nothing more; two workers on one ticket follow the same
 //     markers and stop at the same shard.
-//  3. Worker, sale slot (worker_win.lua): result "won", token, deadline, user count. If the ticket
-//     was decided meanwhile, or the user is at the limit, the claim is released (shard_settle.lua,
-//     r -> u, unit back) and the ticket ends lost.
+//  3. Worker, sale slot (worker_win.lua): result "won", token, deadline, user count. If the user
+//     is at the limit, the ticket ends lost (step 6); if it was decided meanwhile, it was decided
+//     lost and step 6 gives the claim back.
 //  4. Checkout, sale slot (token_pay.lua): reserved -> paid; user slot (order_write.lua): the order
 //     document, SET NX; shard slot (shard_settle.lua): r -> o; sale slot (token_finish.lua): token
 //     deleted, deadline removed.
@@ -44,17 +45,38 @@
 //     (token_finish.lua): returned, deadline removed, sold-out flag cleared. A deadline stays in
 //     the sorted set until its last step, so the next sweep finishes what a dead one started,
 //     including checkouts that stopped after the pay step.
+//  6. Closing a ticket decided without a win. A loss (limit reached, stranded) is decided in the
+//     sale slot (worker_finish.lua) together with an entry in the closing set (SaleClosing). Then
+//     whoever decided it closes the ticket in every shard (shard_settle.lua, close): a unit
+//     claimed for it goes back (r -> u), and a shard without a marker gets "-", so a run of the
+//     ticket still in flight can no longer claim there; a claim made before the close is seen by
+//     it. Last, claims_closed.lua (sale slot) removes the entry and accounts for the units given
+//     back once: the return epoch moves on, the sold-out flag is cleared, and a stranded ticket
+//     that took no unit gives its admission back. Should the closer die, the sweep closes what
+//     is left in the set. A sold-out decision needs no closing: its walk left "-" in every shard.
+//
+// Who may give a unit back is decided by the ticket's decision, which is final: a won ticket's
+// unit leaves its claim only through checkout (o) or expiry (x); only tickets in the closing set,
+// decided lost, are closed; a step that finds a ticket decided by someone else releases nothing on
+// its own account. The races this rules out (a stranded end releasing a unit a worker had just
+// won; a worker claiming for a ticket the sweeper had ended, then dying) have regression tests in
+// races_test.go.
 //
 // # Admission and its crash window
 //
 // The order service runs one script in the sale slot (attempt_gate.lua): replay of the
 // Idempotency-Key's first answer, sale window, challenge check and consume, sold-out flag,
-// per-user limit (held + in flight), backlog (SaleQueue size) and the admitted count against
-// k x (initial + units put back into shards). It records the answer and, when admitted, the queued result and the
-// backlog entry, all atomically; then it XADDs to the global stream (another slot). If it dies
-// between the two, the ticket is in SaleQueue without a message: the worker's maintenance requeues
-// tickets that stayed queued longer than RequeueAfter (bounded, MaxRequeues), and the worker's
-// already-done check makes the resulting duplicate messages harmless.
+// per-user limit (held + in flight), backlog (SaleQueue size) and the admitted count (less the
+// tickets that ended stranded without a unit) against k x (initial + units put back into
+// shards). It records the answer and, when admitted, the queued result and the backlog entry, all
+// atomically; then it XADDs to the global stream (another slot). If it dies between the two, the
+// ticket is in SaleQueue without a message: the worker's maintenance requeues tickets that stayed
+// queued longer than RequeueAfter (bounded, MaxRequeues; then the ticket ends lost "stranded"),
+// and the worker's already-done check makes the resulting duplicate messages harmless.
+//
+// The sweep reaches every sale in the live index (LiveSales, by end time, read in pages): a sale
+// enters it at creation and leaves once it has ended with no reservation, undecided ticket or
+// ticket to close left.
 //
 // A spent challenge makes every later answer final: the first answer for an Idempotency-Key
 // (admitted with its ticket, sold out, limit, busy) is stored and replayed; a 429 means "fetch a
@@ -244,6 +266,7 @@ type scripts struct {
 	finish, shardRead                   *rueidis.Lua
 	tokenPay, tokenExpire, tokenFinish  *rueidis.Lua
 	orderWrite, requeueMark             *rueidis.Lua
+	claimsClosed                        *rueidis.Lua
 }
 
 func loadScripts() *scripts {
@@ -264,6 +287,7 @@ func loadScripts() *scripts {
 		tokenFinish:      rueidis.NewLuaScript(lua("token_finish.lua")),
 		orderWrite:       rueidis.NewLuaScript(lua("order_write.lua")),
 		requeueMark:      rueidis.NewLuaScript(lua("requeue_mark.lua")),
+		claimsClosed:     rueidis.NewLuaScript(lua("claims_closed.lua")),
 	}
 }
 

@@ -315,11 +315,15 @@ func (s *Service) CreateSale(ctx context.Context, in SaleInput) (sl *Sale, creat
 	return sl, true, nil
 }
 
+// index adds a committed sale to the list of sales (keyspace.Sales, by start) and to the sweeper's
+// live index (keyspace.LiveSales, by end), which the sweep leaves once it is done with the sale.
 func (s *Service) index(ctx context.Context, sl *Sale) error {
-	err := s.c.Do(ctx, s.c.B().Zadd().Key(keyspace.Sales()).ScoreMember().
-		ScoreMember(float64(sl.StartsAt.UnixMilli()), sl.ID).Build()).Error()
-	if err != nil {
-		return fmt.Errorf("flashsale: index sale: %w", err)
+	for _, r := range s.c.DoMulti(ctx,
+		s.c.B().Zadd().Key(keyspace.Sales()).ScoreMember().ScoreMember(float64(sl.StartsAt.UnixMilli()), sl.ID).Build(),
+		s.c.B().Zadd().Key(keyspace.LiveSales()).ScoreMember().ScoreMember(float64(sl.EndsAt.UnixMilli()), sl.ID).Build()) {
+		if err := r.Error(); err != nil {
+			return fmt.Errorf("flashsale: index sale: %w", err)
+		}
 	}
 	return nil
 }

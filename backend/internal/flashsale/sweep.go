@@ -15,11 +15,16 @@ import (
 
 // Sweep limits.
 const (
-	// SweepSales is how many sales (the latest by start time) a sweep looks at.
-	SweepSales = 1000
-	// SweepBatch is how many due reservations and stranded tickets per sale one sweep handles.
+	// SweepPage is how many sales of the live index one read takes; a sweep pages through all.
+	SweepPage = 1000
+	// SweepBatch is how many due reservations, stranded tickets and tickets to close per sale one
+	// sweep handles.
 	SweepBatch = 200
-	// sweepHorizon: sales that ended longer ago than this plus the reservation are not swept.
+	// liveAfterEnd is how long after its end a sale stays in the live index at least (clock skew
+	// between the order service's gate and the sweeper); it leaves once nothing is left to sweep.
+	liveAfterEnd = time.Minute
+	// sweepHorizon: the metrics export leaves out sales that ended longer ago than this plus the
+	// reservation.
 	sweepHorizon = time.Hour
 )
 
@@ -28,50 +33,76 @@ type SweepReport struct {
 	Expired      int // reservations moved reserved -> expired and returned to a shard
 	Completed    int // checkouts that had stopped after the pay step, finished
 	Requeued     int // stranded tickets enqueued again
+	Closed       int // tickets decided without a win whose claims were closed by the sweep
 	FlagsCleared int // sold-out flags removed because a shard had stock again
+	Retired      int // ended sales with nothing left to sweep, removed from the live index
 }
 
-// Sweep does one pass of the maintenance the worker binary runs on a ticker, over the latest
-// SweepSales sales: due reservations (from keyspace.SaleDeadlines, by ZRANGEBYSCORE; no key scans
-// and no keyspace events) are expired and their units returned exactly once, checkouts stopped
-// half way are finished, tickets stranded between admission and XADD are enqueued again, and a
-// sold-out flag is cleared where a shard holds stock. Every step is idempotent, so any number of
-// sweepers may run at once.
+// Sweep does one pass of the maintenance the worker binary runs on a ticker, over every sale in
+// the live index (keyspace.LiveSales, read in pages of SweepPage): due reservations (from
+// keyspace.SaleDeadlines, by ZRANGEBYSCORE; no key scans and no keyspace events) are expired and
+// their units returned exactly once, checkouts stopped half way are finished, tickets stranded
+// between admission and XADD are enqueued again, tickets decided without a win whose closing
+// stopped half way (keyspace.SaleClosing) are closed, and a sold-out flag is cleared where a shard
+// holds stock. A sale that ended with none of that work left leaves the live index. Every step is
+// idempotent, so any number of sweepers may run at once.
 func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	var rep SweepReport
-	ids, err := s.recentSaleIDs(ctx, SweepSales)
-	if err != nil {
-		return rep, err
-	}
-	views, err := s.views(ctx, ids)
-	if err != nil {
-		return rep, err
-	}
-	now := s.now()
-	var active []SaleView
-	for _, v := range views {
-		if now.Before(v.EndsAt.Add(s.o.Reservation + sweepHorizon)) {
-			active = append(active, v)
+	var retire []string
+	var errs []error
+	for off := int64(0); ; off += SweepPage {
+		ids, err := s.c.Do(ctx, s.c.B().Zrange().Key(keyspace.LiveSales()).Min(strconv.FormatInt(off, 10)).
+			Max(strconv.FormatInt(off+SweepPage-1, 10)).Build()).AsStrSlice()
+		if err != nil {
+			return rep, fmt.Errorf("flashsale: read live sales: %w", err)
+		}
+		views, err := s.views(ctx, ids)
+		if err != nil {
+			return rep, err
+		}
+		done, err := s.sweepSales(ctx, views, &rep)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		retire = append(retire, done...)
+		if len(ids) < SweepPage {
+			break
 		}
 	}
-	if len(active) == 0 {
-		return rep, nil
+	if len(retire) > 0 {
+		n, err := s.c.Do(ctx, s.c.B().Zrem().Key(keyspace.LiveSales()).Member(retire...).Build()).AsInt64()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("flashsale: retire ended sales: %w", err))
+		}
+		rep.Retired += int(n)
 	}
-	cmds := make(rueidis.Commands, 0, 2*len(active))
+	return rep, errors.Join(errs...)
+}
+
+// sweepSales sweeps one page of sales and returns the ended ones with nothing left to sweep.
+func (s *Service) sweepSales(ctx context.Context, views []SaleView, rep *SweepReport) ([]string, error) {
+	if len(views) == 0 {
+		return nil, nil
+	}
+	now := s.now()
 	stale := now.Add(-s.o.RequeueAfter)
-	for _, v := range active {
+	const perSale = 3
+	cmds := make(rueidis.Commands, 0, perSale*len(views))
+	for _, v := range views {
 		cmds = append(cmds,
 			s.c.B().Zrangebyscore().Key(keyspace.SaleDeadlines(v.ID)).Min("-inf").Max(ms(now)).
 				Limit(0, SweepBatch).Build(),
 			s.c.B().Zrangebyscore().Key(keyspace.SaleQueue(v.ID)).Min("-inf").Max(ms(stale)).
-				Limit(0, SweepBatch).Build())
+				Limit(0, SweepBatch).Build(),
+			s.c.B().Zrange().Key(keyspace.SaleClosing(v.ID)).Min("0").Max(strconv.Itoa(SweepBatch-1)).Build())
 	}
 	res := s.c.DoMulti(ctx, cmds...)
 	var errs []error
-	for i, v := range active {
-		due, err := res[2*i].AsStrSlice()
+	var ended []SaleView
+	for i, v := range views {
+		due, err := res[perSale*i].AsStrSlice()
 		if err != nil {
-			return rep, fmt.Errorf("flashsale: read deadlines: %w", err)
+			return nil, fmt.Errorf("flashsale: read deadlines: %w", err)
 		}
 		for _, token := range due {
 			switch out, err := s.expireOne(ctx, v.Sale, token); {
@@ -83,9 +114,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 				rep.Completed++
 			}
 		}
-		stranded, err := res[2*i+1].AsStrSlice()
+		stranded, err := res[perSale*i+1].AsStrSlice()
 		if err != nil {
-			return rep, fmt.Errorf("flashsale: read queue: %w", err)
+			return nil, fmt.Errorf("flashsale: read queue: %w", err)
 		}
 		for _, ticket := range stranded {
 			ok, err := s.requeue(ctx, v.Sale, ticket)
@@ -93,6 +124,18 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 				errs = append(errs, err)
 			} else if ok {
 				rep.Requeued++
+			}
+		}
+		closing, err := res[perSale*i+2].AsStrSlice()
+		if err != nil {
+			return nil, fmt.Errorf("flashsale: read closing set: %w", err)
+		}
+		for _, ticket := range closing {
+			ok, err := s.closeClaims(ctx, v.Sale, ticket)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("flashsale: close claims: %w", err))
+			} else if ok {
+				rep.Closed++
 			}
 		}
 		if v.State == StateSoldOut {
@@ -103,8 +146,47 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 				rep.FlagsCleared++
 			}
 		}
+		if len(due) == 0 && len(stranded) == 0 && len(closing) == 0 && !now.Before(v.EndsAt.Add(liveAfterEnd)) {
+			ended = append(ended, v)
+		}
 	}
-	return rep, errors.Join(errs...)
+	retire, err := s.idle(ctx, ended)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return retire, errors.Join(errs...)
+}
+
+// idle returns the sales of views (all ended past liveAfterEnd) that hold no reservation, no
+// undecided ticket and no ticket to close: nothing can add any of those after the end, so the
+// sweep is done with them.
+func (s *Service) idle(ctx context.Context, views []SaleView) ([]string, error) {
+	if len(views) == 0 {
+		return nil, nil
+	}
+	cmds := make(rueidis.Commands, 0, 3*len(views))
+	for _, v := range views {
+		cmds = append(cmds,
+			s.c.B().Zcard().Key(keyspace.SaleDeadlines(v.ID)).Build(),
+			s.c.B().Zcard().Key(keyspace.SaleQueue(v.ID)).Build(),
+			s.c.B().Zcard().Key(keyspace.SaleClosing(v.ID)).Build())
+	}
+	res := s.c.DoMulti(ctx, cmds...)
+	var out []string
+	for i, v := range views {
+		left := int64(0)
+		for j := range 3 {
+			n, err := res[3*i+j].AsInt64()
+			if err != nil {
+				return out, fmt.Errorf("flashsale: read what is left of sale %s: %w", v.ID, err)
+			}
+			left += n
+		}
+		if left == 0 {
+			out = append(out, v.ID)
+		}
+	}
+	return out, nil
 }
 
 // expireOne handles one due reservation; it returns "expired", "completed" or "" (nothing to do).
@@ -190,29 +272,18 @@ func (s *Service) requeue(ctx context.Context, sl *Sale, ticket string) (bool, e
 
 // endStranded ends a ticket still undecided after its last requeue (no worker took it within
 // MaxRequeues x RequeueAfter): lost, reason "stranded", so every admitted attempt reaches a final
-// state within a bound and its user may try again. The ticket is decided first and its claims
-// released after: a worker still busy with it then finds it decided and releases what it
-// claimed itself, so no unit is both released and won.
+// state within a bound and its user may try again. Only when this call is the one that decided it
+// are its claims closed (a unit a dead run claimed goes back, every other shard is closed to the
+// ticket so a run still in flight cannot claim later). A ticket a worker won meanwhile keeps its
+// unit; one decided lost by another step is closed by that step or by the sweep.
 func (s *Service) endStranded(ctx context.Context, sl *Sale, ticket string) error {
-	if _, err := s.finish(ctx, sl.ID, ticket, "lost", "", OutcomeStranded, nil); err != nil {
+	res, err := s.loseAndClose(ctx, sl, ticket, "", OutcomeStranded, nil)
+	if err != nil {
 		return fmt.Errorf("flashsale: end stranded ticket: %w", err)
 	}
-	released := false
-	for i := range sl.Shards {
-		res, err := s.settle(ctx, sl.ID, i, ticket, "release")
-		if err != nil {
-			return fmt.Errorf("flashsale: release a stranded ticket's claim: %w", err)
-		}
-		released = released || res == "ok"
+	if res == resultLost {
+		s.o.Log.Warn("flash-sale ticket ended undecided after its last requeue", "sale", sl.ID, "ticket", ticket)
 	}
-	if released {
-		// The unit is back in a shard: move the return epoch on and clear the sold-out flag
-		// (the ticket is decided already, so only that part of "released" applies).
-		if _, err := s.finish(ctx, sl.ID, ticket, "released", "", OutcomeStranded, nil); err != nil {
-			return fmt.Errorf("flashsale: reopen after a stranded release: %w", err)
-		}
-	}
-	s.o.Log.Warn("flash-sale ticket ended undecided after its last requeue", "sale", sl.ID, "ticket", ticket, "unit_released", released)
 	return nil
 }
 

@@ -370,21 +370,23 @@ func (s *Service) decide(ctx context.Context, sl *Sale, ticket string, crash fun
 
 // loseOverLimit ends a ticket whose user already holds the limit. The gate admits a ticket only
 // while held + in flight < limit, so this does not happen in normal operation; should it happen
-// anyway, any unit a previous run claimed for the ticket is released before it ends lost.
+// anyway, the ticket ends lost and a unit a previous run claimed for it goes back (closeClaims).
 func (s *Service) loseOverLimit(ctx context.Context, sl *Sale, ticket, epoch string, crash func(stage, ticket string) bool) (string, error) {
-	released := false
-	for i := range sl.Shards {
-		res, err := s.settle(ctx, sl.ID, i, ticket, "release")
-		if err != nil {
-			return "", err
-		}
-		released = released || res == "ok" || res == "done"
+	return s.loseAndClose(ctx, sl, ticket, epoch, OutcomeLimitReached, crash)
+}
+
+// loseAndClose ends a ticket lost with reason and, when this call decided it, closes its claims.
+// When the ticket was decided already, nothing is released here: a win keeps its unit, and a
+// loss was put in the closing set by whoever decided it, who (or the sweep) closes it.
+func (s *Service) loseAndClose(ctx context.Context, sl *Sale, ticket, epoch, reason string, crash func(stage, ticket string) bool) (string, error) {
+	res, err := s.finish(ctx, sl.ID, ticket, "lost", epoch, reason, crash)
+	if err != nil || res != resultLost {
+		return res, err
 	}
-	mode := "lost"
-	if released {
-		mode = "released"
+	if _, err := s.closeClaims(ctx, sl, ticket); err != nil {
+		return "", err // decided: the sweep closes the claims from the closing set
 	}
-	return s.finish(ctx, sl.ID, ticket, mode, epoch, OutcomeLimitReached, crash)
+	return res, nil
 }
 
 func fnv32(s string) uint32 {
@@ -416,24 +418,80 @@ func (s *Service) recordWin(ctx context.Context, sl *Sale, ticket, user string, 
 			return resultWon, s.maybeFlagSoldOut(ctx, sl, shard, epoch)
 		}
 		return resultWon, nil
+	case "over_limit":
+		// The claim may not be kept: the ticket ends lost here, and its closing gives the unit back.
+		return s.loseAndClose(ctx, sl, ticket, epoch, OutcomeLimitReached, crash)
 	case "done":
 		if len(rep) >= 3 && rep[1] == StatusWon && rep[2] == strconv.Itoa(shard) {
 			return resultDuplicate, nil // decided before with this very claim
 		}
+		// Decided otherwise while this run claimed. Runs of one ticket follow the same markers, so
+		// a win or a sold-out walk would have met this claim: the decision is a loss, made with
+		// the ticket put in the closing set. Its closing passes this shard after the claim (a
+		// closed shard refuses claims), so it gives this unit back; closing here too only makes
+		// that sooner.
+		if _, err := s.closeClaims(ctx, sl, ticket); err != nil {
+			return "", err
+		}
+		return resultDuplicate, nil
 	}
-	// The claim may not be kept (decided otherwise meanwhile, user at the limit, or unknown
-	// ticket): give the unit back, then end the ticket lost.
-	res, err := s.settle(ctx, sale, shard, ticket, "release")
+	// "missing": the ticket's record is gone, so no decision can ever name this claim.
+	res, err := s.settle(ctx, sale, shard, ticket, "close")
 	if err != nil {
 		return "", err
 	}
-	if strings.HasPrefix(res, "bad:") {
-		return "", fmt.Errorf("release shard %d of ticket %s: claim is %s", shard, ticket, res)
+	units := 0
+	if res == "released" {
+		units = 1
 	}
-	return s.finish(ctx, sale, ticket, "released", epoch, OutcomeLimitReached, crash)
+	if err := s.claimsClosed(ctx, sale, ticket, units, "orphan"); err != nil {
+		return "", err
+	}
+	return resultDuplicate, nil
 }
 
-// settle runs shard_settle.lua: mode "order", "return" or "release".
+// closeClaims closes a ticket that is in the sale's closing set (decided without a win, which is
+// final): in every shard, a unit claimed for it goes back and a shard it never visited is closed
+// to it, so no later run of the ticket can claim there. Then claims_closed.lua removes it from
+// the set and accounts for the units given back, once however many closers run. Any number of
+// callers may close the same ticket at once. It reports whether the ticket was in the set.
+func (s *Service) closeClaims(ctx context.Context, sl *Sale, ticket string) (bool, error) {
+	sale := sl.ID
+	err := s.c.Do(ctx, s.c.B().Zscore().Key(keyspace.SaleClosing(sale)).Member(ticket).Build()).Error()
+	if rueidis.IsRedisNil(err) {
+		return false, nil // closed already, or never to close (a win)
+	}
+	if err != nil {
+		return false, fmt.Errorf("read closing set: %w", err)
+	}
+	units := 0
+	for i := range sl.Shards {
+		res, err := s.settle(ctx, sale, i, ticket, "close")
+		if err != nil {
+			return false, err
+		}
+		switch res {
+		case "released", "u":
+			units++
+		case "closed", "-":
+		default:
+			return false, fmt.Errorf("close shard %d of ticket %s decided without a win: claim is %s", i, ticket, res)
+		}
+	}
+	return true, s.claimsClosed(ctx, sale, ticket, units, "closing")
+}
+
+func (s *Service) claimsClosed(ctx context.Context, sale, ticket string, units int, mode string) error {
+	err := s.lua.claimsClosed.Exec(ctx, s.c,
+		[]string{keyspace.SaleClosing(sale), keyspace.SaleResult(sale, ticket), keyspace.SaleStats(sale), keyspace.SoldOut(sale)},
+		[]string{ticket, strconv.Itoa(units), mode}).Error()
+	if err != nil {
+		return fmt.Errorf("claims closed: %w", err)
+	}
+	return nil
+}
+
+// settle runs shard_settle.lua: mode "order", "return" or "close".
 func (s *Service) settle(ctx context.Context, sale string, shard int, ticket, mode string) (string, error) {
 	res, err := s.lua.shardSettle.Exec(ctx, s.c,
 		[]string{keyspace.StockShard(sale, shard), keyspace.ShardClaims(sale, shard), keyspace.ShardStats(sale, shard)},
@@ -450,7 +508,7 @@ func (s *Service) settle(ctx context.Context, sale string, shard int, ticket, mo
 func (s *Service) finish(ctx context.Context, sale, ticket, mode, epoch, reason string, crash func(stage, ticket string) bool) (string, error) {
 	res, err := s.lua.finish.Exec(ctx, s.c,
 		[]string{keyspace.SaleResult(sale, ticket), keyspace.SaleStats(sale), keyspace.SaleInflight(sale),
-			keyspace.SaleQueue(sale), keyspace.SoldOut(sale)},
+			keyspace.SaleQueue(sale), keyspace.SoldOut(sale), keyspace.SaleClosing(sale)},
 		[]string{mode, ticket, epoch, reason, ms(s.now()), msDur(s.o.ResultTTL)}).ToString()
 	if err != nil {
 		return "", fmt.Errorf("finish %s: %w", mode, err)
