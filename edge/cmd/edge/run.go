@@ -19,8 +19,8 @@ import (
 	"flashedge/edge/internal/dashboard"
 	"flashedge/edge/internal/flashgate"
 	"flashedge/edge/internal/gateway"
+	"flashedge/edge/internal/guard"
 	"flashedge/edge/internal/productcache"
-	"flashedge/edge/internal/ratelimit"
 	"flashedge/edge/internal/session"
 	"flashedge/edge/internal/web"
 	"flashedge/shared/httpapi"
@@ -108,18 +108,6 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		}
 	}
 	return c, nil
-}
-
-// limitLogins answers 429 with Retry-After to a client address over its login budget.
-func limitLogins(lim *ratelimit.Limiter, next fasthttp.RequestHandler) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		if ok, wait := lim.Allow(ctx.RemoteIP()); !ok {
-			ctx.Response.Header.Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
-			httpapi.WriteError(ctx, fasthttp.StatusTooManyRequests, "rate_limited", "too many logins from this address; retry after Retry-After seconds")
-			return
-		}
-		next(ctx)
-	}
 }
 
 func parseRate(name, v string) (float64, error) {
@@ -217,7 +205,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer order.Close()
 
-	fg, err := flashgate.New(store, order, signer, log, flashgate.Options{IPRate: cfg.IPRate, UserRate: cfg.UserRate})
+	guards, err := guard.New(store, log, guard.Options{AddrRate: cfg.IPRate, UserRate: cfg.UserRate})
+	if err != nil {
+		return err
+	}
+	fg, err := flashgate.New(store, order, signer, guards, log, flashgate.Options{})
 	if err != nil {
 		return err
 	}
@@ -232,24 +224,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			case <-poolCtx.Done():
 				return
 			case <-t.C:
-				fg.Sweep()
+				guards.Sweep()
 			}
 		}
 	}()
 
-	src := &edgeSource{reg: reg, products: pc, gate: fg, pools: []*upstream.Pool{catalog, cart, order}, order: order, adminToken: cfg.AdminToken}
+	src := &edgeSource{reg: reg, products: pc, gate: fg, store: store, pools: []*upstream.Pool{catalog, cart, order}, order: order, adminToken: cfg.AdminToken}
 	src.register()
 
-	// Logins are free (a demo login: no password), so they are limited per client address
+	// Logins are free (a demo login: no password), so they are charged to the client address
 	// like the flash-sale routes, under the same setting.
-	login := session.NewHandler(signer, session.HandlerOptions{})
-	if cfg.IPRate > 0 {
-		lim, err := ratelimit.New(ratelimit.Options{Rate: cfg.IPRate, Burst: 2 * cfg.IPRate, MaxKeys: 100_000})
-		if err != nil {
-			return err
-		}
-		login = limitLogins(lim, login)
-	}
+	login := guards.Limit(session.NewHandler(signer, session.HandlerOptions{}))
 
 	var draining atomic.Bool
 	gw, err := gateway.New(gateway.Config{

@@ -7,11 +7,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/valyala/fasthttp"
 
 	"flashedge/edge/internal/dashboard"
 	"flashedge/edge/internal/flashgate"
 	"flashedge/edge/internal/productcache"
+	"flashedge/shared/keyspace"
 	"flashedge/shared/metrics"
 	"flashedge/shared/upstream"
 )
@@ -21,6 +23,7 @@ type edgeSource struct {
 	reg        *metrics.Registry
 	products   *productcache.Cache
 	gate       *flashgate.Gate
+	store      rueidis.Client
 	pools      []*upstream.Pool
 	order      *upstream.Pool
 	adminToken string
@@ -72,19 +75,29 @@ func (s *edgeSource) Sales(ctx context.Context) ([]dashboard.Sale, error) {
 	return s.sales, s.salesErr
 }
 
+// readSales reads the latest sales from the index (latest start first), their states from the
+// gate's sales, and their ledgers from the order service.
 func (s *edgeSource) readSales(ctx context.Context) ([]dashboard.Sale, error) {
-	ids, states, err := s.gate.RecentSales(ctx, maxDashboardSales)
+	ids, err := s.store.Do(ctx, s.store.B().Zrange().Key(keyspace.Sales()).Min("+inf").Max("-inf").
+		Byscore().Rev().Limit(0, maxDashboardSales).Build()).AsStrSlice()
 	if err != nil {
 		return nil, err
 	}
 	out := make([]dashboard.Sale, 0, len(ids))
-	for i, id := range ids {
+	for _, id := range ids {
+		state, exists, err := s.gate.SaleState(id)
+		if err != nil {
+			return out, err
+		}
+		if !exists {
+			continue
+		}
 		l, err := s.ledger(ctx, id)
 		if err != nil {
 			return out, err
 		}
 		out = append(out, dashboard.Sale{
-			ID: id, State: states[i], Initial: l.Initial, Shards: l.Shards, Admitted: l.Admitted, Queued: l.Queued,
+			ID: id, State: state, Initial: l.Initial, Shards: l.Shards, Admitted: l.Admitted, Queued: l.Queued,
 			Won: l.Won, Ordered: l.Ordered, Expired: l.Expired, Returned: l.ExpiredReturned,
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/valyala/fasthttp"
 
+	"flashedge/edge/internal/guard"
 	"flashedge/edge/internal/session"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
@@ -35,13 +36,14 @@ type fixture struct {
 	srv    *kvtest.Server
 	writer rueidis.Client
 	gate   *Gate
+	guard  *guard.Guard
 	order  *countingOrder
 	signer *session.Signer
 	h      fasthttp.RequestHandler
 	now    atomic.Int64
 }
 
-func newFixture(t testing.TB, o Options) *fixture {
+func newFixture(t testing.TB, lo guard.Options) *fixture {
 	t.Helper()
 	f := &fixture{srv: kvtest.Start(t), order: &countingOrder{}}
 	f.now.Store(time.Date(2026, 11, 11, 12, 0, 0, 0, time.UTC).UnixNano())
@@ -59,10 +61,13 @@ func newFixture(t testing.TB, o Options) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Now == nil {
-		o.Now = func() time.Time { return time.Unix(0, f.now.Load()) }
+	clock := func() time.Time { return time.Unix(0, f.now.Load()) }
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	lo.Now = clock
+	if f.guard, err = guard.New(edgeKV, log, lo); err != nil {
+		t.Fatal(err)
 	}
-	f.gate, err = New(edgeKV, f.order, f.signer, slog.New(slog.NewTextHandler(io.Discard, nil)), o)
+	f.gate, err = New(edgeKV, f.order, f.signer, f.guard, log, Options{Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +128,7 @@ func (f *fixture) do(method, uri, token string) *fasthttp.Response {
 }
 
 func TestAttemptAnsweredAtTheEdge(t *testing.T) {
-	f := newFixture(t, Options{IPRate: -1, UserRate: -1})
+	f := newFixture(t, guard.Options{AddrRate: -1, UserRate: -1})
 	now := f.clock()
 	f.putSale(t, "live", now.Add(-time.Minute), now.Add(time.Hour), false)
 	f.putSale(t, "gone", now.Add(-time.Minute), now.Add(time.Hour), true)
@@ -184,7 +189,7 @@ func TestAttemptAnsweredAtTheEdge(t *testing.T) {
 // TestSoldOutFlagByInvalidation: the flag set by a worker (another client) reaches the edge by
 // invalidation, and clearing it (an expired reservation returned) lets attempts through again.
 func TestSoldOutFlagByInvalidation(t *testing.T) {
-	f := newFixture(t, Options{IPRate: -1, UserRate: -1})
+	f := newFixture(t, guard.Options{AddrRate: -1, UserRate: -1})
 	now := f.clock()
 	f.putSale(t, "s1", now.Add(-time.Minute), now.Add(time.Hour), false)
 	tok := f.token("u-bob")
@@ -227,7 +232,7 @@ func waitStatus(t *testing.T, f *fixture, sale, tok string, want int, within tim
 }
 
 func TestRateLimitsAndBlacklist(t *testing.T) {
-	f := newFixture(t, Options{IPRate: 1000, IPBurst: 1000, UserRate: 1, UserBurst: 2, AbuseBurst: 3, BlacklistTTL: time.Minute})
+	f := newFixture(t, guard.Options{AddrRate: 1000, AddrBurst: 1000, UserRate: 1, UserBurst: 2, AbuseBurst: 3, BlacklistTTL: time.Minute})
 	now := f.clock()
 	f.putSale(t, "s2", now.Add(-time.Minute), now.Add(time.Hour), false)
 	tok := f.token("u-eve")
@@ -255,7 +260,7 @@ func TestRateLimitsAndBlacklist(t *testing.T) {
 }
 
 func TestPollReadsTheStore(t *testing.T) {
-	f := newFixture(t, Options{})
+	f := newFixture(t, guard.Options{})
 	now := f.clock()
 	f.putSale(t, "s3", now.Add(-time.Minute), now.Add(time.Hour), false)
 	ctx := context.Background()
@@ -299,7 +304,7 @@ func TestPollReadsTheStore(t *testing.T) {
 }
 
 func TestSaleViews(t *testing.T) {
-	f := newFixture(t, Options{})
+	f := newFixture(t, guard.Options{})
 	now := f.clock()
 	f.putSale(t, "a", now.Add(-time.Minute), now.Add(time.Hour), false)
 	f.putSale(t, "b", now.Add(time.Minute), now.Add(time.Hour), false)
@@ -333,7 +338,7 @@ func TestSoldOutAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are not meaningful under -race")
 	}
-	f := newFixture(t, Options{})
+	f := newFixture(t, guard.Options{})
 	now := f.clock()
 	f.putSale(t, "so", now.Add(-time.Minute), now.Add(time.Hour), true)
 	var ctx fasthttp.RequestCtx
@@ -361,7 +366,7 @@ func BenchmarkSoldOutWithKey(b *testing.B) { benchSoldOut(b, "bench-key") }
 func BenchmarkSoldOut(b *testing.B) { benchSoldOut(b, "") }
 
 func benchSoldOut(b *testing.B, key string) {
-	f := newFixture(b, Options{})
+	f := newFixture(b, guard.Options{})
 	now := f.clock()
 	f.putSale(b, "so", now.Add(-time.Minute), now.Add(time.Hour), true)
 	tok := f.token("u-bench")
@@ -384,7 +389,7 @@ func benchSoldOut(b *testing.B, key string) {
 // TestUnknownSalesSpendTheAddressBudget: ids the edge does not hold cost a store read each, so
 // they spend the client's address budget; a known sale does not.
 func TestUnknownSalesSpendTheAddressBudget(t *testing.T) {
-	f := newFixture(t, Options{IPRate: 0.001, IPBurst: 5, UserRate: -1})
+	f := newFixture(t, guard.Options{AddrRate: 0.001, AddrBurst: 5, UserRate: -1})
 	now := f.clock()
 	f.putSale(t, "known", now.Add(-time.Minute), now.Add(time.Hour), true)
 	f.do("POST", "/api/v1/flash-sales/known/attempts", "") // now held in memory (one token spent)

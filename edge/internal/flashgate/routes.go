@@ -26,52 +26,47 @@ const MaxListed = 100
 func (g *Gate) Register(r *router.Router, admin func(fasthttp.RequestHandler) fasthttp.RequestHandler) {
 	r.GET("/api/v1/flash-sales", g.list)
 	r.GET("/api/v1/flash-sales/{id}", g.get)
-	r.POST("/api/v1/flash-sales/{id}/challenge", g.user(g.limitedForward))
+	r.POST("/api/v1/flash-sales/{id}/challenge", g.challenge)
 	r.POST("/api/v1/flash-sales/{id}/attempts", func(ctx *fasthttp.RequestCtx) {
 		id, _ := ctx.UserValue("id").(string)
 		g.attempt(ctx, []byte(id))
 	})
-	r.GET("/api/v1/flash-sales/{id}/attempts/{ticket}", g.user(g.poll))
-	r.POST("/api/v1/flash-sales/{id}/checkout", g.user(func(ctx *fasthttp.RequestCtx, _ string) { g.order.Forward(ctx) }))
+	r.GET("/api/v1/flash-sales/{id}/attempts/{ticket}", g.poll)
+	r.POST("/api/v1/flash-sales/{id}/checkout", g.checkout)
 	r.POST("/api/v1/admin/flash-sales", admin(g.order.Forward))
 	r.GET("/api/v1/admin/flash-sales/{id}/ledger", admin(g.order.Forward))
 }
 
-// user verifies the session, replaces any client-sent user header with the verified id and
-// calls next with it.
-func (g *Gate) user(next func(ctx *fasthttp.RequestCtx, uid string)) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		ctx.Request.Header.Del(httpapi.HeaderUserID)
-		uid, err := g.sessions.FromRequest(ctx)
-		if err != nil {
-			httpapi.WriteRawJSON(ctx, fasthttp.StatusUnauthorized, unauthBody)
-			return
-		}
-		ctx.Request.Header.Set(httpapi.HeaderUserID, uid)
-		next(ctx, uid)
-	}
-}
-
-// limitedForward answers a challenge request at the edge when the sale cannot sell (unknown,
-// outside its window, sold out), applies the blacklist and rate limits (a challenge costs the
-// store a write) and forwards the rest.
-func (g *Gate) limitedForward(ctx *fasthttp.RequestCtx, uid string) {
+// challenge answers a challenge request at the edge when the sale cannot sell (unknown, outside
+// its window, sold out), charges the rest to the guard like an attempt (a challenge costs the
+// store a write) and forwards it.
+func (g *Gate) challenge(ctx *fasthttp.RequestCtx) {
 	id, _ := ctx.UserValue("id").(string)
-	if !g.open(ctx, []byte(id)) || g.refused(ctx, uid) {
+	if !g.open(ctx, []byte(id)) {
 		return
 	}
-	g.order.Forward(ctx)
+	uid, ok := g.user(ctx)
+	if !ok || g.guard.Refused(ctx, uid) {
+		return
+	}
+	g.forward(ctx, uid)
+}
+
+// checkout is charged to the client's address (it reaches the order service and the store);
+// not to the user's budget, which a winner has spent on the challenge and the attempt, nor is
+// a banned user kept from paying for what they won before the ban.
+func (g *Gate) checkout(ctx *fasthttp.RequestCtx) {
+	uid, ok := g.user(ctx)
+	if !ok || g.guard.Refused(ctx, "") {
+		return
+	}
+	g.forward(ctx, uid)
 }
 
 func (g *Gate) get(ctx *fasthttp.RequestCtx) {
 	id, _ := ctx.UserValue("id").(string)
-	if !product.ValidID([]byte(id)) {
-		httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, unknownBody)
-		return
-	}
-	s, err := g.lookup([]byte(id))
-	if err != nil {
-		g.storeDown(ctx, err)
+	s := g.saleFor(ctx, []byte(id))
+	if s == nil {
 		return
 	}
 	if !s.exists {
@@ -82,7 +77,11 @@ func (g *Gate) get(ctx *fasthttp.RequestCtx) {
 	ctx.SetBody(s.appendJSON(make([]byte, 0, 512), g.o.Now().UnixMilli()))
 }
 
+// list is charged to the client's address: the index and the sales it names may be store reads.
 func (g *Gate) list(ctx *fasthttp.RequestCtx) {
+	if g.guard.Refused(ctx, "") {
+		return
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), g.o.StoreTimeout)
 	defer cancel()
 	ids, err := g.kv.DoCache(sctx, g.kv.B().Zrange().Key(keyspace.Sales()).Min("+inf").Max("-inf").
@@ -95,7 +94,7 @@ func (g *Gate) list(ctx *fasthttp.RequestCtx) {
 	body := append(make([]byte, 0, 512*len(ids)+16), `{"items":[`...)
 	n := 0
 	for i := len(ids) - 1; i >= 0; i-- { // oldest start first, like the order service
-		s, err := g.lookup([]byte(ids[i]))
+		s, err := g.sales.lookup([]byte(ids[i]))
 		if err != nil {
 			g.storeDown(ctx, err)
 			return
@@ -115,12 +114,21 @@ func (g *Gate) list(ctx *fasthttp.RequestCtx) {
 
 // poll answers a ticket's result from the store through the client-side cache: repeated polls
 // of an undecided ticket cost no round trip, and the worker's write reaches the edge by
-// invalidation. A ticket of another user answers 404, like an unknown one.
-func (g *Gate) poll(ctx *fasthttp.RequestCtx, uid string) {
+// invalidation. A ticket of another user answers 404, like an unknown one. A poll that passes
+// the syntax checks is charged to the client's address (a made-up ticket id is a store read);
+// not to the user's budget, which the attempts need.
+func (g *Gate) poll(ctx *fasthttp.RequestCtx) {
+	uid, ok := g.user(ctx)
+	if !ok {
+		return
+	}
 	id, _ := ctx.UserValue("id").(string)
 	ticket, _ := ctx.UserValue("ticket").(string)
 	if !product.ValidID([]byte(id)) || !validTicket(ticket) {
 		ticketNotFound(ctx)
+		return
+	}
+	if g.guard.Refused(ctx, "") {
 		return
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), g.o.StoreTimeout)
