@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -210,7 +211,7 @@ func TestGracefulShutdown(t *testing.T) {
 			return nil
 		})
 		drainedAt := time.Now()
-		final := readLedger(t, admin)
+		final := readLedgerQuery(t, admin, "?settled=true")
 		final.check(t)
 		if final.Won != stock || final.decided() != int64(admitted) {
 			t.Errorf("after the rush: %+v; want %d won and all %d admitted attempts decided", final, stock, admitted)
@@ -234,6 +235,14 @@ type saleLedger struct {
 	Won            int64   `json:"won"`
 	Lost           int64   `json:"lost"`
 	SoldOutAnswers int64   `json:"sold_out_answers"`
+	// Audit is the sale recomputed from its primary records (orders, tokens, claims, shards).
+	Audit struct {
+		OK            bool              `json:"ok"`
+		Settled       bool              `json:"settled"`
+		Violations    []json.RawMessage `json:"violations"`
+		Unsettled     []json.RawMessage `json:"unsettled"`
+		Disagreements []json.RawMessage `json:"disagreements"`
+	} `json:"audit"`
 }
 
 func (l saleLedger) decided() int64 { return l.Won + l.Lost + l.SoldOutAnswers }
@@ -251,12 +260,22 @@ func (l saleLedger) check(t testing.TB) {
 	if sum != l.Remaining || l.Initial != l.Remaining+l.Reserved+l.Ordered {
 		t.Errorf("ledger does not balance: %+v", l)
 	}
+	if !l.Audit.OK {
+		t.Errorf("the audit from the primary records fails: violations %s, unsettled %s (at rest: %v), counters %s",
+			l.Audit.Violations, l.Audit.Unsettled, l.Audit.Settled, l.Audit.Disagreements)
+	}
 }
 
 func readLedger(t testing.TB, admin *client) saleLedger {
 	t.Helper()
+	return readLedgerQuery(t, admin, "")
+}
+
+// readLedgerQuery reads the ledger with a query ("?settled=true" audits the sale at rest).
+func readLedgerQuery(t testing.TB, admin *client, query string) saleLedger {
+	t.Helper()
 	var l saleLedger
-	admin.must(t, "ledger", 200, "GET", "/api/v1/admin/flash-sales/drain/ledger", nil).json(t, &l)
+	admin.must(t, "ledger", 200, "GET", "/api/v1/admin/flash-sales/drain/ledger"+query, nil).json(t, &l)
 	return l
 }
 

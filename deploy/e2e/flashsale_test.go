@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"math/bits"
 	"strconv"
@@ -22,6 +23,15 @@ type ledger struct {
 	Admitted         int64            `json:"admitted"`
 	RejectedByReason map[string]int64 `json:"rejected_by_reason"`
 	SoldOutFlag      bool             `json:"sold_out_flag"`
+	// Audit is the sale recomputed from its primary records (orders, tokens, claims, shards).
+	Audit struct {
+		OK            bool              `json:"ok"`
+		Settled       bool              `json:"settled"`
+		Ordered       int64             `json:"ordered"`
+		Violations    []json.RawMessage `json:"violations"`
+		Unsettled     []json.RawMessage `json:"unsettled"`
+		Disagreements []json.RawMessage `json:"disagreements"`
+	} `json:"audit"`
 }
 
 // seen is how many attempts the order service has answered: admitted plus refused.
@@ -44,6 +54,10 @@ func (l ledger) check(t testing.TB) {
 	}
 	if sum != l.Remaining || l.Initial != l.Remaining+l.Reserved+l.Ordered {
 		t.Fatalf("ledger does not balance: %+v", l)
+	}
+	if !l.Audit.OK {
+		t.Fatalf("the audit from the primary records fails: violations %s, unsettled %s (at rest: %v), counters %s",
+			l.Audit.Violations, l.Audit.Unsettled, l.Audit.Settled, l.Audit.Disagreements)
 	}
 }
 
@@ -168,9 +182,9 @@ func TestFlashSaleThroughTheEdge(t *testing.T) {
 		t.Fatalf("%d winners for 12 units", winners.Load())
 	}
 	var l ledger
-	admin.do("GET", "/api/v1/admin/flash-sales/e2e/ledger", nil).want(t, "ledger", 200, "").json(t, &l)
+	admin.do("GET", "/api/v1/admin/flash-sales/e2e/ledger?settled=true", nil).want(t, "ledger", 200, "").json(t, &l)
 	l.check(t)
-	if l.Ordered != 12 || l.Remaining != 0 || !l.SoldOutFlag {
+	if l.Ordered != 12 || l.Remaining != 0 || !l.SoldOutFlag || l.Audit.Ordered != 12 {
 		t.Fatalf("ledger after the rush: %+v", l)
 	}
 

@@ -57,8 +57,7 @@ func TestWinAndCheckout(t *testing.T) {
 	if _, r := e.poll("s", "bob", ticket); r.status != 404 {
 		t.Errorf("bob polling alice's ticket = %s, want 404", r)
 	}
-	l := e.ledger("s")
-	checkBalanced(t, "after the win", l)
+	l := e.checkAtRest("after the win", "s")
 	if l.Reserved != 1 || l.Remaining != 1 || l.Admitted != 1 || l.Won != 1 {
 		t.Errorf("ledger after the win = %+v", l)
 	}
@@ -95,8 +94,7 @@ func TestWinAndCheckout(t *testing.T) {
 	if r := e.do("POST", "/api/v1/flash-sales/s/checkout", "alice", "", "", map[string]string{"token": p.Token}); r.status != 409 {
 		t.Errorf("second checkout = %s, want 409", r)
 	}
-	l = e.ledger("s")
-	checkBalanced(t, "after checkout", l)
+	l = e.checkAtRest("after checkout", "s")
 	if l.Reserved != 0 || l.Ordered != 1 || l.Remaining != 1 || l.OrdersFinished != 1 || l.Paid != 1 {
 		t.Errorf("ledger after checkout = %+v", l)
 	}

@@ -44,8 +44,7 @@ func TestRushOnCluster(t *testing.T) {
 			t.Errorf("user %s won %d units with limit 1", u, n)
 		}
 	}
-	l := e.ledger("cluster")
-	checkBalanced(t, "end of the cluster rush", l)
+	l := e.checkAtRest("end of the cluster rush", "cluster")
 	if l.Ordered != stock || l.Remaining != 0 {
 		t.Fatalf("ledger %+v", l)
 	}

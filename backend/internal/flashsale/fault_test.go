@@ -133,8 +133,7 @@ func TestWorkerKilledBeforeAck(t *testing.T) {
 			if won != stock {
 				t.Errorf("%d winners, want %d", won, stock)
 			}
-			l := e.ledger("s")
-			checkBalanced(t, "after recovery", l)
+			l := e.checkAtRest("after recovery", "s")
 			if l.Remaining != 0 || l.Reserved != stock || l.Won != stock || l.Released != 0 {
 				t.Errorf("ledger after recovery = %+v", l)
 			}
@@ -178,8 +177,7 @@ func TestTwoWorkersOneTicket(t *testing.T) {
 	if won != stock {
 		t.Errorf("%d winners, want %d", won, stock)
 	}
-	l := e.ledger("s")
-	checkBalanced(t, "after duplicate decisions", l)
+	l := e.checkAtRest("after duplicate decisions", "s")
 	if l.Reserved != stock || l.Won != stock || l.Released != 0 {
 		t.Errorf("ledger = %+v", l)
 	}
@@ -265,8 +263,7 @@ func TestPayAtExpiry(t *testing.T) {
 		}
 	}
 	t.Logf("at the deadline: %d paid, %d expired", paid, expired)
-	l := e.ledger("s")
-	checkBalanced(t, "after the race", l)
+	l := e.checkAtRest("after the race", "s")
 	if l.Ordered != int64(paid) || l.ExpiredReturned != int64(expired) || l.Expired != int64(expired) ||
 		l.Remaining != int64(expired) || l.Reserved != 0 || l.OrdersFinished != int64(paid) {
 		t.Errorf("ledger = %+v, want %d ordered and %d expired and returned", l, paid, expired)
@@ -307,8 +304,7 @@ func TestExpiryReturnsUnit(t *testing.T) {
 	if rep, _ := e.svc.Sweep(ctx); rep.Expired != 0 {
 		t.Errorf("second sweep expired %d again", rep.Expired)
 	}
-	l := e.ledger("s")
-	checkBalanced(t, "after expiry", l)
+	l := e.checkAtRest("after expiry", "s")
 	if l.Remaining != 1 || l.Reserved != 0 || l.ExpiredReturned != 1 || l.SoldOutFlag {
 		t.Errorf("ledger after expiry = %+v", l)
 	}
@@ -340,8 +336,7 @@ func TestSweepFinishesCheckout(t *testing.T) {
 	if err != nil || sw.Completed != 1 || sw.Expired != 0 {
 		t.Fatalf("sweep = %+v, %v; want the checkout completed", sw, err)
 	}
-	l := e.ledger("s")
-	checkBalanced(t, "after completion", l)
+	l := e.checkAtRest("after completion", "s")
 	if l.Ordered != 1 || l.Reserved != 0 || l.OrdersFinished != 1 {
 		t.Errorf("ledger = %+v", l)
 	}
@@ -369,7 +364,7 @@ func TestCheckoutRetryAfterPay(t *testing.T) {
 	if r.status != 201 || !strings.Contains(string(r.body), OrderID("s", won.Token)) {
 		t.Fatalf("retry = %s, want 201 with the order", r)
 	}
-	l := e.ledger("s")
+	l := e.checkAtRest("after the retry", "s")
 	if l.Paid != 1 || l.Ordered != 1 || l.OrdersFinished != 1 {
 		t.Errorf("ledger = %+v (paid must count once)", l)
 	}
@@ -522,9 +517,8 @@ func TestChurn(t *testing.T) {
 		q, _ := e.c.Do(ctx, e.c.B().Zcard().Key(keyspace.SaleQueue("s")).Build()).AsInt64()
 		return d == 0 && q == 0
 	})
-	l := e.ledger("s")
-	t.Logf("%d attempts, %d wins; ledger %+v", tries.Load(), wins.Load(), l)
-	checkBalanced(t, "after churn", l)
+	l := e.checkAtRest("after churn", "s")
+	t.Logf("%d attempts, %d wins; ledger %+v", tries.Load(), wins.Load(), l.Ledger)
 	if l.Remaining != stock || l.Reserved != 0 || l.Won != wins.Load() || l.ExpiredReturned != l.Won || l.Expired != l.Won {
 		t.Errorf("after churn: won %d (seen %d), expired %d, returned %d, remaining %d",
 			l.Won, wins.Load(), l.Expired, l.ExpiredReturned, l.Remaining)
@@ -626,8 +620,7 @@ func TestStrandedTicketEndsLost(t *testing.T) {
 	if p.Status != StatusLost || p.Reason != OutcomeStranded {
 		t.Fatalf("ticket = %+v, want lost stranded", p)
 	}
-	l := e.ledger("s")
-	checkBalanced(t, "after the stranded end", l)
+	l := e.checkAtRest("after the stranded end", "s")
 	if l.Reserved != 0 || l.Remaining != 1 || l.Queued != 0 || l.SoldOutFlag {
 		t.Fatalf("ledger = %+v, want the unit back, nothing queued, not sold out", l)
 	}

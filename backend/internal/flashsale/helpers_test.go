@@ -234,14 +234,30 @@ func (e *env) poll(sale, user, ticket string) (pollReply, reply) {
 	return p, r
 }
 
-func (e *env) ledger(sale string) Ledger {
+// ledger reads the admin ledger route: the counters and the audit of a live sale.
+func (e *env) ledger(sale string) ledgerJSON {
 	e.t.Helper()
-	r := e.do("GET", "/api/v1/admin/flash-sales/"+sale+"/ledger", "", testAdmin, "", nil)
+	return e.ledgerQuery(sale, "")
+}
+
+func (e *env) ledgerQuery(sale, query string) ledgerJSON {
+	e.t.Helper()
+	r := e.do("GET", "/api/v1/admin/flash-sales/"+sale+"/ledger"+query, "", testAdmin, "", nil)
 	if r.status != 200 {
 		e.t.Fatalf("ledger %s: %s", sale, r)
 	}
-	var l Ledger
+	var l ledgerJSON
 	r.decode(e.t, &l)
+	return l
+}
+
+// checkAtRest reads the ledger of a sale at rest (nothing in flight: every process idle) and
+// fails the test on every problem its audit from the primary records finds: broken invariants,
+// unsettled steps, counters that disagree with the records. It returns the ledger.
+func (e *env) checkAtRest(when, sale string) ledgerJSON {
+	e.t.Helper()
+	l := e.ledgerQuery(sale, "?settled=true")
+	checkBalanced(e.t, when, l)
 	return l
 }
 
@@ -300,11 +316,24 @@ func (e *env) pending() int64 {
 	return n
 }
 
-// checkBalanced fails the test when the ledger does not balance.
-func checkBalanced(t testing.TB, when string, l Ledger) {
+// checkBalanced fails the test when the ledger's counters do not balance or its audit from the
+// primary records finds a problem (at rest when the ledger was read with settled=true).
+func checkBalanced(t testing.TB, when string, l ledgerJSON) {
 	t.Helper()
 	if !l.Balanced() {
-		t.Errorf("%s: ledger does not balance: initial %d != remaining %d + reserved %d + ordered %d (shards %v)",
+		t.Errorf("%s: ledger counters do not balance: initial %d != remaining %d + reserved %d + ordered %d (shards %v)",
 			when, l.Initial, l.Remaining, l.Reserved, l.Ordered, l.Shards)
+	}
+	checkAudit(t, when, l.Audit)
+}
+
+// checkAudit fails the test on every problem of an audit.
+func checkAudit(t testing.TB, when string, a Audit) {
+	t.Helper()
+	for _, p := range a.Problems() {
+		t.Errorf("%s: audit: %s", when, p)
+	}
+	if !a.OK && len(a.Problems()) == 0 {
+		t.Errorf("%s: audit not ok without a problem listed: %+v", when, a)
 	}
 }

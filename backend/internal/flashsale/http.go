@@ -50,7 +50,7 @@ func NewHandler(s *Service, o HandlerOptions) (*Handler, error) {
 // Register adds the flash-sale routes to r:
 //
 //	POST /api/v1/admin/flash-sales                    create + preheat (admin bearer token)
-//	GET  /api/v1/admin/flash-sales/{id}/ledger        the ledger (admin)
+//	GET  /api/v1/admin/flash-sales/{id}/ledger        the ledger and its audit (admin)
 //	GET  /api/v1/flash-sales                          list
 //	GET  /api/v1/flash-sales/{id}                     one sale with its state
 //	POST /api/v1/flash-sales/{id}/challenge           a proof-of-work challenge (user)
@@ -184,7 +184,35 @@ func (h *Handler) create(ctx *fasthttp.RequestCtx) {
 	httpapi.WriteJSON(ctx, status, toJSON(v))
 }
 
+// ledgerJSON is the ledger route's answer: the counters (the fields it always had) and the
+// audit recomputed from the primary records, which names every counter the records disagree with.
+type ledgerJSON struct {
+	Ledger
+	Audit Audit `json:"audit"`
+}
+
+// ledger answers the counters and the audit. Query parameters: settled=true when the caller
+// knows the sale is at rest (see AuditOptions.Settled), final_within=<duration> the bound on
+// deciding a ticket (default (MaxRequeues+2) x RequeueAfter; negative disables the check).
 func (h *Handler) ledger(ctx *fasthttp.RequestCtx) {
+	var o AuditOptions
+	args := ctx.QueryArgs()
+	if v := args.Peek("settled"); v != nil {
+		b, err := strconv.ParseBool(string(v))
+		if err != nil {
+			httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_request", "settled must be true or false")
+			return
+		}
+		o.Settled = b
+	}
+	if v := args.Peek("final_within"); v != nil {
+		d, err := time.ParseDuration(string(v))
+		if err != nil || d == 0 {
+			httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_request", "final_within must be a non-zero duration such as 3m (negative: no bound)")
+			return
+		}
+		o.FinalWithin = d
+	}
 	sctx, cancel := h.s.storeCtx()
 	defer cancel()
 	l, err := h.s.Ledger(sctx, param(ctx, "id"))
@@ -192,7 +220,16 @@ func (h *Handler) ledger(ctx *fasthttp.RequestCtx) {
 		h.fail(ctx, err)
 		return
 	}
-	httpapi.WriteJSON(ctx, fasthttp.StatusOK, l)
+	a, err := h.s.Audit(sctx, param(ctx, "id"), o)
+	if errors.Is(err, ErrAuditTooLarge) {
+		httpapi.WriteError(ctx, fasthttp.StatusUnprocessableEntity, "audit_too_large", err.Error())
+		return
+	}
+	if err != nil {
+		h.fail(ctx, err)
+		return
+	}
+	httpapi.WriteJSON(ctx, fasthttp.StatusOK, ledgerJSON{l, a})
 }
 
 func (h *Handler) list(ctx *fasthttp.RequestCtx) {

@@ -109,7 +109,7 @@ func TestRush(t *testing.T) {
 	// Sample the ledger all through the run.
 	ctx := context.Background()
 	stopSampling := make(chan struct{})
-	var samples, unbalanced atomic.Int64
+	var samples, unbalanced, audits atomic.Int64
 	var sampler sync.WaitGroup
 	sampler.Go(func() {
 		for {
@@ -128,6 +128,15 @@ func TestRush(t *testing.T) {
 				unbalanced.Add(1)
 				t.Errorf("unbalanced ledger sample: %+v", l)
 			}
+			// The audit from the primary records, read while every step may be in flight: no
+			// invariant may break at any instant.
+			a, err := e.svc.Audit(ctx, "rush", AuditOptions{})
+			if err != nil {
+				t.Errorf("audit sample: %v", err)
+				return
+			}
+			audits.Add(1)
+			checkAudit(t, "audit during the rush", a)
 			time.Sleep(2 * time.Millisecond)
 		}
 	})
@@ -163,8 +172,8 @@ func TestRush(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d attempts answered in %v, all final after %v; answers %v; results %v; %d ledger samples",
-		nAttempts, answered, final, byStatus, byResult, samples.Load())
+	t.Logf("%d attempts answered in %v, all final after %v; answers %v; results %v; %d ledger samples, %d audits",
+		nAttempts, answered, final, byStatus, byResult, samples.Load(), audits.Load())
 	if len(winners) != stock {
 		t.Fatalf("%d winners, want exactly %d", len(winners), stock)
 	}
@@ -196,8 +205,7 @@ func TestRush(t *testing.T) {
 		}
 	}
 
-	l := e.ledger("rush")
-	checkBalanced(t, "end of rush", l)
+	l := e.checkAtRest("end of rush", "rush")
 	if l.Remaining != 0 || l.Reserved != 0 || l.Ordered != stock || l.OrdersFinished != stock {
 		t.Errorf("final ledger = %+v", l)
 	}
@@ -263,8 +271,7 @@ func TestBoundaryStocks(t *testing.T) {
 			if won != stock || soldOut != 1 {
 				t.Errorf("stock %d, demand %d: %d won, %d sold out; want %d and 1", stock, stock+1, won, soldOut, stock)
 			}
-			l := e.ledger(sale)
-			checkBalanced(t, "boundary", l)
+			l := e.checkAtRest("boundary", sale)
 			if l.Remaining != 0 || l.Reserved != int64(stock) || !l.SoldOutFlag {
 				t.Errorf("ledger = %+v", l)
 			}

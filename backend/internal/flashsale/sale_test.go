@@ -98,7 +98,7 @@ func TestCreateSale(t *testing.T) {
 			int64(score) != got.startMs(t) {
 			t.Errorf("index score = %v (%v), want the start in ms", score, err)
 		}
-		checkBalanced(t, "after create", e.ledger("s10"))
+		e.checkAtRest("after create", "s10")
 
 		// The same body again is a no-op answered 200; another body for the id is a conflict.
 		if r := e.do("POST", "/api/v1/admin/flash-sales", "", testAdmin, "", body); r.status != 200 {
@@ -182,8 +182,7 @@ func TestCreateSaleConcurrent(t *testing.T) {
 	if count[201] != 1 || count[201]+count[200]+count[409] != n {
 		t.Fatalf("answers = %v, want exactly one 201 and the rest 200 or 409", count)
 	}
-	l := e.ledger("race")
-	checkBalanced(t, "after racing creates", l)
+	l := e.checkAtRest("after racing creates", "race")
 	if l.Initial != 10 && l.Initial != 11 || l.Remaining != l.Initial {
 		t.Errorf("ledger after racing creates = %+v", l)
 	}
