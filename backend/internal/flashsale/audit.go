@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -226,6 +228,7 @@ type auditRun struct {
 	users      map[string]int64 // SaleUsers
 	inflight   map[string]int64 // SaleInflight
 	queue      int64
+	closing    int64
 	soldOut    bool
 }
 
@@ -480,8 +483,9 @@ func (r *auditRun) readCounters(ctx context.Context) error {
 		c.B().Hgetall().Key(keyspace.SaleUsers(sale)).Build(),
 		c.B().Hgetall().Key(keyspace.SaleInflight(sale)).Build(),
 		c.B().Zcard().Key(keyspace.SaleQueue(sale)).Build(),
-		c.B().Exists().Key(keyspace.SoldOut(sale)).Build())
-	var err [5]error
+		c.B().Exists().Key(keyspace.SoldOut(sale)).Build(),
+		c.B().Zcard().Key(keyspace.SaleClosing(sale)).Build())
+	var err [6]error
 	r.counters, err[0] = res[0].AsIntMap()
 	r.users, err[1] = res[1].AsIntMap()
 	r.inflight, err[2] = res[2].AsIntMap()
@@ -489,6 +493,7 @@ func (r *auditRun) readCounters(ctx context.Context) error {
 	var flag int64
 	flag, err[4] = res[4].AsInt64()
 	r.soldOut = flag == 1
+	r.closing, err[5] = res[5].AsInt64()
 	if e := errors.Join(err[:]...); e != nil {
 		return fmt.Errorf("flashsale: audit read counters: %w", e)
 	}
@@ -528,7 +533,7 @@ func (r *auditRun) check() {
 	held := map[string]int64{}   // user -> orders + live tokens
 	orders := map[string]int64{} // user -> order documents
 	queuedOf := map[string]int64{}
-	var paid, finished, expired, expiredReturned int64
+	var paid, finished, expired, expiredReturned, strandedUnclaimed int64
 	for _, id := range ids {
 		t := r.tickets[id]
 		var holding []int // shards where the ticket holds or held a unit
@@ -566,6 +571,9 @@ func (r *auditRun) check() {
 			continue
 		case StatusWon:
 		default: // lost, sold_out
+			if t.status == StatusLost && t.reason == OutcomeStranded && !slices.Contains(slices.Collect(maps.Values(t.claims)), "u") && len(holding) == 0 {
+				strandedUnclaimed++
+			}
 			for _, sh := range holding {
 				if st := t.claims[sh]; st == "r" {
 					a.InFlight++
@@ -682,6 +690,9 @@ func (r *auditRun) check() {
 			r.strict("user_limit", "user %s holds %d units (%d ordered), limit %d", u, held[u], orders[u], sl.PerUserLimit)
 		}
 	}
+	if r.closing > 0 {
+		r.unsettled("closing", "%d tickets decided without a win still have shard claims to close", r.closing)
+	}
 	if r.soldOut && a.Remaining > 0 {
 		r.unsettled("sold_out_flag", "the sold-out flag is set while the shards hold %d units", a.Remaining)
 	}
@@ -709,6 +720,10 @@ func (r *auditRun) check() {
 	r.compare("stats.expired", stat("expired"), expired, live)
 	r.compare("stats.expired_returned", stat("expired_returned"), expiredReturned, live)
 	r.compare("queue", r.queue, a.Tickets[StatusQueued], live)
+	// The return epoch counts units put back into a shard, each once its give-back is accounted
+	// in the sale's slot (an expiry's token_finish, a close's claims_closed): another slot.
+	r.compare("stats.epoch", stat("epoch"), expiredReturned+a.Claims["u"], true)
+	r.compare("stats.stranded_unclaimed", stat("stranded_unclaimed"), strandedUnclaimed, true)
 	for _, u := range unionKeys(r.users, held) {
 		// held counts orders and live tokens; the users hash counts the same units from the
 		// sale's slot (a paid token is held until expiry could no longer take it).
