@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -162,17 +163,29 @@ func DecodeJSON(ctx *fasthttp.RequestCtx, v any) bool {
 	return true
 }
 
+// requestIDKey is X-Request-ID in the form fasthttp stores parsed header names (X-Request-Id),
+// so that SetCanonical replaces a client's copy instead of adding a second one.
+var requestIDKey = fasthttp.AppendNormalizedHeaderKey(nil, obs.HeaderRequestID)
+
+// lowerRequestID is the header name as HasRawHeader wants it.
+var lowerRequestID = strings.ToLower(obs.HeaderRequestID)
+
 // RequestIDs makes sure every request and response carry X-Request-ID: a valid client-sent id
 // is kept, anything else replaced by a fresh one. Handlers read it from the request header.
+// A request without the header (almost all) costs a scan of its raw headers, an id and two
+// header sets under a canonical key: no key normalisation, no allocation.
 func RequestIDs(next fasthttp.RequestHandler, ids *obs.IDs) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		id := ctx.Request.Header.Peek(obs.HeaderRequestID)
-		if !obs.ValidRequestID(id) {
-			var buf [48]byte
-			ctx.Request.Header.SetBytesV(obs.HeaderRequestID, ids.AppendNext(buf[:0]))
+		var id []byte
+		if HasRawHeader(&ctx.Request.Header, lowerRequestID) {
 			id = ctx.Request.Header.Peek(obs.HeaderRequestID)
 		}
-		ctx.Response.Header.SetBytesV(obs.HeaderRequestID, id)
+		var buf [48]byte
+		if !obs.ValidRequestID(id) {
+			id = ids.AppendNext(buf[:0])
+			ctx.Request.Header.SetCanonical(requestIDKey, id)
+		}
+		ctx.Response.Header.SetCanonical(requestIDKey, id)
 		next(ctx)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/fasthttp/router"
@@ -123,12 +124,16 @@ func New(cfg Config) (*Gateway, error) {
 	}
 
 	routed := r.Handler
+	lowerUser := strings.ToLower(httpapi.HeaderUserID)
 	// The product read is the hot path: it is matched before the router so that a hit makes no
 	// allocation (the router would copy the id into a string).
 	hot := func(ctx *fasthttp.RequestCtx) {
 		// Only the edge sets the user header, after verifying a session; a client's copy is
-		// dropped before anything (the access log included) can read it.
-		ctx.Request.Header.Del(httpapi.HeaderUserID)
+		// dropped before anything (the access log included) can read it. Del normalises its key
+		// on every call, so it runs only when the raw headers hold the name.
+		if httpapi.HasRawHeader(&ctx.Request.Header, lowerUser) {
+			ctx.Request.Header.Del(httpapi.HeaderUserID)
+		}
 		if ctx.IsGet() {
 			if id, ok := bytes.CutPrefix(ctx.Path(), productsPrefix); ok && bytes.IndexByte(id, '/') < 0 {
 				metrics.SetRoute(ctx, &productRoute)

@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -38,6 +40,7 @@ func (staticSessions) FromRequest(ctx *fasthttp.RequestCtx) (string, error) {
 }
 
 type fixture struct {
+	tb      testing.TB
 	g       *Gateway
 	pc      *productcache.Cache
 	catalog *recordingForwarder
@@ -68,7 +71,7 @@ func newGateway(tb testing.TB) *fixture {
 		}
 	}
 	cl.Do(ctx, cl.B().Zadd().Key(keyspace.ProductIndex()).ScoreMember().ScoreMember(0, "00000001").Build())
-	f := &fixture{pc: pc, catalog: &recordingForwarder{}, cart: &recordingForwarder{}}
+	f := &fixture{tb: tb, pc: pc, catalog: &recordingForwarder{}, cart: &recordingForwarder{}}
 	f.g, err = New(Config{
 		Products: pc, Catalog: f.catalog, Cart: f.cart, Sessions: staticSessions{},
 		AdminToken: testAdminToken, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), IDs: obs.NewIDs(),
@@ -79,19 +82,57 @@ func newGateway(tb testing.TB) *fixture {
 	return f
 }
 
+// do runs one request through the handler, read from its wire form as the server reads it (the
+// hot paths look at the raw header bytes).
 func (f *fixture) do(method, uri string, headers map[string]string, body string) *fasthttp.Response {
 	var ctx fasthttp.RequestCtx
-	ctx.Request.Header.SetMethod(method)
-	ctx.Request.SetRequestURI(uri)
-	for k, v := range headers {
-		ctx.Request.Header.Set(k, v)
-	}
-	ctx.Request.SetBodyString(body)
+	readRequest(f.tb, &ctx.Request, method, uri, headers, body)
 	f.g.Handler()(&ctx)
 	var resp fasthttp.Response
 	ctx.Response.CopyTo(&resp)
 	return &resp
 }
+
+// readRequest fills req from the HTTP/1.1 wire form of the given request.
+func readRequest(tb testing.TB, req *fasthttp.Request, method, uri string, headers map[string]string, body string) {
+	tb.Helper()
+	var b strings.Builder
+	b.WriteString(method + " " + uri + " HTTP/1.1\r\nHost: edge.test\r\n")
+	for k, v := range headers {
+		b.WriteString(k + ": " + v + "\r\n")
+	}
+	if body != "" || method == "POST" || method == "PUT" {
+		b.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n")
+	}
+	b.WriteString("\r\n" + body)
+	if err := req.Read(bufio.NewReader(strings.NewReader(b.String()))); err != nil {
+		tb.Fatalf("read request %s %s: %v", method, uri, err)
+	}
+}
+
+// TestForgedUserHeaderDropped: a client's X-Flashedge-User never survives the edge's hot product
+// path, whatever its case, read from the wire or built in memory.
+func TestForgedUserHeaderDropped(t *testing.T) {
+	f := newGateway(t)
+	for _, name := range []string{"X-Flashedge-User", "x-flashedge-user", "X-FLASHEDGE-USER"} {
+		var ctx fasthttp.RequestCtx
+		readRequest(t, &ctx.Request, "GET", "/api/v1/products/00000001", map[string]string{name: "u-bob", "Accept": "application/json"}, "")
+		f.g.Handler()(&ctx)
+		if got := ctx.Request.Header.Peek(httpapiHeaderUser); len(got) != 0 || ctx.Response.StatusCode() != 200 {
+			t.Errorf("wire header %s: after the read the request holds user %q (status %d), want none", name, got, ctx.Response.StatusCode())
+		}
+		var mem fasthttp.RequestCtx
+		mem.Request.Header.SetMethod("GET")
+		mem.Request.SetRequestURI("/api/v1/products/00000001")
+		mem.Request.Header.Set(name, "u-bob")
+		f.g.Handler()(&mem)
+		if got := mem.Request.Header.Peek(httpapiHeaderUser); len(got) != 0 {
+			t.Errorf("in-memory header %s: after the read the request holds user %q, want none", name, got)
+		}
+	}
+}
+
+const httpapiHeaderUser = "X-Flashedge-User"
 
 func TestRoutes(t *testing.T) {
 	f := newGateway(t)
@@ -169,8 +210,7 @@ func TestProductHitAllocs(t *testing.T) {
 	f := newGateway(t)
 	h := f.g.Handler()
 	var ctx fasthttp.RequestCtx
-	ctx.Request.Header.SetMethod("GET")
-	ctx.Request.SetRequestURI("/api/v1/products/00000001")
+	readRequest(t, &ctx.Request, "GET", "/api/v1/products/00000001", map[string]string{"Accept": "application/json"}, "")
 	h(&ctx) // fill the cache
 	f.pc.Wait()
 	for range 100 {
@@ -195,7 +235,8 @@ func TestProductHitAllocs(t *testing.T) {
 }
 
 // BenchmarkProductRead measures the edge's product read handler in memory (no network) on a
-// cache hit: routing, request id, access-log sampling, cache lookup and body copy.
+// cache hit, with a request read from its wire form: routing, request id, access-log sampling,
+// cache lookup and body copy.
 func BenchmarkProductRead(b *testing.B) {
 	f := newGateway(b)
 	h := f.g.Handler()
@@ -208,8 +249,7 @@ func BenchmarkProductRead(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		var ctx fasthttp.RequestCtx
-		ctx.Request.Header.SetMethod("GET")
-		ctx.Request.SetRequestURI("/api/v1/products/00000001")
+		readRequest(b, &ctx.Request, "GET", "/api/v1/products/00000001", map[string]string{"Accept": "application/json"}, "")
 		for pb.Next() {
 			ctx.Response.Reset()
 			h(&ctx)
