@@ -245,6 +245,26 @@ func TestKubernetes(t *testing.T) {
 		t.Errorf("Service/dragonfly: want port 6379")
 	}
 
+	// Shoppers' addresses reach the edge (per-address limits), and its ops port stays internal.
+	if got := str(objs["Service/edge"], "spec", "externalTrafficPolicy"); got != "Local" {
+		t.Errorf("Service/edge: externalTrafficPolicy %q, want Local (or the PROXY protocol, documented there)", got)
+	}
+	for i := range len(strs(objs["Service/edge"], "spec", "ports")) {
+		if port := num(objs["Service/edge"], "spec", "ports", i, "port"); port == launch.DefaultOpsPort {
+			t.Errorf("Service/edge exposes the ops port %d", port)
+		}
+	}
+	edgeC := at(objs["Deployment/edge"], "spec", "template", "spec", "containers", 0)
+	opsListen := ""
+	for i := range len(strs(edgeC, "env")) {
+		if str(edgeC, "env", i, "name") == "FLASHEDGE_EDGE_OPS_LISTEN" {
+			opsListen = str(edgeC, "env", i, "value")
+		}
+	}
+	if opsListen != "0.0.0.0:"+strconv.Itoa(launch.DefaultOpsPort) {
+		t.Errorf("Deployment/edge: FLASHEDGE_EDGE_OPS_LISTEN %q, want 0.0.0.0:%d", opsListen, launch.DefaultOpsPort)
+	}
+
 	for _, svc := range launch.Services() {
 		t.Run(svc, func(t *testing.T) {
 			dep := objs["Deployment/"+svc]

@@ -47,6 +47,7 @@ func TestEdgeToCatalogFaults(t *testing.T) {
 	}))
 	hc := newHTTP(t)
 	edge := front.URL("edge", 0)
+	ops := front.OpsURL(0) // metrics and dashboard data
 	admin := &client{base: edge, token: env["FLASHEDGE_ADMIN_TOKEN"], http: hc}
 	edit := func(n int) reply {
 		return admin.call("PUT", "/api/v1/admin/products/"+pid(1+n%10), map[string]any{"price": 20000 + n})
@@ -87,14 +88,14 @@ func TestEdgeToCatalogFaults(t *testing.T) {
 		return "edit", func() reply { return edit(1000*w + i) }
 	})
 	addr := px.Addr()
-	noticed := waitBackend(t, hc, edge, "catalog", addr, 3*time.Second, "unhealthy", unhealthy)
-	opened := waitBackend(t, hc, edge, "catalog", addr, 6*time.Second, "with its breaker open", isOpen)
+	noticed := waitBackend(t, hc, ops, "catalog", addr, 3*time.Second, "unhealthy", unhealthy)
+	opened := waitBackend(t, hc, ops, "catalog", addr, 6*time.Second, "with its breaker open", isOpen)
 	wg.Wait()
 	time.Sleep(500 * time.Millisecond) // the fault lasts a little longer
 	liftAt := time.Now()
 	px.Block(false)
-	back1 := waitBackend(t, hc, edge, "catalog", addr, 3*time.Second, "healthy again", healthy)
-	closed := waitBackend(t, hc, edge, "catalog", addr, 10*time.Second, "with its breaker closed", usable)
+	back1 := waitBackend(t, hc, ops, "catalog", addr, 3*time.Second, "healthy again", healthy)
+	closed := waitBackend(t, hc, ops, "catalog", addr, 10*time.Second, "with its breaker closed", usable)
 	time.Sleep(300 * time.Millisecond)
 	all := steady.Stop()
 
@@ -158,7 +159,7 @@ func TestEdgeToCatalogFaults(t *testing.T) {
 		}
 	}
 	calmAt := time.Now()
-	calm := waitBackend(t, hc, edge, "catalog", addr, 10*time.Second, "usable after the storm", usable)
+	calm := waitBackend(t, hc, ops, "catalog", addr, 10*time.Second, "usable after the storm", usable)
 	time.Sleep(300 * time.Millisecond)
 	all = storm.Stop()
 	during := pick(all, func(s sample) bool { return s.start.Before(calmAt) })
@@ -213,6 +214,7 @@ func TestDeadlines(t *testing.T) {
 	}))
 	hc := newHTTP(t)
 	edge := front.URL("edge", 0)
+	ops := front.OpsURL(0) // metrics and dashboard data
 	admin := &client{base: edge, token: env["FLASHEDGE_ADMIN_TOKEN"], http: hc}
 	anon := &client{base: edge, http: hc}
 	shopper := login(t, hc, edge, "deadline")
@@ -280,7 +282,7 @@ func TestDeadlines(t *testing.T) {
 			t.Errorf("product read with the catalog hung: %s; want 200 from the edge's cache at once", r)
 		}
 	}
-	waitBackend(t, hc, edge, "catalog", pxCat.Addr(), 10*time.Second, "usable", usable)
+	waitBackend(t, hc, ops, "catalog", pxCat.Addr(), 10*time.Second, "usable", usable)
 	poll(t, "cart add after the catalog came back", 10*time.Second, func() error {
 		if r := shopper.call("PUT", "/api/v1/cart/items/"+pid(3), map[string]int{"quantity": 1}); r.status != 200 {
 			return fmt.Errorf("%s", r)

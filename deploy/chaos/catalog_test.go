@@ -24,6 +24,7 @@ func TestKillCatalogUnderLoad(t *testing.T) {
 	}))
 	hc := newHTTP(t)
 	edge := st.URL("edge", 0)
+	ops := st.OpsURL(0) // metrics and dashboard data
 	anon := &client{base: edge, http: hc}
 	admin := &client{base: edge, token: st.AdminToken(), http: hc}
 	for i := 1; i <= seeded; i++ { // every product is in the edge's cache before the fault
@@ -68,12 +69,12 @@ func TestKillCatalogUnderLoad(t *testing.T) {
 	killAt := time.Now()
 	st.Kill("catalog", 0)
 	catalogAddr := st.Addr("catalog", 0)
-	noticed := waitBackend(t, hc, edge, "catalog", catalogAddr, 5*time.Second, "unhealthy", unhealthy)
+	noticed := waitBackend(t, hc, ops, "catalog", catalogAddr, 5*time.Second, "unhealthy", unhealthy)
 	time.Sleep(killAt.Add(2500 * time.Millisecond).Sub(time.Now())) // the outage lasts 2.5s
 	restartAt := time.Now()
 	st.Restart("catalog", 0) // returns once the new process answers /ready
 	readyAt := time.Now()
-	usableAt := waitBackend(t, hc, edge, "catalog", catalogAddr, 15*time.Second, "healthy with its breaker closed", usable)
+	usableAt := waitBackend(t, hc, ops, "catalog", catalogAddr, 15*time.Second, "healthy with its breaker closed", usable)
 	time.Sleep(500 * time.Millisecond) // some load after recovery
 	all := l.Stop()
 

@@ -24,6 +24,7 @@ func TestRollingRestartWithDrainDelay(t *testing.T) {
 	}))
 	hc := newHTTP(t)
 	edge := st.URL("edge", 0)
+	ops := st.OpsURL(0) // metrics and dashboard data
 	const workers = 4
 	users := make([]*client, workers)
 	for w := range users {
@@ -55,7 +56,7 @@ func TestRollingRestartWithDrainDelay(t *testing.T) {
 		wg.Wait()
 		readyDuring[i] = ready
 		st.Restart("order", i)
-		waitBackend(t, hc, edge, "order", st.Addr("order", i), 10*time.Second, "usable", usable)
+		waitBackend(t, hc, ops, "order", st.Addr("order", i), 10*time.Second, "usable", usable)
 	}
 	all := l.Stop()
 	if bad := firstBad(all, func(s sample) bool { return s.status != 200 }); bad != "" {

@@ -24,6 +24,7 @@ func TestKillCartReplicaUnderLoad(t *testing.T) {
 	}))
 	hc := newHTTP(t)
 	edge := st.URL("edge", 0)
+	ops := st.OpsURL(0) // metrics and dashboard data
 	const workers = 4
 	users := make([]*client, workers)
 	for w := range users {
@@ -43,18 +44,18 @@ func TestKillCartReplicaUnderLoad(t *testing.T) {
 	time.Sleep(time.Second) // a steady baseline
 	killAt := time.Now()
 	st.Kill("cart", 1)
-	noticed := waitBackend(t, hc, edge, "cart", victim, 5*time.Second, "unhealthy", unhealthy)
+	noticed := waitBackend(t, hc, ops, "cart", victim, 5*time.Second, "unhealthy", unhealthy)
 	time.Sleep(1500 * time.Millisecond) // load on the one replica left
-	before := replicaRequests(t, hc, edge, "cart", victim)
+	before := replicaRequests(t, hc, ops, "cart", victim)
 	restartAt := time.Now()
 	st.Restart("cart", 1)
-	back := waitBackend(t, hc, edge, "cart", victim, 5*time.Second, "healthy again", healthy)
+	back := waitBackend(t, hc, ops, "cart", victim, 5*time.Second, "healthy again", healthy)
 	// Its breaker opened on the connections refused before the edge noticed: it closes after
 	// its open timeout (5s) and one successful trial request.
-	closed := waitBackend(t, hc, edge, "cart", victim, 10*time.Second, "with its breaker closed", usable)
+	closed := waitBackend(t, hc, ops, "cart", victim, 10*time.Second, "with its breaker closed", usable)
 	time.Sleep(500 * time.Millisecond) // load on both again
 	all := l.Stop()
-	after := replicaRequests(t, hc, edge, "cart", victim)
+	after := replicaRequests(t, hc, ops, "cart", victim)
 
 	early := pick(all, func(s sample) bool { return s.start.Before(noticed) && !s.end().Before(killAt) })
 	earlyFailed := pick(early, func(s sample) bool { return !s.ok() })

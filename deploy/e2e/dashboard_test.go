@@ -44,7 +44,7 @@ func TestDashboardAfterTraffic(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	dom, console := chromium(ctx, t, bin, edgeURL+"/dashboard", "--dump-dom")
+	dom, console := chromium(ctx, t, bin, st.OpsURL(0)+"/dashboard", "--dump-dom")
 	for _, l := range console {
 		t.Errorf("console: %s", l)
 	}
@@ -65,7 +65,7 @@ func TestDashboardAfterTraffic(t *testing.T) {
 		t.Logf("DOM:\n%s", dom)
 	}
 	shot := t.TempDir() + "/dashboard.png"
-	chromium(ctx, t, bin, edgeURL+"/dashboard", "--screenshot="+shot, "--window-size=1280,900", "--hide-scrollbars")
+	chromium(ctx, t, bin, st.OpsURL(0)+"/dashboard", "--screenshot="+shot, "--window-size=1280,900", "--hide-scrollbars")
 	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
 		t.Fatalf("no screenshot: %v", err)
 	}

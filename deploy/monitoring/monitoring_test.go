@@ -18,8 +18,9 @@ import (
 	"flashedge/shared/metrics"
 )
 
-// servicePorts are the ports the services listen on (compose.yaml, the launcher, k8s).
-var servicePorts = map[string]string{"edge": "8000", "catalog": "5001", "cart": "5002", "order": "5003", "worker": "5004"}
+// servicePorts are the ports the services serve /metrics on (compose.yaml, the launcher, k8s):
+// the edge's is its internal ops port, not the shop's.
+var servicePorts = map[string]string{"edge": "8100", "catalog": "5001", "cart": "5002", "order": "5003", "worker": "5004"}
 
 type promConfig struct {
 	Global struct {

@@ -138,6 +138,13 @@ func Start(tb testing.TB, o Options) *Stack {
 			}
 			in := launch.Instance{Service: svc, Index: i, Name: fmt.Sprintf("%s-%d", svc, i+1),
 				Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+			if svc == "edge" {
+				ops, err := kvtest.FreePort()
+				if err != nil {
+					tb.Fatalf("stack: free port: %v", err)
+				}
+				in.OpsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ops))
+			}
 			plan = append(plan, in)
 			s.instances[svc] = append(s.instances[svc], in)
 			addrs = append(addrs, in.Addr)
@@ -245,6 +252,13 @@ func (s *Stack) Addr(service string, replica int) string {
 func (s *Stack) URL(service string, replica int) string {
 	s.tb.Helper()
 	return "http://" + s.instance(service, replica).Addr
+}
+
+// OpsURL returns the base URL of an edge replica's internal ops listener (/metrics,
+// /metrics.json, /dashboard), such as "http://127.0.0.1:41235".
+func (s *Stack) OpsURL(replica int) string {
+	s.tb.Helper()
+	return "http://" + s.instance("edge", replica).OpsAddr
 }
 
 // Addrs returns the addresses of every replica of service, as the other services were told.

@@ -309,6 +309,8 @@ func (r *runner) startProject(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The ops listener (metrics, dashboard) is not read by the bench: any free port.
+	common = append(common, "FLASHEDGE_EDGE_OPS_LISTEN=127.0.0.1:0")
 	env := append(append(append([]string{}, common...), addrs...), "FLASHEDGE_EDGE_LISTEN="+addr)
 	if _, err := r.startProc(ctx, proc.Spec{Name: "edge", Path: edgeBin, Env: env}, "http://"+addr, maskEnv(env)); err != nil {
 		return err

@@ -128,6 +128,9 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		if svc == "catalog" {
 			env = append(env, "FLASHEDGE_SEED_DEMO="+strconv.Itoa(o.Seed))
 		}
+		if svc == "edge" {
+			env = append(env, "FLASHEDGE_EDGE_OPS_LISTEN=127.0.0.1:0") // not read by a load run
+		}
 		env = append(env, o.ServiceEnv[svc]...)
 		p, err := proc.Start(proc.Spec{Name: svc, Path: bins[svc], Env: env, Log: filepath.Join(o.Dir, svc+".log")})
 		if err != nil {

@@ -31,6 +31,10 @@ func DefaultPorts() map[string]int {
 	return map[string]int{"edge": 8000, "catalog": 5001, "cart": 5002, "order": 5003, "worker": 5004}
 }
 
+// DefaultOpsPort is where edge replica 0 serves /metrics, /metrics.json and /dashboard: an
+// internal port, never the shop's.
+const DefaultOpsPort = 8100
+
 const (
 	// ReplicaStride is the port distance between two replicas of one service.
 	ReplicaStride = 10
@@ -60,6 +64,9 @@ type Config struct {
 	Replicas map[string]int
 	// Ports are the base ports per service. Default DefaultPorts.
 	Ports map[string]int
+	// OpsPort is the port of edge replica 0's ops listener (/metrics, /dashboard); replica i
+	// uses OpsPort+i. Default DefaultOpsPort.
+	OpsPort int
 	// Seed is FLASHEDGE_SEED_DEMO for the first catalog replica: products to seed into an empty
 	// store. Default 1200; 0 seeds nothing.
 	Seed int
@@ -97,7 +104,7 @@ func (c Config) storeDesc() string {
 // ParseConfig reads the command line and the environment. It does not touch the disk except to
 // make paths absolute; secrets are settled by LoadSecrets.
 func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	c := Config{Host: "127.0.0.1", Ports: DefaultPorts()}
+	c := Config{Host: "127.0.0.1", Ports: DefaultPorts(), OpsPort: DefaultOpsPort}
 	fs := flag.NewFlagSet("launch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -112,6 +119,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	services := fs.String("services", strings.Join(Services(), ","), "services to start, comma-separated")
 	replicas := fs.String("replicas", "", "replicas per service, e.g. cart=2,order=2 (default 1 each)")
 	ports := fs.String("ports", "", "base ports to change, e.g. edge=8080,catalog=6001")
+	fs.IntVar(&c.OpsPort, "ops-port", DefaultOpsPort, "port of edge replica 0's ops listener (/metrics, /dashboard); replica i uses it + i")
 	fs.IntVar(&c.Seed, "seed", DefaultSeed, "demo products the catalog seeds into an empty store (0: none)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "service log format: text or json")
 	fs.DurationVar(&c.ReadyTimeout, "ready-timeout", 60*time.Second, "how long to wait for the store and every service to be ready")
@@ -137,6 +145,21 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if c.StorePort <= 0 || c.StorePort > 65535 {
 		return c, fmt.Errorf("-store-port %d: want 1-65535", c.StorePort)
+	}
+	if c.OpsPort <= 0 || c.OpsPort+MaxReplicas > 65535 {
+		return c, fmt.Errorf("-ops-port %d: want 1-%d", c.OpsPort, 65535-MaxReplicas)
+	}
+	seen := map[string]string{}
+	for _, in := range c.Plan() {
+		for _, a := range []string{in.Addr, in.OpsAddr} {
+			if a == "" {
+				continue
+			}
+			if other, ok := seen[a]; ok {
+				return c, fmt.Errorf("%s and %s would both listen on %s: move one with -ports or -ops-port", other, in.Name, a)
+			}
+			seen[a] = in.Name
+		}
 	}
 	switch c.StoreKind {
 	case "auto", "dragonfly", "redis":
@@ -258,6 +281,9 @@ type Instance struct {
 	Index int
 	Name  string
 	Addr  string // host:port it listens on
+	// OpsAddr is the edge's internal listener for /metrics and /dashboard (FLASHEDGE_EDGE_OPS_LISTEN);
+	// empty for other services.
+	OpsAddr string
 }
 
 // Plan lists every instance to start, in start order.
@@ -265,12 +291,16 @@ func (c Config) Plan() []Instance {
 	var out []Instance
 	for _, s := range c.Services {
 		for i := range c.Replicas[s] {
-			out = append(out, Instance{
+			in := Instance{
 				Service: s,
 				Index:   i,
 				Name:    fmt.Sprintf("%s-%d", s, i+1),
 				Addr:    net.JoinHostPort(c.Host, strconv.Itoa(c.Ports[s]+ReplicaStride*i)),
-			})
+			}
+			if s == "edge" {
+				in.OpsAddr = net.JoinHostPort(c.Host, strconv.Itoa(c.OpsPort+i))
+			}
+			out = append(out, in)
 		}
 	}
 	return out
@@ -326,6 +356,9 @@ func (w Wiring) Env(in Instance) map[string]string {
 		"FLASHEDGE_CART_ADDRS":                                 w.Addrs["cart"],
 		"FLASHEDGE_ORDER_ADDRS":                                w.Addrs["order"],
 		"FLASHEDGE_" + strings.ToUpper(in.Service) + "_LISTEN": in.Addr,
+	}
+	if in.OpsAddr != "" {
+		env["FLASHEDGE_EDGE_OPS_LISTEN"] = in.OpsAddr
 	}
 	if w.LogFormat != "" {
 		env["FLASHEDGE_LOG_FORMAT"] = w.LogFormat

@@ -66,6 +66,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "replicas not a number", args: []string{"-replicas", "cart=two"}, wantErr: "not a whole number"},
 		{name: "bad port", args: []string{"-ports", "edge=70000"}, wantErr: "want a port"},
 		{name: "bad store port", args: []string{"-store-port", "0"}, wantErr: "want 1-65535"},
+		{name: "ops port collides with an edge replica", args: []string{"-replicas", "edge=11"}, wantErr: "would both listen on 127.0.0.1:8100"},
 		{name: "bad store kind", args: []string{"-store", "memcached"}, wantErr: "want auto, dragonfly or redis"},
 		{name: "bad log format", args: []string{"-log-format", "xml"}, wantErr: "want text or json"},
 		{name: "bad external store", env: map[string]string{"FLASHEDGE_STORE_ADDR": "localhost"}, wantErr: "want host:port"},
@@ -116,21 +117,22 @@ func TestPlanPortsAndEnv(t *testing.T) {
 		want map[string]string // "" means must be absent
 	}{
 		{"edge gets every backend list", plan[7], map[string]string{
-			"FLASHEDGE_EDGE_LISTEN":    "127.0.0.1:8000",
-			"FLASHEDGE_CATALOG_ADDRS":  "127.0.0.1:5001",
-			"FLASHEDGE_CART_ADDRS":     "127.0.0.1:5002,127.0.0.1:5012",
-			"FLASHEDGE_ORDER_ADDRS":    "127.0.0.1:5003,127.0.0.1:5013,127.0.0.1:5023",
-			"FLASHEDGE_STORE_ADDR":     "127.0.0.1:6379",
-			"FLASHEDGE_ADMIN_TOKEN":    "tok",
-			"FLASHEDGE_SESSION_SECRET": "sec",
-			"FLASHEDGE_INSTANCE":       "edge-1",
-			"FLASHEDGE_SEED_DEMO":      "",
+			"FLASHEDGE_EDGE_LISTEN":     "127.0.0.1:8000",
+			"FLASHEDGE_EDGE_OPS_LISTEN": "127.0.0.1:8100",
+			"FLASHEDGE_CATALOG_ADDRS":   "127.0.0.1:5001",
+			"FLASHEDGE_CART_ADDRS":      "127.0.0.1:5002,127.0.0.1:5012",
+			"FLASHEDGE_ORDER_ADDRS":     "127.0.0.1:5003,127.0.0.1:5013,127.0.0.1:5023",
+			"FLASHEDGE_STORE_ADDR":      "127.0.0.1:6379",
+			"FLASHEDGE_ADMIN_TOKEN":     "tok",
+			"FLASHEDGE_SESSION_SECRET":  "sec",
+			"FLASHEDGE_INSTANCE":        "edge-1",
+			"FLASHEDGE_SEED_DEMO":       "",
 		}},
 		{"first catalog seeds", plan[0], map[string]string{"FLASHEDGE_CATALOG_LISTEN": "127.0.0.1:5001", "FLASHEDGE_SEED_DEMO": "1200"}},
 		{"second order replica listens on base+10", plan[4], map[string]string{
 			"FLASHEDGE_ORDER_LISTEN": "127.0.0.1:5013", "FLASHEDGE_CART_ADDRS": "127.0.0.1:5002,127.0.0.1:5012", "FLASHEDGE_INSTANCE": "order-2",
 		}},
-		{"worker listens on 5004", plan[6], map[string]string{"FLASHEDGE_WORKER_LISTEN": "127.0.0.1:5004", "FLASHEDGE_LOG_FORMAT": "text"}},
+		{"worker listens on 5004", plan[6], map[string]string{"FLASHEDGE_WORKER_LISTEN": "127.0.0.1:5004", "FLASHEDGE_LOG_FORMAT": "text", "FLASHEDGE_EDGE_OPS_LISTEN": ""}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -166,11 +166,11 @@ func startStore(ctx context.Context, c Config, sup *supervise.Supervisor, enviro
 
 func printBanner(say func(string, ...any), c Config, started []Instance, storeDesc string, took time.Duration) {
 	var names []string
-	edge := ""
+	edge, ops := "", ""
 	for _, in := range started {
 		names = append(names, in.Name+" "+in.Addr)
 		if in.Service == "edge" && edge == "" {
-			edge = in.Addr
+			edge, ops = in.Addr, in.OpsAddr
 		}
 	}
 	say("flashedge is up (services ready in %s)", took.Round(10*time.Millisecond))
@@ -181,8 +181,8 @@ func printBanner(say func(string, ...any), c Config, started []Instance, storeDe
 		say("  open the shop   http://%s/", edge)
 		say("  a product       curl -s localhost:%s/api/v1/products/00000001", port)
 		say("  admin update    curl -s -X PUT localhost:%s/api/v1/admin/products/00000001 -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"price\":129000}'", port, c.AdminToken)
-		say("  metrics         http://%s/metrics (every service also serves /metrics on its own port)", edge)
-		say("  dashboard       http://%s/dashboard", edge)
+		say("  metrics         http://%s/metrics (the edge's internal ops port; every backend serves /metrics on its own port)", ops)
+		say("  dashboard       http://%s/dashboard (internal ops port, not the shop's)", ops)
 	}
 	say("  admin token     %s (FLASHEDGE_ADMIN_TOKEN, kept in %s unless set)", c.AdminToken, filepath.Join(c.DataDir, "secrets"))
 	say("  store           %s", storeDesc)

@@ -172,7 +172,7 @@ func testConfig(t *testing.T, args ...string) Config {
 	ports := fmt.Sprintf("catalog=%d,cart=%d,order=%d,worker=%d,edge=%d", freePort(t), freePort(t), freePort(t), freePort(t), freePort(t))
 	args = append([]string{
 		"-bin", binDir, "-data", t.TempDir(), "-store", "redis", "-store-port", strconv.Itoa(freePort(t)),
-		"-ports", ports, "-ready-timeout", "20s", "-grace", "5s", "-no-color",
+		"-ports", ports, "-ops-port", strconv.Itoa(freePort(t)), "-ready-timeout", "20s", "-grace", "5s", "-no-color",
 	}, args...)
 	c, err := ParseConfig(args, envOf(nil), io.Discard)
 	if err != nil {
@@ -214,8 +214,10 @@ func TestRunEndToEnd(t *testing.T) {
 	for _, in := range plan {
 		addr[in.Name] = in.Addr
 	}
+	ops := fmt.Sprintf("127.0.0.1:%d", c.OpsPort)
 	for _, want := range []string{
 		"WARNING: skipping order: no binary", "WARNING: skipping worker: no binary",
+		"metrics         http://" + ops + "/metrics", "dashboard       http://" + ops + "/dashboard",
 		"open the shop   http://" + addr["edge-1"] + "/",
 		"curl -s localhost:" + strconv.Itoa(c.Ports["edge"]) + "/api/v1/products/00000001",
 		"Authorization: Bearer " + c.adminTokenFromFile(t),

@@ -33,6 +33,8 @@ import (
 // config is everything the edge reads from flags and the environment, in one place.
 type config struct {
 	Listen          string
+	OpsListen       string // /metrics, /metrics.json, /dashboard: never the public port
+	SecureCookie    bool
 	Store           kv.Options
 	CatalogAddrs    []string
 	CartAddrs       []string
@@ -51,8 +53,8 @@ type config struct {
 
 // String prints the config with secrets masked, for the start-up log.
 func (c config) String() string {
-	return fmt.Sprintf("listen=%s store={%s} catalog=%v cart=%v order=%v admin_token=*** session_keys=%d ttl=%s",
-		c.Listen, c.Store, c.CatalogAddrs, c.CartAddrs, c.OrderAddrs, len(c.SessionKeys), c.SessionTTL)
+	return fmt.Sprintf("listen=%s ops_listen=%s store={%s} catalog=%v cart=%v order=%v admin_token=*** session_keys=%d ttl=%s secure_cookie=%v",
+		c.Listen, c.OpsListen, c.Store, c.CatalogAddrs, c.CartAddrs, c.OrderAddrs, len(c.SessionKeys), c.SessionTTL, c.SecureCookie)
 }
 
 func loadConfig(args []string, getenv func(string) string) (config, error) {
@@ -65,6 +67,10 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "addr", env("FLASHEDGE_EDGE_LISTEN", "127.0.0.1:8000"), "listen address (FLASHEDGE_EDGE_LISTEN)")
+	fs.StringVar(&c.OpsListen, "ops-addr", env("FLASHEDGE_EDGE_OPS_LISTEN", "127.0.0.1:8100"),
+		"internal listen address for /metrics, /metrics.json and /dashboard; keep it off the public network (FLASHEDGE_EDGE_OPS_LISTEN)")
+	secure := fs.String("secure-cookie", env("FLASHEDGE_SECURE_COOKIE", "auto"),
+		"mark the session cookie Secure: on, off, or auto (on unless -addr is a loopback address) (FLASHEDGE_SECURE_COOKIE)")
 	catalog := fs.String("catalog", env("FLASHEDGE_CATALOG_ADDRS", "127.0.0.1:5001"), "catalog replicas, comma-separated (FLASHEDGE_CATALOG_ADDRS)")
 	cart := fs.String("cart", env("FLASHEDGE_CART_ADDRS", "127.0.0.1:5002"), "cart replicas (FLASHEDGE_CART_ADDRS)")
 	order := fs.String("order", env("FLASHEDGE_ORDER_ADDRS", "127.0.0.1:5003"), "order replicas (FLASHEDGE_ORDER_ADDRS)")
@@ -98,6 +104,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if c.UserRate, err = parseRate("rate-user", *userRate); err != nil {
 		return c, err
 	}
+	if c.SecureCookie, err = secureCookie(*secure, c.Listen); err != nil {
+		return c, err
+	}
 	c.AccessLogSample = *sample
 	if c.AccessLogSample == 0 {
 		c.AccessLogSample = 1000
@@ -108,6 +117,29 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		}
 	}
 	return c, nil
+}
+
+// secureCookie decides the cookie's Secure flag: auto turns it on unless the edge listens on
+// loopback only (plain HTTP on a developer's machine); anything public is expected to be behind
+// HTTPS.
+func secureCookie(v, listen string) (bool, error) {
+	switch v {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	case "auto":
+		host, _, err := net.SplitHostPort(listen)
+		if err != nil {
+			return false, fmt.Errorf("-addr %q: %w", listen, err)
+		}
+		if host == "localhost" {
+			return false, nil
+		}
+		ip := net.ParseIP(host)
+		return ip == nil || !ip.IsLoopback(), nil
+	}
+	return false, fmt.Errorf("-secure-cookie=%q: want on, off or auto", v)
 }
 
 func parseRate(name, v string) (float64, error) {
@@ -234,7 +266,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	// Logins are free (a demo login: no password), so they are charged to the client address
 	// like the flash-sale routes, under the same setting.
-	login := guards.Limit(session.NewHandler(signer, session.HandlerOptions{}))
+	login := guards.Limit(session.NewHandler(signer, session.HandlerOptions{SecureCookie: cfg.SecureCookie}))
 
 	var draining atomic.Bool
 	gw, err := gateway.New(gateway.Config{
@@ -243,8 +275,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Extra: func(r *router.Router, admin func(fasthttp.RequestHandler) fasthttp.RequestHandler) {
 			fg.Register(r, admin)
 			web.Register(r)
-			reg.Register(r)
-			dashboard.Register(r, src, dashboard.Options{})
 		},
 		Catalog:    catalog,
 		Cart:       cart,
@@ -270,6 +300,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		handler = gw.Handler()
 		log.Warn("per-request metrics are off (FLASHEDGE_METRICS=off)")
 	}
+	// Operations get their own listener: the metrics and the dashboard's data (ledger figures,
+	// replica addresses and their errors) are for operators, so the public port answers 404.
+	ops := httpapi.NewRouter()
+	reg.Register(ops)
+	dashboard.Register(ops, src, dashboard.Options{})
+	opsLn, err := net.Listen("tcp", cfg.OpsListen)
+	if err != nil {
+		return fmt.Errorf("ops listener (-ops-addr, FLASHEDGE_EDGE_OPS_LISTEN): %w", err)
+	}
+	log.Info("ops listening", "addr", opsLn.Addr().String())
+	opsSrv := httpapi.NewServer(ops.Handler, httpapi.ServerOptions{Name: "edge-ops"}, log)
+	opsCtx, stopOps := context.WithCancel(context.Background())
+	opsDone := make(chan error, 1)
+	go func() { opsDone <- httpapi.Serve(opsCtx, opsSrv, opsLn, time.Second) }()
+	// Stopped after the public server: metrics stay readable while requests drain.
+	defer func() {
+		stopOps()
+		if err := <-opsDone; err != nil {
+			log.Warn("ops listener", "err", err)
+		}
+	}()
+
 	srv := httpapi.NewServer(handler, httpapi.ServerOptions{
 		Name: "edge", ReadTimeout: gateway.ReadTimeout, WriteTimeout: gateway.WriteTimeout,
 	}, log)

@@ -20,11 +20,17 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	opsPort, err := kvtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := fmt.Sprintf("127.0.0.1:%d", opsPort)
 	env := map[string]string{
-		"FLASHEDGE_STORE_ADDR":     srv.Addr,
-		"FLASHEDGE_EDGE_LISTEN":    addr,
-		"FLASHEDGE_ADMIN_TOKEN":    "admin-token-for-tests-0123",
-		"FLASHEDGE_SESSION_SECRET": "k1:0123456789abcdef0123456789abcdef",
+		"FLASHEDGE_STORE_ADDR":      srv.Addr,
+		"FLASHEDGE_EDGE_LISTEN":     addr,
+		"FLASHEDGE_EDGE_OPS_LISTEN": ops,
+		"FLASHEDGE_ADMIN_TOKEN":     "admin-token-for-tests-0123",
+		"FLASHEDGE_SESSION_SECRET":  "k1:0123456789abcdef0123456789abcdef",
 		// Backends that do not exist: the edge must start anyway and answer 503 for them.
 		"FLASHEDGE_CATALOG_ADDRS": "127.0.0.1:1",
 		"FLASHEDGE_CART_ADDRS":    "127.0.0.1:1",
@@ -48,15 +54,25 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	get := func(path string) (int, []byte) {
+	getFrom := func(base, path string) (int, []byte) {
 		t.Helper()
-		resp, err := http.Get("http://" + addr + path)
+		resp, err := http.Get("http://" + base + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, b
+	}
+	get := func(path string) (int, []byte) { t.Helper(); return getFrom(addr, path) }
+	// Operations are on the ops listener only.
+	for _, path := range []string{"/metrics", "/metrics.json", "/dashboard", "/dashboard/data.json", "/dashboard/app.js"} {
+		if code, b := get(path); code != 404 {
+			t.Errorf("public %s: %d %s, want 404", path, code, b)
+		}
+		if code, _ := getFrom(ops, path); code != 200 {
+			t.Errorf("ops %s: %d, want 200", path, code)
+		}
 	}
 	if code, _ := get("/api/v1/products/00000009"); code != 404 {
 		t.Fatalf("unknown product: %d, want 404", code)
@@ -69,7 +85,7 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 			t.Fatalf("product: %d %s", code, b)
 		}
 	}
-	page := metricstest.Scrape(t, "http://"+addr+"/metrics") // also checks names, types, labels
+	page := metricstest.Scrape(t, "http://"+ops+"/metrics") // also checks names, types, labels
 	count := func(family string, labels map[string]string) float64 {
 		var kv []string
 		for k, v := range labels {
@@ -93,7 +109,7 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 			t.Errorf("/metrics lacks %s", f)
 		}
 	}
-	if s := metricstest.ReadSummary(t, "http://"+addr+"/metrics.json"); s.Success < 5 {
+	if s := metricstest.ReadSummary(t, "http://"+ops+"/metrics.json"); s.Success < 5 {
 		t.Errorf("/metrics.json: %d successes, want >= 5", s.Success)
 	}
 	cancel()
@@ -121,5 +137,30 @@ func TestConfigRefusesMissingSecrets(t *testing.T) {
 				t.Fatalf("loadConfig(%v) accepted it", tt.env)
 			}
 		})
+	}
+}
+
+func TestSecureCookieDefault(t *testing.T) {
+	tests := []struct {
+		setting, listen string
+		want            bool
+	}{
+		{"auto", "127.0.0.1:8000", false},
+		{"auto", "[::1]:8000", false},
+		{"auto", "localhost:8000", false},
+		{"auto", "0.0.0.0:8000", true},
+		{"auto", ":8000", true},
+		{"auto", "10.1.2.3:8000", true},
+		{"on", "127.0.0.1:8000", true},
+		{"off", "0.0.0.0:8000", false},
+	}
+	for _, tt := range tests {
+		got, err := secureCookie(tt.setting, tt.listen)
+		if err != nil || got != tt.want {
+			t.Errorf("secureCookie(%q, %q) = %v, %v; want %v", tt.setting, tt.listen, got, err, tt.want)
+		}
+	}
+	if _, err := secureCookie("yes", "127.0.0.1:8000"); err == nil {
+		t.Error("secureCookie accepted \"yes\"")
 	}
 }
