@@ -138,3 +138,45 @@ func ShardClaims(sale string, i int) string {
 func ShardStats(sale string, i int) string {
 	return prefix + "salestock:{s:" + sale + ":" + strconv.Itoa(i) + "}:stats"
 }
+
+// WaitRoom is a sale's waiting-room state, a hash in the sale's slot that changes once per
+// admission batch (edges read it through the client-side cache): serving (every position <=
+// it is admitted), presize (the frozen pre-queue's size), shuffled, seed (revealed at the
+// start), commitment, last_ms, made_up, batches.
+func WaitRoom(sale string) string { return prefix + "sale:{s:" + sale + "}:wr" }
+
+// WaitRoomSeed is the secret shuffle seed (hex) until the start reveals it in WaitRoom.
+func WaitRoomSeed(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:seed" }
+
+// WaitRoomPre is the pre-queue: a hash user -> join time (unix ms).
+func WaitRoomPre(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:pre" }
+
+// WaitRoomTail counts later joiners (their positions follow the pre-queue's).
+func WaitRoomTail(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:tail" }
+
+// WaitRoomPlace is a hash user -> position (pre-queue joiners after the shuffle, later joiners
+// at their join).
+func WaitRoomPlace(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:place" }
+
+// WaitRoomPass is a hash user -> expiry (unix ms) of the user's admission pass, written once.
+func WaitRoomPass(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:pass" }
+
+// WaitRoomLost is a hash user -> when the place was lost (unix ms).
+func WaitRoomLost(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:lost" }
+
+// WaitRoomUsed is the sorted set of users who made an attempt with their pass, scored by position.
+func WaitRoomUsed(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:used" }
+
+// WaitRoomBatches is the sorted set of serving values scored by when they were reached (unix ms),
+// from which unused admissions are counted and made up.
+func WaitRoomBatches(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:batches" }
+
+// WaitRoomOrder is the shuffled pre-queue: user ids in position order, one per line.
+func WaitRoomOrder(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:order" }
+
+// WaitRoomLock is held (SET NX with a TTL) by the one admitter shuffling a sale's pre-queue.
+func WaitRoomLock(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:lock" }
+
+// WaitRooms is the sorted set of sale ids with a waiting room scored by their end (unix ms), the
+// admitters' work list.
+func WaitRooms() string { return prefix + "waitrooms" }

@@ -46,6 +46,18 @@ func TestKeys(t *testing.T) {
 		{"LiveSales", keyspace.LiveSales(), "fe:sales:live"},
 		{"SaleClosing", keyspace.SaleClosing("s1"), "fe:sale:{s:s1}:closing"},
 		{"CatalogSeedLock", keyspace.CatalogSeedLock(), "fe:lock:catalog-seed"},
+		{"WaitRoom", keyspace.WaitRoom("s1"), "fe:sale:{s:s1}:wr"},
+		{"WaitRoomSeed", keyspace.WaitRoomSeed("s1"), "fe:sale:{s:s1}:wr:seed"},
+		{"WaitRoomPre", keyspace.WaitRoomPre("s1"), "fe:sale:{s:s1}:wr:pre"},
+		{"WaitRoomTail", keyspace.WaitRoomTail("s1"), "fe:sale:{s:s1}:wr:tail"},
+		{"WaitRoomPlace", keyspace.WaitRoomPlace("s1"), "fe:sale:{s:s1}:wr:place"},
+		{"WaitRoomPass", keyspace.WaitRoomPass("s1"), "fe:sale:{s:s1}:wr:pass"},
+		{"WaitRoomLost", keyspace.WaitRoomLost("s1"), "fe:sale:{s:s1}:wr:lost"},
+		{"WaitRoomUsed", keyspace.WaitRoomUsed("s1"), "fe:sale:{s:s1}:wr:used"},
+		{"WaitRoomBatches", keyspace.WaitRoomBatches("s1"), "fe:sale:{s:s1}:wr:batches"},
+		{"WaitRoomOrder", keyspace.WaitRoomOrder("s1"), "fe:sale:{s:s1}:wr:order"},
+		{"WaitRoomLock", keyspace.WaitRoomLock("s1"), "fe:sale:{s:s1}:wr:lock"},
+		{"WaitRooms", keyspace.WaitRooms(), "fe:waitrooms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"flashedge/backend/internal/flashsale"
+	"flashedge/backend/internal/waitroom"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
 	"flashedge/shared/metrics"
@@ -134,13 +135,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	cfg.Consumer = w.Options().Consumer
+	// Every worker replica runs an admitter for the sales' waiting rooms; they agree through the
+	// store (see backend/internal/waitroom).
+	adm, err := waitroom.NewAdmitter(client, waitroom.Options{Log: log})
+	if err != nil {
+		return err
+	}
 	log.Info("starting", "config", cfg.String())
 
 	// Both the worker and the probe server stop when ctx is cancelled or either fails.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	stopOnError := func(err error) {
 		if err != nil {
 			cancel()
@@ -171,6 +178,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		wg.Go(func() { stopOnError(httpapi.Serve(ctx, srv, ln, cfg.Grace)) })
 	}
 	wg.Go(func() { stopOnError(w.Run(ctx)) })
+	wg.Go(func() { stopOnError(adm.Run(ctx)) })
 	wg.Wait()
 	close(errc)
 	for e := range errc {

@@ -286,6 +286,8 @@ func (h *Handler) challenge(ctx *fasthttp.RequestCtx, user string) {
 type attemptBody struct {
 	ChallengeID string `json:"challenge_id"`
 	Answer      string `json:"answer"`
+	// Pass is the waiting room's admission pass, checked by the edge before it forwards.
+	Pass string `json:"pass"`
 }
 
 func (h *Handler) attempt(ctx *fasthttp.RequestCtx, user string) {

@@ -11,8 +11,10 @@ import (
 
 	"github.com/redis/rueidis"
 
+	wrstore "flashedge/backend/internal/waitroom"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
+	"flashedge/shared/waitroom"
 )
 
 // Limits of a sale definition.
@@ -49,6 +51,7 @@ const (
 //	per_user_limit  units one user may hold (reserved or ordered)
 //	difficulty      proof-of-work difficulty of its challenges, in leading zero bits
 //	created_at      RFC 3339 UTC
+//	wr_*            the waiting room, when the sale has one (waitroom.Config.HashFields)
 //
 // The state is derived, not stored: ended when now >= ends_at, upcoming when now < starts_at,
 // sold_out when keyspace.SoldOut(id) exists, live otherwise.
@@ -64,6 +67,8 @@ type Sale struct {
 	PerUserLimit int64
 	Difficulty   int
 	CreatedAt    time.Time
+	// WaitingRoom is the sale's waiting room; the zero Config when it has none.
+	WaitingRoom waitroom.Config
 }
 
 // State derives the sale's state at now given its sold-out flag.
@@ -99,6 +104,8 @@ type SaleInput struct {
 	PerUserLimit *int64 `json:"per_user_limit"`
 	// Difficulty is optional: 0 to MaxDifficulty leading zero bits; absent means the service's.
 	Difficulty *int `json:"difficulty"`
+	// WaitingRoom is optional (see waitroom.Input); absent means attempts need no pass.
+	WaitingRoom *waitroom.Input `json:"waiting_room"`
 }
 
 // validate checks in and returns the definition it describes (without CreatedAt; with an empty
@@ -142,6 +149,11 @@ func (in SaleInput) validate(defaultDifficulty int) (*Sale, error) {
 	if !sl.EndsAt.After(sl.StartsAt) {
 		return nil, invalid("ends_at must be after starts_at")
 	}
+	if in.WaitingRoom != nil {
+		if sl.WaitingRoom, err = in.WaitingRoom.Validate(sl.StartsAt); err != nil {
+			return nil, invalid("%s", err.Error())
+		}
+	}
 	sl.PerUserLimit = 1
 	if in.PerUserLimit != nil {
 		if *in.PerUserLimit < 1 || *in.PerUserLimit > MaxPerUserLimit {
@@ -161,8 +173,9 @@ func (in SaleInput) validate(defaultDifficulty int) (*Sale, error) {
 
 // fingerprint identifies a create request so a retry with the same body is recognised.
 func (sl *Sale) fingerprint() string {
-	h := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%d|%d|%d|%d|%d|%d|%d", sl.ID, sl.ProductID, sl.Price,
-		sl.Stock, sl.Shards, sl.StartsAt.UnixMilli(), sl.EndsAt.UnixMilli(), sl.PerUserLimit, sl.Difficulty))
+	h := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%d|%d|%d|%d|%d|%d|%d%s", sl.ID, sl.ProductID, sl.Price,
+		sl.Stock, sl.Shards, sl.StartsAt.UnixMilli(), sl.EndsAt.UnixMilli(), sl.PerUserLimit, sl.Difficulty,
+		sl.WaitingRoom.Fingerprint()))
 	return hex.EncodeToString(h[:16])
 }
 
@@ -182,7 +195,7 @@ func splitStock(stock int64, n int) []int64 {
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 func (sl *Sale) hashFields() []string {
-	return []string{
+	return append([]string{
 		"id", sl.ID,
 		"product_id", sl.ProductID,
 		"product_name", sl.ProductName,
@@ -196,7 +209,7 @@ func (sl *Sale) hashFields() []string {
 		"per_user_limit", strconv.FormatInt(sl.PerUserLimit, 10),
 		"difficulty", strconv.Itoa(sl.Difficulty),
 		"created_at", rfc3339(sl.CreatedAt),
-	}
+	}, sl.WaitingRoom.HashFields()...)
 }
 
 // saleFromHash parses the sale hash; ok is false when it is missing or malformed.
@@ -226,6 +239,7 @@ func saleFromHash(m map[string]string) (*Sale, bool) {
 	sl.Shards, sl.Difficulty = int(shards), int(diff)
 	sl.StartsAt, sl.EndsAt = time.UnixMilli(startMs).UTC(), time.UnixMilli(endMs).UTC()
 	sl.CreatedAt, _ = time.Parse(time.RFC3339Nano, m["created_at"])
+	sl.WaitingRoom = waitroom.FromHash(m)
 	return sl, true
 }
 
@@ -318,6 +332,11 @@ func (s *Service) CreateSale(ctx context.Context, in SaleInput) (sl *Sale, creat
 // index adds a committed sale to the list of sales (keyspace.Sales, by start) and to the sweeper's
 // live index (keyspace.LiveSales, by end), which the sweep leaves once it is done with the sale.
 func (s *Service) index(ctx context.Context, sl *Sale) error {
+	if sl.WaitingRoom.Enabled() {
+		if _, err := wrstore.Prepare(ctx, s.c, sl.ID, sl.EndsAt); err != nil {
+			return fmt.Errorf("flashsale: %w", err)
+		}
+	}
 	for _, r := range s.c.DoMulti(ctx,
 		s.c.B().Zadd().Key(keyspace.Sales()).ScoreMember().ScoreMember(float64(sl.StartsAt.UnixMilli()), sl.ID).Build(),
 		s.c.B().Zadd().Key(keyspace.LiveSales()).ScoreMember().ScoreMember(float64(sl.EndsAt.UnixMilli()), sl.ID).Build()) {

@@ -22,12 +22,14 @@ import (
 	"flashedge/edge/internal/guard"
 	"flashedge/edge/internal/productcache"
 	"flashedge/edge/internal/session"
+	"flashedge/edge/internal/waitroom"
 	"flashedge/edge/internal/web"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
 	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
 	"flashedge/shared/upstream"
+	wait "flashedge/shared/waitroom"
 )
 
 // config is everything the edge reads from flags and the environment, in one place.
@@ -241,7 +243,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	fg, err := flashgate.New(store, order, signer, guards, log, flashgate.Options{})
+	sealer, err := wait.NewSealer(cfg.SessionKeys, cfg.SessionKid)
+	if err != nil {
+		return err
+	}
+	room, err := waitroom.New(store, signer, sealer, guards, log, waitroom.Options{})
+	if err != nil {
+		return err
+	}
+	fg, err := flashgate.New(store, order, signer, guards, log, flashgate.Options{Pass: room.Pass})
 	if err != nil {
 		return err
 	}
@@ -257,6 +267,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 				return
 			case <-t.C:
 				guards.Sweep()
+				room.Sweep()
 			}
 		}
 	}()
@@ -274,6 +285,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Fast:     fg.Fast,
 		Extra: func(r *router.Router, admin func(fasthttp.RequestHandler) fasthttp.RequestHandler) {
 			fg.Register(r, admin)
+			room.Register(r)
 			web.Register(r)
 		},
 		Catalog:    catalog,

@@ -65,6 +65,9 @@ type Options struct {
 	MaxNoReplay int
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Pass, when set, checks an attempt that passed every other check, last before it is
+	// forwarded (the waiting room's pass); false means it wrote the refusal itself.
+	Pass func(ctx *fasthttp.RequestCtx, sale []byte, uid string) bool
 }
 
 // Reasons an attempt is refused by the sale itself (Stats and metrics labels); the guard's
@@ -226,6 +229,9 @@ func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id []byte) {
 	}
 	uid, ok := g.user(ctx)
 	if !ok || g.guard.Refused(ctx, uid) {
+		return
+	}
+	if g.o.Pass != nil && !g.o.Pass(ctx, id, uid) {
 		return
 	}
 	g.forward(ctx, uid)
