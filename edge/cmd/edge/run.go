@@ -247,7 +247,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	room, err := waitroom.New(store, signer, sealer, guards, log, waitroom.Options{})
+	// The queue routes keep address budgets of their own (shoppers poll), off with the others.
+	roomOpts := waitroom.Options{}
+	if cfg.IPRate < 0 {
+		roomOpts.AddrRate = -1
+	}
+	room, err := waitroom.New(store, signer, sealer, guards, log, roomOpts)
 	if err != nil {
 		return err
 	}

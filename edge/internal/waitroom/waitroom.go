@@ -25,6 +25,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/valyala/fasthttp"
 
+	"flashedge/edge/internal/clientaddr"
 	"flashedge/edge/internal/ratelimit"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
@@ -564,7 +565,7 @@ func (r *Room) allowIP(ctx *fasthttp.RequestCtx) bool {
 	if r.ipLimit == nil {
 		return true
 	}
-	var kb [64]byte
+	var kb [clientaddr.KeyLen]byte
 	ok, wait := r.ipLimit.Allow(r.addrs.AppendAddrKey(kb[:0], ctx))
 	if !ok {
 		limited(ctx, wait)
