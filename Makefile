@@ -6,7 +6,7 @@ BIN      := $(CURDIR)/bin
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_DONE := $(BIN)/.apt-updated
 
-.PHONY: run test test-short bench chaos lint build deps-test deps-bench clean
+.PHONY: run test test-short bench chaos sim lint build deps-test deps-bench clean
 
 build:
 	@mkdir -p $(BIN)
@@ -46,6 +46,15 @@ test: deps-test
 # The fault-injection tests including the slow ones (the 60 s stale-if-error bound); CI runs it.
 chaos: deps-test
 	FLASHEDGE_CHAOS_FULL=1 $(GO) test -race -count=1 -v -timeout 20m ./deploy/chaos/
+
+# The seeded interleaving and fault simulation of the flash-sale core (issue 10) over many more
+# seeds than make test runs (60): SEEDS schedules from FIRST_SEED. A failure prints its seed, its
+# steps and the command that replays it exactly.
+SEEDS      ?= 2000
+FIRST_SEED ?= 1
+sim: deps-test
+	$(GO) test -count=1 -timeout 0 -v -run 'TestSim$$' ./backend/internal/flashsale/ \
+		-args -seeds $(SEEDS) -first-seed $(FIRST_SEED)
 
 test-short:
 	$(GO) test -short ./...
