@@ -267,6 +267,7 @@ type scripts struct {
 	tokenPay, tokenExpire, tokenFinish  *rueidis.Lua
 	orderWrite, requeueMark             *rueidis.Lua
 	claimsClosed                        *rueidis.Lua
+	consumerRetire                      *rueidis.Lua
 }
 
 func loadScripts() *scripts {
@@ -288,6 +289,7 @@ func loadScripts() *scripts {
 		orderWrite:       rueidis.NewLuaScript(lua("order_write.lua")),
 		requeueMark:      rueidis.NewLuaScript(lua("requeue_mark.lua")),
 		claimsClosed:     rueidis.NewLuaScript(lua("claims_closed.lua")),
+		consumerRetire:   rueidis.NewLuaScript(lua("consumer_retire.lua")),
 	}
 }
 

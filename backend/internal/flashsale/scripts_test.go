@@ -14,6 +14,9 @@ var keyless = map[string]bool{"TIME": true, "PING": true, "ECHO": true}
 // multiKey are commands whose every argument is a key.
 var multiKey = map[string]bool{"DEL": true, "EXISTS": true, "UNLINK": true, "MGET": true, "TOUCH": true}
 
+// subcommand are commands whose key follows a subcommand (XGROUP DELCONSUMER key ...).
+var subcommand = map[string]bool{"XGROUP": true, "XINFO": true, "OBJECT": true}
+
 var (
 	callRe = regexp.MustCompile(`redis\.p?call\s*\(`)
 	keyRe  = regexp.MustCompile(`^KEYS\[\d+\]$`)
@@ -43,6 +46,9 @@ func undeclaredKeys(src string) []string {
 			continue
 		}
 		keys := args[1:2]
+		if subcommand[cmd] && len(args) > 2 {
+			keys = args[2:3]
+		}
 		if multiKey[cmd] {
 			keys = args[1:]
 		}
@@ -127,6 +133,8 @@ func TestUndeclaredKeysCatches(t *testing.T) {
 		{"aliased key", "local k = KEYS[1]\nredis.call('GET', k)", true},
 		{"computed index", `redis.call('GET', KEYS[i])`, true},
 		{"second key of DEL", `redis.call('DEL', KEYS[1], 'other')`, true},
+		{"subcommand", `redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])`, false},
+		{"subcommand built key", `redis.call('XGROUP', 'DELCONSUMER', ARGV[1], 'g', 'c')`, true},
 		{"computed command", `redis.call(cmd, KEYS[1])`, true},
 	}
 	for _, tt := range tests {

@@ -132,14 +132,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	var wg sync.WaitGroup
-	for i := range w.o.Concurrency {
-		name := w.o.Consumer + "-" + strconv.Itoa(i)
+	for _, name := range w.consumerNames() {
 		wg.Go(func() { w.consume(ctx, name) })
 	}
 	if w.o.SweepEvery > 0 || w.o.TrimEvery > 0 {
 		wg.Go(func() { w.maintain(ctx) })
 	}
 	wg.Wait()
+	w.retireOwn()
 	return nil
 }
 
@@ -583,6 +583,7 @@ func (w *Worker) maintain(ctx context.Context) {
 			} else if n > 0 {
 				w.log.Debug("flash-sale stream trimmed", "entries", n)
 			}
+			w.retireIdle()
 		}
 	}
 }
