@@ -64,3 +64,31 @@ func colonFollows(b []byte) bool {
 	}
 	return false
 }
+
+// RawHeaderValue returns the value of the first header named lowerName (lower case) as received,
+// without the blanks around it, or nil when there is none. Like HasRawHeader it reads the raw
+// header bytes and normalises no key; for a request built in memory it falls back to Peek. The
+// value is valid until the handler returns. It makes no allocation.
+func RawHeaderValue(h *fasthttp.RequestHeader, lowerName string) []byte {
+	raw := h.RawHeaders()
+	if len(raw) == 0 {
+		return h.Peek(lowerName)
+	}
+	for len(raw) > 0 {
+		end := bytes.IndexByte(raw, '\n')
+		line := raw
+		if end >= 0 {
+			line = raw[:end]
+		}
+		if len(line) > len(lowerName) && equalFoldLower(line[:len(lowerName)], lowerName) && colonFollows(line[len(lowerName):]) {
+			v := line[len(lowerName):]
+			v = v[bytes.IndexByte(v, ':')+1:]
+			return bytes.Trim(v, " \t\r")
+		}
+		if end < 0 {
+			break
+		}
+		raw = raw[end+1:]
+	}
+	return nil
+}

@@ -230,6 +230,8 @@ func (s *Service) writeView(c context.Context, ctx *fasthttp.RequestCtx, user st
 		v.Items = append(v.Items, ViewItem{ProductID: l.ProductID, Name: p.Name, Quantity: l.Quantity, Price: p.Price})
 		v.Total += p.Price * int64(l.Quantity)
 	}
+	// A cart is one shopper's: no shared cache may keep it, no browser cache either.
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
 	httpapi.WriteJSON(ctx, fasthttp.StatusOK, v)
 }
 

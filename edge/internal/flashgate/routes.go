@@ -17,6 +17,10 @@ import (
 // statusTooEarly is 425, the contract's answer to an attempt before the start.
 const statusTooEarly = 425
 
+// cacheSaleState is the Cache-Control of sale views: a sale's state changes at its start, its
+// end and its sell-out, so any cache must revalidate before reuse.
+const cacheSaleState = "no-cache"
+
 // MaxListed is how many sales the list answers: the latest by start time.
 const MaxListed = 100
 
@@ -73,6 +77,7 @@ func (g *Gate) get(ctx *fasthttp.RequestCtx) {
 		httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, unknownBody)
 		return
 	}
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, cacheSaleState)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(s.appendJSON(make([]byte, 0, 512), g.o.Now().UnixMilli()))
 }
@@ -108,6 +113,7 @@ func (g *Gate) list(ctx *fasthttp.RequestCtx) {
 		body = s.appendJSON(body, now)
 		n++
 	}
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, cacheSaleState)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(body, "]}"...))
 }

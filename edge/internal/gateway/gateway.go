@@ -14,6 +14,7 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 
+	"flashedge/edge/internal/httpcache"
 	"flashedge/edge/internal/productcache"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/metrics"
@@ -163,14 +164,20 @@ func (g *Gateway) serveProduct(ctx *fasthttp.RequestCtx, id []byte) {
 		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_id", "a product id is 1 to 64 letters, digits, '_' or '-'")
 		return
 	}
-	body, err := g.cfg.Products.Product(context.Background(), id)
+	rep, err := g.cfg.Products.Product(context.Background(), id)
 	if err != nil {
 		g.readError(ctx, err)
 		return
 	}
-	ctx.SetContentType("application/json")
-	ctx.SetBody(body)
+	httpcache.Serve(ctx, rep, "application/json", cacheProducts)
 }
+
+// CacheProducts is the Cache-Control of product and catalog-page answers: any cache (a CDN
+// included) may keep them for a few seconds and serve them stale for a while longer while it
+// revalidates with the ETag; the edge itself is kept fresh by invalidation, not by this.
+const CacheProducts = "public, max-age=5, stale-while-revalidate=30"
+
+var cacheProducts = []byte(CacheProducts)
 
 func (g *Gateway) listProducts(ctx *fasthttp.RequestCtx) {
 	args := ctx.QueryArgs()
@@ -179,13 +186,12 @@ func (g *Gateway) listProducts(ctx *fasthttp.RequestCtx) {
 		g.readError(ctx, err)
 		return
 	}
-	body, err := g.cfg.Products.Page(context.Background(), limit, after)
+	rep, err := g.cfg.Products.Page(context.Background(), limit, after)
 	if err != nil {
 		g.readError(ctx, err)
 		return
 	}
-	ctx.SetContentType("application/json")
-	ctx.SetBody(body)
+	httpcache.Serve(ctx, rep, "application/json", cacheProducts)
 }
 
 func (g *Gateway) readError(ctx *fasthttp.RequestCtx, err error) {

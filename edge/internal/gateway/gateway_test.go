@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/redis/rueidis"
 	"github.com/valyala/fasthttp"
 
 	"flashedge/edge/internal/productcache"
@@ -41,6 +43,7 @@ func (staticSessions) FromRequest(ctx *fasthttp.RequestCtx) (string, error) {
 
 type fixture struct {
 	tb      testing.TB
+	kv      rueidis.Client
 	g       *Gateway
 	pc      *productcache.Cache
 	catalog *recordingForwarder
@@ -71,7 +74,7 @@ func newGateway(tb testing.TB) *fixture {
 		}
 	}
 	cl.Do(ctx, cl.B().Zadd().Key(keyspace.ProductIndex()).ScoreMember().ScoreMember(0, "00000001").Build())
-	f := &fixture{tb: tb, pc: pc, catalog: &recordingForwarder{}, cart: &recordingForwarder{}}
+	f := &fixture{tb: tb, kv: cl, pc: pc, catalog: &recordingForwarder{}, cart: &recordingForwarder{}}
 	f.g, err = New(Config{
 		Products: pc, Catalog: f.catalog, Cart: f.cart, Sessions: staticSessions{},
 		AdminToken: testAdminToken, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), IDs: obs.NewIDs(),
@@ -255,4 +258,63 @@ func BenchmarkProductRead(b *testing.B) {
 			h(&ctx)
 		}
 	})
+}
+
+// TestHTTPCaching: product and catalog-page answers carry a strong ETag and Cache-Control, a
+// matching If-None-Match answers 304 without a body, and a large page comes compressed.
+func TestHTTPCaching(t *testing.T) {
+	f := newGateway(t)
+	plain := f.do("GET", "/api/v1/products/00000001", nil, "")
+	etag := string(plain.Header.Peek("ETag"))
+	if len(etag) < 10 || etag[0] != '"' || string(plain.Header.Peek("Cache-Control")) != CacheProducts {
+		t.Fatalf("product: ETag %q, Cache-Control %q; want a strong ETag and %q", etag, plain.Header.Peek("Cache-Control"), CacheProducts)
+	}
+	nm := f.do("GET", "/api/v1/products/00000001", map[string]string{"If-None-Match": etag}, "")
+	if nm.StatusCode() != 304 || len(nm.Body()) != 0 || string(nm.Header.Peek("ETag")) != etag {
+		t.Fatalf("If-None-Match %s: %d with %d bytes, ETag %q; want 304, none, the same ETag", etag, nm.StatusCode(), len(nm.Body()), nm.Header.Peek("ETag"))
+	}
+	// A page large enough to compress: 30 products.
+	ctx := context.Background()
+	cl := f.kv
+	for i := 2; i <= 30; i++ {
+		id := fmt.Sprintf("%08d", i)
+		doc := product.Marshal(product.Doc{ID: id, Name: "Sản phẩm " + id, Description: "Mô tả dài của sản phẩm " + id, Price: 1000, Currency: "VND", Image: "/img/x.svg"})
+		cl.Do(ctx, cl.B().Set().Key(keyspace.Product(id)).Value(string(doc)).Build())
+		cl.Do(ctx, cl.B().Zadd().Key(keyspace.ProductIndex()).ScoreMember().ScoreMember(0, id).Build())
+	}
+	page := f.do("GET", "/api/v1/products?limit=30", map[string]string{"Accept-Encoding": "gzip, deflate, br"}, "")
+	if page.StatusCode() != 200 || string(page.Header.Peek("Content-Encoding")) != "br" || string(page.Header.Peek("Vary")) != "Accept-Encoding" {
+		t.Fatalf("page: %d, Content-Encoding %q, Vary %q; want 200, br, Accept-Encoding", page.StatusCode(), page.Header.Peek("Content-Encoding"), page.Header.Peek("Vary"))
+	}
+	body, err := fasthttp.AppendUnbrotliBytes(nil, page.Body())
+	if err != nil || !strings.Contains(string(body), `"id":"00000030"`) {
+		t.Fatalf("page body does not decode to the page (err %v): %.100s", err, body)
+	}
+}
+
+// TestProduct304Allocs: a revalidated product read (304) allocates nothing.
+func TestProduct304Allocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	f := newGateway(t)
+	h := f.g.Handler()
+	etag := string(f.do("GET", "/api/v1/products/00000001", nil, "").Header.Peek("ETag"))
+	f.pc.Wait()
+	var ctx fasthttp.RequestCtx
+	readRequest(t, &ctx.Request, "GET", "/api/v1/products/00000001", map[string]string{"If-None-Match": etag, "Accept-Encoding": "gzip, br"}, "")
+	h(&ctx)
+	allocs := 1e9
+	for range 3 {
+		allocs = min(allocs, testing.AllocsPerRun(500, func() {
+			ctx.Response.Reset()
+			h(&ctx)
+		}))
+	}
+	if ctx.Response.StatusCode() != 304 {
+		t.Fatalf("status %d, want 304", ctx.Response.StatusCode())
+	}
+	if allocs > 0 {
+		t.Fatalf("a 304 product read allocates %v times per request, want 0", allocs)
+	}
 }

@@ -55,7 +55,7 @@ func TestOnCluster(t *testing.T) {
 		t.Fatalf("page over the cluster: %v", err)
 	}
 	for i := 1; i <= 30; i++ {
-		if want := fmt.Sprintf(`"name":"p%d"`, i); !contains(page, want) {
+		if want := fmt.Sprintf(`"name":"p%d"`, i); !contains(page.Body, want) {
 			t.Fatalf("page lacks %s", want)
 		}
 	}
@@ -78,7 +78,8 @@ func TestOnCluster(t *testing.T) {
 		put(id, "renamed")
 		deadline := time.Now().Add(50 * time.Millisecond)
 		for {
-			b, err := c.Product(ctx, []byte(id))
+			rep, err := c.Product(ctx, []byte(id))
+			b := bodyOf(rep, err)
 			if err == nil && contains(b, `"name":"renamed"`) {
 				break
 			}

@@ -29,6 +29,7 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/redis/rueidis"
 
+	"flashedge/edge/internal/httpcache"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
 )
@@ -87,7 +88,7 @@ type Cache struct {
 const stripes = 4096
 
 type entry struct {
-	body     []byte
+	rep      *httpcache.Rep
 	gen      uint64
 	epoch    uint64
 	filledAt int64 // unix nanos
@@ -209,22 +210,23 @@ func stripeOf(id []byte) uint32 {
 	return h % stripes
 }
 
-// Product returns the public JSON of product id. The returned slice is shared and immutable:
-// callers copy it out (fasthttp's SetBody does) and never modify it. id is not retained.
-// On a hit it makes no store round trip and no allocation.
-func (c *Cache) Product(ctx context.Context, id []byte) ([]byte, error) {
+// Product returns the public JSON of product id with its ETag (and compressed copies when it is
+// large enough), built when the body was cached. The representation is shared and immutable:
+// callers copy the bytes out (fasthttp's SetBody does) and never modify them. id is not
+// retained. On a hit it makes no store round trip and no allocation.
+func (c *Cache) Product(ctx context.Context, id []byte) (*httpcache.Rep, error) {
 	s := &c.stripes[stripeOf(id)]
 	gen := s.Load()
 	epoch := c.epoch.Load()
 	e, ok := c.bodies.Get(id)
 	if ok && e.gen == gen && e.epoch == epoch {
 		c.hits.Add(1)
-		return e.body, nil
+		return e.rep, nil
 	}
 	c.misses.Add(1)
 	if ok && c.servableStale(e, gen, epoch) && c.storeDown() {
 		c.stale.Add(1)
-		return e.body, nil
+		return e.rep, nil
 	}
 	body, err := c.fetchProduct(ctx, string(id))
 	c.noteStore(err)
@@ -235,14 +237,15 @@ func (c *Cache) Product(ctx context.Context, id []byte) ([]byte, error) {
 	case ok && c.servableStale(e, gen, epoch):
 		// The store cannot be read; the body was current when the connection was lost.
 		c.stale.Add(1)
-		return e.body, nil
+		return e.rep, nil
 	default:
 		return nil, err
 	}
+	rep := httpcache.New(body, true)
 	if s.Load() == gen && c.epoch.Load() == epoch {
-		c.bodies.Set([]byte(string(id)), &entry{body: body, gen: gen, epoch: epoch, filledAt: c.o.Now().UnixNano()}, int64(len(body)+64))
+		c.bodies.Set([]byte(string(id)), &entry{rep: rep, gen: gen, epoch: epoch, filledAt: c.o.Now().UnixNano()}, int64(rep.Size()+64))
 	}
-	return body, nil
+	return rep, nil
 }
 
 // storeDownBackoff is how long stale bodies are served without retrying the store after a
@@ -345,8 +348,9 @@ func EncodeCursor(id string) string { return base64.RawURLEncoding.EncodeToStrin
 
 // Page returns the JSON of a catalog page: {"items":[...],"next_cursor":"..."}, limit products
 // with ids after the given one (lexicographic, which is numeric for the catalog's zero-padded
-// ids). next_cursor is "" on the last page. The returned slice is shared and immutable.
-func (c *Cache) Page(ctx context.Context, limit int, after string) ([]byte, error) {
+// ids). next_cursor is "" on the last page. The representation (ETag, compressed copies) is
+// shared and immutable.
+func (c *Cache) Page(ctx context.Context, limit int, after string) (*httpcache.Rep, error) {
 	key := make([]byte, 0, 80)
 	key = append(key, 0) // pages and product ids never collide: ids cannot hold a NUL
 	key = strconv.AppendInt(key, int64(limit), 10)
@@ -357,26 +361,27 @@ func (c *Cache) Page(ctx context.Context, limit int, after string) ([]byte, erro
 	e, ok := c.bodies.Get(key)
 	if ok && e.gen == gen && e.epoch == epoch {
 		c.hits.Add(1)
-		return e.body, nil
+		return e.rep, nil
 	}
 	c.misses.Add(1)
 	if ok && c.servableStale(e, gen, epoch) && c.storeDown() {
 		c.stale.Add(1)
-		return e.body, nil
+		return e.rep, nil
 	}
 	body, err := c.fetchPage(ctx, limit, after)
 	c.noteStore(err)
 	if err != nil {
 		if ok && c.servableStale(e, gen, epoch) {
 			c.stale.Add(1)
-			return e.body, nil
+			return e.rep, nil
 		}
 		return nil, err
 	}
+	rep := httpcache.New(body, true)
 	if c.listGen.Load() == gen && c.epoch.Load() == epoch {
-		c.bodies.Set(key, &entry{body: body, gen: gen, epoch: epoch, filledAt: c.o.Now().UnixNano()}, int64(len(body)+64))
+		c.bodies.Set(key, &entry{rep: rep, gen: gen, epoch: epoch, filledAt: c.o.Now().UnixNano()}, int64(rep.Size()+64))
 	}
-	return body, nil
+	return rep, nil
 }
 
 func (c *Cache) fetchPage(ctx context.Context, limit int, after string) ([]byte, error) {

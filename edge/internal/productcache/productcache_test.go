@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"flashedge/edge/internal/httpcache"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
 	"flashedge/shared/product"
@@ -63,10 +64,11 @@ func (f *fixture) put(t *testing.T, id, name string, stock int64) {
 
 func (f *fixture) read(t *testing.T, id string) map[string]any {
 	t.Helper()
-	b, err := f.cache.Product(context.Background(), []byte(id))
+	rep, err := f.cache.Product(context.Background(), []byte(id))
 	if err != nil {
 		t.Fatalf("AppendProduct(%s): %v", id, err)
 	}
+	b := rep.Body
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("AppendProduct(%s) = %s: not JSON: %v", id, b, err)
@@ -187,10 +189,11 @@ func TestPages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := f.cache.Page(context.Background(), limit, after)
+		rep, err := f.cache.Page(context.Background(), limit, after)
 		if err != nil {
 			t.Fatal(err)
 		}
+		b := rep.Body
 		var p struct {
 			Items []struct {
 				ID string `json:"id"`
@@ -215,7 +218,7 @@ func TestPages(t *testing.T) {
 	f.put(t, "00000000", "first", 1)
 	deadline := time.Now().Add(time.Second)
 	for {
-		b, _ := f.cache.Page(context.Background(), 5, "")
+		b := bodyOf(f.cache.Page(context.Background(), 5, ""))
 		if strings.Contains(string(b), `"id":"00000000"`) {
 			break
 		}
@@ -344,4 +347,12 @@ func TestStaleNotAcrossAReconnect(t *testing.T) {
 	if _, err := f.cache.Product(context.Background(), []byte("00000005")); !errors.Is(err, ErrStore) {
 		t.Fatalf("second outage: err %v, want ErrStore (the body predates the last up period)", err)
 	}
+}
+
+// bodyOf is the body of a representation, nil after an error.
+func bodyOf(r *httpcache.Rep, err error) []byte {
+	if err != nil {
+		return nil
+	}
+	return r.Body
 }

@@ -8,10 +8,7 @@ package web
 
 import (
 	"bytes"
-	"compress/gzip"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -21,6 +18,7 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 
+	"flashedge/edge/internal/httpcache"
 	"flashedge/shared/httpapi"
 )
 
@@ -41,14 +39,12 @@ const (
 //go:embed assets
 var embedded embed.FS
 
-// asset is one file ready to send: its bytes, a gzip copy when that is smaller, and the
-// headers that depend on the content.
+// asset is one file ready to send: its bytes with their ETag and gzip and brotli copies when
+// those pay (httpcache), and the headers that depend on the content.
 type asset struct {
-	body        []byte
-	gz          []byte // nil when compression does not pay
+	rep         *httpcache.Rep
 	contentType string
-	etag        string // quoted strong validator of body
-	cache       string
+	cache       []byte
 }
 
 // Register adds the storefront's routes to r:
@@ -98,36 +94,8 @@ func serve(ctx *fasthttp.RequestCtx, a *asset) {
 	h.Set("Content-Security-Policy", ContentSecurityPolicy)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
-	h.Set(fasthttp.HeaderCacheControl, a.cache)
-	h.SetContentType(a.contentType)
-
-	body, etag := a.body, a.etag
-	if a.gz != nil {
-		h.Set(fasthttp.HeaderVary, "Accept-Encoding")
-		if ctx.Request.Header.HasAcceptEncoding("gzip") {
-			body, etag = a.gz, a.etag[:len(a.etag)-1]+`-gz"`
-			h.Set(fasthttp.HeaderContentEncoding, "gzip")
-		}
-	}
-	h.Set(fasthttp.HeaderETag, etag)
-	if inm := ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch); len(inm) > 0 && etagMatches(inm, etag) {
-		h.Del(fasthttp.HeaderContentEncoding)
-		ctx.SetStatusCode(fasthttp.StatusNotModified)
-		return
-	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetBody(body)
-}
-
-// etagMatches reports whether an If-None-Match list names etag (weak comparison, or "*").
-func etagMatches(list []byte, etag string) bool {
-	for _, v := range bytes.Split(list, []byte(",")) {
-		v = bytes.TrimPrefix(bytes.TrimSpace(v), []byte("W/"))
-		if string(v) == etag || string(v) == "*" {
-			return true
-		}
-	}
-	return false
+	httpcache.Serve(ctx, a.rep, a.contentType, a.cache)
 }
 
 // load reads every embedded file into an asset keyed by its path under assets/ ("index.html",
@@ -157,7 +125,7 @@ func load() map[string]*asset {
 	if !ok {
 		panic("web: assets/index.html is missing")
 	}
-	page, err := renderIndex(tmpl.body, files)
+	page, err := renderIndex(tmpl.rep.Body, files)
 	if err != nil {
 		panic(fmt.Sprintf("web: rendering index.html: %v", err))
 	}
@@ -174,7 +142,7 @@ func renderIndex(src []byte, files map[string]*asset) ([]byte, error) {
 			if !ok {
 				return "", fmt.Errorf("no asset %q", name)
 			}
-			return "/" + name + "?v=" + strings.Trim(a.etag, `"`), nil
+			return "/" + name + "?v=" + strings.Trim(string(a.rep.ETag), `"`), nil
 		},
 	}).Parse(string(src))
 	if err != nil {
@@ -188,23 +156,9 @@ func renderIndex(src []byte, files map[string]*asset) ([]byte, error) {
 }
 
 func newAsset(name string, body []byte, cache string) *asset {
-	sum := sha256.Sum256(body)
-	a := &asset{
-		body:        body,
-		contentType: contentType(name),
-		etag:        `"` + hex.EncodeToString(sum[:8]) + `"`,
-		cache:       cache,
-	}
-	if strings.HasPrefix(a.contentType, "text/") || strings.HasPrefix(a.contentType, "image/svg") {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // the level is valid
-		_, _ = zw.Write(body)                                    // a bytes.Buffer does not fail
-		_ = zw.Close()
-		if buf.Len() < len(body)*9/10 {
-			a.gz = buf.Bytes()
-		}
-	}
-	return a
+	ct := contentType(name)
+	compress := strings.HasPrefix(ct, "text/") || strings.HasPrefix(ct, "image/svg")
+	return &asset{rep: httpcache.New(body, compress), contentType: ct, cache: []byte(cache)}
 }
 
 // contentType names the media type by extension, with UTF-8 for text; the table is fixed here

@@ -104,7 +104,7 @@ func TestRegisterServesEmbeddedFiles(t *testing.T) {
 					t.Errorf("GET %s: %s = %q, want %q", tc.path, h, got, want)
 				}
 			}
-			if !regexp.MustCompile(`^"[0-9a-f]{16}"$`).MatchString(a.header("ETag")) {
+			if !regexp.MustCompile(`^"[0-9a-f]{24}"$`).MatchString(a.header("ETag")) {
 				t.Errorf("GET %s: ETag = %q, want a quoted content hash", tc.path, a.header("ETag"))
 			}
 			if !bytes.Contains(a.body, []byte(tc.contains)) {
@@ -174,7 +174,14 @@ func TestRegisterValidatorsAndCompression(t *testing.T) {
 				t.Errorf("If-None-Match \"stale\": status %d, want 200", a.status)
 			}
 
-			gz := do(t, c, fasthttp.MethodGet, path, "Accept-Encoding", "gzip, br")
+			br := do(t, c, fasthttp.MethodGet, path, "Accept-Encoding", "gzip, br")
+			if br.header("Content-Encoding") != "br" || br.header("ETag") == etag {
+				t.Fatalf("Accept-Encoding gzip, br: Content-Encoding %q ETag %s, want br with its own ETag", br.header("Content-Encoding"), br.header("ETag"))
+			}
+			if b, err := fasthttp.AppendUnbrotliBytes(nil, br.body); err != nil || !bytes.Equal(b, plain.body) {
+				t.Errorf("brotli body does not decode to the plain body (err %v)", err)
+			}
+			gz := do(t, c, fasthttp.MethodGet, path, "Accept-Encoding", "gzip")
 			if gz.header("Content-Encoding") != "gzip" {
 				t.Fatalf("Accept-Encoding gzip: Content-Encoding %q, want gzip", gz.header("Content-Encoding"))
 			}
