@@ -26,6 +26,7 @@ endef
 deps-test:
 	$(call need-pkg,redis-server,redis-server)
 	$(call need-pkg,chromium,chromium)
+	$(call need-pkg,haproxy,haproxy)
 
 deps-bench: deps-test
 	$(call need-pkg,wrk,wrk)

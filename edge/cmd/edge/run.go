@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,11 +17,13 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/valyala/fasthttp"
 
+	"flashedge/edge/internal/clientaddr"
 	"flashedge/edge/internal/dashboard"
 	"flashedge/edge/internal/flashgate"
 	"flashedge/edge/internal/gateway"
 	"flashedge/edge/internal/guard"
 	"flashedge/edge/internal/productcache"
+	"flashedge/edge/internal/proxyproto"
 	"flashedge/edge/internal/session"
 	"flashedge/edge/internal/waitroom"
 	"flashedge/edge/internal/web"
@@ -34,9 +37,13 @@ import (
 
 // config is everything the edge reads from flags and the environment, in one place.
 type config struct {
-	Listen          string
-	OpsListen       string // /metrics, /metrics.json, /dashboard: never the public port
-	SecureCookie    bool
+	Listen       string
+	OpsListen    string // /metrics, /metrics.json, /dashboard: never the public port
+	SecureCookie bool
+	// ProxyProtocolFrom: peers whose PROXY protocol header (v1/v2) names the client address.
+	ProxyProtocolFrom []netip.Prefix
+	// ForwardedFrom: peers whose X-Forwarded-For / Forwarded headers name the client address.
+	ForwardedFrom   []netip.Prefix
 	Store           kv.Options
 	CatalogAddrs    []string
 	CartAddrs       []string
@@ -55,8 +62,8 @@ type config struct {
 
 // String prints the config with secrets masked, for the start-up log.
 func (c config) String() string {
-	return fmt.Sprintf("listen=%s ops_listen=%s store={%s} catalog=%v cart=%v order=%v admin_token=*** session_keys=%d ttl=%s secure_cookie=%v",
-		c.Listen, c.OpsListen, c.Store, c.CatalogAddrs, c.CartAddrs, c.OrderAddrs, len(c.SessionKeys), c.SessionTTL, c.SecureCookie)
+	return fmt.Sprintf("listen=%s ops_listen=%s store={%s} catalog=%v cart=%v order=%v admin_token=*** session_keys=%d ttl=%s secure_cookie=%v proxy_protocol_from=%v forwarded_from=%v",
+		c.Listen, c.OpsListen, c.Store, c.CatalogAddrs, c.CartAddrs, c.OrderAddrs, len(c.SessionKeys), c.SessionTTL, c.SecureCookie, c.ProxyProtocolFrom, c.ForwardedFrom)
 }
 
 func loadConfig(args []string, getenv func(string) string) (config, error) {
@@ -73,6 +80,10 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		"internal listen address for /metrics, /metrics.json and /dashboard; keep it off the public network (FLASHEDGE_EDGE_OPS_LISTEN)")
 	secure := fs.String("secure-cookie", env("FLASHEDGE_SECURE_COOKIE", "auto"),
 		"mark the session cookie Secure: on, off, or auto (on unless -addr is a loopback address) (FLASHEDGE_SECURE_COOKIE)")
+	proxyFrom := fs.String("proxy-protocol-from", env("FLASHEDGE_PROXY_PROTOCOL_FROM", ""),
+		"CIDRs of the load balancers whose PROXY protocol header names the client, comma-separated; empty: none (FLASHEDGE_PROXY_PROTOCOL_FROM)")
+	fwdFrom := fs.String("forwarded-from", env("FLASHEDGE_FORWARDED_FROM", ""),
+		"CIDRs of the proxies whose X-Forwarded-For/Forwarded headers name the client, comma-separated; empty: none (FLASHEDGE_FORWARDED_FROM)")
 	catalog := fs.String("catalog", env("FLASHEDGE_CATALOG_ADDRS", "127.0.0.1:5001"), "catalog replicas, comma-separated (FLASHEDGE_CATALOG_ADDRS)")
 	cart := fs.String("cart", env("FLASHEDGE_CART_ADDRS", "127.0.0.1:5002"), "cart replicas (FLASHEDGE_CART_ADDRS)")
 	order := fs.String("order", env("FLASHEDGE_ORDER_ADDRS", "127.0.0.1:5003"), "order replicas (FLASHEDGE_ORDER_ADDRS)")
@@ -105,6 +116,12 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.UserRate, err = parseRate("rate-user", *userRate); err != nil {
 		return c, err
+	}
+	if c.ProxyProtocolFrom, err = clientaddr.ParseCIDRs(*proxyFrom); err != nil {
+		return c, fmt.Errorf("-proxy-protocol-from: %w", err)
+	}
+	if c.ForwardedFrom, err = clientaddr.ParseCIDRs(*fwdFrom); err != nil {
+		return c, fmt.Errorf("-forwarded-from: %w", err)
 	}
 	if c.SecureCookie, err = secureCookie(*secure, c.Listen); err != nil {
 		return c, err
@@ -239,7 +256,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer order.Close()
 
-	guards, err := guard.New(store, log, guard.Options{AddrRate: cfg.IPRate, UserRate: cfg.UserRate})
+	guards, err := guard.New(store, log, guard.Options{
+		AddrRate: cfg.IPRate, UserRate: cfg.UserRate, Resolver: clientaddr.New(cfg.ForwardedFrom),
+	})
 	if err != nil {
 		return err
 	}
@@ -345,6 +364,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
+	}
+	if len(cfg.ProxyProtocolFrom) > 0 {
+		// Connections from the balancers carry the client's address in a PROXY header; from
+		// anyone else a header is just a malformed request.
+		ln = proxyproto.NewListener(ln, proxyproto.Options{Trusted: cfg.ProxyProtocolFrom, Log: log})
 	}
 	log.Info("listening", "addr", ln.Addr().String())
 	go func() { <-ctx.Done(); draining.Store(true) }()
