@@ -17,6 +17,7 @@ import (
 //	FLASHEDGE_FLASHSALE_POLL_AFTER        the poll_after_ms hint, default 1s
 //	FLASHEDGE_FLASHSALE_BUSY_RETRY_AFTER  Retry-After of a busy answer, default 2s
 //	FLASHEDGE_FLASHSALE_REQUEUE_AFTER     when an undecided ticket is enqueued again, default 30s
+//	FLASHEDGE_FLASHSALE_MAX_REQUEUES      requeues of one ticket before it ends lost "stranded", default 5
 //
 // Unset variables leave the zero value (the default). Now and Log are left for the caller.
 func OptionsFromEnv(getenv func(string) string) (Options, error) {
@@ -61,6 +62,7 @@ func OptionsFromEnv(getenv func(string) string) (Options, error) {
 		duration("FLASHEDGE_FLASHSALE_POLL_AFTER", &o.PollAfter),
 		duration("FLASHEDGE_FLASHSALE_BUSY_RETRY_AFTER", &o.BusyRetryAfter),
 		duration("FLASHEDGE_FLASHSALE_REQUEUE_AFTER", &o.RequeueAfter),
+		integer("FLASHEDGE_FLASHSALE_MAX_REQUEUES", &o.MaxRequeues, 1, 1000),
 	}
 	for _, err := range errs {
 		if err != nil {

@@ -571,7 +571,7 @@ func (w *Worker) maintain(ctx context.Context) {
 			}
 			if rep != (SweepReport{}) {
 				w.log.Info("flash-sale sweep", "expired", rep.Expired, "completed", rep.Completed,
-					"requeued", rep.Requeued, "flags_cleared", rep.FlagsCleared)
+					"requeued", rep.Requeued, "closed", rep.Closed, "flags_cleared", rep.FlagsCleared, "retired", rep.Retired)
 			}
 		case <-trim:
 			tctx, cancel := context.WithTimeout(context.Background(), w.o.MessageTimeout)

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,6 +146,27 @@ func (s *Server) kill() {
 	}
 	_ = cmd.Process.Kill()
 	<-done
+}
+
+// Pause stops the server process with SIGSTOP: connections stay open and commands queue up
+// unanswered, as in a long GC pause, a frozen VM or a slow failover. Resume continues it; the
+// test cleanup kills a paused server all the same.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a server stopped by Pause (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.tb.Helper()
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		s.tb.Fatalf("kvtest: %s is not running", s.Addr)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		s.tb.Fatalf("kvtest: %v to redis-server on %s: %v", sig, s.Addr, err)
+	}
 }
 
 // Stop kills the server (SIGKILL: nothing is flushed beyond what its config already fsynced).
