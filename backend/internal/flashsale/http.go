@@ -12,6 +12,7 @@ import (
 
 	"flashedge/shared/httpapi"
 	"flashedge/shared/obs"
+	"flashedge/shared/waitroom"
 )
 
 // statusTooEarly is 425, which fasthttp does not name.
@@ -156,12 +157,14 @@ type saleJSON struct {
 	State        string `json:"state"`
 	Shards       int    `json:"shards"`
 	Difficulty   int    `json:"difficulty"`
+	// WaitingRoom is present for sales with one (the page then queues before attempting).
+	WaitingRoom *waitroom.Output `json:"waiting_room,omitempty"`
 }
 
 func toJSON(v SaleView) saleJSON {
 	return saleJSON{ID: v.ID, ProductID: v.ProductID, ProductName: v.ProductName, Price: v.Price, Stock: v.Stock,
 		StartsAt: rfc3339(v.StartsAt), EndsAt: rfc3339(v.EndsAt), PerUserLimit: v.PerUserLimit,
-		State: v.State, Shards: v.Shards, Difficulty: v.Difficulty}
+		State: v.State, Shards: v.Shards, Difficulty: v.Difficulty, WaitingRoom: v.WaitingRoom.Render()}
 }
 
 func (h *Handler) create(ctx *fasthttp.RequestCtx) {

@@ -13,6 +13,7 @@ import (
 
 	"flashedge/edge/internal/invcache"
 	"flashedge/shared/keyspace"
+	"flashedge/shared/waitroom"
 )
 
 // sale is one sale as the edge sees it; immutable once built.
@@ -133,6 +134,11 @@ func (ss *sales) fetch(id string) (*sale, error) {
 		time.UnixMilli(s.startMs).UTC().Format(time.RFC3339), time.UnixMilli(s.endMs).UTC().Format(time.RFC3339), num("per_user_limit")})
 	b := bytes.TrimRight(head.Bytes(), "\n")
 	s.head = append(append([]byte{}, b[:len(b)-1]...), `,"state":"`...)
-	s.tail = []byte(fmt.Sprintf(`","shards":%d,"difficulty":%d}`, num("shards"), num("difficulty")))
+	s.tail = fmt.Appendf(nil, `","shards":%d,"difficulty":%d`, num("shards"), num("difficulty"))
+	if wr := waitroom.FromHash(m).Render(); wr != nil {
+		j, _ := json.Marshal(wr)
+		s.tail = append(append(s.tail, `,"waiting_room":`...), j...)
+	}
+	s.tail = append(s.tail, '}')
 	return s, nil
 }

@@ -761,12 +761,13 @@
       buy: el('button', { type: 'button', class: 'btn btn-buy', onclick: () => buy(s.id) }, 'Mua ngay / Buy now'),
       status: el('p', { class: 'status', role: 'status', 'aria-live': 'polite' }),
       progress: el('progress', { max: 1, value: 0, hidden: true, 'aria-label': 'Tiến độ xác minh / Verification progress' }),
+      queue: el('div', { class: 'queue', hidden: true, role: 'status', 'aria-live': 'polite' }),
       won: el('div', { class: 'won', hidden: true }),
     };
     v.li = el('li', { class: 'sale', 'data-sale-id': s.id },
       v.img,
       el('div', null, v.name, el('div', { class: 'row' }, v.price, v.was, v.state), v.info, v.timer),
-      el('div', { class: 'actions' }, v.buy, v.progress, v.status, v.won));
+      el('div', { class: 'actions' }, v.buy, v.queue, v.progress, v.status, v.won));
     $('flash-list').append(v.li);
     saleViews.set(s.id, v);
     productByID(s.product_id).then((p) => p && renderSale(sales.get(s.id) || s)).catch(unexpected);
@@ -806,7 +807,11 @@
     const b = buys.get(s.id);
     const busy = b && !b.finished;
     const atLimit = s.per_user_limit > 0 && (bought.get(s.id) || 0) >= s.per_user_limit;
-    v.buy.hidden = s.state !== 'live' || atLimit || (b && b.phase === 'won');
+    // A sale with a waiting room can be joined from its opening, before the start.
+    const wr = s.waiting_room;
+    const queueOpen = wr && s.state === 'upcoming' && serverNow() >= Date.parse(wr.opens_at);
+    v.buy.textContent = queueOpen ? 'Vào hàng chờ / Join the queue' : 'Mua ngay / Buy now';
+    v.buy.hidden = !(s.state === 'live' || queueOpen) || atLimit || (b && b.phase === 'won');
     v.buy.disabled = !!busy;
   }
 
@@ -877,6 +882,13 @@
 
   async function attemptToBuy(id, b) {
     const base = '/flash-sales/' + encodeURIComponent(id);
+    let pass = '';
+    const s = sales.get(id);
+    if (s && s.waiting_room) {
+      const turn = await waitTurn(id, b);
+      if (!turn) return;
+      pass = turn.pass || '';
+    }
 
     for (;;) {
       b.phase = 'challenge';
@@ -920,6 +932,7 @@
       setStatus(id, 'Đang gửi yêu cầu mua… / Sending your attempt…', 1);
       const key = uuid();
       const body = { challenge_id: challenge.challenge_id, answer: solved.nonce };
+      if (pass) body.pass = pass;
       const res = await sendWithRetries(() => api('POST', base + '/attempts', { body, headers: { 'Idempotency-Key': key } }), id);
       if (!res) return finishBuy(id, MSG_NETWORK, true);
       const data = res.data || {};
@@ -935,6 +948,101 @@
       report(res);
       return finishBuy(id, errorText(res), true);
     }
+  }
+
+  // waitTurn joins the sale's waiting room and shows the place until the turn comes: it resolves
+  // to {pass} when admitted, {} when the sale has no waiting room after all, and null when the
+  // buy is over (sold out, place lost, ended, refused). Polls follow the server's poll_after_ms
+  // and carry the last answer's queue token, so the edge answers them from memory.
+  async function waitTurn(id, b) {
+    const path = '/flash-sales/' + encodeURIComponent(id) + '/queue';
+    const v = saleViews.get(id);
+    let method = 'POST';
+    let token = '';
+    let firstAhead = 0;
+    let failures = 0;
+    b.phase = 'queue';
+    setStatus(id, 'Đang vào hàng chờ… / Joining the queue…');
+    for (;;) {
+      let res;
+      try {
+        res = await api(method, path, { headers: token ? { 'X-Queue-Token': token } : {} });
+      } catch (err) {
+        if (!(err instanceof NetError)) throw err;
+        failures++;
+        setStatus(id, 'Mất kết nối, đang thử lại… / Connection lost, retrying…');
+        await sleep(Math.min(10000, 1000 * 2 ** failures));
+        continue;
+      }
+      if (!res.ok) {
+        if (res.status === 409) return {};
+        if (res.status === 429 || res.status >= 500) {
+          failures++;
+          await sleep(1000 * Math.max(res.retryAfter || 0, Math.min(10, 2 ** failures)));
+          continue;
+        }
+        v.queue.hidden = true;
+        if (res.status === 410 && res.data && res.data.error && res.data.error.code === 'sold_out') {
+          soldOut(id);
+          return null;
+        }
+        report(res);
+        finishBuy(id, errorText(res), true);
+        return null;
+      }
+      failures = 0;
+      method = 'GET';
+      const q = res.data || {};
+      if (q.queue_token) token = q.queue_token;
+      if (q.ahead > firstAhead) firstAhead = q.ahead;
+      showQueue(id, q, firstAhead);
+      switch (q.state) {
+        case 'admitted':
+          setStatus(id, 'Đến lượt bạn! / Your turn!');
+          return { pass: q.pass };
+        case 'expired':
+          finishBuy(id, 'Bạn đã mất chỗ trong hàng chờ (quá lâu không phản hồi). / You lost your place in the queue.', true);
+          return null;
+        case 'ended':
+          v.queue.hidden = true;
+          finishBuy(id, 'Flash sale đã kết thúc. / The flash sale has ended.', true);
+          guard(loadSales)();
+          return null;
+      }
+      await sleep(Math.max(500, Number(q.poll_after_ms) || 1000));
+    }
+  }
+
+  // showQueue renders a queue answer: the place, how many are ahead, a progress bar from the
+  // place first seen to the front, and the estimated wait.
+  function showQueue(id, q, firstAhead) {
+    const v = saleViews.get(id);
+    if (!v) return;
+    v.queue.hidden = false;
+    v.queue.dataset.state = q.state || '';
+    v.queue.dataset.position = q.position == null ? '' : String(q.position);
+    const parts = [];
+    if (q.state === 'waiting') {
+      if (q.position == null) {
+        parts.push(el('p', { class: 'queue-pos', text: 'Bạn đã vào hàng chờ; thứ tự được bốc thăm lúc mở bán. / You are in the queue; places are drawn at the start.' }));
+      } else {
+        parts.push(el('p', { class: 'queue-pos' },
+          el('strong', { text: `Vị trí / Position #${q.position.toLocaleString('vi-VN')}` }),
+          ` · ${Number(q.ahead || 0).toLocaleString('vi-VN')} người phía trước / ahead`));
+      }
+      if (q.eta_seconds != null) {
+        parts.push(el('p', { class: 'queue-eta muted', text: `Chờ khoảng / About ${formatDuration(q.eta_seconds * 1000)}` }));
+      }
+      const done = firstAhead > 0 ? 1 - Number(q.ahead || 0) / firstAhead : 0;
+      parts.push(el('progress', { class: 'queue-bar', max: 1, value: Math.max(0, Math.min(1, done)),
+        'aria-label': 'Tiến độ hàng chờ / Queue progress' }));
+    } else if (q.state === 'admitted') {
+      parts.push(el('p', { class: 'queue-pos', text: 'Đến lượt bạn! Đang xác minh… / Your turn! Verifying…' }));
+      parts.push(el('progress', { class: 'queue-bar', max: 1, value: 1, 'aria-label': 'Tiến độ hàng chờ / Queue progress' }));
+    } else if (q.state === 'sold_out') {
+      parts.push(el('p', { class: 'queue-pos', text: 'Tạm hết suất; giữ chỗ phòng khi có hàng trả lại. / Sold out for now; keeping your place in case units come back.' }));
+    }
+    v.queue.replaceChildren(...parts);
   }
 
   // sendWithRetries repeats a request that got no answer (same Idempotency-Key, so the server
@@ -1143,9 +1251,18 @@
       await waitFor('checkout', () => $('checkout-result').querySelector('[data-order-id]'));
 
       say('flash sale');
-      const buyBtn = await waitFor('a live sale', () => document.querySelector('.sale.live .btn-buy:not(:disabled):not([hidden])'));
+      const only = params.get('sale') ? `[data-sale-id="${CSS.escape(params.get('sale'))}"]` : '';
+      const buyBtn = await waitFor('a live sale', () => document.querySelector(`.sale.live${only} .btn-buy:not(:disabled):not([hidden])`));
       const saleLi = buyBtn.closest('.sale');
       buyBtn.click();
+      if (params.get('stop') === 'queue') {
+        const q = await waitFor('the queue view', () => {
+          const e = saleLi.querySelector('.queue[data-state="waiting"]');
+          return e && e.dataset.position ? e : null;
+        });
+        say('queued position=' + q.dataset.position);
+        return;
+      }
       const payBtn = await waitFor('a win', () => saleLi.querySelector('.btn-pay:not(:disabled)') || (saleLi.querySelector('.status.error') && saleLi.querySelector('.status.error').textContent), 30000);
       if (typeof payBtn === 'string') throw new Error('buy failed: ' + payBtn);
       if (params.get('stop') === 'won') {
