@@ -319,3 +319,29 @@ func TestClosingFinishedByOthers(t *testing.T) {
 		})
 	}
 }
+
+// TestSecondSweeperDoesNotStrandEarly: two sweepers read the same stale ticket from the queue;
+// the first enqueues it again. The second must see that it is fresh again, not end it at once.
+func TestSecondSweeperDoesNotStrandEarly(t *testing.T) {
+	e := newEnv(t, Options{RequeueAfter: time.Second, MaxRequeues: 1})
+	e.createSale(saleSpec{id: "s", stock: 1, shards: 1, limit: 1})
+	ctx := context.Background()
+	sl, _ := e.svc.loadSale(ctx, "s")
+	ticket := admittedTicket(t, e.attempt("s", "alice", "k"))
+	e.clock.Advance(2 * time.Second)
+	for i, want := range []bool{true, false} { // both read the queue before either acted
+		if ok, err := e.svc.requeue(ctx, sl, ticket); err != nil || ok != want {
+			t.Fatalf("sweeper %d: requeue = %v, %v; want %v", i+1, ok, err, want)
+		}
+	}
+	if p, _ := e.poll("s", "alice", ticket); p.Status != StatusQueued {
+		t.Fatalf("ticket = %+v, want still queued after one requeue", p)
+	}
+	e.clock.Advance(2 * time.Second) // undecided a full RequeueAfter after its last requeue
+	if _, err := e.svc.requeue(ctx, sl, ticket); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := e.poll("s", "alice", ticket); p.Status != StatusLost || p.Reason != OutcomeStranded {
+		t.Errorf("ticket = %+v, want lost stranded", p)
+	}
+}

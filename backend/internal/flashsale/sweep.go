@@ -243,10 +243,10 @@ func (s *Service) tokenFinish(ctx context.Context, sale, token, mode string) (st
 
 // requeue enqueues a stranded ticket again (at most MaxRequeues times).
 func (s *Service) requeue(ctx context.Context, sl *Sale, ticket string) (bool, error) {
-	sale := sl.ID
+	sale, now := sl.ID, s.now()
 	user, err := s.lua.requeueMark.Exec(ctx, s.c,
 		[]string{keyspace.SaleResult(sale, ticket), keyspace.SaleQueue(sale)},
-		[]string{ticket, ms(s.now()), strconv.Itoa(s.o.MaxRequeues)}).ToString()
+		[]string{ticket, ms(now), strconv.Itoa(s.o.MaxRequeues), ms(now.Add(-s.o.RequeueAfter))}).ToString()
 	if rueidis.IsRedisNil(err) {
 		return false, nil
 	}
