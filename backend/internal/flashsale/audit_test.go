@@ -177,7 +177,11 @@ func TestLedgerRouteAudit(t *testing.T) {
 			t.Errorf("ledger = %s; want %s in it", r, field)
 		}
 	}
-	for _, q := range []string{"?settled=maybe", "?final_within=soon", "?final_within=0"} {
+	if r := e.do("GET", "/api/v1/admin/flash-sales/s/ledger?audit=false", "", testAdmin, "", nil); r.status != 200 ||
+		!strings.Contains(string(r.body), `"initial":2`) || strings.Contains(string(r.body), `"audit"`) {
+		t.Errorf("ledger?audit=false = %s, want the counters without the audit", r)
+	}
+	for _, q := range []string{"?settled=maybe", "?final_within=soon", "?final_within=0", "?audit=perhaps"} {
 		if r := e.do("GET", "/api/v1/admin/flash-sales/s/ledger"+q, "", testAdmin, "", nil); r.status != 400 || !strings.Contains(string(r.body), `"invalid_request"`) {
 			t.Errorf("ledger%s = %s, want 400 invalid_request", q, r)
 		}

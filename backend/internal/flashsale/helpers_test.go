@@ -324,7 +324,11 @@ func checkBalanced(t testing.TB, when string, l ledgerJSON) {
 		t.Errorf("%s: ledger counters do not balance: initial %d != remaining %d + reserved %d + ordered %d (shards %v)",
 			when, l.Initial, l.Remaining, l.Reserved, l.Ordered, l.Shards)
 	}
-	checkAudit(t, when, l.Audit)
+	if l.Audit == nil {
+		t.Errorf("%s: the ledger has no audit", when)
+		return
+	}
+	checkAudit(t, when, *l.Audit)
 }
 
 // checkAudit fails the test on every problem of an audit.

@@ -191,15 +191,26 @@ func (h *Handler) create(ctx *fasthttp.RequestCtx) {
 // audit recomputed from the primary records, which names every counter the records disagree with.
 type ledgerJSON struct {
 	Ledger
-	Audit Audit `json:"audit"`
+	Audit *Audit `json:"audit,omitempty"`
 }
 
 // ledger answers the counters and the audit. Query parameters: settled=true when the caller
 // knows the sale is at rest (see AuditOptions.Settled), final_within=<duration> the bound on
-// deciding a ticket (default (MaxRequeues+2) x RequeueAfter; negative disables the check).
+// deciding a ticket (default (MaxRequeues+2) x RequeueAfter; negative disables the check),
+// audit=false for the counters alone (a cheap read for frequent sampling during a rush: the
+// audit reads every record of the sale).
 func (h *Handler) ledger(ctx *fasthttp.RequestCtx) {
 	var o AuditOptions
 	args := ctx.QueryArgs()
+	withAudit := true
+	if v := args.Peek("audit"); v != nil {
+		b, err := strconv.ParseBool(string(v))
+		if err != nil {
+			httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_request", "audit must be true or false")
+			return
+		}
+		withAudit = b
+	}
 	if v := args.Peek("settled"); v != nil {
 		b, err := strconv.ParseBool(string(v))
 		if err != nil {
@@ -223,6 +234,10 @@ func (h *Handler) ledger(ctx *fasthttp.RequestCtx) {
 		h.fail(ctx, err)
 		return
 	}
+	if !withAudit {
+		httpapi.WriteJSON(ctx, fasthttp.StatusOK, ledgerJSON{Ledger: l})
+		return
+	}
 	a, err := h.s.Audit(sctx, param(ctx, "id"), o)
 	if errors.Is(err, ErrAuditTooLarge) {
 		httpapi.WriteError(ctx, fasthttp.StatusUnprocessableEntity, "audit_too_large", err.Error())
@@ -232,7 +247,7 @@ func (h *Handler) ledger(ctx *fasthttp.RequestCtx) {
 		h.fail(ctx, err)
 		return
 	}
-	httpapi.WriteJSON(ctx, fasthttp.StatusOK, ledgerJSON{l, a})
+	httpapi.WriteJSON(ctx, fasthttp.StatusOK, ledgerJSON{l, &a})
 }
 
 func (h *Handler) list(ctx *fasthttp.RequestCtx) {

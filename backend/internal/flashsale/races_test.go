@@ -102,6 +102,7 @@ func TestRaceStrandedEndAfterWin(t *testing.T) {
 	if n := e.ordersOf("s", "alice", "bob"); n != 1 {
 		t.Errorf("%d order documents for a sale of 1 unit", n)
 	}
+	e.checkAtRest("after both checkouts", "s")
 }
 
 // TestRaceClaimAfterStrandedEnd is race 2 of issue 10, step by step: a worker passes
@@ -161,8 +162,7 @@ func TestRaceClaimAfterStrandedEnd(t *testing.T) {
 	if got := e.liveClaims("s", shards, alice); len(got) != 0 {
 		t.Errorf("alice's ended ticket still holds a unit in shards %v", got)
 	}
-	l := e.ledger("s")
-	checkBalanced(t, "after the late claim", l)
+	l := e.checkAtRest("after the late claim", "s")
 	if l.Remaining != 1 || l.Reserved != 0 {
 		t.Fatalf("ledger = remaining %d reserved %d, want the unit back in stock", l.Remaining, l.Reserved)
 	}
@@ -303,8 +303,7 @@ func TestClosingFinishedByOthers(t *testing.T) {
 			if ok, err := e.svc.closeClaims(ctx, sl, alice); err != nil || ok {
 				t.Fatalf("closeClaims after the close = %v, %v", ok, err)
 			}
-			l := e.ledger("s")
-			checkBalanced(t, "after the close", l)
+			l := e.checkAtRest("after the close", "s")
 			if l.Remaining != 2 || l.Reserved != 0 || l.Released != 1 {
 				t.Errorf("ledger = %+v, want the unit back once", l)
 			}

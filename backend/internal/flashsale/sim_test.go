@@ -216,6 +216,7 @@ type simActor struct {
 	resume   chan simVerdict
 	noScript bool
 	stall    int // the process is slow: not scheduled before this step
+	degraded int // calls left that fail or die often: what made it slow may not be over
 }
 
 func (a *simActor) park(desc string) simVerdict {
@@ -433,6 +434,7 @@ func (w *simWorld) faultStep(pCrash, pFail, pStall float64) {
 		a := w.actors[w.rng.IntN(len(w.actors))]
 		if a.state == "parked" && a.stall <= now {
 			a.stall = now + 10 + w.rng.IntN(60)
+			a.degraded = 3
 			w.step("%s stalls until step %d at %s", a.name, a.stall, a.desc)
 			return
 		}
@@ -445,7 +447,12 @@ func (w *simWorld) faultStep(pCrash, pFail, pStall float64) {
 		case "parked":
 			cs = append(cs, choice{a.weight * 4, func() {
 				v := simGo
-				switch r := w.rng.Float64(); {
+				r := w.rng.Float64()
+				if a.degraded > 0 {
+					a.degraded--
+					r /= 8 // eight times as likely to fail or die as a healthy call
+				}
+				switch {
 				case r < pCrash/2:
 					v = simCrashBefore
 				case r < pCrash:

@@ -82,6 +82,15 @@ type ledger struct {
 	Admitted  int64   `json:"admitted"`
 	Queued    int64   `json:"queued"`
 	Won       int64   `json:"won"`
+	// Audit is the sale recomputed from its primary records; nil in the samples read during the
+	// rush (audit=false: the audit reads every record of the sale, too much every 100 ms).
+	Audit *struct {
+		OK         bool `json:"ok"`
+		Violations []struct {
+			Check  string `json:"check"`
+			Detail string `json:"detail"`
+		} `json:"violations"`
+	} `json:"audit"`
 }
 
 // problems lists what is wrong with one ledger read: a negative shard, shards that do not sum
@@ -166,9 +175,11 @@ func (r *rush) admin(method, path string, body []byte, out any) (int, error) {
 	return status, nil
 }
 
-func (r *rush) readLedger() (ledger, json.RawMessage, error) {
+// readLedger reads the admin ledger; with audit the order service also audits the sale from its
+// primary records.
+func (r *rush) readLedger(audit bool) (ledger, json.RawMessage, error) {
 	var raw json.RawMessage
-	if _, err := r.admin("GET", "/api/v1/admin/flash-sales/"+r.sale+"/ledger", nil, &raw); err != nil {
+	if _, err := r.admin("GET", "/api/v1/admin/flash-sales/"+r.sale+"/ledger?audit="+strconv.FormatBool(audit), nil, &raw); err != nil {
 		return ledger{}, nil, err
 	}
 	var l ledger
@@ -279,7 +290,7 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID string) error {
 	var raw json.RawMessage
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if fin, raw, err = r.readLedger(); err != nil {
+		if fin, raw, err = r.readLedger(true); err != nil {
 			return fmt.Errorf("read the ledger: %w", err)
 		}
 		if fin.Queued == 0 && fin.Reserved == 0 || time.Now().After(deadline) {
@@ -474,7 +485,7 @@ func (r *rush) monitor(ctx context.Context) []string {
 			r.rep.LedgerSamples = n
 			return problems
 		}
-		l, _, err := r.readLedger()
+		l, _, err := r.readLedger(false)
 		if err != nil {
 			continue // counted nowhere: the final read must work
 		}

@@ -131,6 +131,14 @@ func (r *rush) invariants(fin ledger, samples []string, oc orderCheck) {
 		"reserved %d + ordered %d <= initial %d; negative shards: %s", fin.Reserved, fin.Ordered, fin.Initial, orNone(neg))
 	add("ledger balances", fin.Initial == fin.Remaining+fin.Reserved+fin.Ordered && fin.Initial == r.cfg.Stock,
 		"initial %d == remaining %d + reserved %d + ordered %d (sale stock %d)", fin.Initial, fin.Remaining, fin.Reserved, fin.Ordered, r.cfg.Stock)
+	if fin.Audit != nil {
+		var v []string
+		for _, f := range fin.Audit.Violations {
+			v = append(v, f.Check+": "+f.Detail)
+		}
+		add("audit from the primary records", fin.Audit.OK,
+			"orders, tokens, claims and shards of the sale: violations: %s", orNone(v))
+	}
 	add("ledger balances during the run", len(samples) == 0, "%d ledger reads during the rush; problems: %s", rr.LedgerSamples, orNone(samples))
 	var over []string
 	for u := range r.wins {
