@@ -69,6 +69,8 @@ bench: build deps-bench
 		-difficulty 8 -json bench/out/rush.json -plot bench/out/rush.svg
 	$(BIN)/load -spawn -bin $(BIN) -scenario stress -levels 100,500,1000 -duration 10s \
 		-json bench/out/stress.json -plot bench/out/stress.svg
+	$(BIN)/load -spawn -bin $(BIN) -scenario waitroom -users 100000 -stock 1000 -admit 250 -difficulty 8 \
+		-json bench/out/waitroom.json
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change:"; echo "$$out"; exit 1; }

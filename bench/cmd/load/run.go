@@ -67,6 +67,8 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	fs.IntVar(&c.Load.Limit, "limit", 1, "rush: units per shopper")
 	fs.IntVar(&difficulty, "difficulty", 8, "rush: proof-of-work bits (0: none)")
 	fs.StringVar(&c.Load.SaleProduct, "sale-product", "00000001", "rush: the product on sale")
+	fs.StringVar(&c.Load.StoreAddr, "store", getenv("FLASHEDGE_STORE_ADDR"), "waitroom: the store's host:port, for its command rate (set by -spawn)")
+	fs.IntVar(&c.Load.Admit, "admit", 250, "waitroom: admit_per_second of the sale's waiting room")
 	fs.DurationVar(&soldOut, "soldout-duration", 3*time.Second, "rush: closed-loop burst of attempts after the sell-out (0: skip)")
 	fs.DurationVar(&c.Load.TicketTimeout, "ticket-timeout", 30*time.Second, "rush: how long an admitted ticket may stay undecided")
 	fs.StringVar(&levels, "levels", "100,500,1000", "stress: concurrent clients per level, comma-separated")
@@ -164,6 +166,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		defer st.Stop()
 		cfg.URL, cfg.AdminToken = st.URL, st.AdminToken
+		cfg.Load.StoreAddr = st.Addrs["store"]
 		rep.Target = st.URL
 		for _, c := range st.Commands {
 			fmt.Fprintln(stdout, "  started:", c)
@@ -191,6 +194,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout)
 		load.WriteRush(stdout, rep.Rush)
 	}
+	if rep.WaitRoom != nil {
+		fmt.Fprintln(stdout)
+		load.WriteWaitRoom(stdout, rep.WaitRoom)
+	}
 	if runErr != nil {
 		rep.Fail("%v", runErr)
 	}
@@ -215,4 +222,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return nil
 }
 
-func hasRush(s []string) bool { return slices.Contains(s, load.ScenarioRush) }
+func hasRush(s []string) bool {
+	return slices.Contains(s, load.ScenarioRush) || slices.Contains(s, load.ScenarioWaitRoom)
+}

@@ -64,6 +64,8 @@ type Call struct {
 	IdempotencyKey string
 	// Body is sent as application/json when not nil.
 	Body []byte
+	// Header, when its name is set, is sent as one more header (name, value).
+	Header [2]string
 	// Start is when the request was due (open loop); its latency counts from there, so time
 	// spent waiting behind a slow server is not hidden. Zero means now.
 	Start time.Time
@@ -93,6 +95,9 @@ func (c *Client) Do(row *Row, call Call, read func(status int, body []byte)) Res
 	}
 	if call.IdempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", call.IdempotencyKey)
+	}
+	if call.Header[0] != "" {
+		req.Header.Set(call.Header[0], call.Header[1])
 	}
 	if call.Body != nil {
 		req.Header.SetContentType("application/json")

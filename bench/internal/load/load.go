@@ -24,10 +24,11 @@ const (
 	ScenarioCheckout = "checkout"
 	ScenarioRush     = "rush"
 	ScenarioStress   = "stress"
+	ScenarioWaitRoom = "waitroom"
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{ScenarioBrowse, ScenarioCart, ScenarioCheckout, ScenarioRush, ScenarioStress}
+var Scenarios = []string{ScenarioBrowse, ScenarioCart, ScenarioCheckout, ScenarioRush, ScenarioStress, ScenarioWaitRoom}
 
 // Config is one run. Zero values take the defaults named on each field.
 type Config struct {
@@ -75,6 +76,12 @@ type Config struct {
 	SoldOutDuration time.Duration
 	// TicketTimeout is how long an admitted ticket may stay undecided. Zero means 30s.
 	TicketTimeout time.Duration
+
+	// StoreAddr is the store's address (host:port), for the waiting-room scenario's store
+	// command counts (INFO commandstats). Empty skips them.
+	StoreAddr string
+	// Admit is the waiting room's admit_per_second. Zero means 250.
+	Admit int
 
 	// Levels are the stress scenario's concurrent clients. Empty means 100, 500, 1000.
 	Levels []int
@@ -196,6 +203,8 @@ func Run(ctx context.Context, cfg Config, rep *Report) error {
 			err = runStress(ctx, cfg, rep, runID)
 		case ScenarioRush:
 			err = runRush(ctx, cfg, rep, runID)
+		case ScenarioWaitRoom:
+			err = runWaitRoom(ctx, cfg, rep, runID)
 		}
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", sc, err)

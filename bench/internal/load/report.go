@@ -24,6 +24,7 @@ type Report struct {
 	Notes     []string    `json:"notes"`
 	Rows      []RowReport `json:"rows"`
 	Rush      *RushReport `json:"rush,omitempty"`
+	WaitRoom  *WaitRoomReport `json:"waitroom,omitempty"`
 	// OK is false when an invariant failed or a scenario could not run.
 	OK       bool     `json:"ok"`
 	Failures []string `json:"failures,omitempty"`

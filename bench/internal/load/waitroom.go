@@ -1,0 +1,599 @@
+package load
+
+import (
+	"container/heap"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// WaitRoomReport is the waiting-room rush's account (issue 12): shoppers join a sale's waiting
+// room before the start and poll; at the start the pre-queue is shuffled and admitted at the set
+// pace; admitted shoppers attempt with their pass until the sale sells out.
+type WaitRoomReport struct {
+	Sale     string `json:"sale"`
+	Users    int    `json:"users"`
+	Bots     int    `json:"bots"`
+	Stock    int64  `json:"stock"`
+	Admit    int    `json:"admit_per_second"`
+	PreQueue int    `json:"pre_queue"`
+
+	// JoinsPerS is the join rate (one store script each); Polls and PollsPerS count queue polls.
+	JoinsPerS float64 `json:"joins_per_s"`
+	Polls     int64   `json:"polls"`
+
+	// StoreCmdsPerSWaiting is the store's command rate (INFO commandstats, INFO excluded)
+	// while everyone waits for the start, next to PollsPerSWaiting, the poll rate meanwhile.
+	StoreCmdsPerSWaiting float64 `json:"store_cmds_per_s_waiting"`
+	PollsPerSWaiting     float64 `json:"polls_per_s_waiting"`
+	StoreCmdsPerSSelling float64 `json:"store_cmds_per_s_selling"`
+	PollsPerSSelling     float64 `json:"polls_per_s_selling"`
+
+	// StartToSellOutS is from starts_at to the edge's sale view saying sold_out.
+	StartToSellOutS float64          `json:"start_to_sell_out_s"`
+	Admitted        int64            `json:"admitted"`
+	Won             int64            `json:"won"`
+	AttemptAnswers  map[string]int64 `json:"attempt_answers"`
+
+	// Waiting shoppers at the sell-out and how soon they were told: within their last
+	// poll_after_ms (plus 1 s for this load generator's own scheduling) or later.
+	WaitingAtSellOut int64   `json:"waiting_at_sell_out"`
+	ToldSoldOut      int64   `json:"told_sold_out"`
+	ToldWithinPoll   int64   `json:"told_within_one_poll"`
+	ToldLagMaxS      float64 `json:"told_lag_max_s"`
+	ToldLagP99S      float64 `json:"told_lag_p99_s"`
+	Expired          int64   `json:"expired"`
+
+	// Fairness among pre-queue joiners: Spearman's rank correlation between join order and
+	// queue position (about 0 for a fair shuffle), the published order checked against the
+	// seed and its commitment, and what the first joiners (bots) got.
+	RankCorrelation   float64 `json:"rank_correlation_join_vs_position"`
+	SeedMatches       bool    `json:"seed_matches_commitment"`
+	OrderRecomputed   bool    `json:"order_recomputed_from_seed"`
+	PositionsMatch    bool    `json:"positions_match_published_order"`
+	BotMeanPercentile float64 `json:"bot_mean_position_percentile"`
+	BotWins           int64   `json:"bot_wins"`
+	BotWinsExpected   float64 `json:"bot_wins_expected"`
+}
+
+type wrShopper struct {
+	tok       string
+	uid       string
+	qtok      string
+	joinSeq   int64 // order of the join answers, 1-based
+	pre       bool
+	pos       int64
+	pollAfter time.Duration
+	done      bool
+	toldAt    time.Time
+	// toldAfter is the poll interval the shopper had been given before the poll that said sold_out.
+	toldAfter time.Duration
+	lastPoll  time.Time
+}
+
+type dueItem struct {
+	at time.Time
+	i  int
+}
+
+type dueHeap []dueItem
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueItem)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+type waitRush struct {
+	cfg   Config
+	rep   *WaitRoomReport
+	c     *Client
+	sale  string
+	shop  []wrShopper
+	store rueidis.Client
+
+	join, poll, attempt, ticket *Row
+
+	polls     atomic.Int64
+	admitted  atomic.Int64
+	won       atomic.Int64
+	botWins   atomic.Int64
+	expired   atomic.Int64
+	soldOutAt atomic.Int64 // unix nanos the edge first said sold_out
+	buys      sync.WaitGroup
+	mu        sync.Mutex
+	answers   map[string]int64
+}
+
+// runWaitRoom: a sale with a waiting room opening now and starting once every shopper has
+// joined; the first 1% join first (bots); everyone polls as told until sold out.
+func runWaitRoom(ctx context.Context, cfg Config, rep *Report, runID string) error {
+	if cfg.AdminToken == "" {
+		return fmt.Errorf("the waiting-room rush creates a sale: give the edge's admin token")
+	}
+	users := cfg.users(100_000)
+	conc := cfg.concurrency(256)
+	admit := cfg.Admit
+	if admit <= 0 {
+		admit = 250
+	}
+	w := &waitRush{
+		cfg: cfg, sale: runID + "-wr",
+		c:       NewClient(cfg.Target, ClientOptions{MaxConns: conc + 512, Timeout: cfg.Timeout}),
+		join:    NewRow(ScenarioWaitRoom, "waitroom/join", 200),
+		poll:    NewRow(ScenarioWaitRoom, "waitroom/poll", 200),
+		attempt: NewRow(ScenarioWaitRoom, "waitroom/attempt", 202, 410, 409),
+		ticket:  NewRow(ScenarioWaitRoom, "waitroom/ticket-poll", 200),
+		answers: map[string]int64{},
+	}
+	defer w.c.Close()
+	bots := max(1, users/100)
+	wr := &WaitRoomReport{Sale: w.sale, Users: users, Bots: bots, Stock: cfg.Stock, Admit: admit, AttemptAnswers: w.answers}
+	w.rep = wr
+	rep.WaitRoom = wr
+	if cfg.StoreAddr != "" {
+		sc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{cfg.StoreAddr}, DisableCache: true, ForceSingleClient: true})
+		if err != nil {
+			return fmt.Errorf("store %s: %w", cfg.StoreAddr, err)
+		}
+		defer sc.Close()
+		w.store = sc
+	} else {
+		rep.Note(cfg.Out, "waitroom: no store address (-store): store command rates are not measured")
+	}
+
+	fmt.Fprintf(cfg.Out, "waitroom: logging in %d shoppers\n", users)
+	tokens, err := loginAll(ctx, w.c, cfg, NewRow(ScenarioWaitRoom, "waitroom/login", 200), runID+"w", users, min(conc, 128))
+	if err != nil {
+		return err
+	}
+	w.shop = make([]wrShopper, users)
+	for i := range w.shop {
+		w.shop[i].tok = tokens[i]
+		w.shop[i].uid = "u-" + strings.ToLower(runID+"w-u"+strconv.Itoa(i))
+	}
+
+	// The sale opens its waiting room now and starts once the joins are (expected to be) done.
+	now := time.Now().UTC().Truncate(time.Second)
+	start := now.Add(time.Duration(15+users/1500) * time.Second)
+	spec, _ := json.Marshal(map[string]any{
+		"id": w.sale, "product_id": cfg.SaleProduct, "price": 99000, "stock": cfg.Stock, "shards": cfg.Shards,
+		"starts_at": start.Format(time.RFC3339), "ends_at": start.Add(time.Hour).Format(time.RFC3339),
+		"per_user_limit": 1, "difficulty": cfg.Difficulty,
+		"waiting_room": map[string]any{"opens_at": now.Add(-time.Second).Format(time.RFC3339), "admit_per_second": admit,
+			"pass_seconds": 60, "hold_seconds": 120},
+	})
+	rr := &rush{cfg: cfg, c: w.c, sale: w.sale}
+	if _, err := rr.admin("POST", "/api/v1/admin/flash-sales", spec, nil); err != nil {
+		return fmt.Errorf("create the sale: %w", err)
+	}
+	fmt.Fprintf(cfg.Out, "waitroom: sale %s: %d units, admit %d/s, starts %s; %d shoppers join (the first %d are 'bots' that join first)\n",
+		w.sale, cfg.Stock, admit, start.Format(time.TimeOnly), users, bots)
+
+	// Joins: bots first, then everyone else; join order is the order of the answers.
+	var seq atomic.Int64
+	joinStart := time.Now()
+	joinRange := func(from, to int) {
+		var done atomic.Int64
+		Drive(ctx, Bounds{Requests: int64(to - from), Concurrency: min(conc, 128)}, &done, func(_ int, k int64, _ time.Time) {
+			i := from + int(k)
+			s := &w.shop[i]
+			w.c.Do(w.join, Call{Method: "POST", Path: "/api/v1/flash-sales/" + w.sale + "/queue", Bearer: s.tok}, func(status int, b []byte) {
+				if status == 200 {
+					s.joinSeq = seq.Add(1)
+					w.apply(s, b, time.Now())
+				}
+			})
+		})
+	}
+	joinRange(0, bots)
+	joinRange(bots, users)
+	wr.JoinsPerS = float64(users) / time.Since(joinStart).Seconds()
+	for i := range w.shop {
+		if w.shop[i].joinSeq > 0 && w.shop[i].pos == 0 {
+			w.shop[i].pre = true
+			wr.PreQueue++
+		}
+	}
+	if time.Now().After(start) {
+		rep.Note(cfg.Out, "waitroom: the joins ran past the start; %d of %d joined the pre-queue", wr.PreQueue, users)
+	}
+	fmt.Fprintf(cfg.Out, "waitroom: %d joined in %.1fs (%d in the pre-queue); polling until the sale sells out\n",
+		seq.Load(), time.Since(joinStart).Seconds(), wr.PreQueue)
+
+	// Polls: every shopper when told, by conc workers each owning a share of the shoppers.
+	runCtx, stop := context.WithTimeout(ctx, time.Until(start)+4*time.Minute)
+	defer stop()
+	var wg sync.WaitGroup
+	var left atomic.Int64
+	for i := range w.shop {
+		if w.shop[i].joinSeq > 0 {
+			left.Add(1)
+		}
+	}
+	for k := range conc {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.worker(runCtx, k, conc, &left) }()
+	}
+	// The sale's state at the edge, every 50 ms, for the sell-out instant.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for runCtx.Err() == nil && w.soldOutAt.Load() == 0 {
+			var s struct {
+				State string `json:"state"`
+			}
+			if _, err := rr.admin("GET", rr.salePath(""), nil, &s); err == nil && s.State == "sold_out" {
+				w.soldOutAt.Store(time.Now().UnixNano())
+				break
+			}
+			_ = sleepCtx(runCtx, 50*time.Millisecond)
+		}
+	}()
+	// Store command rates: the 5 s before the start, and from the start to the sell-out.
+	if w.store != nil {
+		_ = sleepCtx(runCtx, time.Until(start.Add(-6*time.Second)))
+		c0, p0, t0 := w.storeCalls(runCtx), w.polls.Load(), time.Now()
+		_ = sleepCtx(runCtx, time.Until(start.Add(-time.Second)))
+		c1, p1, t1 := w.storeCalls(runCtx), w.polls.Load(), time.Now()
+		wr.StoreCmdsPerSWaiting = float64(c1-c0) / t1.Sub(t0).Seconds()
+		wr.PollsPerSWaiting = float64(p1-p0) / t1.Sub(t0).Seconds()
+		_ = sleepCtx(runCtx, time.Until(start))
+		c2, p2, t2 := w.storeCalls(runCtx), w.polls.Load(), time.Now()
+		for runCtx.Err() == nil && w.soldOutAt.Load() == 0 {
+			_ = sleepCtx(runCtx, 50*time.Millisecond)
+		}
+		c3, p3, t3 := w.storeCalls(runCtx), w.polls.Load(), time.Now()
+		wr.StoreCmdsPerSSelling = float64(c3-c2) / t3.Sub(t2).Seconds()
+		wr.PollsPerSSelling = float64(p3-p2) / t3.Sub(t2).Seconds()
+	}
+	wg.Wait()
+	w.buys.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w.fill(start)
+	w.fairness(rr)
+	addRows(rep, 0, w.join, w.poll, w.attempt, w.ticket)
+	if wr.ToldSoldOut < wr.WaitingAtSellOut {
+		rep.Fail("waitroom: %d of %d waiting shoppers were never told sold_out", wr.WaitingAtSellOut-wr.ToldSoldOut, wr.WaitingAtSellOut)
+	}
+	if !wr.SeedMatches || !wr.OrderRecomputed || !wr.PositionsMatch {
+		rep.Fail("waitroom: the published shuffle does not check out (seed %v, order %v, positions %v)", wr.SeedMatches, wr.OrderRecomputed, wr.PositionsMatch)
+	}
+	return nil
+}
+
+func (w *waitRush) storeCalls(ctx context.Context) int64 {
+	info, err := w.store.Do(ctx, w.store.B().Info().Section("commandstats").Build()).ToString()
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, line := range strings.Split(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_")
+		if !ok || strings.HasPrefix(rest, "info:") {
+			continue
+		}
+		_, calls, _ := strings.Cut(rest, ":calls=")
+		v, _ := strconv.ParseInt(strings.SplitN(calls, ",", 2)[0], 10, 64)
+		n += v
+	}
+	return n
+}
+
+type queueAnswer struct {
+	State       string `json:"state"`
+	Position    *int64 `json:"position"`
+	PollAfterMs *int64 `json:"poll_after_ms"`
+	QueueToken  string `json:"queue_token"`
+	Pass        string `json:"pass"`
+}
+
+// apply takes a join or poll answer into s and returns its state.
+func (w *waitRush) apply(s *wrShopper, b []byte, now time.Time) string {
+	var a queueAnswer
+	if json.Unmarshal(b, &a) != nil {
+		return ""
+	}
+	if a.QueueToken != "" {
+		s.qtok = a.QueueToken
+	}
+	if a.Position != nil {
+		s.pos = *a.Position
+	}
+	if a.PollAfterMs != nil {
+		s.pollAfter = time.Duration(*a.PollAfterMs) * time.Millisecond
+	}
+	s.lastPoll = now
+	return a.State
+}
+
+func (w *waitRush) count(key string) {
+	w.mu.Lock()
+	w.answers[key]++
+	w.mu.Unlock()
+}
+
+// worker polls the shoppers i with i % n == k when each is due.
+func (w *waitRush) worker(ctx context.Context, k, n int, left *atomic.Int64) {
+	h := &dueHeap{}
+	now := time.Now()
+	for i := k; i < len(w.shop); i += n {
+		if w.shop[i].joinSeq > 0 {
+			heap.Push(h, dueItem{now.Add(w.shop[i].pollAfter), i})
+		}
+	}
+	for h.Len() > 0 && ctx.Err() == nil {
+		next := (*h)[0]
+		if d := time.Until(next.at); d > 0 {
+			if sleepCtx(ctx, min(d, 100*time.Millisecond)) != nil {
+				return
+			}
+			continue
+		}
+		heap.Pop(h)
+		s := &w.shop[next.i]
+		interval := s.pollAfter
+		var state string
+		var pass string
+		res := w.c.Do(w.poll, Call{Method: "GET", Path: "/api/v1/flash-sales/" + w.sale + "/queue", Bearer: s.tok,
+			Header: [2]string{"X-Queue-Token", s.qtok}}, func(status int, b []byte) {
+			if status == 200 {
+				state = w.apply(s, b, time.Now())
+				var a queueAnswer
+				if state == "admitted" && json.Unmarshal(b, &a) == nil {
+					pass = a.Pass
+				}
+			}
+		})
+		w.polls.Add(1)
+		if res.Err != nil || res.Status != 200 {
+			heap.Push(h, dueItem{time.Now().Add(time.Second), next.i})
+			continue
+		}
+		switch state {
+		case "waiting":
+			heap.Push(h, dueItem{time.Now().Add(max(s.pollAfter, 200*time.Millisecond)), next.i})
+			continue
+		case "admitted":
+			w.admitted.Add(1)
+			w.buys.Add(1)
+			go func() { defer w.buys.Done(); w.buy(ctx, next.i, pass) }()
+		case "sold_out":
+			s.toldAt, s.toldAfter = time.Now(), interval
+		case "expired":
+			w.expired.Add(1)
+		}
+		s.done = true
+		left.Add(-1)
+	}
+}
+
+// buy is an admitted shopper's attempt: challenge, proof of work, attempt with the pass, then
+// the ticket polled until decided.
+func (w *waitRush) buy(ctx context.Context, i int, pass string) {
+	s := &w.shop[i]
+	path := "/api/v1/flash-sales/" + w.sale
+	var ch struct {
+		ID      string `json:"challenge_id"`
+		Payload struct {
+			Prefix     string `json:"prefix"`
+			Difficulty int    `json:"difficulty"`
+		} `json:"payload"`
+	}
+	res := w.c.Do(nil, Call{Method: "POST", Path: path + "/challenge", Bearer: s.tok}, func(status int, b []byte) {
+		if status == 200 {
+			_ = json.Unmarshal(b, &ch)
+		}
+	})
+	if res.Status != 200 || ch.ID == "" {
+		w.count(fmt.Sprintf("challenge %d", res.Status))
+		return
+	}
+	nonce, _ := SolvePoW(ch.Payload.Prefix, ch.Payload.Difficulty)
+	body, _ := json.Marshal(map[string]string{"challenge_id": ch.ID, "answer": nonce, "pass": pass})
+	var ticket, code string
+	res = w.c.Do(w.attempt, Call{Method: "POST", Path: path + "/attempts", Bearer: s.tok, IdempotencyKey: "wr" + strconv.Itoa(i), Body: body},
+		func(status int, b []byte) {
+			var q struct {
+				Ticket string `json:"ticket"`
+			}
+			if status == 202 && json.Unmarshal(b, &q) == nil {
+				ticket = q.Ticket
+			}
+			code = errCode(b)
+		})
+	w.count(fmt.Sprintf("%d %s", res.Status, code))
+	if ticket == "" {
+		return
+	}
+	for deadline := time.Now().Add(w.cfg.TicketTimeout); time.Now().Before(deadline) && ctx.Err() == nil; {
+		var st string
+		w.c.Do(w.ticket, Call{Method: "GET", Path: path + "/attempts/" + ticket, Bearer: s.tok}, func(status int, b []byte) {
+			var r struct {
+				Status string `json:"status"`
+			}
+			if status == 200 && json.Unmarshal(b, &r) == nil {
+				st = r.Status
+			}
+		})
+		switch st {
+		case "queued", "":
+			_ = sleepCtx(ctx, 200*time.Millisecond)
+			continue
+		case "won":
+			w.won.Add(1)
+			if s.joinSeq <= int64(w.rep.Bots) {
+				w.botWins.Add(1)
+			}
+		}
+		w.count("ticket " + st)
+		return
+	}
+	w.count("ticket not final")
+}
+
+// fill computes the timing figures once every shopper is done.
+func (w *waitRush) fill(start time.Time) {
+	wr := w.rep
+	wr.Polls, wr.Admitted, wr.Won, wr.Expired = w.polls.Load(), w.admitted.Load(), w.won.Load(), w.expired.Load()
+	so := w.soldOutAt.Load()
+	if so == 0 {
+		wr.StartToSellOutS = -1
+		return
+	}
+	soldOut := time.Unix(0, so)
+	wr.StartToSellOutS = soldOut.Sub(start).Seconds()
+	var lags []float64
+	for i := range w.shop {
+		s := &w.shop[i]
+		if s.joinSeq == 0 || !s.toldAt.IsZero() && s.toldAt.Before(soldOut) {
+			continue
+		}
+		if s.toldAt.IsZero() && s.done { // admitted or expired
+			continue
+		}
+		wr.WaitingAtSellOut++
+		if s.toldAt.IsZero() {
+			continue
+		}
+		wr.ToldSoldOut++
+		lag := s.toldAt.Sub(soldOut)
+		lags = append(lags, lag.Seconds())
+		if lag <= s.toldAfter+time.Second {
+			wr.ToldWithinPoll++
+		}
+	}
+	if len(lags) > 0 {
+		slices.Sort(lags)
+		wr.ToldLagMaxS = lags[len(lags)-1]
+		wr.ToldLagP99S = lags[min(len(lags)-1, int(math.Ceil(0.99*float64(len(lags))))-1)]
+	}
+}
+
+// fairness reads the published fairness record and checks it and the positions shoppers were
+// told, then measures join order against position among pre-queue joiners.
+func (w *waitRush) fairness(rr *rush) {
+	wr := w.rep
+	var f struct {
+		Commitment *string  `json:"commitment"`
+		Seed       *string  `json:"seed"`
+		PreQueue   []string `json:"pre_queue"`
+	}
+	if _, err := rr.admin("GET", rr.salePath("/queue/fairness"), nil, &f); err != nil || f.Seed == nil || f.Commitment == nil {
+		return
+	}
+	seed, err := hex.DecodeString(*f.Seed)
+	sum := sha256.Sum256(seed)
+	wr.SeedMatches = err == nil && hex.EncodeToString(sum[:]) == *f.Commitment
+	type ranked struct {
+		r string
+		u string
+	}
+	rs := make([]ranked, len(f.PreQueue))
+	for i, u := range f.PreQueue {
+		m := hmac.New(sha256.New, seed)
+		io.WriteString(m, u)
+		rs[i] = ranked{hex.EncodeToString(m.Sum(nil)), u}
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].r < rs[j].r })
+	wr.OrderRecomputed = true
+	published := make(map[string]int64, len(f.PreQueue))
+	for i := range rs {
+		if rs[i].u != f.PreQueue[i] {
+			wr.OrderRecomputed = false
+		}
+		published[f.PreQueue[i]] = int64(i + 1)
+	}
+	wr.PositionsMatch = true
+	var joins, poss []float64
+	var botPct float64
+	var nBots int
+	for i := range w.shop {
+		s := &w.shop[i]
+		if !s.pre || s.pos == 0 {
+			continue
+		}
+		if published[s.uid] != s.pos {
+			wr.PositionsMatch = false
+		}
+		joins = append(joins, float64(s.joinSeq))
+		poss = append(poss, float64(s.pos))
+		if s.joinSeq <= int64(wr.Bots) {
+			botPct += float64(s.pos) / float64(len(f.PreQueue))
+			nBots++
+		}
+	}
+	wr.RankCorrelation = spearman(joins, poss)
+	if nBots > 0 {
+		wr.BotMeanPercentile = 100 * botPct / float64(nBots)
+	}
+	wr.BotWins = w.botWins.Load()
+	wr.BotWinsExpected = float64(wr.Won) * float64(wr.Bots) / float64(max(1, wr.PreQueue))
+}
+
+// spearman is the rank correlation of x and y (no ties in either: join sequence numbers and
+// positions are distinct).
+func spearman(x, y []float64) float64 {
+	n := len(x)
+	if n < 2 {
+		return 0
+	}
+	rank := func(v []float64) []float64 {
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.Slice(idx, func(a, b int) bool { return v[idx[a]] < v[idx[b]] })
+		r := make([]float64, n)
+		for k, i := range idx {
+			r[i] = float64(k + 1)
+		}
+		return r
+	}
+	rx, ry := rank(x), rank(y)
+	var d2 float64
+	for i := range rx {
+		d := rx[i] - ry[i]
+		d2 += d * d
+	}
+	nf := float64(n)
+	return 1 - 6*d2/(nf*(nf*nf-1))
+}
+
+// WriteWaitRoom prints the waiting-room rush's figures.
+func WriteWaitRoom(out io.Writer, wr *WaitRoomReport) {
+	fmt.Fprintf(out, "waiting room: %d shoppers (%d in the pre-queue, the first %d joining as bots), %d units, admit %d/s\n",
+		wr.Users, wr.PreQueue, wr.Bots, wr.Stock, wr.Admit)
+	fmt.Fprintf(out, "  joins %.0f/s; polls %d\n", wr.JoinsPerS, wr.Polls)
+	fmt.Fprintf(out, "  while waiting: store %.1f commands/s with %.0f polls/s at the edge\n", wr.StoreCmdsPerSWaiting, wr.PollsPerSWaiting)
+	fmt.Fprintf(out, "  while selling: store %.1f commands/s with %.0f polls/s\n", wr.StoreCmdsPerSSelling, wr.PollsPerSSelling)
+	fmt.Fprintf(out, "  start to sell-out %.2fs; admitted %d, won %d; attempts %v; expired places %d\n",
+		wr.StartToSellOutS, wr.Admitted, wr.Won, wr.AttemptAnswers, wr.Expired)
+	fmt.Fprintf(out, "  sold out told to %d of %d waiting; %d within one poll interval (+1 s); lag max %.1fs p99 %.1fs\n",
+		wr.ToldSoldOut, wr.WaitingAtSellOut, wr.ToldWithinPoll, wr.ToldLagMaxS, wr.ToldLagP99S)
+	fmt.Fprintf(out, "  fairness: rank correlation join order vs position %.4f; seed matches commitment %v; order recomputed %v; positions match %v\n",
+		wr.RankCorrelation, wr.SeedMatches, wr.OrderRecomputed, wr.PositionsMatch)
+	fmt.Fprintf(out, "  bots (first %d joiners): mean position percentile %.1f; wins %d (expected by share %.1f)\n",
+		wr.Bots, wr.BotMeanPercentile, wr.BotWins, wr.BotWinsExpected)
+}
