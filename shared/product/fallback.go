@@ -3,6 +3,7 @@ package product
 import (
 	"bytes"
 	"context"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -18,9 +19,10 @@ type Caller interface {
 }
 
 // StoreFallback is a Caller for the catalog service that keeps product reads working while the
-// catalog is down: a GET /api/v1/products/{id} that fails (no replica, transport error, 5xx) is
-// answered from the product's documents in the store instead, read through the client-side
-// cache, in the catalog's own shape. Everything else goes to the catalog unchanged.
+// catalog is down: a GET /api/v1/products/{id} or a batch read GET BatchPath?ids=... that fails
+// (no replica, transport error, 5xx) is answered from the products' documents in the store
+// instead, read through the client-side cache, in the catalog's own shape. Everything else goes
+// to the catalog unchanged.
 //
 // The cart and order services ask the catalog over HTTP, so prices have one owner; this lets
 // "stop the product service" leave the cart and ordering working, as the edge's own reads do.
@@ -49,13 +51,16 @@ func (f *StoreFallback) Do(ctx context.Context, req *fasthttp.Request, resp *fas
 	if err == nil && resp.StatusCode() < 500 {
 		return nil
 	}
-	id, ok := bytes.CutPrefix(req.URI().Path(), productsPath)
-	if !ok || !req.Header.IsGet() || !ValidID(id) {
-		return err
-	}
 	ttl := f.ClientTTL
 	if ttl == 0 {
 		ttl = time.Hour
+	}
+	if req.Header.IsGet() && string(req.URI().Path()) == BatchPath {
+		return f.batch(ctx, req, resp, ttl, err)
+	}
+	id, ok := bytes.CutPrefix(req.URI().Path(), productsPath)
+	if !ok || !req.Header.IsGet() || !ValidID(id) {
+		return err
 	}
 	res := f.KV.DoMultiCache(ctx,
 		rueidis.CT(f.KV.B().Get().Key(keyspace.Product(string(id))).Cache(), ttl),
@@ -85,4 +90,76 @@ func (f *StoreFallback) Do(ctx context.Context, req *fasthttp.Request, resp *fas
 	resp.SetStatusCode(fasthttp.StatusOK)
 	resp.SetBody(body)
 	return nil
+}
+
+// batch answers a failed batch read from the store: {"items":[...]} in the order asked, unknown
+// ids left out, as the catalog answers it.
+func (f *StoreFallback) batch(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response, ttl time.Duration, cerr error) error {
+	ids, ok := ParseIDList(req.URI().QueryArgs().Peek("ids"), MaxBatch)
+	if !ok {
+		return cerr
+	}
+	cmds := make([]rueidis.CacheableTTL, 0, 2*len(ids))
+	for _, id := range ids {
+		cmds = append(cmds,
+			rueidis.CT(f.KV.B().Get().Key(keyspace.Product(id)).Cache(), ttl),
+			rueidis.CT(f.KV.B().Get().Key(keyspace.ProductStock(id)).Cache(), ttl))
+	}
+	res := f.KV.DoMultiCache(ctx, cmds...)
+	body := append(make([]byte, 0, 64+320*len(ids)), `{"items":[`...)
+	n := 0
+	for i := range ids {
+		doc, derr := res[2*i].AsBytes()
+		if rueidis.IsRedisNil(derr) {
+			continue
+		}
+		if derr != nil {
+			return cerr // the store is down too: the catalog's failure stands
+		}
+		var stock int64
+		if s, err := res[2*i+1].ToString(); err == nil {
+			stock = ParseStock(s)
+		}
+		if n > 0 {
+			body = append(body, ',')
+		}
+		var aerr error
+		if body, aerr = AppendPublic(body, doc, stock); aerr != nil {
+			return cerr
+		}
+		n++
+	}
+	resp.Reset()
+	resp.Header.Set("X-Flashedge-Fallback", "store")
+	resp.Header.SetContentType("application/json")
+	f.served.Add(1)
+	resp.SetStatusCode(fasthttp.StatusOK)
+	resp.SetBody(append(body, "]}"...))
+	return nil
+}
+
+// BatchPath is the catalog's batch read: GET BatchPath?ids=a,b,c answers {"items":[public
+// product...]} for the ids it knows, in the order asked. The cart and order services price a
+// whole cart with one such call.
+const BatchPath = "/internal/v1/products"
+
+// MaxBatch is the most ids one batch read may name (a cart holds at most 50 lines).
+const MaxBatch = 100
+
+// ParseIDList splits a comma-separated list of product ids, dropping repeats; false when it is
+// empty, names more than max ids or holds an invalid one.
+func ParseIDList(v []byte, max int) ([]string, bool) {
+	if len(v) == 0 || bytes.Count(v, []byte(",")) >= max {
+		return nil, false
+	}
+	var ids []string
+	for part := range bytes.SplitSeq(v, []byte(",")) {
+		if !ValidID(part) {
+			return nil, false
+		}
+		if !slices.Contains(ids, string(part)) {
+			ids = append(ids, string(part))
+		}
+	}
+	return ids, true
 }

@@ -1,6 +1,7 @@
 package product_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -44,6 +45,8 @@ func TestStoreFallbackWhenCatalogIsDown(t *testing.T) {
 		{"unknown product", "GET", "/api/v1/products/00000008", 404, true},
 		{"writes are not answered", "PUT", "/api/v1/admin/products/00000007", 0, false},
 		{"pages are not answered", "GET", "/api/v1/products", 0, false},
+		{"batch read from the store", "GET", product.BatchPath + "?ids=00000008,00000007", 200, true},
+		{"bad batch is not answered", "GET", product.BatchPath + "?ids=a,,b", 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,14 +67,17 @@ func TestStoreFallbackWhenCatalogIsDown(t *testing.T) {
 			}
 			if tt.status == 200 {
 				var p map[string]any
+				if b, ok := bytes.CutPrefix(resp.Body(), []byte(`{"items":[`)); ok { // the batch names one product
+					resp.SetBody(bytes.TrimSuffix(b, []byte("]}")))
+				}
 				if err := json.Unmarshal(resp.Body(), &p); err != nil || p["name"] != "Quạt điện" || p["price"] != 450000.0 || p["stock_state"] != "low" {
 					t.Fatalf("fallback body %s", resp.Body())
 				}
 			}
 		})
 	}
-	if f.Served() != 2 {
-		t.Fatalf("served %d reads from the store, want 2", f.Served())
+	if f.Served() != 3 {
+		t.Fatalf("served %d reads from the store, want 3", f.Served())
 	}
 }
 

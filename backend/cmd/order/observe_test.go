@@ -143,7 +143,7 @@ func TestRequestIDFollowsCheckout(t *testing.T) {
 		{s.orderLog, "order", "POST", "/api/v1/orders"},
 		{s.cartLog, "cart", "GET", "/internal/v1/cart"},
 		{s.cartLog, "cart", "DELETE", "/internal/v1/cart"},
-		{s.catalogLog, "catalog", "GET", "/api/v1/products/" + s.productID},
+		{s.catalogLog, "catalog", "GET", "/internal/v1/products"},
 	} {
 		found := false
 		deadline := time.Now().Add(5 * time.Second)

@@ -393,3 +393,44 @@ func TestCatalogDownAndRequestIDs(t *testing.T) {
 		t.Fatalf("a failed PUT changed the cart: %v", raw)
 	}
 }
+
+// TestOneCatalogCallPerRequest: however many lines a cart holds, an add, a view and a removal
+// each make exactly one catalog call (the batch read), and the answer prices every line.
+func TestOneCatalogCallPerRequest(t *testing.T) {
+	e := newEnv(t)
+	var ids []string
+	for i := range 12 {
+		ids = append(ids, e.product(fmt.Sprintf("P%d", i), int64(100+i), 50))
+	}
+	calls := func() int {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return len(e.catalogIDs)
+	}
+	for i, id := range ids {
+		before := calls()
+		st, body := e.do("PUT", "/api/v1/cart/items/"+id, "u-carol", `{"quantity":2}`)
+		if st != 200 {
+			t.Fatalf("PUT %s: %d %s", id, st, body)
+		}
+		if v := decodeView(t, body); len(v.Items) != i+1 || calls()-before != 1 {
+			t.Fatalf("add %d: %d lines after %d catalog calls, want %d lines after 1", i+1, len(v.Items), calls()-before, i+1)
+		}
+	}
+	before := calls()
+	v := e.view("u-carol")
+	var want int64
+	for i := range ids {
+		want += 2 * int64(100+i)
+	}
+	if calls()-before != 1 || v.Total != want {
+		t.Fatalf("view: %d catalog calls, total %d; want 1 and %d", calls()-before, v.Total, want)
+	}
+	before = calls()
+	if st, body := e.do("DELETE", "/api/v1/cart/items/"+ids[0], "u-carol", ""); st != 200 || calls()-before != 1 {
+		t.Fatalf("DELETE: %d %s after %d catalog calls, want 200 after 1", st, body, calls()-before)
+	}
+	if st, body := e.do("PUT", "/api/v1/cart/items/nope", "u-carol", `{"quantity":1}`); st != 404 || errCode(t, body) != "product_not_found" {
+		t.Fatalf("PUT unknown product: %d %s, want 404 product_not_found", st, body)
+	}
+}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 
 	"flashedge/shared/obs"
+	"flashedge/shared/product"
 )
 
 // Caller sends one request to another service and fills resp. A nil error means a response
@@ -24,32 +26,45 @@ type Product struct {
 	Currency string `json:"currency"`
 }
 
-// catalogClient reads products from the catalog service's public route
-// GET /api/v1/products/{id}.
+// catalogClient reads products from the catalog service: a whole cart's in one call of its batch
+// route GET /internal/v1/products?ids=..., never one call per line.
 type catalogClient struct{ c Caller }
 
-// product returns the product id (already checked with product.ValidID), passing the caller's
-// request id on. It returns ErrProductNotFound on 404 and wraps ErrCatalogUnavailable otherwise.
-func (cc catalogClient) product(ctx context.Context, requestID []byte, id string) (Product, error) {
+// products returns the products ids (each checked with product.ValidID; at most MaxLines + 1) by
+// id, passing the caller's request id on. Every id asked for is a key of the map; an id the
+// catalog does not know maps to a Product with an empty ID. Failures wrap
+// ErrCatalogUnavailable.
+func (cc catalogClient) products(ctx context.Context, requestID []byte, ids []string) (map[string]Product, error) {
+	out := make(map[string]Product, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("/api/v1/products/" + id)
+	req.SetRequestURI(product.BatchPath + "?ids=" + strings.Join(ids, ","))
 	req.Header.SetMethod(fasthttp.MethodGet)
 	req.Header.SetBytesV(obs.HeaderRequestID, requestID)
 	if err := cc.c.Do(ctx, req, resp); err != nil {
-		return Product{}, fmt.Errorf("%w: product %s: %v", ErrCatalogUnavailable, id, err)
+		return nil, fmt.Errorf("%w: products: %v", ErrCatalogUnavailable, err)
 	}
-	switch resp.StatusCode() {
-	case fasthttp.StatusOK:
-	case fasthttp.StatusNotFound:
-		return Product{}, fmt.Errorf("%w: %s", ErrProductNotFound, id)
-	default:
-		return Product{}, fmt.Errorf("%w: product %s: catalog answered %d", ErrCatalogUnavailable, id, resp.StatusCode())
+	if resp.StatusCode() != fasthttp.StatusOK {
+		return nil, fmt.Errorf("%w: products: catalog answered %d %.200s", ErrCatalogUnavailable, resp.StatusCode(), resp.Body())
 	}
-	var p Product
-	if err := json.Unmarshal(resp.Body(), &p); err != nil || p.ID != id {
-		return Product{}, fmt.Errorf("%w: product %s: unexpected answer %.200q", ErrCatalogUnavailable, id, resp.Body())
+	var body struct {
+		Items []Product `json:"items"`
 	}
-	return p, nil
+	if err := json.Unmarshal(resp.Body(), &body); err != nil {
+		return nil, fmt.Errorf("%w: products: unexpected answer %.200q", ErrCatalogUnavailable, resp.Body())
+	}
+	for _, id := range ids {
+		out[id] = Product{}
+	}
+	for _, p := range body.Items {
+		if _, asked := out[p.ID]; !asked {
+			return nil, fmt.Errorf("%w: products: answer names %q, which was not asked for", ErrCatalogUnavailable, p.ID)
+		}
+		out[p.ID] = p
+	}
+	return out, nil
 }

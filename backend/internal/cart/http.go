@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/fasthttp/router"
@@ -137,17 +138,40 @@ func (s *Service) put(c context.Context, ctx *fasthttp.RequestCtx, user string) 
 			fmt.Sprintf("quantity must be a whole number from 0 (remove) to %d", MaxQuantity))
 		return
 	}
-	var err error
 	if *in.Quantity == 0 {
-		err = s.store.Remove(c, user, id)
-	} else if _, err = s.catalog.product(c, requestID(ctx), id); err == nil {
+		if err := s.store.Remove(c, user, id); err != nil {
+			s.fail(ctx, err)
+			return
+		}
+		s.writeView(c, ctx, user)
+		return
+	}
+	// One catalog call prices the product added and every line already in the cart: the answer
+	// is the whole cart, and the product must exist before it is added.
+	lines, err := s.store.Lines(c, user)
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	ids := make([]string, 0, len(lines)+1)
+	ids = append(ids, id)
+	for _, l := range lines {
+		if l.ProductID != id {
+			ids = append(ids, l.ProductID)
+		}
+	}
+	prices, err := s.catalog.products(c, requestID(ctx), ids)
+	if err == nil && prices[id].ID == "" {
+		err = fmt.Errorf("%w: %s", ErrProductNotFound, id)
+	}
+	if err == nil {
 		err = s.store.Set(c, user, id, *in.Quantity)
 	}
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	s.writeView(c, ctx, user)
+	s.renderView(c, ctx, user, prices)
 }
 
 func (s *Service) remove(c context.Context, ctx *fasthttp.RequestCtx, user string) {
@@ -211,21 +235,41 @@ func (s *Service) clear(c context.Context, ctx *fasthttp.RequestCtx, user string
 
 // writeView renders the user's cart with the catalog's names and prices.
 func (s *Service) writeView(c context.Context, ctx *fasthttp.RequestCtx, user string) {
+	s.renderView(c, ctx, user, nil)
+}
+
+// renderView renders the user's cart as the store holds it now, with the names and prices in
+// known (from catalogClient.products; nil for none) and, in one more catalog call, those of the
+// lines known lacks (a line another request of the same user added meanwhile, or every line).
+func (s *Service) renderView(c context.Context, ctx *fasthttp.RequestCtx, user string, known map[string]Product) {
 	lines, err := s.store.Lines(c, user)
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	v := View{Items: make([]ViewItem, 0, len(lines))}
-	rid := requestID(ctx)
+	var missing []string
 	for _, l := range lines {
-		p, err := s.catalog.product(c, rid, l.ProductID)
-		if errors.Is(err, ErrProductNotFound) {
-			continue // withdrawn from the catalog: nothing to show or to charge
+		if _, ok := known[l.ProductID]; !ok {
+			missing = append(missing, l.ProductID)
 		}
+	}
+	if len(missing) > 0 {
+		more, err := s.catalog.products(c, requestID(ctx), missing)
 		if err != nil {
 			s.fail(ctx, err)
 			return
+		}
+		if known == nil {
+			known = more
+		} else {
+			maps.Copy(known, more)
+		}
+	}
+	v := View{Items: make([]ViewItem, 0, len(lines))}
+	for _, l := range lines {
+		p := known[l.ProductID]
+		if p.ID == "" {
+			continue // withdrawn from the catalog: nothing to show or to charge
 		}
 		v.Items = append(v.Items, ViewItem{ProductID: l.ProductID, Name: p.Name, Quantity: l.Quantity, Price: p.Price})
 		v.Total += p.Price * int64(l.Quantity)

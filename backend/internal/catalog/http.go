@@ -27,6 +27,9 @@ const (
 	MaxLimit     = 100
 )
 
+// MaxBatch is the most ids one GET /internal/v1/products may ask for.
+const MaxBatch = product.MaxBatch
+
 // Options configures NewHandler.
 type Options struct {
 	// AdminToken is the bearer token the admin routes require. Required.
@@ -53,6 +56,9 @@ type Options struct {
 //	GET    /api/v1/admin/products/{id}        admin product
 //	PUT    /api/v1/admin/products/{id}        partial update: 200 admin product
 //	DELETE /api/v1/admin/products/{id}        204
+//	GET    /internal/v1/products?ids=a,b,...  batch read for the cart and order services: 200
+//	                                          {"items":[public product...]} in the order asked,
+//	                                          unknown ids left out; 1 to MaxBatch distinct ids
 //	GET    /metrics, /metrics.json            with Options.Metrics
 //
 // Admin routes need "Authorization: Bearer <AdminToken>". Every error is the contract's JSON
@@ -83,6 +89,7 @@ func NewHandler(s *Store, o Options) (fasthttp.RequestHandler, error) {
 	r.GET("/api/v1/admin/products/{id}", a.admin(a.adminGet))
 	r.PUT("/api/v1/admin/products/{id}", a.admin(a.update))
 	r.DELETE("/api/v1/admin/products/{id}", a.admin(a.delete))
+	r.GET(product.BatchPath, a.batch)
 	return r.Handler, nil
 }
 
@@ -170,6 +177,32 @@ func (a *api) read(ctx *fasthttp.RequestCtx, withStock bool) {
 		return
 	}
 	httpapi.WriteRawJSON(ctx, fasthttp.StatusOK, appendProduct(nil, p, withStock))
+}
+
+// batch answers GET /internal/v1/products?ids=a,b,c: every product a cart or an order needs, in
+// one request and one round of store calls, instead of one request per line.
+func (a *api) batch(ctx *fasthttp.RequestCtx) {
+	ids, ok := product.ParseIDList(ctx.QueryArgs().Peek("ids"), MaxBatch)
+	if !ok {
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_ids",
+			fmt.Sprintf("ids must be 1 to %d comma-separated product ids", MaxBatch))
+		return
+	}
+	sctx, cancel := a.storeContext()
+	defer cancel()
+	ps, err := a.store.GetMany(sctx, ids)
+	if err != nil {
+		a.fail(ctx, err)
+		return
+	}
+	body := append(make([]byte, 0, 64+320*len(ps)), `{"items":[`...)
+	for i, p := range ps {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = appendProduct(body, p, false)
+	}
+	httpapi.WriteRawJSON(ctx, fasthttp.StatusOK, append(body, "]}"...))
 }
 
 func (a *api) create(ctx *fasthttp.RequestCtx) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -94,28 +96,39 @@ type catalogProduct struct {
 	Price int64  `json:"price"`
 }
 
-// catalogClient reads products from the catalog service's public route
-// GET /api/v1/products/{id}.
+// catalogClient reads products from the catalog service's batch route
+// GET /internal/v1/products?ids=...: a whole cart's in one call.
 type catalogClient struct{ c Caller }
 
-// product returns the product id (a valid product id), a *ProductUnavailableError on 404.
-func (cc catalogClient) product(ctx context.Context, requestID []byte, id string) (catalogProduct, error) {
-	req, resp := newRequest(fasthttp.MethodGet, "/api/v1/products/"+id, requestID, ""), fasthttp.AcquireResponse()
+// products returns the products ids (valid product ids, distinct) by id. An id the catalog does
+// not know is a *ProductUnavailableError; other failures wrap ErrCatalogUnavailable.
+func (cc catalogClient) products(ctx context.Context, requestID []byte, ids []string) (map[string]catalogProduct, error) {
+	req, resp := newRequest(fasthttp.MethodGet, product.BatchPath+"?ids="+strings.Join(ids, ","), requestID, ""), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	if err := cc.c.Do(ctx, req, resp); err != nil {
-		return catalogProduct{}, fmt.Errorf("%w: product %s: %v", ErrCatalogUnavailable, id, err)
+		return nil, fmt.Errorf("%w: products: %v", ErrCatalogUnavailable, err)
 	}
-	switch resp.StatusCode() {
-	case fasthttp.StatusOK:
-	case fasthttp.StatusNotFound:
-		return catalogProduct{}, &ProductUnavailableError{ProductID: id}
-	default:
-		return catalogProduct{}, fmt.Errorf("%w: product %s: answered %d", ErrCatalogUnavailable, id, resp.StatusCode())
+	if resp.StatusCode() != fasthttp.StatusOK {
+		return nil, fmt.Errorf("%w: products: answered %d", ErrCatalogUnavailable, resp.StatusCode())
 	}
-	var p catalogProduct
-	if err := json.Unmarshal(resp.Body(), &p); err != nil || p.ID != id || p.Price <= 0 {
-		return catalogProduct{}, fmt.Errorf("%w: product %s: unexpected answer %.200q", ErrCatalogUnavailable, id, resp.Body())
+	var body struct {
+		Items []catalogProduct `json:"items"`
 	}
-	return p, nil
+	if err := json.Unmarshal(resp.Body(), &body); err != nil {
+		return nil, fmt.Errorf("%w: products: unexpected answer %.200q", ErrCatalogUnavailable, resp.Body())
+	}
+	out := make(map[string]catalogProduct, len(ids))
+	for _, p := range body.Items {
+		if !slices.Contains(ids, p.ID) || p.Price <= 0 {
+			return nil, fmt.Errorf("%w: products: unexpected item %+v", ErrCatalogUnavailable, p)
+		}
+		out[p.ID] = p
+	}
+	for _, id := range ids {
+		if _, ok := out[id]; !ok {
+			return nil, &ProductUnavailableError{ProductID: id}
+		}
+	}
+	return out, nil
 }

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -181,11 +182,19 @@ func (s *Service) checkout(ctx context.Context, requestID []byte, user, key, mar
 	}
 	o := Order{UserID: user, Items: make([]Item, 0, len(lines)), Status: StatusPlaced}
 	rs := make([]Reservation, 0, len(lines))
+	ids := make([]string, 0, len(lines))
 	for _, l := range lines {
-		p, err := s.catalog.product(ctx, requestID, l.ProductID)
-		if err != nil {
-			return Order{}, nil, err
+		if !slices.Contains(ids, l.ProductID) {
+			ids = append(ids, l.ProductID)
 		}
+	}
+	// One catalog call prices the whole cart.
+	products, err := s.catalog.products(ctx, requestID, ids)
+	if err != nil {
+		return Order{}, nil, err
+	}
+	for _, l := range lines {
+		p := products[l.ProductID]
 		o.Items = append(o.Items, Item{ProductID: p.ID, Name: p.Name, Quantity: l.Quantity, Price: p.Price})
 		o.Total += p.Price * int64(l.Quantity)
 		rs = append(rs, Reservation{ProductID: p.ID, Name: p.Name, Quantity: l.Quantity})
