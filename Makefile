@@ -40,6 +40,9 @@ run: build deps-test
 test: deps-test
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
+	@# The core end-to-end tests again, with every service on a Redis Cluster (3 primaries, a replica each).
+	FLASHEDGE_STACK_STORE=cluster $(GO) test -race -count=1 -timeout 10m \
+		-run '^(TestProductUpdateVisibleAtEdge|TestConcurrentCheckoutNoOversell|TestAuthorizationMatrix|TestFlashSaleThroughTheEdge)$$' ./deploy/e2e/
 	@# Allocation counts are meaningless under -race (sync.Pool drops items), so those tests
 	@# skip there and run here without it.
 	$(GO) test -count=1 -run 'Allocs' ./...

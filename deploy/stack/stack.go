@@ -54,6 +54,11 @@ type Options struct {
 	StoreAddr string
 	// StoreArgs are extra redis-server arguments for the kvtest store, e.g. "--appendonly", "yes".
 	StoreArgs []string
+	// StoreCluster runs the services on a Redis Cluster: 3 primaries with a replica each
+	// (kvtest.StartClusterWithReplicas; Cluster returns it), or, with StoreAddr, tells them that
+	// address is a cluster. FLASHEDGE_STACK_STORE=cluster in the environment sets it for every
+	// stack, which is how `make test` runs the core end-to-end tests a second time on a cluster.
+	StoreCluster bool
 	// NoRestart leaves a process that exits (or is killed) down until Restart is called.
 	NoRestart bool
 	// RestartBackoff is the first restart delay after a crash (it doubles up to 2s).
@@ -74,6 +79,7 @@ type Stack struct {
 	o             Options
 	sup           *supervise.Supervisor
 	store         *kvtest.Server
+	cluster       *kvtest.Cluster
 	storeAddr     string
 	adminToken    string
 	sessionSecret string
@@ -108,8 +114,16 @@ func Start(tb testing.TB, o Options) *Stack {
 	}
 
 	s := &Stack{tb: tb, o: o, instances: map[string][]launch.Instance{}, out: newTail(2 << 20)}
+	if os.Getenv("FLASHEDGE_STACK_STORE") == "cluster" {
+		o.StoreCluster = true
+	}
 	s.storeAddr = o.StoreAddr
-	if s.storeAddr == "" {
+	switch {
+	case s.storeAddr != "":
+	case o.StoreCluster:
+		s.cluster = kvtest.StartClusterWithReplicas(tb, 3, 1)
+		s.storeAddr = strings.Join(s.cluster.Addrs(), ",")
+	default:
 		s.store = kvtest.Start(tb, o.StoreArgs...)
 		s.storeAddr = s.store.Addr
 	}
@@ -123,7 +137,7 @@ func Start(tb testing.TB, o Options) *Stack {
 	}
 
 	w := launch.Wiring{
-		StoreAddr: s.storeAddr, AdminToken: s.adminToken, SessionSecret: s.sessionSecret,
+		StoreAddr: s.storeAddr, StoreCluster: o.StoreCluster, AdminToken: s.adminToken, SessionSecret: s.sessionSecret,
 		LogFormat: "text", Addrs: map[string]string{},
 	}
 	var plan []launch.Instance
@@ -277,7 +291,18 @@ func (s *Stack) AdminToken() string { return s.adminToken }
 func (s *Stack) SessionSecret() string { return s.sessionSecret }
 
 // Store is the kvtest server the stack started, nil when Options.StoreAddr was given.
-func (s *Stack) Store() *kvtest.Server { return s.store }
+func (s *Stack) Store() *kvtest.Server {
+	if s.store == nil {
+		s.tb.Fatalf("stack: Store: this stack runs on a cluster (Cluster) or an external store, not on its own redis-server")
+	}
+	return s.store
+}
+
+// Cluster is the Redis Cluster the stack started (Options.StoreCluster), nil otherwise.
+func (s *Stack) Cluster() *kvtest.Cluster { return s.cluster }
+
+// StoreCluster reports whether the services run on a Redis Cluster.
+func (s *Stack) StoreCluster() bool { return s.o.StoreCluster }
 
 // StoreAddr is the store every process was pointed at.
 func (s *Stack) StoreAddr() string { return s.storeAddr }

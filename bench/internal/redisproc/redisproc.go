@@ -10,10 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"flashedge/bench/internal/proc"
+	"flashedge/shared/kv/kvserver"
 )
 
 // Options configures Start.
@@ -76,38 +76,8 @@ func (s *Server) Stop() { s.p.Stop(3 * time.Second) }
 func waitPing(ctx context.Context, p *proc.Proc, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var last error
-	for {
-		if last = ping(addr); last == nil {
-			return nil
-		}
-		select {
-		case <-p.Done():
-			return fmt.Errorf("redis-server on %s exited: %v", addr, p.ExitErr())
-		case <-ctx.Done():
-			return fmt.Errorf("redis-server on %s did not answer PING: %v", addr, last)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	buf := make([]byte, 64)
-	n, err := c.Read(buf)
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(string(buf[:n]), "+PONG") {
-		return fmt.Errorf("unexpected reply %q", buf[:n])
+	if err := kvserver.WaitPing(ctx, addr, p.Done()); err != nil {
+		return fmt.Errorf("redis-server: %w (exit: %v)", err, p.ExitErr())
 	}
 	return nil
 }

@@ -54,7 +54,8 @@ type Config struct {
 	Host string
 	// StorePort is where the launcher's own store listens. Default 6379.
 	StorePort int
-	// StoreKind is "auto" (dragonfly when on PATH, else redis-server), "dragonfly" or "redis".
+	// StoreKind is "auto" (dragonfly when on PATH, else redis-server), "dragonfly", "redis" or
+	// "cluster" (a Redis Cluster of 3 primaries with a replica each on StorePort..StorePort+5).
 	StoreKind string
 	// ExternalStore, from FLASHEDGE_STORE_ADDR, is a store the launcher uses instead of starting one.
 	ExternalStore string
@@ -115,7 +116,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.BinDir, "bin", "bin", "directory holding the service binaries")
 	fs.StringVar(&c.DataDir, "data", ".data", "directory for the store's files, its log and generated secrets")
 	fs.IntVar(&c.StorePort, "store-port", 6379, "loopback port of the store the launcher starts")
-	fs.StringVar(&c.StoreKind, "store", "auto", "store to start: auto (dragonfly if on PATH, else redis-server), dragonfly or redis")
+	fs.StringVar(&c.StoreKind, "store", "auto", "store to start: auto (dragonfly if on PATH, else redis-server), dragonfly, redis, or cluster (Redis Cluster: 3 primaries + 3 replicas on -store-port..+5)")
 	services := fs.String("services", strings.Join(Services(), ","), "services to start, comma-separated")
 	replicas := fs.String("replicas", "", "replicas per service, e.g. cart=2,order=2 (default 1 each)")
 	ports := fs.String("ports", "", "base ports to change, e.g. edge=8080,catalog=6001")
@@ -143,8 +144,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if err := parsePorts(*ports, c.Ports); err != nil {
 		return c, err
 	}
-	if c.StorePort <= 0 || c.StorePort > 65535 {
-		return c, fmt.Errorf("-store-port %d: want 1-65535", c.StorePort)
+	if c.StorePort <= 0 || c.StorePort+ClusterNodes > 65535 {
+		return c, fmt.Errorf("-store-port %d: want 1-%d", c.StorePort, 65535-ClusterNodes)
 	}
 	if c.OpsPort <= 0 || c.OpsPort+MaxReplicas > 65535 {
 		return c, fmt.Errorf("-ops-port %d: want 1-%d", c.OpsPort, 65535-MaxReplicas)
@@ -162,9 +163,9 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		}
 	}
 	switch c.StoreKind {
-	case "auto", "dragonfly", "redis":
+	case "auto", "dragonfly", "redis", "cluster":
 	default:
-		return c, fmt.Errorf("-store %q: want auto, dragonfly or redis", c.StoreKind)
+		return c, fmt.Errorf("-store %q: want auto, dragonfly, redis or cluster", c.StoreKind)
 	}
 	switch c.LogFormat {
 	case "text", "json":
@@ -321,7 +322,8 @@ func (c Config) Addrs(service string) string {
 // Env returns the variables the launcher sets for in on top of its own environment.
 func (c Config) Env(in Instance, storeAddr string) map[string]string {
 	w := Wiring{
-		StoreAddr: storeAddr, AdminToken: c.AdminToken, SessionSecret: c.SessionSecret,
+		StoreAddr: storeAddr, StoreCluster: c.StoreKind == "cluster" && c.ExternalStore == "",
+		AdminToken: c.AdminToken, SessionSecret: c.SessionSecret,
 		LogFormat: c.LogFormat, Seed: c.Seed, Addrs: map[string]string{},
 	}
 	for _, s := range c.Services {
@@ -334,7 +336,10 @@ func (c Config) Env(in Instance, storeAddr string) map[string]string {
 // and the deploy/stack test harness both build process environments from it, so tests run the
 // binaries exactly as `make run` does.
 type Wiring struct {
-	StoreAddr     string
+	StoreAddr string
+	// StoreCluster sets FLASHEDGE_STORE_CLUSTER=true: StoreAddr are seeds of a Redis Cluster and
+	// a service refuses to start on anything else.
+	StoreCluster  bool
 	AdminToken    string
 	SessionSecret string
 	// LogFormat is FLASHEDGE_LOG_FORMAT; empty leaves it unset.
@@ -351,7 +356,6 @@ func (w Wiring) Env(in Instance) map[string]string {
 		"FLASHEDGE_STORE_ADDR":                                 w.StoreAddr,
 		"FLASHEDGE_ADMIN_TOKEN":                                w.AdminToken,
 		"FLASHEDGE_SESSION_SECRET":                             w.SessionSecret,
-		"FLASHEDGE_INSTANCE":                                   in.Name,
 		"FLASHEDGE_CATALOG_ADDRS":                              w.Addrs["catalog"],
 		"FLASHEDGE_CART_ADDRS":                                 w.Addrs["cart"],
 		"FLASHEDGE_ORDER_ADDRS":                                w.Addrs["order"],
@@ -359,6 +363,9 @@ func (w Wiring) Env(in Instance) map[string]string {
 	}
 	if in.OpsAddr != "" {
 		env["FLASHEDGE_EDGE_OPS_LISTEN"] = in.OpsAddr
+	}
+	if w.StoreCluster {
+		env["FLASHEDGE_STORE_CLUSTER"] = "true"
 	}
 	if w.LogFormat != "" {
 		env["FLASHEDGE_LOG_FORMAT"] = w.LogFormat

@@ -2,16 +2,19 @@ package launch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"flashedge/deploy/internal/supervise"
+	"flashedge/shared/kv/kvserver"
 )
 
 // Run starts the store (unless an external one is configured) and every planned instance whose
@@ -129,6 +132,9 @@ func startStore(ctx context.Context, c Config, sup *supervise.Supervisor, enviro
 		}
 		return c.ExternalStore, "external store " + c.ExternalStore + " (FLASHEDGE_STORE_ADDR); nothing started", nil
 	}
+	if c.StoreKind == "cluster" {
+		return startCluster(ctx, c, sup, environ, closers)
+	}
 	addr = fmt.Sprintf("%s:%d", c.Host, c.StorePort)
 	if err := CheckStorePortFree(ctx, addr); err != nil {
 		return "", "", err
@@ -162,6 +168,63 @@ func startStore(ctx context.Context, c Config, sup *supervise.Supervisor, enviro
 	}
 	desc = fmt.Sprintf("%s on %s, data in %s (%s), log in %s", filepath.Base(path), addr, dir, durability, logPath)
 	return addr, desc, nil
+}
+
+// ClusterNodes is the size of the launcher's Redis Cluster: 3 primaries, each with a replica.
+const ClusterNodes = 6
+
+// startCluster starts ClusterNodes redis-servers in cluster mode on StorePort..StorePort+5
+// (supervised like every process: a killed node is restarted and rejoins as a replica), each
+// with its append-only file and cluster config in DataDir/cluster/<port>, and forms the cluster
+// on the first run.
+func startCluster(ctx context.Context, c Config, sup *supervise.Supervisor, environ []string, closers *[]io.Closer) (addr, desc string, err error) {
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", "", errors.New("-store cluster: no redis-server on PATH: `make run` installs it (apt-get install redis-server)")
+	}
+	logPath := filepath.Join(c.DataDir, "store.log")
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return "", "", err
+	}
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return "", "", err
+	}
+	*closers = append(*closers, logFile)
+	var addrs []string
+	for i := range ClusterNodes {
+		port := c.StorePort + i
+		a := fmt.Sprintf("%s:%d", c.Host, port)
+		if err := CheckStorePortFree(ctx, a); err != nil {
+			return "", "", err
+		}
+		dir := filepath.Join(c.DataDir, "cluster", strconv.Itoa(port))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", "", err
+		}
+		args := append([]string{
+			"--port", strconv.Itoa(port), "--bind", c.Host, "--dir", dir,
+			"--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no", "--protected-mode", "no",
+		}, kvserver.ClusterNodeArgs(0)...)
+		name := fmt.Sprintf("store-%d", i+1)
+		if err := sup.Start(supervise.Spec{Name: name, Path: path, Args: args, Env: environ, CopyOutput: logFile}); err != nil {
+			return "", "", err
+		}
+		failed := func() string {
+			st, _ := sup.Status(name)
+			return st.LastExit
+		}
+		if err := WaitStore(ctx, a, c.ReadyTimeout, failed); err != nil {
+			return "", "", fmt.Errorf("%w (and in %s)", err, logPath)
+		}
+		addrs = append(addrs, a)
+	}
+	if err := kvserver.EnsureCluster(ctx, addrs, 1); err != nil {
+		return "", "", err
+	}
+	desc = fmt.Sprintf("Redis Cluster of 3 primaries with a replica each on %s:%d-%d (node timeout %s; kill -9 a primary and its replica takes over), data in %s, log in %s",
+		c.Host, c.StorePort, c.StorePort+ClusterNodes-1, kvserver.DefaultNodeTimeout, filepath.Join(c.DataDir, "cluster"), logPath)
+	return strings.Join(addrs, ","), desc, nil
 }
 
 func printBanner(say func(string, ...any), c Config, started []Instance, storeDesc string, took time.Duration) {

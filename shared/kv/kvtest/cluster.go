@@ -3,62 +3,101 @@ package kvtest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/exec"
-	"strings"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/redis/rueidis"
 
 	"flashedge/shared/kv"
+	"flashedge/shared/kv/kvserver"
 )
 
-// Cluster is a real multi-node Redis Cluster of primaries (no replicas) on loopback, owned by a
-// test. Sharding bugs (a Lua script or a multi-key command across slots) fail on it with
-// CROSSSLOT as they would in production, where a single redis-server accepts them.
+// Cluster is a real multi-node Redis Cluster on loopback, owned by a test. Sharding bugs (a Lua
+// script or a multi-key command across slots) fail on it with CROSSSLOT as they would in
+// production, where a single redis-server accepts them; with replicas, killing a primary shows
+// what a failover does to the clients.
 type Cluster struct {
-	// Nodes are the cluster's servers; Nodes[i].Addr are the seed addresses.
+	// Nodes are the cluster's servers; Nodes[i].Addr are the seed addresses. The first nodes are
+	// the primaries as formed (a failover changes roles later), the rest their replicas.
 	Nodes []*Server
 }
 
-// StartCluster starts n (>= 3) redis-server nodes with cluster mode on, joins them with
-// `redis-cli --cluster create`, and waits until every node reports cluster_state:ok. The nodes
-// stop when the test ends.
+// StartCluster starts n (>= 3) primaries without replicas; see StartClusterWithReplicas.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
-	if n < 3 {
-		tb.Fatalf("kvtest: a Redis Cluster needs at least 3 primaries, got %d", n)
+	return StartClusterWithReplicas(tb, n, 0)
+}
+
+// StartClusterWithReplicas starts primaries (>= 3) redis-server nodes in cluster mode, each with
+// replicas replicas, forms the cluster (kvserver.FormCluster: every node cluster_state:ok, every
+// replica linked) and stops the nodes when the test ends. The node timeout is
+// kvserver.DefaultNodeTimeout (2 s), so a killed primary's replica takes over in a few seconds.
+func StartClusterWithReplicas(tb testing.TB, primaries, replicas int) *Cluster {
+	tb.Helper()
+	if primaries < 3 {
+		tb.Fatalf("kvtest: a Redis Cluster needs at least 3 primaries, got %d", primaries)
 	}
 	if _, err := exec.LookPath("redis-cli"); err != nil {
 		tb.Fatal("kvtest: redis-cli not on PATH (it comes with redis-server: `make test` installs it)")
 	}
 	c := &Cluster{}
-	for range n {
-		c.Nodes = append(c.Nodes, Start(tb, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000", "--appendonly", "no"))
+	args := append(kvserver.ClusterNodeArgs(0), "--appendonly", "no")
+	for range primaries * (1 + replicas) {
+		c.Nodes = append(c.Nodes, Start(tb, args...))
 	}
-	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
-		tb.Fatalf("kvtest: redis-cli --cluster create: %v\n%s", err, out)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for _, node := range c.Nodes {
-		cl := node.Client(tb)
-		for {
-			info, err := cl.Do(context.Background(), cl.B().ClusterInfo().Build()).ToString()
-			if err == nil && strings.Contains(info, "cluster_state:ok") {
-				break
-			}
-			if time.Now().After(deadline) {
-				tb.Fatalf("kvtest: cluster node %s not ok within 20s: %v %s", node.Addr, err, info)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+	if err := kvserver.FormCluster(ctx, c.Addrs(), replicas); err != nil {
+		tb.Fatalf("kvtest: %v", err)
 	}
 	return c
+}
+
+// PrimaryOf returns the node that serves key's slot as primary, as the first live node's
+// CLUSTER SLOTS says (after a failover, once the nodes agree, the promoted replica).
+func (c *Cluster) PrimaryOf(tb testing.TB, key string) *Server {
+	tb.Helper()
+	ctx := context.Background()
+	for _, n := range c.Nodes {
+		if kvserver.Ping(n.Addr) != nil {
+			continue // killed
+		}
+		cl, err := kv.Open(ctx, kv.Options{Addrs: []string{n.Addr}, DisableCache: true})
+		if err != nil {
+			continue
+		}
+		slot, err1 := cl.Do(ctx, cl.B().ClusterKeyslot().Key(key).Build()).AsInt64()
+		slots, err2 := cl.Do(ctx, cl.B().ClusterSlots().Build()).ToArray()
+		cl.Close()
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		for _, sl := range slots {
+			rng, _ := sl.ToArray()
+			if len(rng) < 3 {
+				continue
+			}
+			lo, _ := rng[0].AsInt64()
+			hi, _ := rng[1].AsInt64()
+			pr, _ := rng[2].ToArray()
+			if slot < lo || slot > hi || len(pr) < 2 {
+				continue
+			}
+			host, _ := pr[0].ToString()
+			port, _ := pr[1].AsInt64()
+			addr := net.JoinHostPort(host, strconv.FormatInt(port, 10))
+			for _, m := range c.Nodes {
+				if m.Addr == addr {
+					return m
+				}
+			}
+		}
+	}
+	tb.Fatalf("kvtest: no live node knows the primary of %q", key)
+	return nil
 }
 
 // Addrs returns the nodes' addresses.

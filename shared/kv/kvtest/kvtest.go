@@ -20,6 +20,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"flashedge/shared/kv"
+	"flashedge/shared/kv/kvserver"
 )
 
 // Server is one redis-server process owned by a test. Its methods are safe for concurrent use.
@@ -99,34 +100,13 @@ func (s *Server) start() error {
 			return fmt.Errorf("redis-server on %s exited: %s", s.Addr, lastLines(string(log), 5))
 		default:
 		}
-		if ping(s.Addr) == nil {
+		if kvserver.Ping(s.Addr) == nil {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.kill()
 	return fmt.Errorf("redis-server on %s did not answer PING within 10s", s.Addr)
-}
-
-func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	buf := make([]byte, 64)
-	n, err := c.Read(buf)
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(string(buf[:n]), "+PONG") {
-		return fmt.Errorf("unexpected reply %q", buf[:n])
-	}
-	return nil
 }
 
 func lastLines(s string, n int) string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"flashedge/shared/kv/kvtest"
 )
@@ -59,4 +60,44 @@ func TestClusterSpreadsAndRefusesCrossSlot(t *testing.T) {
 	if len(seen) < 2 {
 		t.Fatalf("3 hash tags landed on %d node(s), want them spread", len(seen))
 	}
+}
+
+// TestClusterWithReplicasFailover: with a replica per primary, killing a primary (SIGKILL) gets
+// its replica promoted, and the same cluster client reads the key again from the new primary.
+func TestClusterWithReplicasFailover(t *testing.T) {
+	cl := kvtest.StartClusterWithReplicas(t, 3, 1)
+	if len(cl.Nodes) != 6 {
+		t.Fatalf("%d nodes, want 6", len(cl.Nodes))
+	}
+	c := cl.Client(t)
+	ctx := context.Background()
+	if err := c.Do(ctx, c.B().Set().Key("{f}k").Value("v").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	old := cl.PrimaryOf(t, "{f}k")
+	// WAIT: the replica has the write before the primary dies (Redis; Dragonfly before 1.40 has
+	// no WAIT, see deploy/README.md).
+	one := old.Client(t)
+	if n, err := one.Do(ctx, one.B().Wait().Numreplicas(1).Timeout(5000).Build()).AsInt64(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1 = %d, %v", n, err)
+	}
+	old.Stop()
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		got, err := c.Do(cctx, c.B().Get().Key("{f}k").Build()).ToString()
+		cancel()
+		if err == nil && got == "v" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer from the promoted replica within 30s: %q, %v", got, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if now := cl.PrimaryOf(t, "{f}k"); now == old {
+		t.Fatalf("the killed node is still the primary")
+	}
+	t.Logf("failover: the client read the key again %v after the kill", time.Since(start).Round(time.Millisecond))
 }
