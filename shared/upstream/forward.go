@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/valyala/fasthttp"
 
@@ -54,6 +55,10 @@ func (p *Pool) ForwardContext(ctx context.Context, rctx *fasthttp.RequestCtx) {
 
 	copyRequest(req, &rctx.Request)
 	if err := p.Do(ctx, req, resp); err != nil {
+		if errors.Is(err, ErrOverloaded) {
+			p.writeOverloaded(rctx)
+			return
+		}
 		p.log.Debug("forward failed; answering 503", "error", err.Error(),
 			"method", string(rctx.Method()), "path", string(rctx.Path()),
 			"request_id", string(rctx.Request.Header.Peek(obs.HeaderRequestID)))
@@ -73,11 +78,22 @@ func (p *Pool) writeUnavailable(rctx *fasthttp.RequestCtx) {
 	httpapi.WriteRawJSON(rctx, fasthttp.StatusServiceUnavailable, p.maintenance)
 }
 
-// copyRequest fills dst with what goes to the replica: method, request URI as received,
-// end-to-end headers and body. Host is left to Do.
+// overloadedBody answers a call shed by MaxInFlight.
+var overloadedBody = []byte(`{"error":{"code":"overloaded","message":"too many requests right now; retry after Retry-After seconds"}}`)
+
+func (p *Pool) writeOverloaded(rctx *fasthttp.RequestCtx) {
+	rctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+	rctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	httpapi.WriteRawJSON(rctx, fasthttp.StatusServiceUnavailable, overloadedBody)
+}
+
+// copyRequest fills dst with what goes to the replica: method, the path and query the server
+// parsed and routed (normalised and re-quoted, never the raw request line, so "//x/api/v1/cart"
+// cannot be routed here as one path and there as another), end-to-end headers and body. Host is
+// left to Do.
 func copyRequest(dst, src *fasthttp.Request) {
 	dst.Header.SetMethodBytes(src.Header.Method())
-	dst.Header.SetRequestURIBytes(src.Header.RequestURI())
+	dst.Header.SetRequestURIBytes(src.URI().RequestURI())
 	named := src.Header.Peek(fasthttp.HeaderConnection)
 	for k, v := range src.Header.All() {
 		if hopByHop(k, named) || equalFold(k, fasthttp.HeaderHost) {

@@ -48,6 +48,11 @@ import (
 // has its breaker open. Callers answer it at once (Forward answers 503 with Retry-After).
 var ErrUnavailable = errors.New("upstream: no replica available")
 
+// ErrOverloaded is returned by Do when the pool already has MaxInFlight calls in flight: the
+// call is refused at once instead of queueing behind them (Forward answers 503 overloaded with
+// Retry-After 1).
+var ErrOverloaded = errors.New("upstream: too many calls in flight")
+
 // ErrClosed is returned by Do after Close.
 var ErrClosed = errors.New("upstream: pool closed")
 
@@ -80,6 +85,12 @@ type Options struct {
 	MaxConnDuration time.Duration
 	// MaxResponseBodySize refuses larger response bodies. Zero means 4 MiB.
 	MaxResponseBodySize int
+	// MaxInFlight bounds the calls in flight to the service, over all its replicas. A call
+	// beyond it is refused at once with ErrOverloaded, so an overload is shed at the caller in
+	// microseconds while the replicas keep serving what they can, instead of every call queueing
+	// until its timeout (goodput collapse). Zero means MaxConnsPerHost per replica (a call then
+	// never waits for a connection); negative means no bound.
+	MaxInFlight int
 
 	// Retries is the number of extra attempts, each on another replica when there is one, for
 	// calls that are safe to repeat: idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS) or a
@@ -137,6 +148,9 @@ type Pool struct {
 	onHealth    func(name, addr string, healthy bool)
 	running     atomic.Bool
 	closed      atomic.Bool
+	maxInFlight int64
+	inFlight    atomic.Int64
+	shed        atomic.Uint64
 }
 
 type replica struct {
@@ -194,6 +208,7 @@ func New(o Options, log *slog.Logger) (*Pool, error) {
 		maintenance: maintenanceBody(),
 		log:         log,
 		onHealth:    o.OnHealthChange,
+		maxInFlight: int64(o.MaxInFlight),
 	}
 	for i, addr := range o.Addrs {
 		r := &replica{idx: i, addr: addr}
@@ -335,6 +350,9 @@ func (o *Options) fill() error {
 	if o.MaxResponseBodySize == 0 {
 		o.MaxResponseBodySize = 4 << 20
 	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = o.MaxConnsPerHost * len(o.Addrs)
+	}
 	switch {
 	case o.Retries == 0:
 		o.Retries = 1
@@ -457,6 +475,14 @@ func (p *Pool) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if p.maxInFlight > 0 {
+		if p.inFlight.Add(1) > p.maxInFlight {
+			p.inFlight.Add(-1)
+			p.shed.Add(1)
+			return fmt.Errorf("upstream %s: %w", p.name, ErrOverloaded)
+		}
+		defer p.inFlight.Add(-1)
 	}
 	repeatable := Repeatable(req)
 	var tried uint64
@@ -609,6 +635,12 @@ func (p *Pool) Snapshot() []ReplicaState {
 	}
 	return out
 }
+
+// Shed returns how many calls were refused with ErrOverloaded since New.
+func (p *Pool) Shed() uint64 { return p.shed.Load() }
+
+// InFlight returns the calls in flight now.
+func (p *Pool) InFlight() int64 { return p.inFlight.Load() }
 
 // Name returns the service name the Pool was built with.
 func (p *Pool) Name() string { return p.name }

@@ -152,6 +152,11 @@ func (s *edgeSource) register() {
 			emit(float64(n), reason)
 		}
 	})
+	s.reg.CounterFamily("flashedge_edge_shed_total", []string{"backend"}, func(emit metrics.Emit) {
+		for _, p := range s.pools {
+			emit(float64(p.Shed()), p.Name())
+		}
+	})
 	s.reg.GaugeFamily("flashedge_edge_breaker_state", []string{"backend", "addr"}, func(emit metrics.Emit) {
 		for _, p := range s.pools {
 			for _, r := range p.Snapshot() {
