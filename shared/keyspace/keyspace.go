@@ -52,6 +52,9 @@ func Sales() string { return prefix + "sales" }
 // ms): added at creation, removed by the sweep once a sale has ended with nothing left to sweep.
 func LiveSales() string { return prefix + "sales:live" }
 
+// LiveSalesIndexed marks a store whose sales created before LiveSales existed were put into it.
+func LiveSalesIndexed() string { return prefix + "sales:live:indexed" }
+
 // SaleShards is the list of a sale's stock shard keys (the sale-to-shards map).
 func SaleShards(sale string) string { return prefix + "sale:{s:" + sale + "}:shards" }
 

@@ -44,6 +44,7 @@ func TestKeys(t *testing.T) {
 		{"ShardClaims", keyspace.ShardClaims("s1", 3), "fe:salestock:{s:s1:3}:claims"},
 		{"ShardStats", keyspace.ShardStats("s1", 3), "fe:salestock:{s:s1:3}:stats"},
 		{"LiveSales", keyspace.LiveSales(), "fe:sales:live"},
+		{"LiveSalesIndexed", keyspace.LiveSalesIndexed(), "fe:sales:live:indexed"},
 		{"SaleClosing", keyspace.SaleClosing("s1"), "fe:sale:{s:s1}:closing"},
 		{"CatalogSeedLock", keyspace.CatalogSeedLock(), "fe:lock:catalog-seed"},
 		{"WaitRoom", keyspace.WaitRoom("s1"), "fe:sale:{s:s1}:wr"},

@@ -288,7 +288,12 @@ func TestExpiryReturnsUnit(t *testing.T) {
 	if won.Status != StatusWon {
 		t.Fatalf("alice = %+v", won)
 	}
-	// The win emptied the last shard, so the flag is set at once and the next attempt is 410.
+	// The win emptied the last shard, so the worker sets the flag right after recording the win
+	// (the poll may see the win first) and the next attempt is 410.
+	waitFor(t, 5*time.Second, "the sold-out flag", func() bool {
+		n, _ := e.c.Do(context.Background(), e.c.B().Exists().Key(keyspace.SoldOut("s")).Build()).AsInt64()
+		return n == 1
+	})
 	if r := e.attempt("s", "bob", "k1"); r.status != 410 {
 		t.Fatalf("attempt after sell-out = %s, want 410", r)
 	}

@@ -344,3 +344,35 @@ func TestSecondSweeperDoesNotStrandEarly(t *testing.T) {
 		t.Errorf("ticket = %+v, want lost stranded", p)
 	}
 }
+
+// TestIndexLiveSales: a store whose sales predate the live index gets them indexed once, and the
+// sweep then reaches them.
+func TestIndexLiveSales(t *testing.T) {
+	e := newEnv(t, Options{Reservation: time.Minute})
+	ctx := context.Background()
+	e.createSale(saleSpec{id: "old", stock: 1, shards: 1})
+	ticket := admittedTicket(t, e.attempt("old", "alice", "k"))
+	sl, _ := e.svc.loadSale(ctx, "old")
+	if res, err := e.svc.decide(ctx, sl, ticket, nil); err != nil || res != resultWon {
+		t.Fatalf("decide = %q, %v", res, err)
+	}
+	// As an older version left it: in the sale list only.
+	if err := e.c.Do(ctx, e.c.B().Del().Key(keyspace.LiveSales()).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Minute)
+	if rep, err := e.svc.Sweep(ctx); err != nil || rep.Expired != 0 {
+		t.Fatalf("sweep before indexing = %+v, %v; want nothing seen", rep, err)
+	}
+	for range 2 { // the second call finds the marker
+		if err := e.svc.IndexLiveSales(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep, err := e.svc.Sweep(ctx); err != nil || rep.Expired != 1 {
+		t.Fatalf("sweep after indexing = %+v, %v; want the reservation expired", rep, err)
+	}
+	if n, _ := e.c.Do(ctx, e.c.B().Exists().Key(keyspace.LiveSalesIndexed()).Build()).AsInt64(); n != 1 {
+		t.Error("no marker after a complete pass")
+	}
+}

@@ -79,6 +79,48 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	return rep, errors.Join(errs...)
 }
 
+// IndexLiveSales puts every sale of the sale list (keyspace.Sales) into the sweeper's live index,
+// once per store: the sales created before the live index existed (sales created since are put
+// there by CreateSale). The sweep retires those it has nothing left to do for. A marker
+// (keyspace.LiveSalesIndexed), set after a complete pass, makes later calls return at once;
+// an interrupted pass is repeated whole, harmlessly (ZADD NX).
+func (s *Service) IndexLiveSales(ctx context.Context) error {
+	done, err := s.c.Do(ctx, s.c.B().Exists().Key(keyspace.LiveSalesIndexed()).Build()).AsInt64()
+	if err != nil {
+		return fmt.Errorf("flashsale: read live index marker: %w", err)
+	}
+	if done == 1 {
+		return nil
+	}
+	for off := int64(0); ; off += SweepPage {
+		ids, err := s.c.Do(ctx, s.c.B().Zrange().Key(keyspace.Sales()).Min(strconv.FormatInt(off, 10)).
+			Max(strconv.FormatInt(off+SweepPage-1, 10)).Build()).AsStrSlice()
+		if err != nil {
+			return fmt.Errorf("flashsale: list sales: %w", err)
+		}
+		views, err := s.views(ctx, ids)
+		if err != nil {
+			return err
+		}
+		if len(views) > 0 {
+			add := s.c.B().Zadd().Key(keyspace.LiveSales()).Nx().ScoreMember()
+			for _, v := range views {
+				add = add.ScoreMember(float64(v.EndsAt.UnixMilli()), v.ID)
+			}
+			if err := s.c.Do(ctx, add.Build()).Error(); err != nil {
+				return fmt.Errorf("flashsale: index live sales: %w", err)
+			}
+		}
+		if len(ids) < SweepPage {
+			break
+		}
+	}
+	if err := s.c.Do(ctx, s.c.B().Set().Key(keyspace.LiveSalesIndexed()).Value("1").Build()).Error(); err != nil {
+		return fmt.Errorf("flashsale: set live index marker: %w", err)
+	}
+	return nil
+}
+
 // sweepSales sweeps one page of sales and returns the ended ones with nothing left to sweep.
 func (s *Service) sweepSales(ctx context.Context, views []SaleView, rep *SweepReport) ([]string, error) {
 	if len(views) == 0 {

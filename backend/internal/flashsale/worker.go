@@ -557,6 +557,13 @@ func (w *Worker) maintain(ctx context.Context) {
 		return t.C
 	}
 	sweep, trim := tick(w.o.SweepEvery), tick(w.o.TrimEvery)
+	if sweep != nil {
+		// Once per store; bounded by the number of sales, so only the stop bounds it.
+		if err := w.s.IndexLiveSales(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("flash-sale worker: older sales not put in the live index; the next start retries", "err", err)
+			w.m.WorkerErrors.Inc()
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
