@@ -25,6 +25,7 @@ type client struct {
 	t     testing.TB
 	base  string
 	token string
+	user  string // the user id of the session, for login's clients
 	http  *http.Client
 }
 
@@ -118,7 +119,9 @@ func login(t testing.TB, edge, user string) *client {
 	if s.Token == "" || s.UserID == "" {
 		t.Fatalf("login %s: no token or user id", user)
 	}
-	return newClient(t, edge, s.Token)
+	c := newClient(t, edge, s.Token)
+	c.user = s.UserID
+	return c
 }
 
 // mintToken signs a session token the way the edge does (format documented in

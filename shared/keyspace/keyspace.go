@@ -6,16 +6,23 @@
 // for concurrent use.
 package keyspace
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
-const prefix = "fe:"
+const (
+	prefix        = "fe:"
+	productPrefix = prefix + "product:{p:"
+	salePrefix    = prefix + "sale:{s:"
+)
 
 // Product is the JSON document of a product (without stock): a string key.
-func Product(id string) string { return prefix + "product:{p:" + id + "}" }
+func Product(id string) string { return productPrefix + id + "}" }
 
 // ProductStock is the normal-checkout inventory of a product: an integer key in the
 // product's slot, so one Lua call can read or change both.
-func ProductStock(id string) string { return prefix + "product:{p:" + id + "}:stock" }
+func ProductStock(id string) string { return productPrefix + id + "}:stock" }
 
 // ProductIndex is the sorted set of all product ids (score 0, ordered by member) that
 // catalog pages are read from.
@@ -43,7 +50,7 @@ func Idempotency(user, scope, key string) string {
 }
 
 // Sale is a flash sale's definition: a hash.
-func Sale(sale string) string { return prefix + "sale:{s:" + sale + "}" }
+func Sale(sale string) string { return salePrefix + sale + "}" }
 
 // Sales is the sorted set of sale ids scored by start time (unix ms).
 func Sales() string { return prefix + "sales" }
@@ -56,7 +63,7 @@ func LiveSales() string { return prefix + "sales:live" }
 func LiveSalesIndexed() string { return prefix + "sales:live:indexed" }
 
 // SaleShards is the list of a sale's stock shard keys (the sale-to-shards map).
-func SaleShards(sale string) string { return prefix + "sale:{s:" + sale + "}:shards" }
+func SaleShards(sale string) string { return salePrefix + sale + "}:shards" }
 
 // StockShard is shard i of a sale's stock, each with its own hash tag so a cluster spreads them.
 func StockShard(sale string, i int) string {
@@ -64,25 +71,25 @@ func StockShard(sale string, i int) string {
 }
 
 // SoldOut is the flag set when every stock shard of a sale is empty; edges cache it.
-func SoldOut(sale string) string { return prefix + "sale:{s:" + sale + "}:soldout" }
+func SoldOut(sale string) string { return salePrefix + sale + "}:soldout" }
 
 // SaleStats is a hash of a sale's ledger counters (admitted, ordered, expired_returned, ...).
-func SaleStats(sale string) string { return prefix + "sale:{s:" + sale + "}:stats" }
+func SaleStats(sale string) string { return salePrefix + sale + "}:stats" }
 
 // SaleUsers is a hash user -> units won in a sale (the per-user limit).
-func SaleUsers(sale string) string { return prefix + "sale:{s:" + sale + "}:users" }
+func SaleUsers(sale string) string { return salePrefix + sale + "}:users" }
 
 // SaleResult is the result record of one attempt (ticket) of a sale: a hash.
 func SaleResult(sale, ticket string) string {
-	return prefix + "sale:{s:" + sale + "}:result:" + ticket
+	return salePrefix + sale + "}:result:" + ticket
 }
 
 // SaleToken is a seckill token: a hash bound to user and sale, with a TTL.
-func SaleToken(sale, token string) string { return prefix + "sale:{s:" + sale + "}:token:" + token }
+func SaleToken(sale, token string) string { return salePrefix + sale + "}:token:" + token }
 
 // SaleDeadlines is the sorted set of reservations (token) scored by expiry (unix ms) that the
 // sweeper works from.
-func SaleDeadlines(sale string) string { return prefix + "sale:{s:" + sale + "}:deadlines" }
+func SaleDeadlines(sale string) string { return salePrefix + sale + "}:deadlines" }
 
 // Challenge is a one-time verification challenge.
 func Challenge(id string) string { return prefix + "challenge:{c:" + id + "}" }
@@ -102,33 +109,33 @@ func CatalogSeedLock() string { return prefix + "lock:catalog-seed" }
 
 // SaleClaim holds the fingerprint of the create request that claimed a sale id, so an interrupted
 // create can be retried with the same body and a different body is refused.
-func SaleClaim(sale string) string { return prefix + "sale:{s:" + sale + "}:claim" }
+func SaleClaim(sale string) string { return salePrefix + sale + "}:claim" }
 
 // SaleChallenge is a one-time proof-of-work challenge for a sale, in the sale's slot so the
 // admission script can check and consume it in the same call as the gate.
 func SaleChallenge(sale, id string) string {
-	return prefix + "sale:{s:" + sale + "}:challenge:" + id
+	return salePrefix + sale + "}:challenge:" + id
 }
 
 // SaleIdempotency is the first answer to an attempt made with an Idempotency-Key, per user and sale,
 // in the sale's slot so the admission script writes it atomically with the gate counter. The key
 // must not contain ':' so the user part stays unambiguous.
 func SaleIdempotency(sale, user, key string) string {
-	return prefix + "sale:{s:" + sale + "}:idem:" + user + ":" + key
+	return salePrefix + sale + "}:idem:" + user + ":" + key
 }
 
 // SaleInflight is a hash user -> attempts admitted and not yet decided in a sale.
-func SaleInflight(sale string) string { return prefix + "sale:{s:" + sale + "}:inflight" }
+func SaleInflight(sale string) string { return salePrefix + sale + "}:inflight" }
 
 // SaleQueue is the sorted set of admitted tickets not yet decided, scored by when they were
 // (re)enqueued (unix ms): the admission backlog and the journal stranded tickets are requeued from.
-func SaleQueue(sale string) string { return prefix + "sale:{s:" + sale + "}:queue" }
+func SaleQueue(sale string) string { return salePrefix + sale + "}:queue" }
 
 // SaleClosing is the sorted set of a sale's tickets decided without a win whose shard claims are
 // still to be closed (a unit taken is given back, a shard not visited is closed to the ticket),
 // scored by decision time (unix ms): written in the same script as the decision, so the sweep
 // finishes what a dead closer started.
-func SaleClosing(sale string) string { return prefix + "sale:{s:" + sale + "}:closing" }
+func SaleClosing(sale string) string { return salePrefix + sale + "}:closing" }
 
 // ShardClaims is a hash ticket -> claim state for shard i of a sale, in the shard's slot: the
 // marker that makes the worker's decrement, and every later move of that unit, happen once.
@@ -146,40 +153,80 @@ func ShardStats(sale string, i int) string {
 // admission batch (edges read it through the client-side cache): serving (every position <=
 // it is admitted), presize (the frozen pre-queue's size), shuffled, seed (revealed at the
 // start), commitment, last_ms, made_up, batches.
-func WaitRoom(sale string) string { return prefix + "sale:{s:" + sale + "}:wr" }
+func WaitRoom(sale string) string { return salePrefix + sale + "}:wr" }
 
 // WaitRoomSeed is the secret shuffle seed (hex) until the start reveals it in WaitRoom.
-func WaitRoomSeed(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:seed" }
+func WaitRoomSeed(sale string) string { return salePrefix + sale + "}:wr:seed" }
 
 // WaitRoomPre is the pre-queue: a hash user -> join time (unix ms).
-func WaitRoomPre(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:pre" }
+func WaitRoomPre(sale string) string { return salePrefix + sale + "}:wr:pre" }
 
 // WaitRoomTail counts later joiners (their positions follow the pre-queue's).
-func WaitRoomTail(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:tail" }
+func WaitRoomTail(sale string) string { return salePrefix + sale + "}:wr:tail" }
 
 // WaitRoomPlace is a hash user -> position (pre-queue joiners after the shuffle, later joiners
 // at their join).
-func WaitRoomPlace(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:place" }
+func WaitRoomPlace(sale string) string { return salePrefix + sale + "}:wr:place" }
 
 // WaitRoomPass is a hash user -> expiry (unix ms) of the user's admission pass, written once.
-func WaitRoomPass(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:pass" }
+func WaitRoomPass(sale string) string { return salePrefix + sale + "}:wr:pass" }
 
 // WaitRoomLost is a hash user -> when the place was lost (unix ms).
-func WaitRoomLost(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:lost" }
+func WaitRoomLost(sale string) string { return salePrefix + sale + "}:wr:lost" }
 
 // WaitRoomUsed is the sorted set of users who made an attempt with their pass, scored by position.
-func WaitRoomUsed(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:used" }
+func WaitRoomUsed(sale string) string { return salePrefix + sale + "}:wr:used" }
 
 // WaitRoomBatches is the sorted set of serving values scored by when they were reached (unix ms),
 // from which unused admissions are counted and made up.
-func WaitRoomBatches(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:batches" }
+func WaitRoomBatches(sale string) string { return salePrefix + sale + "}:wr:batches" }
 
 // WaitRoomOrder is the shuffled pre-queue: user ids in position order, one per line.
-func WaitRoomOrder(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:order" }
+func WaitRoomOrder(sale string) string { return salePrefix + sale + "}:wr:order" }
 
 // WaitRoomLock is held (SET NX with a TTL) by the one admitter shuffling a sale's pre-queue.
-func WaitRoomLock(sale string) string { return prefix + "sale:{s:" + sale + "}:wr:lock" }
+func WaitRoomLock(sale string) string { return salePrefix + sale + "}:wr:lock" }
 
 // WaitRooms is the sorted set of sale ids with a waiting room scored by their end (unix ms), the
 // admitters' work list.
 func WaitRooms() string { return prefix + "waitrooms" }
+
+// The inverse parsers: what a key the store names (in an invalidation push) is about.
+
+// tagged returns the hash-tag id of key after pre and what follows the tag.
+func tagged(key, pre string) (id, rest string, ok bool) {
+	after, ok := strings.CutPrefix(key, pre)
+	if !ok {
+		return "", "", false
+	}
+	i := strings.IndexByte(after, '}')
+	if i <= 0 {
+		return "", "", false
+	}
+	return after[:i], after[i+1:], true
+}
+
+// ProductOf returns the product id of Product(id) or ProductStock(id).
+func ProductOf(key string) (id string, ok bool) {
+	id, rest, ok := tagged(key, productPrefix)
+	if !ok || (rest != "" && rest != ":stock") {
+		return "", false
+	}
+	return id, true
+}
+
+// SaleStateOf returns the sale id of Sale(id) or SoldOut(id): the keys a sale's public state is
+// derived from.
+func SaleStateOf(key string) (id string, ok bool) {
+	id, rest, ok := tagged(key, salePrefix)
+	if !ok || (rest != "" && rest != ":soldout") {
+		return "", false
+	}
+	return id, true
+}
+
+// IsSaleIdempotency reports whether key is a SaleIdempotency key of some sale.
+func IsSaleIdempotency(key string) bool {
+	_, rest, ok := tagged(key, salePrefix)
+	return ok && strings.HasPrefix(rest, ":idem:")
+}

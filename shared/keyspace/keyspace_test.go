@@ -68,3 +68,35 @@ func TestKeys(t *testing.T) {
 		})
 	}
 }
+
+func TestInverseParsers(t *testing.T) {
+	tests := []struct {
+		name   string
+		key    string
+		parse  func(string) (string, bool)
+		wantID string
+		wantOK bool
+	}{
+		{"product", keyspace.Product("p1"), keyspace.ProductOf, "p1", true},
+		{"product stock", keyspace.ProductStock("p1"), keyspace.ProductOf, "p1", true},
+		{"product index is not a product", keyspace.ProductIndex(), keyspace.ProductOf, "", false},
+		{"sale", keyspace.Sale("s1"), keyspace.SaleStateOf, "s1", true},
+		{"sold-out flag", keyspace.SoldOut("s1"), keyspace.SaleStateOf, "s1", true},
+		{"sale stats are not its state", keyspace.SaleStats("s1"), keyspace.SaleStateOf, "", false},
+		{"stock shard is not a sale", keyspace.StockShard("s1", 0), keyspace.SaleStateOf, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, ok := tt.parse(tt.key)
+			if id != tt.wantID || ok != tt.wantOK {
+				t.Errorf("parse(%q) = %q, %v; want %q, %v", tt.key, id, ok, tt.wantID, tt.wantOK)
+			}
+		})
+	}
+	if !keyspace.IsSaleIdempotency(keyspace.SaleIdempotency("s1", "alice", "k:1")) {
+		t.Error("IsSaleIdempotency misses a SaleIdempotency key")
+	}
+	if keyspace.IsSaleIdempotency(keyspace.SaleResult("s1", "t")) {
+		t.Error("IsSaleIdempotency takes a result key")
+	}
+}

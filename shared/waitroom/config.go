@@ -139,18 +139,4 @@ func (c Config) Fingerprint() string {
 	return fmt.Sprintf("wr:%d:%d:%d:%d", c.OpensAt.UnixMilli(), c.AdmitPerSecond, c.PassSeconds, c.HoldSeconds)
 }
 
-// Output is the public rendering of a waiting room (in the admin create answer).
-type Output struct {
-	OpensAt        string `json:"opens_at"`
-	AdmitPerSecond int64  `json:"admit_per_second"`
-	PassSeconds    int64  `json:"pass_seconds"`
-	HoldSeconds    int64  `json:"hold_seconds"`
-}
-
-// Render returns c's public form, nil when disabled.
-func (c Config) Render() *Output {
-	if !c.Enabled() {
-		return nil
-	}
-	return &Output{c.OpensAt.UTC().Format(time.RFC3339Nano), c.AdmitPerSecond, c.PassSeconds, c.HoldSeconds}
-}
+// The public rendering of a waiting room is part of the sale view (shared/sale.Render).

@@ -86,32 +86,11 @@ type userHandler func(c context.Context, ctx *fasthttp.RequestCtx, user string)
 // withUser reads the user id from the edge's header, answering 401 itself when it is missing
 // or not a user id, and bounds the request's work with the Timeout.
 func (s *Service) withUser(h userHandler) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		user, ok := UserID(ctx)
-		if !ok {
-			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "no verified user: sign in first")
-			return
-		}
+	return httpapi.RequireUser(func(ctx *fasthttp.RequestCtx, user string) {
 		c, cancel := context.WithTimeout(context.Background(), s.timeout)
 		defer cancel()
 		h(c, ctx, user)
-	}
-}
-
-// UserID returns the user id the edge put in the header httpapi.HeaderUserID, and false when it
-// is missing or not 1 to 80 of a-z 0-9 _ . - (the edge's user id alphabet: no braces, so it can
-// never change a key's hash tag).
-func UserID(ctx *fasthttp.RequestCtx) (string, bool) {
-	b := ctx.Request.Header.Peek(httpapi.HeaderUserID)
-	if len(b) == 0 || len(b) > 80 {
-		return "", false
-	}
-	for _, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return "", false
-		}
-	}
-	return string(b), true
+	})
 }
 
 func (s *Service) get(c context.Context, ctx *fasthttp.RequestCtx, user string) {

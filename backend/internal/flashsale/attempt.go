@@ -6,8 +6,10 @@ import (
 	"strconv"
 	"time"
 
+	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
+	"flashedge/shared/sale"
 )
 
 // Attempt outcomes (AttemptAnswer.Outcome), also the reasons counted in the ledger's
@@ -52,12 +54,12 @@ type AttemptAnswer struct {
 // in the sale's queue and the worker's maintenance requeues it (see the package comment).
 func (s *Service) Attempt(ctx context.Context, in AttemptInput) (AttemptAnswer, error) {
 	switch {
-	case !ValidUserID(in.User):
+	case !httpapi.ValidUserID([]byte(in.User)):
 		return AttemptAnswer{}, invalid("user id is not acceptable")
 	case !product.ValidID([]byte(in.SaleID)):
 		return AttemptAnswer{}, ErrNotFound
-	case !validIdemKey(in.IdempotencyKey):
-		return AttemptAnswer{}, invalid("the Idempotency-Key header is required: 1 to 128 of A-Z a-z 0-9 _ - .")
+	case !httpapi.ValidIdempotencyKey([]byte(in.IdempotencyKey)):
+		return AttemptAnswer{}, invalid("the Idempotency-Key header is required: %s", httpapi.IdempotencyKeyRule)
 	case len(in.Answer) > MaxAnswerLen:
 		return AttemptAnswer{}, invalid("answer must be at most %d bytes", MaxAnswerLen)
 	case !validHexID(in.ChallengeID):
@@ -124,23 +126,17 @@ func (s *Service) Attempt(ctx context.Context, in AttemptInput) (AttemptAnswer, 
 	return ans, nil
 }
 
-// Result statuses of a ticket.
+// Result statuses of a ticket (shared/sale).
 const (
-	StatusQueued  = "queued"
-	StatusWon     = "won"
-	StatusLost    = "lost"
-	StatusSoldOut = "sold_out"
+	StatusQueued  = sale.StatusQueued
+	StatusWon     = sale.StatusWon
+	StatusLost    = sale.StatusLost
+	StatusSoldOut = sale.StatusSoldOut
 )
 
-// Result is a ticket's result record (keyspace.SaleResult, a hash the edge may read directly with
-// fields status, user, created_at, and once decided decided_at plus token, expires_at (unix ms)
-// and shard when won, or reason when lost).
-type Result struct {
-	Status    string
-	Token     string    // won only
-	ExpiresAt time.Time // won only: the end of the reservation
-	Reason    string    // lost only
-}
+// Result is a ticket's result: the record keyspace.SaleResult, a hash the edge reads directly
+// (shared/sale names its fields and renders it).
+type Result = sale.Ticket
 
 // GetResult returns user's ticket in a sale. A ticket of another user, or unknown, is
 // ErrTicketUnknown.
@@ -152,14 +148,9 @@ func (s *Service) GetResult(ctx context.Context, user, saleID, ticket string) (R
 	if err != nil {
 		return Result{}, fmt.Errorf("flashsale: read result: %w", err)
 	}
-	if m["status"] == "" || m["user"] != user {
+	r, ok := sale.TicketFromHash(m, user)
+	if !ok {
 		return Result{}, ErrTicketUnknown
-	}
-	r := Result{Status: m["status"], Reason: m["reason"]}
-	if r.Status == StatusWon {
-		r.Token = m["token"]
-		exp, _ := strconv.ParseInt(m["expires_at"], 10, 64)
-		r.ExpiresAt = time.UnixMilli(exp).UTC()
 	}
 	return r, nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"flashedge/backend/internal/order"
 	"flashedge/shared/keyspace"
 )
 
@@ -74,7 +75,7 @@ func TestWinAndCheckout(t *testing.T) {
 	if r.status != 201 {
 		t.Fatalf("checkout = %s, want 201", r)
 	}
-	var o Order
+	var o order.Order
 	r.decode(t, &o)
 	if o.ID != OrderID("s", p.Token) || o.UserID != "alice" || o.Status != "paid" || o.FlashSaleID != "s" ||
 		o.Total != 990000 || len(o.Items) != 1 || o.Items[0].Quantity != 1 || o.Items[0].Price != 990000 ||
@@ -119,10 +120,10 @@ func TestAttemptAnswers(t *testing.T) {
 		code int
 		err  string
 	}{
-		{"no user", func() reply { return post("live", "", "k", map[string]string{"challenge_id": chLive}) }, 401, "unauthenticated"},
-		{"bad user", func() reply { return post("live", "a:b", "k", map[string]string{"challenge_id": chLive}) }, 401, "unauthenticated"},
+		{"no user", func() reply { return post("live", "", "k", map[string]string{"challenge_id": chLive}) }, 401, "unauthorized"},
+		{"bad user", func() reply { return post("live", "a:b", "k", map[string]string{"challenge_id": chLive}) }, 401, "unauthorized"},
 		{"no idempotency key", func() reply { return post("live", "alice", "", map[string]string{"challenge_id": chLive}) }, 400, "invalid_request"},
-		{"bad idempotency key", func() reply { return post("live", "alice", "a:b", map[string]string{"challenge_id": chLive}) }, 400, "invalid_request"},
+		{"bad idempotency key", func() reply { return post("live", "alice", "a{b}", map[string]string{"challenge_id": chLive}) }, 400, "invalid_request"},
 		{"malformed body", func() reply { return post("live", "alice", "k", []byte(`{"challenge_id":1}`)) }, 400, "malformed_json"},
 		{"unknown field", func() reply {
 			return post("live", "alice", "k", map[string]string{"challenge_id": chLive, "user": "x"})
@@ -144,10 +145,10 @@ func TestAttemptAnswers(t *testing.T) {
 		}, 403, "bad_challenge"},
 		{"challenge of an ended sale", func() reply { return e.do("POST", "/api/v1/flash-sales/over/challenge", "alice", "", "", nil) }, 410, "ended"},
 		{"challenge of an unknown sale", func() reply { return e.do("POST", "/api/v1/flash-sales/nope/challenge", "alice", "", "", nil) }, 404, "not_found"},
-		{"challenge without user", func() reply { return e.do("POST", "/api/v1/flash-sales/live/challenge", "", "", "", nil) }, 401, "unauthenticated"},
+		{"challenge without user", func() reply { return e.do("POST", "/api/v1/flash-sales/live/challenge", "", "", "", nil) }, 401, "unauthorized"},
 		{"sold out", func() reply { return e.attempt("none", "alice", "k") }, 410, "sold_out"},
-		{"poll unknown ticket", func() reply { return e.do("GET", "/api/v1/flash-sales/live/attempts/"+newID(), "alice", "", "", nil) }, 404, "not_found"},
-		{"poll garbage ticket", func() reply { return e.do("GET", "/api/v1/flash-sales/live/attempts/x", "alice", "", "", nil) }, 404, "not_found"},
+		{"poll unknown ticket", func() reply { return e.do("GET", "/api/v1/flash-sales/live/attempts/"+newID(), "alice", "", "", nil) }, 404, "ticket_not_found"},
+		{"poll garbage ticket", func() reply { return e.do("GET", "/api/v1/flash-sales/live/attempts/x", "alice", "", "", nil) }, 404, "ticket_not_found"},
 		{"checkout unknown token", func() reply {
 			return e.do("POST", "/api/v1/flash-sales/live/checkout", "alice", "", "", map[string]string{"token": newID()})
 		}, 404, "token_not_found"},

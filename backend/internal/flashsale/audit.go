@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"flashedge/backend/internal/order"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
 )
@@ -464,7 +465,7 @@ func (r *auditRun) readOrders(ctx context.Context) error {
 			}
 			t := r.tickets[ids[i]]
 			t.order = true
-			var od Order
+			var od order.Order
 			if json.Unmarshal(doc, &od) != nil || od.FlashSaleID != sale || od.UserID != t.user ||
 				len(od.Items) != 1 || od.Items[0].Quantity != 1 {
 				r.violation("order_document", "order %s of ticket %s is not one unit of sale %s for %s: %s",

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
 )
@@ -35,7 +36,7 @@ func (s *Service) IssueChallenge(ctx context.Context, user, saleID string) (Chal
 	if !product.ValidID([]byte(saleID)) {
 		return Challenge{}, ErrNotFound
 	}
-	if !ValidUserID(user) {
+	if !httpapi.ValidUserID([]byte(user)) {
 		return Challenge{}, invalid("user id is not acceptable")
 	}
 	sl, err := s.loadSale(ctx, saleID)
@@ -61,7 +62,7 @@ func (s *Service) IssueChallenge(ctx context.Context, user, saleID string) (Chal
 // ErrBadChallenge. A wrong answer does not spend it. Attempts do the same inside their admission
 // script; this is the stand-alone form.
 func (s *Service) ConsumeChallenge(ctx context.Context, user, saleID, id, answer string) error {
-	if !validHexID(id) || !product.ValidID([]byte(saleID)) || len(answer) > MaxAnswerLen || !ValidUserID(user) {
+	if !validHexID(id) || !product.ValidID([]byte(saleID)) || len(answer) > MaxAnswerLen || !httpapi.ValidUserID([]byte(user)) {
 		return ErrBadChallenge
 	}
 	zeros := LeadingZeroBits(id, answer)

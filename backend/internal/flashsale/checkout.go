@@ -12,33 +12,15 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"flashedge/backend/internal/order"
+	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
 )
 
-// Order is the document a flash-sale checkout writes at keyspace.Order(user, id) (a JSON string,
-// indexed in keyspace.UserOrders(user) by creation time in unix ms), in the shape of the public
-// order.
-type Order struct {
-	ID          string      `json:"id"`
-	UserID      string      `json:"user_id"`
-	Items       []OrderItem `json:"items"`
-	Total       int64       `json:"total"`
-	Status      string      `json:"status"`
-	FlashSaleID string      `json:"flash_sale_id"`
-	CreatedAt   string      `json:"created_at"`
-}
-
-// OrderItem is one line of an Order.
-type OrderItem struct {
-	ProductID string `json:"product_id"`
-	Name      string `json:"name"`
-	Quantity  int64  `json:"quantity"`
-	Price     int64  `json:"price"`
-}
-
-// createdAtLayout formats Order.CreatedAt like the order service does (RFC 3339, UTC, milliseconds).
-const createdAtLayout = "2006-01-02T15:04:05.000Z07:00"
+// A flash-sale checkout writes an order.Order document (the one order type, which the order
+// service lists and answers) at keyspace.Order(user, id) (a JSON string, indexed in
+// keyspace.UserOrders(user) by creation time in unix ms), with status "paid" and flash_sale_id set.
 
 // OrderID is the id of the order a seckill token buys: derived from sale and token so every retry
 // of a checkout, and the sweeper finishing a checkout that stopped half way, write the same order.
@@ -61,7 +43,7 @@ type paidToken struct {
 // ErrTokenExpired, or a store error. A token paid before whose order is not finished yet (a retry
 // after a failure half way) finishes and returns the same order.
 func (s *Service) Checkout(ctx context.Context, user, saleID, token string) ([]byte, error) {
-	if !validHexID(token) || !product.ValidID([]byte(saleID)) || !ValidUserID(user) {
+	if !validHexID(token) || !product.ValidID([]byte(saleID)) || !httpapi.ValidUserID([]byte(user)) {
 		return nil, ErrTokenNotFound
 	}
 	rep, err := strs(s.lua.tokenPay.Exec(ctx, s.c,
@@ -102,9 +84,9 @@ func (s *Service) completeOrder(ctx context.Context, sale, token string, p paidT
 		name = sl.ProductName
 	}
 	id := OrderID(sale, token)
-	doc, err := json.Marshal(Order{
-		ID: id, UserID: p.user, Items: []OrderItem{{ProductID: p.productID, Name: name, Quantity: 1, Price: price}},
-		Total: price, Status: "paid", FlashSaleID: sale, CreatedAt: time.UnixMilli(paidAt).UTC().Format(createdAtLayout),
+	doc, err := json.Marshal(order.Order{
+		ID: id, UserID: p.user, Items: []order.Item{{ProductID: p.productID, Name: name, Quantity: 1, Price: price}},
+		Total: price, Status: "paid", FlashSaleID: sale, CreatedAt: httpapi.FormatTime(time.UnixMilli(paidAt)),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("flashsale: encode order: %w", err)

@@ -344,37 +344,6 @@ func validHexID(id string) bool {
 	return true
 }
 
-// ValidUserID reports whether id can be used as a user id in store keys: 1 to 128 bytes of
-// A-Z a-z 0-9 and _ - . @ +. The edge sets it after verifying the session.
-func ValidUserID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '_' || c == '-' || c == '.' || c == '@' || c == '+') {
-			return false
-		}
-	}
-	return true
-}
-
-// validIdemKey reports whether an Idempotency-Key is acceptable: 1 to 128 bytes of
-// A-Z a-z 0-9 and _ - . (no ':', which keeps keyspace.SaleIdempotency unambiguous).
-func validIdemKey(k string) bool {
-	if len(k) == 0 || len(k) > 128 {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
 func msDur(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }

@@ -341,3 +341,18 @@ func checkAudit(t testing.TB, when string, a Audit) {
 		t.Errorf("%s: audit not ok without a problem listed: %+v", when, a)
 	}
 }
+
+// saleJSON decodes the public sale view (shared/sale renders it).
+type saleJSON struct {
+	ID           string `json:"id"`
+	ProductID    string `json:"product_id"`
+	ProductName  string `json:"product_name"`
+	Price        int64  `json:"price"`
+	Stock        int64  `json:"stock"`
+	StartsAt     string `json:"starts_at"`
+	EndsAt       string `json:"ends_at"`
+	PerUserLimit int64  `json:"per_user_limit"`
+	State        string `json:"state"`
+	Shards       int    `json:"shards"`
+	Difficulty   int    `json:"difficulty"`
+}

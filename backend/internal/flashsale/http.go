@@ -1,7 +1,6 @@
 package flashsale
 
 import (
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -12,7 +11,7 @@ import (
 
 	"flashedge/shared/httpapi"
 	"flashedge/shared/obs"
-	"flashedge/shared/waitroom"
+	"flashedge/shared/sale"
 )
 
 // statusTooEarly is 425, which fasthttp does not name.
@@ -28,9 +27,9 @@ type HandlerOptions struct {
 
 // Handler serves the flash-sale routes of the order service. It is safe for concurrent use.
 type Handler struct {
-	s     *Service
-	admin []byte
-	log   *slog.Logger
+	s         *Service
+	adminOnly func(fasthttp.RequestHandler) fasthttp.RequestHandler
+	log       *slog.Logger
 }
 
 // NewHandler returns the HTTP layer over s.
@@ -45,7 +44,7 @@ func NewHandler(s *Service, o HandlerOptions) (*Handler, error) {
 	if log == nil {
 		log = s.o.Log
 	}
-	return &Handler{s: s, admin: []byte(o.AdminToken), log: log}, nil
+	return &Handler{s: s, adminOnly: httpapi.Admin(o.AdminToken), log: log}, nil
 }
 
 // Register adds the flash-sale routes to r:
@@ -66,37 +65,10 @@ func (h *Handler) Register(r *router.Router) {
 	r.GET("/api/v1/admin/flash-sales/{id}/ledger", h.adminOnly(h.ledger))
 	r.GET("/api/v1/flash-sales", h.list)
 	r.GET("/api/v1/flash-sales/{id}", h.get)
-	r.POST("/api/v1/flash-sales/{id}/challenge", h.userOnly(h.challenge))
-	r.POST("/api/v1/flash-sales/{id}/attempts", h.userOnly(h.attempt))
-	r.GET("/api/v1/flash-sales/{id}/attempts/{ticket}", h.userOnly(h.poll))
-	r.POST("/api/v1/flash-sales/{id}/checkout", h.userOnly(h.checkout))
-}
-
-func (h *Handler) adminOnly(next fasthttp.RequestHandler) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		auth := ctx.Request.Header.Peek("Authorization")
-		const bearer = "Bearer "
-		if len(auth) <= len(bearer) || string(auth[:len(bearer)]) != bearer ||
-			subtle.ConstantTimeCompare(auth[len(bearer):], h.admin) != 1 {
-			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="flashedge-admin"`)
-			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid admin bearer token is required")
-			return
-		}
-		next(ctx)
-	}
-}
-
-type userHandler func(ctx *fasthttp.RequestCtx, user string)
-
-func (h *Handler) userOnly(next userHandler) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		user := string(ctx.Request.Header.Peek(httpapi.HeaderUserID))
-		if !ValidUserID(user) {
-			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthenticated", "sign in first: no verified user on this request")
-			return
-		}
-		next(ctx, user)
-	}
+	r.POST("/api/v1/flash-sales/{id}/challenge", httpapi.RequireUser(h.challenge))
+	r.POST("/api/v1/flash-sales/{id}/attempts", httpapi.RequireUser(h.attempt))
+	r.GET("/api/v1/flash-sales/{id}/attempts/{ticket}", httpapi.RequireUser(h.poll))
+	r.POST("/api/v1/flash-sales/{id}/checkout", httpapi.RequireUser(h.checkout))
 }
 
 func param(ctx *fasthttp.RequestCtx, name string) string {
@@ -118,21 +90,21 @@ func (h *Handler) fail(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, ErrInvalid):
 		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, ErrNotFound):
-		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no such flash sale")
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, sale.UnknownSaleBody)
 	case errors.Is(err, ErrConflict):
 		httpapi.WriteError(ctx, fasthttp.StatusConflict, "sale_exists", "a different flash sale with this id exists")
 	case errors.Is(err, ErrNoProduct):
 		httpapi.WriteError(ctx, fasthttp.StatusUnprocessableEntity, "unknown_product", "product_id names no product")
 	case errors.Is(err, ErrNotStarted):
-		httpapi.WriteError(ctx, statusTooEarly, "not_started", "the flash sale has not started yet")
+		httpapi.WriteRawJSON(ctx, statusTooEarly, sale.NotStartedBody)
 	case errors.Is(err, ErrEnded):
-		httpapi.WriteError(ctx, fasthttp.StatusGone, "ended", "the flash sale has ended")
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusGone, sale.EndedBody)
 	case errors.Is(err, ErrBadChallenge):
 		httpapi.WriteError(ctx, fasthttp.StatusForbidden, "bad_challenge", "the challenge is missing, expired, already used, not yours or wrongly answered; fetch a new one")
 	case errors.Is(err, ErrReusedKey):
 		httpapi.WriteError(ctx, fasthttp.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used for another attempt")
 	case errors.Is(err, ErrTicketUnknown):
-		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no such ticket")
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, sale.UnknownTicketBody)
 	case errors.Is(err, ErrTokenNotFound):
 		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "token_not_found", "no such seckill token")
 	case errors.Is(err, ErrTokenUsed):
@@ -144,27 +116,22 @@ func (h *Handler) fail(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
-// saleJSON is the public sale.
-type saleJSON struct {
-	ID           string `json:"id"`
-	ProductID    string `json:"product_id"`
-	ProductName  string `json:"product_name"`
-	Price        int64  `json:"price"`
-	Stock        int64  `json:"stock"`
-	StartsAt     string `json:"starts_at"`
-	EndsAt       string `json:"ends_at"`
-	PerUserLimit int64  `json:"per_user_limit"`
-	State        string `json:"state"`
-	Shards       int    `json:"shards"`
-	Difficulty   int    `json:"difficulty"`
-	// WaitingRoom is present for sales with one (the page then queues before attempting).
-	WaitingRoom *waitroom.Output `json:"waiting_room,omitempty"`
-}
-
-func toJSON(v SaleView) saleJSON {
-	return saleJSON{ID: v.ID, ProductID: v.ProductID, ProductName: v.ProductName, Price: v.Price, Stock: v.Stock,
-		StartsAt: rfc3339(v.StartsAt), EndsAt: rfc3339(v.EndsAt), PerUserLimit: v.PerUserLimit,
-		State: v.State, Shards: v.Shards, Difficulty: v.Difficulty, WaitingRoom: v.WaitingRoom.Render()}
+// writeSales answers the public views of vs: one object, or {"items":[...]} when list.
+func (h *Handler) writeSales(ctx *fasthttp.RequestCtx, status int, vs []SaleView, list bool) {
+	body := make([]byte, 0, 320*len(vs)+16)
+	if list {
+		body = append(body, sale.ListOpen...)
+	}
+	for i, v := range vs {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = sale.Render(v.Sale).AppendJSON(body, v.State)
+	}
+	if list {
+		body = append(body, sale.ListClose...)
+	}
+	httpapi.WriteRawJSON(ctx, status, body)
 }
 
 func (h *Handler) create(ctx *fasthttp.RequestCtx) {
@@ -183,8 +150,7 @@ func (h *Handler) create(ctx *fasthttp.RequestCtx) {
 	if created {
 		status = fasthttp.StatusCreated
 	}
-	v := SaleView{sl, sl.State(h.s.now(), sl.Stock == 0)}
-	httpapi.WriteJSON(ctx, status, toJSON(v))
+	h.writeSales(ctx, status, []SaleView{{sl, sl.State(h.s.now(), sl.Stock == 0)}}, false)
 }
 
 // ledgerJSON is the ledger route's answer: the counters (the fields it always had) and the
@@ -258,13 +224,7 @@ func (h *Handler) list(ctx *fasthttp.RequestCtx) {
 		h.fail(ctx, err)
 		return
 	}
-	items := make([]saleJSON, len(views))
-	for i, v := range views {
-		items[i] = toJSON(v)
-	}
-	httpapi.WriteJSON(ctx, fasthttp.StatusOK, struct {
-		Items []saleJSON `json:"items"`
-	}{items})
+	h.writeSales(ctx, fasthttp.StatusOK, views, true)
 }
 
 func (h *Handler) get(ctx *fasthttp.RequestCtx) {
@@ -275,7 +235,7 @@ func (h *Handler) get(ctx *fasthttp.RequestCtx) {
 		h.fail(ctx, err)
 		return
 	}
-	httpapi.WriteJSON(ctx, fasthttp.StatusOK, toJSON(v))
+	h.writeSales(ctx, fasthttp.StatusOK, []SaleView{v}, false)
 }
 
 type challengeJSON struct {
@@ -296,7 +256,7 @@ func (h *Handler) challenge(ctx *fasthttp.RequestCtx, user string) {
 		h.fail(ctx, err)
 		return
 	}
-	out := challengeJSON{ChallengeID: ch.ID, Kind: ChallengeKind, ExpiresAt: rfc3339(ch.ExpiresAt)}
+	out := challengeJSON{ChallengeID: ch.ID, Kind: ChallengeKind, ExpiresAt: httpapi.FormatTime(ch.ExpiresAt)}
 	out.Payload.Prefix, out.Payload.Difficulty = ch.Prefix, ch.Difficulty
 	httpapi.WriteJSON(ctx, fasthttp.StatusOK, out)
 }
@@ -340,17 +300,13 @@ func (h *Handler) writeAttempt(ctx *fasthttp.RequestCtx, ans AttemptAnswer) {
 			PollAfterMS int64  `json:"poll_after_ms"`
 		}{ans.Ticket, StatusQueued, h.s.o.PollAfter.Milliseconds()})
 	case OutcomeSoldOut:
-		httpapi.WriteJSON(ctx, fasthttp.StatusGone, struct {
-			Status string              `json:"status"`
-			Error  httpapi.ErrorDetail `json:"error"`
-		}{StatusSoldOut, httpapi.ErrorDetail{Code: "sold_out", Message: "the flash sale is sold out"}})
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusGone, sale.SoldOutBody)
 	case OutcomeLimitReached:
 		httpapi.WriteError(ctx, fasthttp.StatusConflict, "limit_reached", "you already hold as many units of this sale as one shopper may")
 	case OutcomeAttemptPending:
 		httpapi.WriteError(ctx, fasthttp.StatusConflict, "attempt_pending", "your earlier attempt is still being decided; poll its ticket")
 	case OutcomeBusyBacklog, OutcomeBusyAdmission:
-		retry := max(ans.RetryAfter, 1)
-		ctx.Response.Header.Set("Retry-After", strconv.Itoa(retry))
+		httpapi.SetRetryAfter(ctx, time.Duration(ans.RetryAfter)*time.Second)
 		httpapi.WriteError(ctx, fasthttp.StatusTooManyRequests, "busy", "too many attempts are being decided; try again with a new challenge after Retry-After seconds")
 	default:
 		h.storeFailed(ctx, errors.New("unknown attempt outcome "+ans.Outcome))
@@ -365,17 +321,8 @@ func (h *Handler) poll(ctx *fasthttp.RequestCtx, user string) {
 		h.fail(ctx, err)
 		return
 	}
-	type resultJSON struct {
-		Status    string `json:"status"`
-		Token     string `json:"token,omitempty"`
-		ExpiresAt string `json:"expires_at,omitempty"`
-		Reason    string `json:"reason,omitempty"`
-	}
-	out := resultJSON{Status: r.Status, Reason: r.Reason}
-	if r.Status == StatusWon {
-		out.Token, out.ExpiresAt = r.Token, r.ExpiresAt.Format(time.RFC3339Nano)
-	}
-	httpapi.WriteJSON(ctx, fasthttp.StatusOK, out)
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	httpapi.WriteRawJSON(ctx, fasthttp.StatusOK, r.AppendJSON(nil))
 }
 
 type checkoutBody struct {

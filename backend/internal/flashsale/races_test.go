@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"flashedge/backend/internal/order"
 	"flashedge/shared/keyspace"
 )
 
@@ -26,7 +27,7 @@ func (e *env) ordersOf(sale string, users ...string) int {
 			if err != nil {
 				e.t.Fatalf("order %s of %s: %v", id, u, err)
 			}
-			var o Order
+			var o order.Order
 			if err := json.Unmarshal(doc, &o); err != nil {
 				e.t.Fatalf("order %s of %s: %v", id, u, err)
 			}

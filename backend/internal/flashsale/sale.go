@@ -14,6 +14,7 @@ import (
 	wrstore "flashedge/backend/internal/waitroom"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
+	"flashedge/shared/sale"
 	"flashedge/shared/waitroom"
 )
 
@@ -25,65 +26,17 @@ const (
 	MaxPerUserLimit = 1_000_000
 )
 
-// Sale states as shoppers see them.
+// Sale states as shoppers see them (shared/sale).
 const (
-	StateUpcoming = "upcoming"
-	StateLive     = "live"
-	StateSoldOut  = "sold_out"
-	StateEnded    = "ended"
+	StateUpcoming = sale.StateUpcoming
+	StateLive     = sale.StateLive
+	StateSoldOut  = sale.StateSoldOut
+	StateEnded    = sale.StateEnded
 )
 
-// Sale is a flash sale's definition, immutable once created.
-//
-// In the store it is the hash keyspace.Sale(id), which the edge reads directly; its fields, all
-// strings as Redis stores them:
-//
-//	id              the sale id
-//	product_id      the product sold
-//	product_name    the product's name when the sale was created (for orders and pages)
-//	price           the flash price, whole units of the product's currency
-//	stock           the initial number of units
-//	shards          the number of stock shards (keyspace.StockShard(id, 0..shards-1))
-//	starts_at       RFC 3339 UTC, millisecond precision (for rendering)
-//	ends_at         RFC 3339 UTC, exclusive end
-//	starts_at_ms    the same instants in unix milliseconds (for comparisons)
-//	ends_at_ms
-//	per_user_limit  units one user may hold (reserved or ordered)
-//	difficulty      proof-of-work difficulty of its challenges, in leading zero bits
-//	created_at      RFC 3339 UTC
-//	wr_*            the waiting room, when the sale has one (waitroom.Config.HashFields)
-//
-// The state is derived, not stored: ended when now >= ends_at, upcoming when now < starts_at,
-// sold_out when keyspace.SoldOut(id) exists, live otherwise.
-type Sale struct {
-	ID           string
-	ProductID    string
-	ProductName  string
-	Price        int64
-	Stock        int64
-	Shards       int
-	StartsAt     time.Time
-	EndsAt       time.Time
-	PerUserLimit int64
-	Difficulty   int
-	CreatedAt    time.Time
-	// WaitingRoom is the sale's waiting room; the zero Config when it has none.
-	WaitingRoom waitroom.Config
-}
-
-// State derives the sale's state at now given its sold-out flag.
-func (s *Sale) State(now time.Time, soldOut bool) string {
-	switch {
-	case !now.Before(s.EndsAt):
-		return StateEnded
-	case now.Before(s.StartsAt):
-		return StateUpcoming
-	case soldOut:
-		return StateSoldOut
-	default:
-		return StateLive
-	}
-}
+// Sale is a flash sale's definition, immutable once created; in the store it is the hash
+// keyspace.Sale(id) (shared/sale names its fields), which the edge reads directly.
+type Sale = sale.Sale
 
 // SaleInput is the body of an admin create. Pointer fields tell absent from zero.
 type SaleInput struct {
@@ -172,7 +125,7 @@ func (in SaleInput) validate(defaultDifficulty int) (*Sale, error) {
 }
 
 // fingerprint identifies a create request so a retry with the same body is recognised.
-func (sl *Sale) fingerprint() string {
+func fingerprint(sl *Sale) string {
 	h := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%d|%d|%d|%d|%d|%d|%d%s", sl.ID, sl.ProductID, sl.Price,
 		sl.Stock, sl.Shards, sl.StartsAt.UnixMilli(), sl.EndsAt.UnixMilli(), sl.PerUserLimit, sl.Difficulty,
 		sl.WaitingRoom.Fingerprint()))
@@ -190,57 +143,6 @@ func splitStock(stock int64, n int) []int64 {
 		}
 	}
 	return out
-}
-
-func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
-
-func (sl *Sale) hashFields() []string {
-	return append([]string{
-		"id", sl.ID,
-		"product_id", sl.ProductID,
-		"product_name", sl.ProductName,
-		"price", strconv.FormatInt(sl.Price, 10),
-		"stock", strconv.FormatInt(sl.Stock, 10),
-		"shards", strconv.Itoa(sl.Shards),
-		"starts_at", rfc3339(sl.StartsAt),
-		"ends_at", rfc3339(sl.EndsAt),
-		"starts_at_ms", ms(sl.StartsAt),
-		"ends_at_ms", ms(sl.EndsAt),
-		"per_user_limit", strconv.FormatInt(sl.PerUserLimit, 10),
-		"difficulty", strconv.Itoa(sl.Difficulty),
-		"created_at", rfc3339(sl.CreatedAt),
-	}, sl.WaitingRoom.HashFields()...)
-}
-
-// saleFromHash parses the sale hash; ok is false when it is missing or malformed.
-func saleFromHash(m map[string]string) (*Sale, bool) {
-	if m["id"] == "" {
-		return nil, false
-	}
-	num := func(k string) (int64, bool) {
-		n, err := strconv.ParseInt(m[k], 10, 64)
-		return n, err == nil
-	}
-	sl := &Sale{ID: m["id"], ProductID: m["product_id"], ProductName: m["product_name"]}
-	var ok [7]bool
-	sl.Price, ok[0] = num("price")
-	sl.Stock, ok[1] = num("stock")
-	var shards, diff, startMs, endMs int64
-	shards, ok[2] = num("shards")
-	startMs, ok[3] = num("starts_at_ms")
-	endMs, ok[4] = num("ends_at_ms")
-	sl.PerUserLimit, ok[5] = num("per_user_limit")
-	diff, ok[6] = num("difficulty")
-	for _, b := range ok {
-		if !b {
-			return nil, false
-		}
-	}
-	sl.Shards, sl.Difficulty = int(shards), int(diff)
-	sl.StartsAt, sl.EndsAt = time.UnixMilli(startMs).UTC(), time.UnixMilli(endMs).UTC()
-	sl.CreatedAt, _ = time.Parse(time.RFC3339Nano, m["created_at"])
-	sl.WaitingRoom = waitroom.FromHash(m)
-	return sl, true
 }
 
 // CreateSale validates in, then creates and preheats the sale: stock split over the shard keys,
@@ -267,7 +169,7 @@ func (s *Service) CreateSale(ctx context.Context, in SaleInput) (sl *Sale, creat
 	if json.Unmarshal(doc, &pd) == nil {
 		sl.ProductName = pd.Name
 	}
-	fp := sl.fingerprint()
+	fp := fingerprint(sl)
 	args := []string{fp}
 	for i := range sl.Shards {
 		args = append(args, keyspace.StockShard(sl.ID, i))
@@ -307,7 +209,7 @@ func (s *Service) CreateSale(ctx context.Context, in SaleInput) (sl *Sale, creat
 			return nil, false, fmt.Errorf("flashsale: write stock shards: %w", err)
 		}
 	}
-	cargs := append([]string{fp, strconv.FormatInt(sl.Stock, 10)}, sl.hashFields()...)
+	cargs := append([]string{fp, strconv.FormatInt(sl.Stock, 10)}, sl.HashFields()...)
 	res, err := s.lua.saleCommit.Exec(ctx, s.c, []string{keyspace.Sale(sl.ID), keyspace.SaleClaim(sl.ID),
 		keyspace.SoldOut(sl.ID), keyspace.SaleStats(sl.ID)}, cargs).ToString()
 	if err != nil {
@@ -360,7 +262,7 @@ func (s *Service) loadSale(ctx context.Context, id string) (*Sale, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flashsale: read sale: %w", err)
 	}
-	sl, ok := saleFromHash(m)
+	sl, ok := sale.FromHash(m)
 	if !ok {
 		return nil, ErrNotFound
 	}
@@ -443,7 +345,7 @@ func (s *Service) views(ctx context.Context, ids []string) ([]SaleView, error) {
 			if err != nil {
 				return nil, fmt.Errorf("flashsale: read sale: %w", err)
 			}
-			if sl, ok := saleFromHash(m); ok {
+			if sl, ok := sale.FromHash(m); ok {
 				s.remember(sl)
 				defs[at[j]] = sl
 			}

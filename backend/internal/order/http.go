@@ -26,9 +26,6 @@ const (
 	maxOffset = 100_000
 )
 
-// MaxKeyLen is the longest Idempotency-Key accepted.
-const MaxKeyLen = 128
-
 // HeaderReplayed marks an answer repeated from an earlier request with the same Idempotency-Key.
 const HeaderReplayed = "Idempotent-Replayed"
 
@@ -42,42 +39,9 @@ const HeaderReplayed = "Idempotent-Replayed"
 //	GET  /api/v1/orders        ?limit=1..100 (20) &cursor=: 200 {"items":[Order...],"next_cursor":""}, newest first
 //	GET  /api/v1/orders/{id}   200 Order; 404 when the user has no such order
 func (s *Service) Register(r *router.Router) {
-	r.POST("/api/v1/orders", s.withUser(s.create))
-	r.GET("/api/v1/orders", s.withUser(s.list))
-	r.GET("/api/v1/orders/{id}", s.withUser(s.get))
-}
-
-func (s *Service) withUser(h func(ctx *fasthttp.RequestCtx, user string)) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		user, ok := UserID(ctx)
-		if !ok {
-			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "no verified user: sign in first")
-			return
-		}
-		h(ctx, user)
-	}
-}
-
-// UserID returns the user id the edge put in the header httpapi.HeaderUserID, and false when it
-// is missing or not 1 to 80 of a-z 0-9 _ . - (the edge's user id alphabet: no braces, so it can
-// never change a key's hash tag).
-func UserID(ctx *fasthttp.RequestCtx) (string, bool) {
-	b := ctx.Request.Header.Peek(httpapi.HeaderUserID)
-	if len(b) == 0 || len(b) > 80 {
-		return "", false
-	}
-	for _, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return "", false
-		}
-	}
-	return string(b), true
-}
-
-// validKey reports whether k can be an Idempotency-Key: 1 to MaxKeyLen of A-Z a-z 0-9 - _ . :
-// (UUIDs and the like; nothing that could reach into another store key).
-func validKey(k []byte) bool {
-	return len(k) <= MaxKeyLen && obs.ValidRequestID(k)
+	r.POST("/api/v1/orders", httpapi.RequireUser(s.create))
+	r.GET("/api/v1/orders", httpapi.RequireUser(s.list))
+	r.GET("/api/v1/orders/{id}", httpapi.RequireUser(s.get))
 }
 
 // createRequest is the optional body of a checkout. Anything else (prices, user ids, statuses)
@@ -95,9 +59,9 @@ func (s *Service) create(ctx *fasthttp.RequestCtx, user string) {
 			"send an Idempotency-Key header (for example a fresh UUID) with every checkout")
 		return
 	}
-	if !validKey(key) {
+	if !httpapi.ValidIdempotencyKey(key) {
 		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_idempotency_key",
-			fmt.Sprintf("an Idempotency-Key is 1 to %d of A-Z a-z 0-9 - _ . :", MaxKeyLen))
+			httpapi.IdempotencyKeyRule)
 		return
 	}
 	var in createRequest

@@ -28,9 +28,13 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+
+	"flashedge/shared/httpapi"
 )
 
-// Order is an order as stored and as answered. Prices are in whole currency units.
+// Order is an order as stored and as answered, the one order document: the flash-sale checkout
+// (flashsale) writes it too, with status "paid" and FlashSaleID set. Prices are in whole
+// currency units.
 type Order struct {
 	ID          string `json:"id"`
 	UserID      string `json:"user_id"`
@@ -38,7 +42,7 @@ type Order struct {
 	Total       int64  `json:"total"`
 	Status      string `json:"status"`
 	FlashSaleID string `json:"flash_sale_id,omitempty"`
-	// CreatedAt is RFC 3339 in UTC with milliseconds.
+	// CreatedAt is in httpapi.TimeLayout.
 	CreatedAt string `json:"created_at"`
 }
 
@@ -52,9 +56,6 @@ type Item struct {
 
 // StatusPlaced is the status of an order written by a checkout.
 const StatusPlaced = "placed"
-
-// CreatedAtLayout formats Order.CreatedAt.
-const CreatedAtLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // MaxQuantity is the most units of one product a checkout accepts (the cart's own limit).
 const MaxQuantity = 99
@@ -208,7 +209,7 @@ func (s *Service) checkout(ctx context.Context, requestID []byte, user, key, mar
 	if err := s.store.Reserve(ctx, rs); err != nil {
 		return Order{}, nil, err
 	}
-	o.CreatedAt = s.o.Now().UTC().Format(CreatedAtLayout)
+	o.CreatedAt = httpapi.FormatTime(s.o.Now())
 	doc, err := json.Marshal(o)
 	if err != nil {
 		return Order{}, nil, errors.Join(err, s.store.Release(ctx, rs))

@@ -24,8 +24,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +37,7 @@ import (
 	"flashedge/shared/keyspace"
 	"flashedge/shared/metrics"
 	"flashedge/shared/product"
+	publicsale "flashedge/shared/sale"
 )
 
 // Forwarder sends a request on to the order service (an *upstream.Pool).
@@ -169,7 +168,7 @@ func (g *Gate) Invalidate(msgs []rueidis.RedisMessage) {
 		if err != nil || g.sales.invalidate(key) {
 			continue
 		}
-		if strings.HasPrefix(key, "fe:sale:{s:") && strings.Contains(key, "}:idem:") {
+		if keyspace.IsSaleIdempotency(key) {
 			// An idempotency record was written: forget every "no record" (they are keyed by
 			// token, not user), which only happens while attempts are admitted.
 			g.noReplay.Clear()
@@ -187,10 +186,10 @@ func (g *Gate) SaleState(id string) (state string, exists bool, err error) {
 }
 
 var (
-	soldOutBody    = []byte(`{"status":"sold_out","error":{"code":"sold_out","message":"the flash sale is sold out"}}`)
-	notStartedBody = []byte(`{"error":{"code":"not_started","message":"the flash sale has not started yet"}}`)
-	endedBody      = []byte(`{"status":"ended","error":{"code":"ended","message":"the flash sale has ended"}}`)
-	unknownBody    = []byte(`{"error":{"code":"not_found","message":"no flash sale has this id"}}`)
+	soldOutBody    = publicsale.SoldOutBody
+	notStartedBody = publicsale.NotStartedBody
+	endedBody      = publicsale.EndedBody
+	unknownBody    = publicsale.UnknownSaleBody
 	unauthBody     = []byte(`{"error":{"code":"unauthorized","message":"log in first: a valid, unexpired session token is required"}}`)
 )
 
@@ -237,10 +236,9 @@ func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id []byte) {
 	g.forward(ctx, uid)
 }
 
-// user verifies the session; without a valid one it answers 401 and returns false. Any
-// client-sent user header is dropped first.
+// user verifies the session; without a valid one it answers 401 and returns false. (The
+// gateway dropped any client-sent user header before anything ran.)
 func (g *Gate) user(ctx *fasthttp.RequestCtx) (string, bool) {
-	ctx.Request.Header.Del(httpapi.HeaderUserID)
 	uid, err := g.sessions.FromRequest(ctx)
 	if err != nil {
 		httpapi.WriteRawJSON(ctx, fasthttp.StatusUnauthorized, unauthBody)
@@ -250,7 +248,7 @@ func (g *Gate) user(ctx *fasthttp.RequestCtx) (string, bool) {
 }
 
 func (g *Gate) forward(ctx *fasthttp.RequestCtx, uid string) {
-	ctx.Request.Header.Set(httpapi.HeaderUserID, uid)
+	httpapi.SetUser(ctx, uid)
 	g.forwarded.Add(1)
 	g.order.Forward(ctx)
 }
@@ -295,7 +293,7 @@ func (g *Gate) open(ctx *fasthttp.RequestCtx, id []byte) bool {
 		return false
 	case now < s.startMs:
 		g.reject(notStarted)
-		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt((s.startMs-now+999)/1000, 10))
+		httpapi.SetRetryAfter(ctx, time.Duration(s.startMs-now)*time.Millisecond)
 		httpapi.WriteRawJSON(ctx, statusTooEarly, notStartedBody)
 		return false
 	case now >= s.endMs:
@@ -321,7 +319,7 @@ func (g *Gate) replay(ctx *fasthttp.RequestCtx, id []byte) {
 		return
 	}
 	key := ctx.Request.Header.Peek(httpapi.HeaderIdempotencyKey)
-	if len(key) == 0 || len(key) > 128 {
+	if !httpapi.ValidIdempotencyKey(key) {
 		return
 	}
 	// A (sale, key, token) found without a record before is answered from memory, without
@@ -336,7 +334,6 @@ func (g *Gate) replay(ctx *fasthttp.RequestCtx, id []byte) {
 			return
 		}
 	}
-	ctx.Request.Header.Del(httpapi.HeaderUserID)
 	uid, err := g.sessions.FromRequest(ctx)
 	if err != nil {
 		return

@@ -2,7 +2,6 @@ package flashgate
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/fasthttp/router"
@@ -12,6 +11,7 @@ import (
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
+	publicsale "flashedge/shared/sale"
 )
 
 // statusTooEarly is 425, the contract's answer to an attempt before the start.
@@ -96,7 +96,7 @@ func (g *Gate) list(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	now := g.o.Now().UnixMilli()
-	body := append(make([]byte, 0, 512*len(ids)+16), `{"items":[`...)
+	body := append(make([]byte, 0, 512*len(ids)+16), publicsale.ListOpen...)
 	n := 0
 	for i := len(ids) - 1; i >= 0; i-- { // oldest start first, like the order service
 		s, err := g.sales.lookup([]byte(ids[i]))
@@ -115,7 +115,7 @@ func (g *Gate) list(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, cacheSaleState)
 	ctx.SetContentType("application/json")
-	ctx.SetBody(append(body, "]}"...))
+	ctx.SetBody(append(body, publicsale.ListClose...))
 }
 
 // poll answers a ticket's result from the store through the client-side cache: repeated polls
@@ -144,34 +144,18 @@ func (g *Gate) poll(ctx *fasthttp.RequestCtx) {
 		g.storeDown(ctx, err)
 		return
 	}
-	if m["status"] == "" || m["user"] != uid {
+	t, ok := publicsale.TicketFromHash(m, uid)
+	if !ok {
 		ticketNotFound(ctx)
 		return
 	}
 	// A decided ticket's answer carries the seckill token: no cache may keep it.
 	ctx.Response.Header.Set("Cache-Control", "no-store")
-	switch m["status"] {
-	case "won":
-		exp, _ := strconv.ParseInt(m["expires_at"], 10, 64)
-		httpapi.WriteJSON(ctx, fasthttp.StatusOK, struct {
-			Status    string `json:"status"`
-			Token     string `json:"token"`
-			ExpiresAt string `json:"expires_at"`
-		}{"won", m["token"], time.UnixMilli(exp).UTC().Format(time.RFC3339)})
-	case "lost":
-		httpapi.WriteJSON(ctx, fasthttp.StatusOK, struct {
-			Status string `json:"status"`
-			Reason string `json:"reason"`
-		}{"lost", m["reason"]})
-	default:
-		httpapi.WriteJSON(ctx, fasthttp.StatusOK, struct {
-			Status string `json:"status"`
-		}{m["status"]})
-	}
+	httpapi.WriteRawJSON(ctx, fasthttp.StatusOK, t.AppendJSON(make([]byte, 0, 160)))
 }
 
 func ticketNotFound(ctx *fasthttp.RequestCtx) {
-	httpapi.WriteError(ctx, fasthttp.StatusNotFound, "ticket_not_found", "no ticket of yours has this id")
+	httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, publicsale.UnknownTicketBody)
 }
 
 // validTicket accepts the order service's tickets: 1 to 64 lower-case hex digits.

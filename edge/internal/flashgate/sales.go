@@ -1,19 +1,15 @@
 package flashgate
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
 
 	"flashedge/edge/internal/invcache"
 	"flashedge/shared/keyspace"
-	"flashedge/shared/waitroom"
+	publicsale "flashedge/shared/sale"
 )
 
 // sale is one sale as the edge sees it; immutable once built.
@@ -22,35 +18,23 @@ type sale struct {
 	id             string
 	startMs, endMs int64
 	soldOut        bool
-	// head and tail of the public JSON around the state, so rendering is two appends.
-	head, tail []byte
+	view           publicsale.View // the public JSON around the state, so rendering is two appends
 }
 
-// States of a sale.
+// States of a sale (shared/sale).
 const (
-	StateUpcoming = "upcoming"
-	StateLive     = "live"
-	StateSoldOut  = "sold_out"
-	StateEnded    = "ended"
+	StateUpcoming = publicsale.StateUpcoming
+	StateLive     = publicsale.StateLive
+	StateSoldOut  = publicsale.StateSoldOut
+	StateEnded    = publicsale.StateEnded
 )
 
 func (s *sale) state(nowMs int64) string {
-	switch {
-	case nowMs >= s.endMs:
-		return StateEnded
-	case nowMs < s.startMs:
-		return StateUpcoming
-	case s.soldOut:
-		return StateSoldOut
-	default:
-		return StateLive
-	}
+	return publicsale.StateAt(nowMs, s.startMs, s.endMs, s.soldOut)
 }
 
 func (s *sale) appendJSON(dst []byte, nowMs int64) []byte {
-	dst = append(dst, s.head...)
-	dst = append(dst, s.state(nowMs)...)
-	return append(dst, s.tail...)
+	return s.view.AppendJSON(dst, s.state(nowMs))
 }
 
 // sales is the edge's copy of the sales it was asked about (unknown ids included, so a
@@ -75,24 +59,11 @@ func (ss *sales) lookup(id []byte) (*sale, error) {
 
 // invalidate drops the sale a changed store key derives from and reports whether key was one.
 func (ss *sales) invalidate(key string) bool {
-	id, ok := saleIDOfKey(key)
+	id, ok := keyspace.SaleStateOf(key)
 	if ok {
 		ss.cache.Delete(id)
 	}
 	return ok
-}
-
-// saleIDOfKey extracts the id from keyspace.Sale(id) and keyspace.SoldOut(id).
-func saleIDOfKey(key string) (string, bool) {
-	rest, ok := strings.CutPrefix(key, "fe:sale:{s:")
-	if !ok {
-		return "", false
-	}
-	i := strings.IndexByte(rest, '}')
-	if i <= 0 || (rest[i+1:] != "" && rest[i+1:] != ":soldout") {
-		return "", false
-	}
-	return rest[:i], true
 }
 
 func (ss *sales) fetch(id string) (*sale, error) {
@@ -111,34 +82,12 @@ func (ss *sales) fetch(id string) (*sale, error) {
 		return nil, fmt.Errorf("flashgate: read sold-out flag of %s: %w", id, ferr)
 	}
 	s := &sale{id: id, soldOut: ferr == nil}
-	if m["id"] == "" {
+	def, ok := publicsale.FromHash(m)
+	if !ok {
 		return s, nil
 	}
-	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
 	s.exists = true
-	s.startMs, s.endMs = num("starts_at_ms"), num("ends_at_ms")
-	// The public shape is the order service's: the same fields, in the same order.
-	var head bytes.Buffer
-	enc := json.NewEncoder(&head)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(struct {
-		ID           string `json:"id"`
-		ProductID    string `json:"product_id"`
-		ProductName  string `json:"product_name"`
-		Price        int64  `json:"price"`
-		Stock        int64  `json:"stock"`
-		StartsAt     string `json:"starts_at"`
-		EndsAt       string `json:"ends_at"`
-		PerUserLimit int64  `json:"per_user_limit"`
-	}{m["id"], m["product_id"], m["product_name"], num("price"), num("stock"),
-		time.UnixMilli(s.startMs).UTC().Format(time.RFC3339), time.UnixMilli(s.endMs).UTC().Format(time.RFC3339), num("per_user_limit")})
-	b := bytes.TrimRight(head.Bytes(), "\n")
-	s.head = append(append([]byte{}, b[:len(b)-1]...), `,"state":"`...)
-	s.tail = fmt.Appendf(nil, `","shards":%d,"difficulty":%d`, num("shards"), num("difficulty"))
-	if wr := waitroom.FromHash(m).Render(); wr != nil {
-		j, _ := json.Marshal(wr)
-		s.tail = append(append(s.tail, `,"waiting_room":`...), j...)
-	}
-	s.tail = append(s.tail, '}')
+	s.startMs, s.endMs = def.StartsAt.UnixMilli(), def.EndsAt.UnixMilli()
+	s.view = publicsale.Render(def)
 	return s, nil
 }

@@ -5,7 +5,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"strings"
@@ -101,7 +100,10 @@ func New(cfg Config) (*Gateway, error) {
 
 	// The catalog does not honour Idempotency-Key: without the header the upstream pool never
 	// retries a product create, which could otherwise create it twice.
-	admin := g.admin(func(ctx *fasthttp.RequestCtx) {
+	// The admin bearer token is checked at the edge before forwarding, so a bad token never
+	// reaches a backend; the backend checks it again.
+	adminOnly := httpapi.Admin(cfg.AdminToken)
+	admin := adminOnly(func(ctx *fasthttp.RequestCtx) {
 		ctx.Request.Header.Del(httpapi.HeaderIdempotencyKey)
 		cfg.Catalog.Forward(ctx)
 	})
@@ -121,7 +123,7 @@ func New(cfg Config) (*Gateway, error) {
 	r.GET("/api/v1/orders", order)
 	r.GET("/api/v1/orders/{id}", order)
 	if cfg.Extra != nil {
-		cfg.Extra(r, g.admin)
+		cfg.Extra(r, adminOnly)
 	}
 
 	routed := r.Handler
@@ -133,7 +135,7 @@ func New(cfg Config) (*Gateway, error) {
 		// dropped before anything (the access log included) can read it. Del normalises its key
 		// on every call, so it runs only when the raw headers hold the name.
 		if httpapi.HasRawHeader(&ctx.Request.Header, lowerUser) {
-			ctx.Request.Header.Del(httpapi.HeaderUserID)
+			httpapi.DropUser(ctx)
 		}
 		if ctx.IsGet() {
 			if id, ok := bytes.CutPrefix(ctx.Path(), productsPrefix); ok && bytes.IndexByte(id, '/') < 0 {
@@ -210,32 +212,16 @@ func (g *Gateway) readError(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
-// admin checks the admin bearer token at the edge before forwarding, so a bad token never
-// reaches a backend. The backend checks it again.
-func (g *Gateway) admin(next fasthttp.RequestHandler) fasthttp.RequestHandler {
-	want := []byte("Bearer " + g.cfg.AdminToken)
-	return func(ctx *fasthttp.RequestCtx) {
-		got := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid admin token is required")
-			return
-		}
-		ctx.Request.Header.Del(httpapi.HeaderUserID)
-		next(ctx)
-	}
-}
-
 // user verifies the session and passes the user id to the backend in a header the edge sets
-// itself; a client-sent copy is always removed first.
+// itself (the hot path dropped a client-sent copy before routing).
 func (g *Gateway) user(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		ctx.Request.Header.Del(httpapi.HeaderUserID)
 		uid, err := g.cfg.Sessions.FromRequest(ctx)
 		if err != nil {
 			httpapi.WriteError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "log in first: a valid, unexpired session token is required")
 			return
 		}
-		ctx.Request.Header.Set(httpapi.HeaderUserID, uid)
+		httpapi.SetUser(ctx, uid)
 		next(ctx)
 	}
 }

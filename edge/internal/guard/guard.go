@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -249,7 +248,7 @@ func (g *Guard) Write(ctx *fasthttp.RequestCtx, v Verdict) {
 	case v.Reason == Blacklisted:
 		httpapi.WriteError(ctx, fasthttp.StatusForbidden, "blacklisted", "too many refused requests from this client; try again later")
 	default:
-		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, RetryAfter(v.Wait))
+		httpapi.SetRetryAfter(ctx, v.Wait)
 		httpapi.WriteError(ctx, fasthttp.StatusTooManyRequests, "rate_limited", "too many requests; slow down and retry after Retry-After seconds")
 	}
 }
@@ -283,11 +282,6 @@ func (g *Guard) spendAbuse(kind string, subject []byte) {
 		return
 	}
 	g.log.Warn("client address blacklisted at this edge", "key", subject, "ttl", g.o.BlacklistTTL.String())
-}
-
-// RetryAfter renders a wait as whole seconds, rounded up, at least 1.
-func RetryAfter(wait time.Duration) string {
-	return strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second)))
 }
 
 func (g *Guard) storeBan(uid string) {

@@ -22,7 +22,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -180,25 +179,11 @@ func (c *Cache) InvalidateKey(key string) {
 		c.listGen.Add(1)
 		return
 	}
-	if id, ok := productIDOfKey(key); ok {
+	if id, ok := keyspace.ProductOf(key); ok {
 		c.stripes[stripeOf([]byte(id))].Add(1)
 		c.bodies.Del([]byte(id))
 		c.listGen.Add(1) // pages embed the product
 	}
-}
-
-// productIDOfKey extracts the id from keyspace.Product(id) or keyspace.ProductStock(id).
-func productIDOfKey(key string) (string, bool) {
-	const pre = "fe:product:{p:"
-	rest, ok := strings.CutPrefix(key, pre)
-	if !ok {
-		return "", false
-	}
-	i := strings.IndexByte(rest, '}')
-	if i <= 0 {
-		return "", false
-	}
-	return rest[:i], true
 }
 
 func stripeOf(id []byte) uint32 {

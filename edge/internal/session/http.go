@@ -112,7 +112,7 @@ func NewHandler(s *Signer, o HandlerOptions) fasthttp.RequestHandler {
 		ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
 
 		httpapi.WriteJSON(ctx, fasthttp.StatusOK, loginResponse{
-			Token: tok, UserID: uid, ExpiresAt: exp.UTC().Format(time.RFC3339),
+			Token: tok, UserID: uid, ExpiresAt: httpapi.FormatTime(exp),
 		})
 	}
 }

@@ -92,7 +92,7 @@ func TestLoginHandler(t *testing.T) {
 			if got.UserID != tt.wantUser {
 				t.Errorf("user_id %q, want %q", got.UserID, tt.wantUser)
 			}
-			if want := t0.Add(time.Hour).UTC().Format(time.RFC3339); got.ExpiresAt != want {
+			if want := t0.Add(time.Hour).UTC().Format("2006-01-02T15:04:05.000Z"); got.ExpiresAt != want {
 				t.Errorf("expires_at %q, want %q", got.ExpiresAt, want)
 			}
 			if uid, err := s.Verify([]byte(got.Token), t0); err != nil || uid != tt.wantUser {

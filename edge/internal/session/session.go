@@ -11,7 +11,7 @@
 //
 // "1" is the format version, kid names the secret that signed the token (1 to 16 of
 // A-Z a-z 0-9 _ -), expiry is the end of validity in whole unix seconds (decimal, no sign) and
-// userID is the user id (see ValidUserID), last because it may itself contain dots. The MAC
+// userID is the user id (see httpapi.ValidUserID), last because it may itself contain dots. The MAC
 // covers the decoded payload bytes, so nothing in it can change without the secret.
 //
 // Verification needs no store round trip: a Signer holds every accepted secret by kid. To rotate,
@@ -31,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"flashedge/shared/httpapi"
 )
 
 // Errors returned by Verify. Callers answer all of them with 401; they differ for logs and tests.
@@ -55,7 +57,7 @@ const (
 	// MaxKidLen is the longest key id.
 	MaxKidLen = 16
 	// MaxUserIDLen is the longest user id a token can carry.
-	MaxUserIDLen = 80
+	MaxUserIDLen = httpapi.MaxUserIDLen
 	// DefaultKid is the key id of a secret given without one.
 	DefaultKid = "k1"
 
@@ -166,10 +168,10 @@ func ParseKeys(spec string) (keys map[string][]byte, currentKid string, err erro
 func (s *Signer) TTL() time.Duration { return s.ttl }
 
 // Issue signs a token for userID with the current key, valid until now+TTL (truncated to the
-// second, which is the returned expiry). userID must satisfy ValidUserID: Issue panics otherwise,
+// second, which is the returned expiry). userID must satisfy httpapi.ValidUserID: Issue panics otherwise,
 // because only code that has validated its input may mint identities.
 func (s *Signer) Issue(userID string, now time.Time) (token string, expires time.Time) {
-	if !ValidUserID([]byte(userID)) {
+	if !httpapi.ValidUserID([]byte(userID)) {
 		panic(fmt.Sprintf("session: Issue with invalid user id %q", userID))
 	}
 	exp := now.Add(s.ttl).Unix()
@@ -265,7 +267,7 @@ func (s *Signer) AppendVerify(dst, token []byte, now time.Time) ([]byte, error) 
 	}
 	exp, ok := parseUnix(rest[:dot])
 	uid := rest[dot+1:]
-	if !ok || !ValidUserID(uid) {
+	if !ok || !httpapi.ValidUserID(uid) {
 		return dst, ErrMalformed
 	}
 	if now.Unix() >= exp {
@@ -296,20 +298,6 @@ func validKid(kid string) bool {
 	for i := 0; i < len(kid); i++ {
 		c := kid[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// ValidUserID reports whether b can be a user id: 1 to MaxUserIDLen of a-z 0-9 _ . - (lower case
-// only, so one person has one id; no braces, so a user id can never change a store key's hash tag).
-func ValidUserID(b []byte) bool {
-	if len(b) == 0 || len(b) > MaxUserIDLen {
-		return false
-	}
-	for _, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
 			return false
 		}
 	}
