@@ -164,17 +164,10 @@ func (a *api) batch(ctx *fasthttp.RequestCtx) {
 	}
 	sctx, cancel := a.storeContext()
 	defer cancel()
-	ps, err := a.store.GetMany(sctx, ids)
+	body, err := a.store.AppendPublicMany(sctx, append(make([]byte, 0, 64+320*len(ids)), `{"items":[`...), ids)
 	if err != nil {
 		a.fail(ctx, err)
 		return
-	}
-	body := append(make([]byte, 0, 64+320*len(ps)), `{"items":[`...)
-	for i, p := range ps {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = appendProduct(body, p, false)
 	}
 	httpapi.WriteRawJSON(ctx, fasthttp.StatusOK, append(body, "]}"...))
 }

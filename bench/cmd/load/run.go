@@ -167,6 +167,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		defer st.Stop()
 		cfg.URL, cfg.AdminToken = st.URL, st.AdminToken
 		cfg.Load.StoreAddr = st.Addrs["store"]
+		cfg.Load.CPU = st.CPU
 		rep.Target = st.URL
 		for _, c := range st.Commands {
 			fmt.Fprintln(stdout, "  started:", c)

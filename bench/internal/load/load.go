@@ -34,6 +34,9 @@ var Scenarios = []string{ScenarioBrowse, ScenarioCart, ScenarioCheckout, Scenari
 type Config struct {
 	// Target is the edge. Required.
 	Target Target
+	// CPU, when set, returns the CPU time the servers under load (every process of a spawned
+	// stack, the store included) have used so far; the stress rows then report CPU per operation.
+	CPU func() time.Duration
 	// AdminToken is the edge's admin bearer token (the rush creates a sale and reads its ledger).
 	AdminToken string
 	// Scenarios to run, in order. Empty means browse.

@@ -292,6 +292,10 @@ func runStress(ctx context.Context, cfg Config, rep *Report, runID string) error
 		}
 		b := Bounds{Duration: dur, Concurrency: n}
 		fmt.Fprintf(cfg.Out, "stress: %d concurrent clients adding to carts for %s\n", n, dur)
+		var cpu0 time.Duration
+		if cfg.CPU != nil {
+			cpu0 = cfg.CPU()
+		}
 		el := phase(ctx, cfg, row.Name, b, []*Row{row}, func(w int, _ int64, _ time.Time) {
 			r := rands[w]
 			c.Do(row, Call{Method: "PUT", Path: "/api/v1/cart/items/" + fmt.Sprintf("%08d", cartLine(r, w, cfg.Products)),
@@ -299,6 +303,11 @@ func runStress(ctx context.Context, cfg Config, rep *Report, runID string) error
 		})
 		c.Close()
 		addRows(rep, el, row)
+		if _, ok, _ := row.Counts(); cfg.CPU != nil && ok > 0 {
+			used := cfg.CPU() - cpu0
+			rep.Note(cfg.Out, "stress/%d: %.0f us of CPU per successful cart add across every process of the stack (edge, cart, catalog, store, ...; %s over %d adds)",
+				n, float64(used.Microseconds())/float64(ok), used.Round(time.Millisecond), ok)
+		}
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"flashedge/bench/internal/cpustat"
 	"flashedge/bench/internal/proc"
 	"flashedge/bench/internal/redisproc"
 )
@@ -187,6 +188,20 @@ func mask(env []string) []string {
 
 // Stop stops the services in reverse start order, then the store, and waits for each.
 // It is idempotent.
+// CPU returns the CPU time (user + system, from /proc) every process of the stack has used so
+// far, the store included: the difference over a phase divided by its operations is the cost
+// of one operation across all processes.
+func (s *Stack) CPU() time.Duration {
+	var ticks uint64
+	if s.redis != nil {
+		ticks += cpustat.ProcTicks(s.redis.Pid())
+	}
+	for _, p := range s.procs {
+		ticks += cpustat.ProcTicks(p.Pid())
+	}
+	return time.Duration(ticks) * time.Second / cpustat.TicksPerSecond
+}
+
 func (s *Stack) Stop() {
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		s.procs[i].Stop(10 * time.Second)
