@@ -45,6 +45,12 @@ func TestRushOnCluster(t *testing.T) {
 		}
 	}
 	l := e.checkAtRest("end of the cluster rush", "cluster")
+	// The audit found the records on the node that owns the sale's slot (its SCAN is routed by
+	// the hash tag) and the orders in the users' slots.
+	if l.Audit.Tickets[StatusWon] != stock || l.Audit.Ordered != stock || l.Audit.Claims["o"] != stock {
+		t.Errorf("audit on the cluster: %d won tickets, %d orders, %d ordered claims; want %d each",
+			l.Audit.Tickets[StatusWon], l.Audit.Ordered, l.Audit.Claims["o"], stock)
+	}
 	if l.Ordered != stock || l.Remaining != 0 {
 		t.Fatalf("ledger %+v", l)
 	}
