@@ -25,6 +25,7 @@ endef
 
 deps-test:
 	$(call need-pkg,redis-server,redis-server)
+	$(call need-pkg,haproxy,haproxy)
 	$(call need-pkg,chromium,chromium)
 	$(call need-pkg,haproxy,haproxy)
 

@@ -59,6 +59,9 @@ type Options struct {
 	// address is a cluster. FLASHEDGE_STACK_STORE=cluster in the environment sets it for every
 	// stack, which is how `make test` runs the core end-to-end tests a second time on a cluster.
 	StoreCluster bool
+	// Balancer puts a real HAProxy in front of the edges (launch.StartBalancer: health checks on
+	// /ready, PROXY protocol v2 to the edges, which trust it); BalancerURL returns its address.
+	Balancer bool
 	// NoRestart leaves a process that exits (or is killed) down until Restart is called.
 	NoRestart bool
 	// RestartBackoff is the first restart delay after a crash (it doubles up to 2s).
@@ -81,6 +84,7 @@ type Stack struct {
 	store         *kvtest.Server
 	cluster       *kvtest.Cluster
 	storeAddr     string
+	balancer      string
 	adminToken    string
 	sessionSecret string
 	instances     map[string][]launch.Instance // by service
@@ -139,6 +143,9 @@ func Start(tb testing.TB, o Options) *Stack {
 	w := launch.Wiring{
 		StoreAddr: s.storeAddr, StoreCluster: o.StoreCluster, AdminToken: s.adminToken, SessionSecret: s.sessionSecret,
 		LogFormat: "text", Addrs: map[string]string{},
+	}
+	if o.Balancer {
+		w.ProxyProtocolFrom = launch.BalancerTrust
 	}
 	var plan []launch.Instance
 	width := 0
@@ -201,7 +208,29 @@ func Start(tb testing.TB, o Options) *Stack {
 		// instead of marking them unhealthy until its next probe.
 		s.waitReady(in)
 	}
+	if o.Balancer {
+		port, err := kvtest.FreePort()
+		if err != nil {
+			tb.Fatalf("stack: free port: %v", err)
+		}
+		s.balancer = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if err := launch.StartBalancer(s.sup, tb.TempDir(), s.balancer, s.instances["edge"]); err != nil {
+			tb.Fatalf("stack: %v", err)
+		}
+		if err := launch.WaitBalancer(context.Background(), s.balancer, o.ReadyTimeout); err != nil {
+			tb.Fatalf("stack: %v", err)
+		}
+	}
 	return s
+}
+
+// BalancerURL returns "http://host:port" of the HAProxy in front of the edges (Options.Balancer).
+func (s *Stack) BalancerURL() string {
+	s.tb.Helper()
+	if s.balancer == "" {
+		s.tb.Fatalf("stack: no balancer: set Options.Balancer")
+	}
+	return "http://" + s.balancer
 }
 
 // pickServices orders the requested services, or lists every built one when none is named.

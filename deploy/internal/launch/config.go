@@ -292,11 +292,15 @@ func (c Config) Plan() []Instance {
 	var out []Instance
 	for _, s := range c.Services {
 		for i := range c.Replicas[s] {
+			base := c.Ports[s]
+			if s == "edge" && c.Balanced() {
+				base++ // the balancer takes the edge's base port
+			}
 			in := Instance{
 				Service: s,
 				Index:   i,
 				Name:    fmt.Sprintf("%s-%d", s, i+1),
-				Addr:    net.JoinHostPort(c.Host, strconv.Itoa(c.Ports[s]+ReplicaStride*i)),
+				Addr:    net.JoinHostPort(c.Host, strconv.Itoa(base+ReplicaStride*i)),
 			}
 			if s == "edge" {
 				in.OpsAddr = net.JoinHostPort(c.Host, strconv.Itoa(c.OpsPort+i))
@@ -305,6 +309,15 @@ func (c Config) Plan() []Instance {
 		}
 	}
 	return out
+}
+
+// Balanced reports whether several edges run behind the local HAProxy: then the balancer
+// listens on the edge's base port (8000) and edge i on base+1+10*i (8001, 8011, 8021...).
+func (c Config) Balanced() bool { return c.Replicas["edge"] > 1 }
+
+// BalancerAddr is where the balancer listens when Balanced.
+func (c Config) BalancerAddr() string {
+	return net.JoinHostPort(c.Host, strconv.Itoa(c.Ports["edge"]))
 }
 
 // Addrs returns the comma-separated addresses of every replica of service (empty when the
@@ -325,6 +338,9 @@ func (c Config) Env(in Instance, storeAddr string) map[string]string {
 		StoreAddr: storeAddr, StoreCluster: c.StoreKind == "cluster" && c.ExternalStore == "",
 		AdminToken: c.AdminToken, SessionSecret: c.SessionSecret,
 		LogFormat: c.LogFormat, Seed: c.Seed, Addrs: map[string]string{},
+	}
+	if c.Balanced() {
+		w.ProxyProtocolFrom = BalancerTrust
 	}
 	for _, s := range c.Services {
 		w.Addrs[s] = c.Addrs(s)
@@ -348,6 +364,9 @@ type Wiring struct {
 	Seed int
 	// Addrs maps a service to the comma-separated addresses of its replicas.
 	Addrs map[string]string
+	// ProxyProtocolFrom is FLASHEDGE_PROXY_PROTOCOL_FROM for edges (the balancer's address);
+	// empty leaves it unset.
+	ProxyProtocolFrom string
 }
 
 // Env returns the FLASHEDGE_* variables for in.
@@ -366,6 +385,9 @@ func (w Wiring) Env(in Instance) map[string]string {
 	}
 	if w.StoreCluster {
 		env["FLASHEDGE_STORE_CLUSTER"] = "true"
+	}
+	if in.Service == "edge" && w.ProxyProtocolFrom != "" {
+		env["FLASHEDGE_PROXY_PROTOCOL_FROM"] = w.ProxyProtocolFrom
 	}
 	if w.LogFormat != "" {
 		env["FLASHEDGE_LOG_FORMAT"] = w.LogFormat

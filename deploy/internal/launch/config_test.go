@@ -66,7 +66,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "replicas not a number", args: []string{"-replicas", "cart=two"}, wantErr: "not a whole number"},
 		{name: "bad port", args: []string{"-ports", "edge=70000"}, wantErr: "want a port"},
 		{name: "bad store port", args: []string{"-store-port", "0"}, wantErr: "want 1-65529"},
-		{name: "ops port collides with an edge replica", args: []string{"-replicas", "edge=11"}, wantErr: "would both listen on 127.0.0.1:8100"},
+		{name: "ops port collides with an edge replica", args: []string{"-replicas", "edge=11"}, wantErr: "would both listen on 127.0.0.1:8101"},
 		{name: "bad store kind", args: []string{"-store", "memcached"}, wantErr: "want auto, dragonfly, redis or cluster"},
 		{name: "bad log format", args: []string{"-log-format", "xml"}, wantErr: "want text or json"},
 		{name: "bad external store", env: map[string]string{"FLASHEDGE_STORE_ADDR": "localhost"}, wantErr: "want host:port"},

@@ -84,6 +84,23 @@ func Run(ctx context.Context, c Config, stdout io.Writer, environ []string, forc
 	if len(notReady) > 0 {
 		say("WARNING: not ready after %s: %s; still supervising, see their logs above", c.ReadyTimeout, strings.Join(notReady, ", "))
 	}
+	if c.Balanced() {
+		var edges []Instance
+		for _, in := range started {
+			if in.Service == "edge" {
+				edges = append(edges, in)
+			}
+		}
+		if err := checkPortFree(c.BalancerAddr(), "the balancer"); err != nil {
+			return err
+		}
+		if err := StartBalancer(sup, c.DataDir, c.BalancerAddr(), edges); err != nil {
+			return err
+		}
+		if err := WaitBalancer(ctx, c.BalancerAddr(), c.ReadyTimeout); err != nil {
+			say("WARNING: %v", err)
+		}
+	}
 	took := time.Since(start)
 	if c.Seed > 0 {
 		for _, in := range started {
@@ -98,6 +115,10 @@ func Run(ctx context.Context, c Config, stdout io.Writer, environ []string, forc
 		}
 	}
 	printBanner(say, c, started, storeDesc, took)
+	if c.Balanced() {
+		say("  balancer        HAProxy on http://%s/ in front of %d edges (health check GET /ready every 500 ms, PROXY protocol v2 to the edges; each edge also answers on its own port)",
+			c.BalancerAddr(), c.Replicas["edge"])
+	}
 	<-ctx.Done()
 	return nil
 }
@@ -234,6 +255,9 @@ func printBanner(say func(string, ...any), c Config, started []Instance, storeDe
 		names = append(names, in.Name+" "+in.Addr)
 		if in.Service == "edge" && edge == "" {
 			edge, ops = in.Addr, in.OpsAddr
+			if c.Balanced() {
+				edge = c.BalancerAddr()
+			}
 		}
 	}
 	say("flashedge is up (services ready in %s)", took.Round(10*time.Millisecond))

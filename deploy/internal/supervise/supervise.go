@@ -37,6 +37,9 @@ type Spec struct {
 	// CopyOutput, when set, also receives every output line of the process without its tag
 	// (for example a log file). The supervisor does not close it.
 	CopyOutput io.Writer
+	// StopSignal asks the process to stop gracefully. Zero means SIGTERM (HAProxy's graceful
+	// stop is SIGUSR1: stop accepting, finish what is in flight).
+	StopSignal syscall.Signal
 }
 
 // Options configures a Supervisor. The zero value works: output to os.Stdout, no colour,
@@ -376,14 +379,18 @@ func (p *proc) terminate() {
 		return
 	default:
 	}
-	p.signal(syscall.SIGTERM)
+	sig := p.spec.StopSignal
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	p.signal(sig)
 	t := time.NewTimer(p.s.o.Grace)
 	defer t.Stop()
 	select {
 	case <-exited:
 		return
 	case <-t.C:
-		p.s.Printf(p.spec.Name, "[supervisor] still running %s after SIGTERM: sending SIGKILL", p.s.o.Grace)
+		p.s.Printf(p.spec.Name, "[supervisor] still running %s after %v: sending SIGKILL", p.s.o.Grace, sig)
 	case <-p.s.force:
 	}
 	p.signal(syscall.SIGKILL)
