@@ -56,7 +56,15 @@ type WaitRoomReport struct {
 	ToldWithinPoll   int64   `json:"told_within_one_poll"`
 	ToldLagMaxS      float64 `json:"told_lag_max_s"`
 	ToldLagP99S      float64 `json:"told_lag_p99_s"`
-	Expired          int64   `json:"expired"`
+	// WaitingAfterSellOut counts polls sent after the sell-out (plus the 50 ms the sell-out
+	// instant is sampled at) that were still answered "waiting": 0 means every waiting shopper's
+	// next poll said sold_out.
+	WaitingAfterSellOut int64 `json:"waiting_answers_after_sell_out"`
+	// PollLateP99S and PollLateMaxS are how late this load generator sent polls against the
+	// poll_after_ms it was given (its own backlog on a shared machine, not the server's).
+	PollLateP99S float64 `json:"poll_late_p99_s"`
+	PollLateMaxS float64 `json:"poll_late_max_s"`
+	Expired      int64   `json:"expired"`
 
 	// Fairness among pre-queue joiners: Spearman's rank correlation between join order and
 	// queue position (about 0 for a fair shuffle), the published order checked against the
@@ -112,6 +120,8 @@ type waitRush struct {
 	store rueidis.Client
 
 	join, poll, attempt, ticket *Row
+	late                        *Histogram
+	waitingAfter                atomic.Int64
 
 	polls     atomic.Int64
 	admitted  atomic.Int64
@@ -144,6 +154,7 @@ func runWaitRoom(ctx context.Context, cfg Config, rep *Report, runID string) err
 		attempt: NewRow(ScenarioWaitRoom, "waitroom/attempt", 202, 410, 409),
 		ticket:  NewRow(ScenarioWaitRoom, "waitroom/ticket-poll", 200),
 		answers: map[string]int64{},
+		late:    NewHistogram(),
 	}
 	defer w.c.Close()
 	bots := max(1, users/100)
@@ -354,6 +365,8 @@ func (w *waitRush) worker(ctx context.Context, k, n int, left *atomic.Int64) {
 		heap.Pop(h)
 		s := &w.shop[next.i]
 		interval := s.pollAfter
+		sent := time.Now()
+		w.late.Record(sent.Sub(next.at))
 		var state string
 		var pass string
 		res := w.c.Do(w.poll, Call{Method: "GET", Path: "/api/v1/flash-sales/" + w.sale + "/queue", Bearer: s.tok,
@@ -370,6 +383,9 @@ func (w *waitRush) worker(ctx context.Context, k, n int, left *atomic.Int64) {
 		if res.Err != nil || res.Status != 200 {
 			heap.Push(h, dueItem{time.Now().Add(time.Second), next.i})
 			continue
+		}
+		if so := w.soldOutAt.Load(); state == "waiting" && so != 0 && sent.UnixNano() > so+int64(50*time.Millisecond) {
+			w.waitingAfter.Add(1)
 		}
 		switch state {
 		case "waiting":
@@ -457,6 +473,9 @@ func (w *waitRush) buy(ctx context.Context, i int, pass string) {
 func (w *waitRush) fill(start time.Time) {
 	wr := w.rep
 	wr.Polls, wr.Admitted, wr.Won, wr.Expired = w.polls.Load(), w.admitted.Load(), w.won.Load(), w.expired.Load()
+	wr.WaitingAfterSellOut = w.waitingAfter.Load()
+	wr.PollLateP99S = w.late.Quantile(0.99).Seconds()
+	wr.PollLateMaxS = w.late.Max().Seconds()
 	so := w.soldOutAt.Load()
 	if so == 0 {
 		wr.StartToSellOutS = -1
@@ -592,6 +611,8 @@ func WriteWaitRoom(out io.Writer, wr *WaitRoomReport) {
 		wr.StartToSellOutS, wr.Admitted, wr.Won, wr.AttemptAnswers, wr.Expired)
 	fmt.Fprintf(out, "  sold out told to %d of %d waiting; %d within one poll interval (+1 s); lag max %.1fs p99 %.1fs\n",
 		wr.ToldSoldOut, wr.WaitingAtSellOut, wr.ToldWithinPoll, wr.ToldLagMaxS, wr.ToldLagP99S)
+	fmt.Fprintf(out, "  polls sent after the sell-out still answered waiting: %d; this generator sent polls late by p99 %.1fs, max %.1fs\n",
+		wr.WaitingAfterSellOut, wr.PollLateP99S, wr.PollLateMaxS)
 	fmt.Fprintf(out, "  fairness: rank correlation join order vs position %.4f; seed matches commitment %v; order recomputed %v; positions match %v\n",
 		wr.RankCorrelation, wr.SeedMatches, wr.OrderRecomputed, wr.PositionsMatch)
 	fmt.Fprintf(out, "  bots (first %d joiners): mean position percentile %.1f; wins %d (expected by share %.1f)\n",
