@@ -13,13 +13,14 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"strconv"
+	"sort"
 	"strings"
 	"time"
 
 	"flashedge/bench/internal/cpustat"
 	"flashedge/bench/internal/proc"
 	"flashedge/bench/internal/redisproc"
+	"flashedge/deploy/wiring"
 )
 
 // Services in start order.
@@ -115,23 +116,22 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
-	common := []string{
-		"FLASHEDGE_STORE_ADDR=" + s.redis.Addr,
-		"FLASHEDGE_ADMIN_TOKEN=" + s.AdminToken,
-		"FLASHEDGE_SESSION_SECRET=k1:" + randomString(36, true),
-		"FLASHEDGE_CATALOG_ADDRS=" + s.Addrs["catalog"],
-		"FLASHEDGE_CART_ADDRS=" + s.Addrs["cart"],
-		"FLASHEDGE_ORDER_ADDRS=" + s.Addrs["order"],
+	w := wiring.Wiring{
+		StoreAddr: s.redis.Addr, AdminToken: s.AdminToken, SessionSecret: "k1:" + randomString(36, true),
+		Seed: o.Seed, Addrs: map[string]string{"catalog": s.Addrs["catalog"], "cart": s.Addrs["cart"], "order": s.Addrs["order"]},
 	}
 	for _, svc := range Services {
-		env := append(append([]string{}, common...), o.Env...)
-		env = append(env, "FLASHEDGE_"+strings.ToUpper(svc)+"_LISTEN="+s.Addrs[svc], "FLASHEDGE_INSTANCE="+svc+"-1")
-		if svc == "catalog" {
-			env = append(env, "FLASHEDGE_SEED_DEMO="+strconv.Itoa(o.Seed))
-		}
+		// The edge's ops listener is not read by a load run.
+		in := wiring.Process{Service: svc, Name: svc + "-1", Addr: s.Addrs[svc]}
 		if svc == "edge" {
-			env = append(env, "FLASHEDGE_EDGE_OPS_LISTEN=127.0.0.1:0") // not read by a load run
+			in.OpsAddr = "127.0.0.1:0"
 		}
+		var env []string
+		for k, v := range w.Env(in) {
+			env = append(env, k+"="+v)
+		}
+		sort.Strings(env)
+		env = append(env, o.Env...)
 		env = append(env, o.ServiceEnv[svc]...)
 		p, err := proc.Start(proc.Spec{Name: svc, Path: bins[svc], Env: env, Log: filepath.Join(o.Dir, svc+".log")})
 		if err != nil {

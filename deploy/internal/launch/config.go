@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"flashedge/deploy/wiring"
 	"fmt"
 	"io"
 	"net"
@@ -275,17 +276,8 @@ func parsePorts(s string, ports map[string]int) error {
 	})
 }
 
-// Instance is one process of a service.
-type Instance struct {
-	Service string
-	// Index is the replica index, 0-based; Name carries it 1-based ("cart-1" is index 0).
-	Index int
-	Name  string
-	Addr  string // host:port it listens on
-	// OpsAddr is the edge's internal listener for /metrics and /dashboard (FLASHEDGE_EDGE_OPS_LISTEN);
-	// empty for other services.
-	OpsAddr string
-}
+// Instance is one process of a service (package wiring, shared with bench).
+type Instance = wiring.Process
 
 // Plan lists every instance to start, in start order.
 func (c Config) Plan() []Instance {
@@ -348,56 +340,8 @@ func (c Config) Env(in Instance, storeAddr string) map[string]string {
 	return w.Env(in)
 }
 
-// Wiring is what every process is told about the store and the other services. The launcher
-// and the deploy/stack test harness both build process environments from it, so tests run the
-// binaries exactly as `make run` does.
-type Wiring struct {
-	StoreAddr string
-	// StoreCluster sets FLASHEDGE_STORE_CLUSTER=true: StoreAddr are seeds of a Redis Cluster and
-	// a service refuses to start on anything else.
-	StoreCluster  bool
-	AdminToken    string
-	SessionSecret string
-	// LogFormat is FLASHEDGE_LOG_FORMAT; empty leaves it unset.
-	LogFormat string
-	// Seed is FLASHEDGE_SEED_DEMO for replica 0 of the catalog; 0 leaves it unset.
-	Seed int
-	// Addrs maps a service to the comma-separated addresses of its replicas.
-	Addrs map[string]string
-	// ProxyProtocolFrom is FLASHEDGE_PROXY_PROTOCOL_FROM for edges (the balancer's address);
-	// empty leaves it unset.
-	ProxyProtocolFrom string
-}
-
-// Env returns the FLASHEDGE_* variables for in.
-func (w Wiring) Env(in Instance) map[string]string {
-	env := map[string]string{
-		"FLASHEDGE_STORE_ADDR":                                 w.StoreAddr,
-		"FLASHEDGE_ADMIN_TOKEN":                                w.AdminToken,
-		"FLASHEDGE_SESSION_SECRET":                             w.SessionSecret,
-		"FLASHEDGE_CATALOG_ADDRS":                              w.Addrs["catalog"],
-		"FLASHEDGE_CART_ADDRS":                                 w.Addrs["cart"],
-		"FLASHEDGE_ORDER_ADDRS":                                w.Addrs["order"],
-		"FLASHEDGE_" + strings.ToUpper(in.Service) + "_LISTEN": in.Addr,
-	}
-	if in.OpsAddr != "" {
-		env["FLASHEDGE_EDGE_OPS_LISTEN"] = in.OpsAddr
-	}
-	if w.StoreCluster {
-		env["FLASHEDGE_STORE_CLUSTER"] = "true"
-	}
-	if in.Service == "edge" && w.ProxyProtocolFrom != "" {
-		env["FLASHEDGE_PROXY_PROTOCOL_FROM"] = w.ProxyProtocolFrom
-	}
-	if w.LogFormat != "" {
-		env["FLASHEDGE_LOG_FORMAT"] = w.LogFormat
-	}
-	// One replica seeds, so two do not race to fill an empty store.
-	if in.Service == "catalog" && in.Index == 0 && w.Seed > 0 {
-		env["FLASHEDGE_SEED_DEMO"] = strconv.Itoa(w.Seed)
-	}
-	return env
-}
+// Wiring is the FLASHEDGE_* wiring of every process (package wiring, shared with bench).
+type Wiring = wiring.Wiring
 
 // MergeEnv returns base (KEY=value lines) with every key of set replaced or added. Keys of base
 // that the launcher owns per instance (listen addresses, address lists) are dropped first, so a
