@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +30,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&cfg.LoadCPU, "load-cpu", "1", "CPU for wrk when pinning")
 	fs.StringVar(&rows, "rows", "", "comma-separated rows to run (default all): "+strings.Join(compare.AllRows, ","))
 	fs.IntVar(&cfg.FreshUpdates, "fresh-updates", 50, "product updates timed by the freshness measurement (0 skips it)")
+	memory := fs.String("memory-products", "10000,100000", "distinct products the edge caches before its RSS is read, comma-separated, increasing (empty skips)")
 	fs.DurationVar(&cfg.TTL, "ttl", time.Second, "lrucache TTL of the nginx peer (whole seconds)")
 	fs.StringVar(&cfg.ProductID, "product", "00000001", "product the product rows read")
 	fs.StringVar(&cfg.SaleID, "sale", "bench-soldout", "sale the sold-out rows hit")
@@ -43,6 +46,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 				cfg.Rows = append(cfg.Rows, r)
 			}
 		}
+	}
+	for _, v := range strings.Split(*memory, ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || (len(cfg.MemoryProducts) > 0 && n <= cfg.MemoryProducts[len(cfg.MemoryProducts)-1]) {
+			return fmt.Errorf("-memory-products %q: want increasing whole numbers", *memory)
+		}
+		cfg.MemoryProducts = append(cfg.MemoryProducts, n)
 	}
 	_, err := compare.Run(ctx, cfg, stdout)
 	return err

@@ -83,6 +83,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 		return r.rep, ctx.Err()
 	}
 	r.freshness(ctx)
+	r.memory(ctx)
 	r.rep.finish()
 	r.stopAll()
 	r.rep.Print(out)
@@ -177,7 +178,7 @@ func (r *runner) setup(ctx context.Context) error {
 	r.store = store
 	r.cleanup = append(r.cleanup, store.Close)
 
-	if cfg.wants(RowEdgeProduct, RowEdgeSoldOut, RowEdgeNoMetrics) || cfg.FreshUpdates > 0 {
+	if cfg.wants(RowEdgeProduct, RowEdgeSoldOut, RowEdgeNoMetrics) || cfg.FreshUpdates > 0 || len(cfg.MemoryProducts) > 0 {
 		if err := r.startProject(ctx); err != nil {
 			return err
 		}

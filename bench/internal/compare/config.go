@@ -51,6 +51,9 @@ type Config struct {
 	Rows []string
 	// FreshUpdates is how many product updates the freshness measurement times. Zero skips it.
 	FreshUpdates int
+	// MemoryProducts are the numbers of distinct products (increasing) the edge caches before its
+	// resident memory is read. Empty skips the measurement.
+	MemoryProducts []int
 	// TTL of the lrucache peer. Zero means 1s.
 	TTL time.Duration
 	// ProductID is the product every product row reads. Empty means "00000001".

@@ -28,6 +28,7 @@ type Report struct {
 	Peers     []Ratio           `json:"peers"`
 	Goals     []Goal            `json:"goals"`
 	Freshness *Freshness        `json:"freshness,omitempty"`
+	Memory    []Memory          `json:"memory,omitempty"`
 	Notes     []string          `json:"notes,omitempty"`
 }
 
@@ -246,6 +247,12 @@ func (rep *Report) finish() {
 		}
 		rep.Goals = append(rep.Goals, goal)
 	}
+	for _, m := range rep.Memory {
+		if m.Products == 10_000 {
+			v, met := m.RSSMiB, m.RSSMiB <= 64 && m.Failed == 0
+			rep.Goals = append(rep.Goals, Goal{Text: "edge RSS with 10,000 products cached <= 64 MiB", Value: &v, Want: 64, AtMost: true, Met: &met})
+		}
+	}
 	if f := rep.Freshness; f != nil && len(f.Results) == 2 && f.Results[0].Count > 0 {
 		edge, lru := f.Results[0], f.Results[1]
 		v := edge.P99MS
@@ -349,6 +356,12 @@ func (rep *Report) Print(w io.Writer) {
 				fmt.Fprintf(w, "  %-32s p50 %8.1f ms  p99 %8.1f ms  max %8.1f ms  (%d samples, %d missed the deadline)\n",
 					r.Name, r.P50MS, r.P99MS, r.MaxMS, r.Count, r.Timeouts)
 			}
+		}
+	}
+	if len(rep.Memory) > 0 {
+		fmt.Fprintln(w, "\nedge memory (VmRSS) with distinct products cached, each read once through the edge:")
+		for _, m := range rep.Memory {
+			fmt.Fprintf(w, "  %7d products: %6.1f MiB (%.1f MiB before; %d reads, %d failed)\n", m.Products, m.RSSMiB, m.BeforeMiB, m.Reads, m.Failed)
 		}
 	}
 	fmt.Fprintln(w, "\ngoals:")
