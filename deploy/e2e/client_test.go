@@ -92,6 +92,7 @@ func (c *client) do(method, path string, body any, headers ...string) reply {
 	if err != nil {
 		c.t.Fatalf("%s %s: read body: %v", method, path, err)
 	}
+	checkContract(c.t, req, resp.StatusCode, resp.Header, b)
 	return reply{status: resp.StatusCode, header: resp.Header, body: b}
 }
 

@@ -55,6 +55,9 @@ func NewServer(h fasthttp.RequestHandler, o ServerOptions, log *slog.Logger) *fa
 	if o.MaxRequestBodySize == 0 {
 		o.MaxRequestBodySize = 64 << 10
 	}
+	// Answers to requests that could not be parsed never reach RequestIDs: they get a fresh id
+	// here, so every answer carries X-Request-ID as the contract says.
+	ids := obs.NewIDs()
 	return &fasthttp.Server{
 		Handler:      Recover(h, log),
 		ReadTimeout:  o.ReadTimeout,
@@ -69,6 +72,8 @@ func NewServer(h fasthttp.RequestHandler, o ServerOptions, log *slog.Logger) *fa
 		CloseOnShutdown:       true,
 		Logger:                fasthttpLogger{log},
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
+			var buf [48]byte
+			ctx.Response.Header.SetBytesV(obs.HeaderRequestID, ids.AppendNext(buf[:0]))
 			switch {
 			case errors.Is(err, fasthttp.ErrBodyTooLarge):
 				WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large",

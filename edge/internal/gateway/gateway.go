@@ -16,6 +16,7 @@ import (
 	"flashedge/edge/internal/httpcache"
 	"flashedge/edge/internal/productcache"
 	"flashedge/shared/httpapi"
+	"flashedge/shared/openapi"
 	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
 	"flashedge/shared/product"
@@ -94,6 +95,9 @@ func New(cfg Config) (*Gateway, error) {
 	probe := httpapi.Probe{Check: cfg.Ready, Draining: cfg.Draining}
 	r.GET("/health", probe.Health)
 	r.GET("/ready", probe.Ready)
+	r.GET("/api/v1/openapi.json", func(ctx *fasthttp.RequestCtx) {
+		httpapi.WriteRawJSON(ctx, fasthttp.StatusOK, openapi.JSON())
+	})
 
 	r.GET("/api/v1/products", g.listProducts)
 	r.GET("/api/v1/products/{id}", g.getProductRouted)
