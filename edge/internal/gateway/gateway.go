@@ -16,9 +16,9 @@ import (
 	"flashedge/edge/internal/httpcache"
 	"flashedge/edge/internal/productcache"
 	"flashedge/shared/httpapi"
-	"flashedge/shared/openapi"
 	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
+	"flashedge/shared/openapi"
 	"flashedge/shared/product"
 )
 
