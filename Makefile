@@ -61,6 +61,22 @@ sim: deps-test
 	$(GO) test -count=1 -timeout 0 -v -run 'TestSim$$' ./backend/internal/flashsale/ \
 		-args -seeds $(SEEDS) -first-seed $(FIRST_SEED)
 
+# Every fuzz target of client input for FUZZTIME each (seed corpora in testdata/fuzz run in
+# `make test` too); CI runs it. A failing input is written to testdata/fuzz: commit it.
+FUZZTIME ?= 5s
+FUZZ_TARGETS := \
+	./edge/internal/proxyproto:FuzzParse \
+	./edge/internal/clientaddr:FuzzForwarded \
+	./edge/internal/session:FuzzVerify \
+	./edge/internal/productcache:FuzzParsePage \
+	./edge/internal/flashgate:FuzzIDs
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
 test-short:
 	$(GO) test -short ./...
 

@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"flashedge/edge/internal/clientaddr"
+	"flashedge/edge/internal/connlimit"
 	"flashedge/edge/internal/dashboard"
 	"flashedge/edge/internal/flashgate"
 	"flashedge/edge/internal/gateway"
@@ -43,7 +44,9 @@ type config struct {
 	// ProxyProtocolFrom: peers whose PROXY protocol header (v1/v2) names the client address.
 	ProxyProtocolFrom []netip.Prefix
 	// ForwardedFrom: peers whose X-Forwarded-For / Forwarded headers name the client address.
-	ForwardedFrom   []netip.Prefix
+	ForwardedFrom []netip.Prefix
+	// MaxConnsPerAddr caps the connections one client address (IPv6: /64) holds open; 0: none.
+	MaxConnsPerAddr int
 	Store           kv.Options
 	CatalogAddrs    []string
 	CartAddrs       []string
@@ -84,6 +87,8 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		"CIDRs of the load balancers whose PROXY protocol header names the client, comma-separated; empty: none (FLASHEDGE_PROXY_PROTOCOL_FROM)")
 	fwdFrom := fs.String("forwarded-from", env("FLASHEDGE_FORWARDED_FROM", ""),
 		"CIDRs of the proxies whose X-Forwarded-For/Forwarded headers name the client, comma-separated; empty: none (FLASHEDGE_FORWARDED_FROM)")
+	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-addr", envInt(getenv, "FLASHEDGE_MAX_CONNS_PER_ADDR", 1024),
+		"connections one client address (IPv6: its /64) may hold open; 0 for no cap; raise it behind a balancer that hides client addresses (FLASHEDGE_MAX_CONNS_PER_ADDR)")
 	catalog := fs.String("catalog", env("FLASHEDGE_CATALOG_ADDRS", "127.0.0.1:5001"), "catalog replicas, comma-separated (FLASHEDGE_CATALOG_ADDRS)")
 	cart := fs.String("cart", env("FLASHEDGE_CART_ADDRS", "127.0.0.1:5002"), "cart replicas (FLASHEDGE_CART_ADDRS)")
 	order := fs.String("order", env("FLASHEDGE_ORDER_ADDRS", "127.0.0.1:5003"), "order replicas (FLASHEDGE_ORDER_ADDRS)")
@@ -159,6 +164,15 @@ func secureCookie(v, listen string) (bool, error) {
 		return ip == nil || !ip.IsLoopback(), nil
 	}
 	return false, fmt.Errorf("-secure-cookie=%q: want on, off or auto", v)
+}
+
+// envInt reads a whole number from the environment; an unset or unparsable value gives def
+// (the flag's parse then reports a bad explicit value).
+func envInt(getenv func(string) string, k string, def int) int {
+	if v, err := strconv.Atoi(getenv(k)); err == nil {
+		return v
+	}
+	return def
 }
 
 func parseRate(name, v string) (float64, error) {
@@ -369,6 +383,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		// Connections from the balancers carry the client's address in a PROXY header; from
 		// anyone else a header is just a malformed request.
 		ln = proxyproto.NewListener(ln, proxyproto.Options{Trusted: cfg.ProxyProtocolFrom, Log: log})
+	}
+	if cfg.MaxConnsPerAddr > 0 {
+		// Outside the PROXY listener: the cap falls on the real client, not the balancer.
+		ln = connlimit.New(ln, cfg.MaxConnsPerAddr)
 	}
 	log.Info("listening", "addr", ln.Addr().String())
 	go func() { <-ctx.Done(); draining.Store(true) }()
