@@ -27,7 +27,6 @@ deps-test:
 	$(call need-pkg,redis-server,redis-server)
 	$(call need-pkg,haproxy,haproxy)
 	$(call need-pkg,chromium,chromium)
-	$(call need-pkg,haproxy,haproxy)
 
 deps-bench: deps-test
 	$(call need-pkg,wrk,wrk)
