@@ -91,14 +91,8 @@ func SaleToken(sale, token string) string { return salePrefix + sale + "}:token:
 // sweeper works from.
 func SaleDeadlines(sale string) string { return salePrefix + sale + "}:deadlines" }
 
-// Challenge is a one-time verification challenge.
-func Challenge(id string) string { return prefix + "challenge:{c:" + id + "}" }
-
 // AttemptStream is the stream of admitted flash-sale attempts consumed by the workers.
 func AttemptStream() string { return prefix + "stream:attempts" }
-
-// RateLimit is a rate-limit counter for a subject (ip or user) in a window.
-func RateLimit(kind, subject string) string { return prefix + "rl:" + kind + ":{" + subject + "}" }
 
 // Blacklist marks a client (ip or user) refused until the key expires.
 func Blacklist(kind, subject string) string { return prefix + "bl:" + kind + ":{" + subject + "}" }

@@ -68,10 +68,6 @@ func (p *Pool) ForwardContext(ctx context.Context, rctx *fasthttp.RequestCtx) {
 	copyResponse(&rctx.Response, resp)
 }
 
-// WriteUnavailable answers rctx with the maintenance 503 Forward uses, for callers that decide
-// themselves that the service is down (e.g. after Available returned false).
-func (p *Pool) WriteUnavailable(rctx *fasthttp.RequestCtx) { p.writeUnavailable(rctx) }
-
 func (p *Pool) writeUnavailable(rctx *fasthttp.RequestCtx) {
 	rctx.Response.Header.Set(fasthttp.HeaderRetryAfter, p.retryAfter)
 	rctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")

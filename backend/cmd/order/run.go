@@ -33,7 +33,7 @@ type config struct {
 	PendingTTL      time.Duration  // -pending-ttl: how long a running checkout holds its Idempotency-Key; default 30s
 	Timeout         time.Duration  // -timeout: store calls of the read routes; default 3s
 	CallTimeout     time.Duration  // -call-timeout: one attempt of a call to cart or catalog; default 1.5s
-	Grace           time.Duration  // -shutdown-grace: in-flight requests get this long on shutdown; default 4s
+	Grace           time.Duration  // -shutdown-grace: in-flight requests get this long on shutdown; default 10s
 }
 
 // String describes the config for the start-up log (it holds no secret besides the store's,

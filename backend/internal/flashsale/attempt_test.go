@@ -242,7 +242,7 @@ func (e *env) lastChallenge(t testing.TB, sale, user, key string) string {
 	return v
 }
 
-// TestChallenge checks the stand-alone challenge: binding, single use, expiry, honest difficulty.
+// TestChallenge checks the challenge as the attempt spends it: binding, single use, expiry.
 func TestChallenge(t *testing.T) {
 	e := newEnv(t, Options{ChallengeTTL: 300 * time.Millisecond})
 	e.createSale(saleSpec{id: "a", stock: 5, shards: 1, difficulty: 8})
@@ -255,6 +255,9 @@ func TestChallenge(t *testing.T) {
 	if ch.Difficulty != 8 || ch.Prefix != ch.ID || !validHexID(ch.ID) {
 		t.Fatalf("challenge = %+v", ch)
 	}
+	use := func(user, sale, id, answer, key string) (AttemptAnswer, error) {
+		return e.svc.Attempt(ctx, AttemptInput{User: user, SaleID: sale, ChallengeID: id, Answer: answer, IdempotencyKey: key})
+	}
 	good := Solve(ch.Prefix, ch.Difficulty)
 	wrong := "x"
 	for LeadingZeroBits(ch.Prefix, wrong) >= 8 {
@@ -266,16 +269,15 @@ func TestChallenge(t *testing.T) {
 		{"wrong user", "bob", "a", good},
 		{"wrong sale", "alice", "b", good},
 		{"wrong answer", "alice", "a", wrong},
-		{"overlong answer", "alice", "a", string(make([]byte, MaxAnswerLen+1))},
 	} {
-		if err := e.svc.ConsumeChallenge(ctx, tt.user, tt.sale, ch.ID, tt.answer); !errors.Is(err, ErrBadChallenge) {
+		if _, err := use(tt.user, tt.sale, ch.ID, tt.answer, "k-"+tt.user+"-"+tt.sale+"-"+tt.name[:5]); !errors.Is(err, ErrBadChallenge) {
 			t.Errorf("%s: err = %v, want ErrBadChallenge", tt.name, err)
 		}
 	}
-	if err := e.svc.ConsumeChallenge(ctx, "alice", "a", ch.ID, good); err != nil {
-		t.Fatalf("right answer: %v", err)
+	if ans, err := use("alice", "a", ch.ID, good, "k-right"); err != nil || ans.Outcome != OutcomeAdmitted {
+		t.Fatalf("right answer: %+v, %v", ans, err)
 	}
-	if err := e.svc.ConsumeChallenge(ctx, "alice", "a", ch.ID, good); !errors.Is(err, ErrBadChallenge) {
+	if _, err := use("alice", "a", ch.ID, good, "k-again"); !errors.Is(err, ErrBadChallenge) {
 		t.Errorf("second use: err = %v, want ErrBadChallenge", err)
 	}
 	late, _ := e.svc.IssueChallenge(ctx, "alice", "a")
@@ -283,7 +285,7 @@ func TestChallenge(t *testing.T) {
 		n, _ := e.c.Do(ctx, e.c.B().Exists().Key(keyspace.SaleChallenge("a", late.ID)).Build()).AsInt64()
 		return n == 0
 	})
-	if err := e.svc.ConsumeChallenge(ctx, "alice", "a", late.ID, Solve(late.Prefix, 8)); !errors.Is(err, ErrBadChallenge) {
+	if _, err := use("alice", "a", late.ID, Solve(late.Prefix, 8), "k-late"); !errors.Is(err, ErrBadChallenge) {
 		t.Errorf("expired challenge: err = %v, want ErrBadChallenge", err)
 	}
 }

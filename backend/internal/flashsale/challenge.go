@@ -57,26 +57,6 @@ func (s *Service) IssueChallenge(ctx context.Context, user, saleID string) (Chal
 	return ch, nil
 }
 
-// ConsumeChallenge checks answer against challenge id for user and sale and spends it: a second
-// use, another user's or another sale's challenge, an expired one or a wrong answer is
-// ErrBadChallenge. A wrong answer does not spend it. Attempts do the same inside their admission
-// script; this is the stand-alone form.
-func (s *Service) ConsumeChallenge(ctx context.Context, user, saleID, id, answer string) error {
-	if !validHexID(id) || !product.ValidID([]byte(saleID)) || len(answer) > MaxAnswerLen || !httpapi.ValidUserID([]byte(user)) {
-		return ErrBadChallenge
-	}
-	zeros := LeadingZeroBits(id, answer)
-	res, err := s.lua.challengeConsume.Exec(ctx, s.c, []string{keyspace.SaleChallenge(saleID, id)},
-		[]string{user, strconv.Itoa(zeros)}).ToString()
-	if err != nil {
-		return fmt.Errorf("flashsale: consume challenge: %w", err)
-	}
-	if res != "ok" {
-		return ErrBadChallenge
-	}
-	return nil
-}
-
 // LeadingZeroBits returns the number of leading zero bits of SHA-256(prefix + nonce).
 func LeadingZeroBits(prefix, nonce string) int {
 	var buf [160]byte

@@ -261,7 +261,7 @@ func lua(name string) string {
 
 type scripts struct {
 	saleClaim, saleCommit               *rueidis.Lua
-	challengeConsume, gate              *rueidis.Lua
+	gate                                *rueidis.Lua
 	begin, shardClaim, shardSettle, win *rueidis.Lua
 	finish, shardRead                   *rueidis.Lua
 	tokenPay, tokenExpire, tokenFinish  *rueidis.Lua
@@ -273,23 +273,22 @@ type scripts struct {
 func loadScripts() *scripts {
 	challenge := lua("challenge.lua")
 	return &scripts{
-		saleClaim:        rueidis.NewLuaScript(lua("sale_claim.lua")),
-		saleCommit:       rueidis.NewLuaScript(lua("sale_commit.lua")),
-		challengeConsume: rueidis.NewLuaScript(challenge + lua("challenge_consume.lua")),
-		gate:             rueidis.NewLuaScript(challenge + lua("attempt_gate.lua")),
-		begin:            rueidis.NewLuaScript(lua("worker_begin.lua")),
-		shardClaim:       rueidis.NewLuaScript(lua("shard_claim.lua")),
-		shardSettle:      rueidis.NewLuaScript(lua("shard_settle.lua")),
-		win:              rueidis.NewLuaScript(lua("worker_win.lua")),
-		finish:           rueidis.NewLuaScript(lua("worker_finish.lua")),
-		shardRead:        rueidis.NewLuaScript(lua("shard_read.lua")), // not EVAL_RO: older Dragonfly lacks it
-		tokenPay:         rueidis.NewLuaScript(lua("token_pay.lua")),
-		tokenExpire:      rueidis.NewLuaScript(lua("token_expire.lua")),
-		tokenFinish:      rueidis.NewLuaScript(lua("token_finish.lua")),
-		orderWrite:       rueidis.NewLuaScript(lua("order_write.lua")),
-		requeueMark:      rueidis.NewLuaScript(lua("requeue_mark.lua")),
-		claimsClosed:     rueidis.NewLuaScript(lua("claims_closed.lua")),
-		consumerRetire:   rueidis.NewLuaScript(lua("consumer_retire.lua")),
+		saleClaim:      rueidis.NewLuaScript(lua("sale_claim.lua")),
+		saleCommit:     rueidis.NewLuaScript(lua("sale_commit.lua")),
+		gate:           rueidis.NewLuaScript(challenge + lua("attempt_gate.lua")),
+		begin:          rueidis.NewLuaScript(lua("worker_begin.lua")),
+		shardClaim:     rueidis.NewLuaScript(lua("shard_claim.lua")),
+		shardSettle:    rueidis.NewLuaScript(lua("shard_settle.lua")),
+		win:            rueidis.NewLuaScript(lua("worker_win.lua")),
+		finish:         rueidis.NewLuaScript(lua("worker_finish.lua")),
+		shardRead:      rueidis.NewLuaScript(lua("shard_read.lua")), // not EVAL_RO: older Dragonfly lacks it
+		tokenPay:       rueidis.NewLuaScript(lua("token_pay.lua")),
+		tokenExpire:    rueidis.NewLuaScript(lua("token_expire.lua")),
+		tokenFinish:    rueidis.NewLuaScript(lua("token_finish.lua")),
+		orderWrite:     rueidis.NewLuaScript(lua("order_write.lua")),
+		requeueMark:    rueidis.NewLuaScript(lua("requeue_mark.lua")),
+		claimsClosed:   rueidis.NewLuaScript(lua("claims_closed.lua")),
+		consumerRetire: rueidis.NewLuaScript(lua("consumer_retire.lua")),
 	}
 }
 

@@ -3,6 +3,7 @@ package cpustat
 import (
 	"os"
 	"testing"
+	"time"
 )
 
 func TestParseStat(t *testing.T) {
@@ -32,7 +33,24 @@ func TestLive(t *testing.T) {
 		t.Skipf("no /proc/stat: %v", err)
 	}
 	if len(cpus) == 0 {
-		t.Error("no CPUs")
+		t.Fatal("no CPUs")
 	}
-	_ = ProcTicks(os.Getpid()) // must not fail on a live process
+	for i, c := range cpus {
+		if c.Total == 0 || c.Busy > c.Total {
+			t.Errorf("cpu%d = %+v: want busy <= total and some ticks", i, c)
+		}
+	}
+	// This process's CPU time must move while it spins (ticks are 10 ms; poll with a deadline).
+	start := ProcTicks(os.Getpid())
+	deadline := time.Now().Add(5 * time.Second)
+	for ProcTicks(os.Getpid()) <= start {
+		if time.Now().After(deadline) {
+			t.Fatalf("ProcTicks stayed at %d while the process spun for 5s", start)
+		}
+		for i := 0; i < 1_000_000; i++ {
+			spin++
+		}
+	}
 }
+
+var spin int

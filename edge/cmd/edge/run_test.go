@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +77,19 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 	}
 	if code, _ := get("/api/v1/products/00000009"); code != 404 {
 		t.Fatalf("unknown product: %d, want 404", code)
+	}
+	// The missing catalog answers the maintenance 503 at once (an admin write is forwarded).
+	req, _ := http.NewRequest("POST", "http://"+addr+"/api/v1/admin/products", strings.NewReader(`{"name":"x","price":1,"stock":1}`))
+	req.Header.Set("Authorization", "Bearer admin-token-for-tests-0123")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"error"`) {
+		t.Errorf("admin write with the catalog missing: %d Retry-After %q %s; want 503 with Retry-After and a JSON error",
+			resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 	c := srv.Client(t)
 	doc := `{"id":"00000001","name":"x","description":"","price":1000,"currency":"VND","image":""}`
