@@ -223,7 +223,7 @@ func TestGracefulShutdown(t *testing.T) {
 	})
 }
 
-// saleLedger is the admin ledger of a flash sale (API.md).
+// saleLedger is the admin ledger of a flash sale (shared/openapi/openapi.json).
 type saleLedger struct {
 	Initial        int64   `json:"initial"`
 	Remaining      int64   `json:"remaining"`

@@ -25,7 +25,7 @@ import (
 // the edge stops taking requests before the services behind it go away.
 func Services() []string { return []string{"catalog", "cart", "order", "worker", "edge"} }
 
-// DefaultPorts are the base ports of replica 0 of each service (API.md). Replica i listens on
+// DefaultPorts are the base ports of replica 0 of each service (README: The public contract). Replica i listens on
 // base + ReplicaStride*i: cart replicas on 5002, 5012, 5022...; the bases differ in their last
 // digit, so replicas of different services never collide (up to MaxReplicas).
 func DefaultPorts() map[string]int {

@@ -62,7 +62,7 @@ func Backends(service string, states []upstream.ReplicaState) []Backend {
 type Sale struct {
 	ID        string `json:"id"`
 	ProductID string `json:"product_id,omitempty"`
-	// State is upcoming, live, sold_out or ended (API.md).
+	// State is upcoming, live, sold_out or ended (shared/sale).
 	State string `json:"state"`
 	// Initial is the stock the sale started with; zero when unknown.
 	Initial int64 `json:"initial"`

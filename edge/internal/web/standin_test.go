@@ -27,7 +27,7 @@ import (
 // standIn is a small in-test implementation of the JSON routes the storefront calls, so that the
 // page has something to talk to in the browser test. It is NOT the edge or any backend: no
 // store, no signed tokens, no concurrency limits, just enough behaviour, following
-// ../shared/API.md, for one shopper at a time. It records what the page sent (proof-of-work
+// the public contract (shared/openapi/openapi.json), for one shopper at a time. It records what the page sent (proof-of-work
 // answers above all) and every request it could not answer, for the test to check.
 type standIn struct {
 	now        func() time.Time

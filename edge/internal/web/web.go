@@ -1,7 +1,7 @@
 // Package web serves the shopper-facing storefront: one HTML page, its script and style sheet,
 // and the product images, all embedded in the binary so the edge needs no files at run time.
 //
-// The page talks only to the public JSON API (../shared/API.md) of the same origin; it is plain
+// The page talks only to the public JSON API (shared/openapi/openapi.json) of the same origin; it is plain
 // HTML, CSS and JavaScript with no framework and nothing fetched from elsewhere, so it works
 // offline and under a strict Content-Security-Policy (no inline scripts or styles).
 package web
