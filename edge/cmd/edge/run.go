@@ -98,7 +98,8 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	ipRate := fs.String("rate-ip", env("FLASHEDGE_RATE_IP", "50"), "flash-sale requests per second per client IP at this edge, or off (FLASHEDGE_RATE_IP)")
 	userRate := fs.String("rate-user", env("FLASHEDGE_RATE_USER", "2"), "flash-sale requests per second per user at this edge, or off (FLASHEDGE_RATE_USER)")
 	c.Log.RegisterFlags(fs, getenv)
-	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "how long in-flight requests may take at shutdown")
+	fs.DurationVar(&c.Grace, "shutdown-grace", 10*time.Second, "how long in-flight requests may take at shutdown (the name every binary uses)")
+	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "deprecated: -shutdown-grace")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -188,6 +189,9 @@ func parseRate(name, v string) (float64, error) {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadConfig(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h printed the flags: a successful exit
+	}
 	if err != nil {
 		return err
 	}

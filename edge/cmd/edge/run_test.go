@@ -178,3 +178,11 @@ func TestSecureCookieDefault(t *testing.T) {
 		t.Error("secureCookie accepted \"yes\"")
 	}
 }
+
+// TestHelpExitsZero: -h prints the flags and is a successful run (main exits 0), not a
+// configuration error.
+func TestHelpExitsZero(t *testing.T) {
+	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, io.Discard); err != nil {
+		t.Fatalf("run -h = %v, want nil", err)
+	}
+}
