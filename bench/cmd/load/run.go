@@ -158,7 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintf(stdout, "spawning the stack from %s (logs in %s)\n", cfg.BinDir, dir)
 		st, err := spawn.Start(ctx, spawn.Options{
 			BinDir: cfg.BinDir, Dir: dir,
-			ServiceEnv: map[string][]string{"edge": {"FLASHEDGE_RATE_IP=off", "FLASHEDGE_RATE_USER=off"}},
+			ServiceEnv: map[string][]string{"edge": {"FLASHEDGE_RATE_IP=off", "FLASHEDGE_RATE_USER=off", "FLASHEDGE_MAX_CONNS_PER_ADDR=0"}},
 			Logf:       func(format string, a ...any) { fmt.Fprintf(stdout, "  "+format+"\n", a...) },
 		})
 		if err != nil {
@@ -172,7 +172,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		for _, c := range st.Commands {
 			fmt.Fprintln(stdout, "  started:", c)
 		}
-		rep.Note(stdout, "the spawned edge runs with FLASHEDGE_RATE_IP=off and FLASHEDGE_RATE_USER=off: every simulated shopper comes from 127.0.0.1, so the per-IP limit (and the blacklist it feeds) would refuse the run, not measure it")
+		rep.Note(stdout, "the spawned edge runs with FLASHEDGE_RATE_IP=off, FLASHEDGE_RATE_USER=off and FLASHEDGE_MAX_CONNS_PER_ADDR=0: every simulated shopper comes from 127.0.0.1, so the per-IP limit (and the blacklist it feeds) and the per-address connection cap would refuse the run, not measure it")
 	} else if hasRush(cfg.Load.Scenarios) {
 		rep.Note(stdout, "rush against %s: every simulated shopper comes from 127.0.0.1; start the stack with FLASHEDGE_RATE_IP=off FLASHEDGE_RATE_USER=off, or the edge's rate limits answer 429 and then blacklist the address", cfg.URL)
 	}

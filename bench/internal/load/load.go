@@ -28,7 +28,7 @@ const (
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{ScenarioBrowse, ScenarioCart, ScenarioCheckout, ScenarioRush, ScenarioStress, ScenarioWaitRoom}
+var Scenarios = []string{ScenarioBrowse, ScenarioCart, ScenarioCheckout, ScenarioRush, ScenarioStress, ScenarioWaitRoom, ScenarioOverload}
 
 // Config is one run. Zero values take the defaults named on each field.
 type Config struct {
@@ -204,6 +204,8 @@ func Run(ctx context.Context, cfg Config, rep *Report) error {
 			err = runCheckout(ctx, cfg, rep, runID)
 		case ScenarioStress:
 			err = runStress(ctx, cfg, rep, runID)
+		case ScenarioOverload:
+			err = runOverload(ctx, cfg, rep, runID)
 		case ScenarioRush:
 			err = runRush(ctx, cfg, rep, runID)
 		case ScenarioWaitRoom:
