@@ -118,7 +118,7 @@ func TestGracefulShutdown(t *testing.T) {
 		st.Restart("order", 0)
 		// Its breaker opened on the refused connections of the late checkouts; half-open lets
 		// the next request through as a trial.
-		waitBackend(t, hc, edge, "order", st.Addr("order", 0), 10*time.Second, "healthy, its breaker not open", admits)
+		waitBackend(t, hc, st.OpsURL(0), "order", st.Addr("order", 0), 10*time.Second, "healthy, its breaker not open", admits)
 		// The orders answered 201 exist; the refused ones succeed when the shopper retries
 		// with the same key.
 		for i, u := range users {

@@ -49,6 +49,8 @@
 //	flashedge_edge_rejections_total{reason}               counter; reason = rate_limit_ip |
 //	                                                      rate_limit_user | blacklist | sold_out |
 //	                                                      not_started | ended
+//	flashedge_edge_shed_total{backend}                    counter; requests refused at once with 503
+//	                                                      overloaded (the backend's in-flight bound)
 //
 // Order service:
 //
