@@ -79,3 +79,13 @@ func TestAdmin(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckBudget(t *testing.T) {
+	if err := httpapi.CheckBudget("outer", 5*time.Second, "-inner", 4*time.Second); err != nil {
+		t.Errorf("4s inside 5s: %v", err)
+	}
+	err := httpapi.CheckBudget("the edge's budget", 5*time.Second, "-checkout-timeout", 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "lower -checkout-timeout") {
+		t.Errorf("5s inside 5s: %v, want an error naming -checkout-timeout", err)
+	}
+}

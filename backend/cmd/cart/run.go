@@ -69,6 +69,12 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	if c.Timeout <= 0 || c.CallTimeout <= 0 || c.Grace <= 0 || c.AccessLogSample == 0 {
 		return config{}, errors.New("-timeout, -call-timeout, -shutdown-grace and -access-log-sample must be positive")
 	}
+	if err := httpapi.CheckBudget("the edge's budget for cart (httpapi.EdgeBudgetCart)", httpapi.EdgeBudgetCart, "-timeout", c.Timeout); err != nil {
+		return config{}, err
+	}
+	if err := httpapi.CheckBudget("-timeout", c.Timeout, "-call-timeout", c.CallTimeout); err != nil {
+		return config{}, err
+	}
 	if c.CatalogAddrs = kv.ParseAddrs(*catalogAddrs); len(c.CatalogAddrs) == 0 {
 		return config{}, errors.New("no catalog address: set FLASHEDGE_CATALOG_ADDRS (host:port[,host:port...])")
 	}

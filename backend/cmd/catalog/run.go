@@ -81,6 +81,9 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	if c.Timeout <= 0 || c.Grace <= 0 || c.AccessLogSample == 0 {
 		return config{}, errors.New("-store-timeout, -shutdown-grace and -access-log-sample must be positive")
 	}
+	if err := httpapi.CheckBudget("the edge's budget for catalog (httpapi.EdgeBudgetCatalog)", httpapi.EdgeBudgetCatalog, "-store-timeout", c.Timeout); err != nil {
+		return config{}, err
+	}
 	c.Log.Service = "catalog"
 	c.AdminToken = getenv("FLASHEDGE_ADMIN_TOKEN")
 	if c.AdminToken == "" {

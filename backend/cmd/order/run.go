@@ -76,6 +76,20 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	if c.CheckoutTimeout <= 0 || c.Timeout <= 0 || c.CallTimeout <= 0 || c.Grace <= 0 || c.AccessLogSample == 0 {
 		return config{}, errors.New("-checkout-timeout, -timeout, -call-timeout, -shutdown-grace and -access-log-sample must be positive")
 	}
+	for _, l := range []struct {
+		outerName string
+		outer     time.Duration
+		innerName string
+		inner     time.Duration
+	}{
+		{"the edge's budget for order (httpapi.EdgeBudgetOrder)", httpapi.EdgeBudgetOrder, "-checkout-timeout", c.CheckoutTimeout},
+		{"the edge's budget for order (httpapi.EdgeBudgetOrder)", httpapi.EdgeBudgetOrder, "-timeout", c.Timeout},
+		{"-checkout-timeout", c.CheckoutTimeout, "-call-timeout", c.CallTimeout},
+	} {
+		if err := httpapi.CheckBudget(l.outerName, l.outer, l.innerName, l.inner); err != nil {
+			return config{}, err
+		}
+	}
 	if c.PendingTTL <= c.CheckoutTimeout {
 		return config{}, fmt.Errorf("-pending-ttl %s must be longer than -checkout-timeout %s, or a running checkout could lose its Idempotency-Key", c.PendingTTL, c.CheckoutTimeout)
 	}

@@ -147,7 +147,9 @@ func TestConfig(t *testing.T) {
 		{"defaults", nil, nil, ""},
 		{"replicas", nil, map[string]string{"FLASHEDGE_CART_ADDRS": "10.0.0.1:5002,10.0.0.2:5002"}, ""},
 		{"no cart", []string{"-cart", ""}, map[string]string{"FLASHEDGE_CART_ADDRS": ","}, "no cart address"},
-		{"pending shorter than checkout", []string{"-pending-ttl", "5s", "-checkout-timeout", "10s"}, nil, "-pending-ttl"},
+		{"pending shorter than checkout", []string{"-pending-ttl", "3s", "-checkout-timeout", "4s"}, nil, "-pending-ttl"},
+		{"checkout outlasts the edge", []string{"-checkout-timeout", "6s"}, nil, "lower -checkout-timeout"},
+		{"call outlasts the checkout", []string{"-call-timeout", "4s"}, nil, "lower -call-timeout"},
 		{"bad sample", nil, map[string]string{"FLASHEDGE_ACCESS_LOG_SAMPLE": "x"}, "FLASHEDGE_ACCESS_LOG_SAMPLE"},
 		{"stray argument", []string{"extra"}, nil, "unexpected arguments"},
 	}

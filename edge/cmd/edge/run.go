@@ -242,7 +242,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// already given up on: edge -> order 5s > checkout 4s > order -> cart/catalog 1.5s per
 	// attempt; edge -> cart 4s > cart request 3s > cart -> catalog 1s; edge -> catalog 3s >
 	// catalog store calls 2s.
-	budgets := map[string]time.Duration{"catalog": 3 * time.Second, "cart": 4 * time.Second, "order": 5 * time.Second}
+	budgets := map[string]time.Duration{"catalog": httpapi.EdgeBudgetCatalog, "cart": httpapi.EdgeBudgetCart, "order": httpapi.EdgeBudgetOrder}
+	for name, b := range budgets {
+		if err := httpapi.CheckBudget("the edge's write timeout (gateway.WriteTimeout)", gateway.WriteTimeout, "the edge's budget for "+name, b); err != nil {
+			return err
+		}
+	}
 	reg := metrics.New("edge")
 	newPool := func(name string, addrs []string) (*upstream.Pool, error) {
 		p, err := upstream.New(upstream.Options{
