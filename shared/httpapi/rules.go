@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"flashedge/shared/obs"
 )
 
 // The validation rules of the public contract, one function each, used by the edge and by every
@@ -70,18 +72,8 @@ const IdempotencyKeyRule = "an Idempotency-Key is 1 to 128 of A-Z a-z 0-9 - _ . 
 // A-Z a-z 0-9 - _ . : (UUIDs and the like; nothing that could reach into another store key: the
 // key is always the last part of its store key, after a user id that has no colon).
 func ValidIdempotencyKey(k []byte) bool {
-	if len(k) == 0 || len(k) > MaxIdempotencyKeyLen {
-		return false
-	}
-	for _, c := range k {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
-			c == '-', c == '_', c == '.', c == ':':
-		default:
-			return false
-		}
-	}
-	return true
+	// The same alphabet and length as a request id: one rule, kept in obs.
+	return obs.ValidRequestID(k)
 }
 
 // SetRetryAfter sets Retry-After to wait rounded up to whole seconds, at least 1: a client told
