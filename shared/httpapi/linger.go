@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -32,10 +33,30 @@ func (l *lingerListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		return &lingerConn{TCPConn: tc, l: l}, nil
+	if cw, ok := c.(halfCloser); ok {
+		return &lingerConn{halfCloser: cw, l: l}, nil
 	}
 	return c, nil
+}
+
+// halfCloser is a connection whose write side can be shut alone: *net.TCPConn, and the
+// wrappers of it that pass CloseWrite on (the edge's PROXY protocol and per-address cap).
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// errNoHalfClose is CloseWrite's answer for a connection that cannot shut its write side alone.
+var errNoHalfClose = errors.New("httpapi: connection cannot close its write side alone")
+
+// CloseWrite shuts c's write side when c (a *net.TCPConn or a wrapper that passes CloseWrite
+// on) can, and answers an error otherwise. Listener wrappers call it from their own CloseWrite
+// so that lingering close still works through them.
+func CloseWrite(c net.Conn) error {
+	if cw, ok := c.(halfCloser); ok {
+		return cw.CloseWrite()
+	}
+	return errNoHalfClose
 }
 
 func (l *lingerListener) wait() {
@@ -46,7 +67,7 @@ func (l *lingerListener) wait() {
 }
 
 type lingerConn struct {
-	*net.TCPConn
+	halfCloser
 	l    *lingerListener
 	once sync.Once
 }
@@ -59,18 +80,18 @@ func (c *lingerConn) Close() error {
 			c.l.wg.Add(1)
 		}
 		c.l.mu.Unlock()
-		if waiting || c.TCPConn.CloseWrite() != nil {
+		if waiting || c.halfCloser.CloseWrite() != nil {
 			if !waiting {
 				c.l.wg.Done()
 			}
-			_ = c.TCPConn.Close()
+			_ = c.halfCloser.Close()
 			return
 		}
 		go func() {
 			defer c.l.wg.Done()
-			_ = c.TCPConn.SetReadDeadline(time.Now().Add(lingerTimeout))
-			_, _ = io.CopyN(io.Discard, c.TCPConn, lingerMax)
-			_ = c.TCPConn.Close()
+			_ = c.halfCloser.SetReadDeadline(time.Now().Add(lingerTimeout))
+			_, _ = io.CopyN(io.Discard, c.halfCloser, lingerMax)
+			_ = c.halfCloser.Close()
 		}()
 	})
 	return nil

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"flashedge/edge/internal/clientaddr"
+	"flashedge/shared/httpapi"
 )
 
 // Listener wraps a net.Listener: a connection beyond Max from one address is closed as soon as
@@ -63,6 +64,9 @@ type conn struct {
 	key  string
 	once sync.Once
 }
+
+// CloseWrite passes the half close on, so the server's lingering close works through the wrapper.
+func (c *conn) CloseWrite() error { return httpapi.CloseWrite(c.Conn) }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()

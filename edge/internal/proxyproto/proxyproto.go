@@ -25,6 +25,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"flashedge/shared/httpapi"
 )
 
 // Options configure a Listener. Zero values take the defaults named on each field.
@@ -159,6 +161,9 @@ type conn struct {
 }
 
 func (c *conn) RemoteAddr() net.Addr { return c.remote }
+
+// CloseWrite passes the half close on, so the server's lingering close works through the wrapper.
+func (c *conn) CloseWrite() error { return httpapi.CloseWrite(c.Conn) }
 
 func (c *conn) Read(p []byte) (int, error) {
 	if len(c.rest) > 0 {
