@@ -2,76 +2,14 @@ package e2e
 
 import (
 	"bufio"
-	"context"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"flashedge/deploy/stack"
-	"flashedge/shared/kv/kvtest"
 )
-
-// startHAProxy runs Debian's haproxy in front of the given edges: TCP mode, the PROXY protocol
-// v2 on every server connection (health checks included), round robin, health checks on /ready.
-// It returns the frontend's address; the process is stopped when the test ends.
-func startHAProxy(t *testing.T, edges []string) string {
-	t.Helper()
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		t.Fatal("haproxy is not installed: `make test` installs it (Debian package haproxy)")
-	}
-	port, err := kvtest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	front := fmt.Sprintf("127.0.0.1:%d", port)
-	var servers strings.Builder
-	for i, e := range edges {
-		fmt.Fprintf(&servers, "  server edge%d %s send-proxy-v2 check inter 200ms fall 2 rise 1\n", i+1, e)
-	}
-	cfg := fmt.Sprintf(`global
-  maxconn 2000
-defaults
-  mode tcp
-  timeout connect 2s
-  timeout client 10s
-  timeout server 10s
-frontend shop
-  bind %s
-  default_backend edges
-backend edges
-  balance roundrobin
-  option httpchk GET /ready
-%s`, front, servers.String())
-	path := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
-		t.Fatalf("haproxy -c: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-db", "-f", path)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("haproxy output:\n%s", out.String())
-		}
-	})
-	return front
-}
 
 // clientFrom is an HTTP client whose every connection comes from src (a loopback address of
 // its own) and is used once, so round robin spreads its requests over the edges.
@@ -103,13 +41,14 @@ func TestRealClientAddressesThroughHAProxy(t *testing.T) {
 	st := stack.Start(t, stack.Options{
 		Services: []string{"edge"},
 		Replicas: map[string]int{"edge": 2},
+		// The launcher's HAProxy (make run -replicas edge=N): PROXY v2 to the edges, which
+		// trust its address (launch.BalancerTrust), health checks on /ready.
+		Balancer: true,
 		ServiceEnv: map[string]map[string]string{"edge": {
-			"FLASHEDGE_PROXY_PROTOCOL_FROM": "127.0.0.1/32",
-			"FLASHEDGE_RATE_IP":             "2", // burst 4 per edge; 30 refusals ban
+			"FLASHEDGE_RATE_IP": "2", // burst 4 per edge; 30 refusals ban
 		}},
 	})
-	front := startHAProxy(t, st.Addrs("edge"))
-	base := "http://" + front
+	base := st.BalancerURL()
 	list := base + "/api/v1/flash-sales" // charged to the client's address at every call
 
 	// Both edges up behind HAProxy (health checks pass with the PROXY header on).
