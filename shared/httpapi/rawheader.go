@@ -23,7 +23,7 @@ func HasRawHeader(h *fasthttp.RequestHeader, lowerName string) bool {
 
 func rawHasHeader(raw []byte, lowerName string) bool {
 	for len(raw) > 0 {
-		if len(raw) > len(lowerName) && equalFoldLower(raw[:len(lowerName)], lowerName) && colonFollows(raw[len(lowerName):]) {
+		if len(raw) > len(lowerName) && EqualFoldLower(raw[:len(lowerName)], lowerName) && colonFollows(raw[len(lowerName):]) {
 			return true
 		}
 		i := bytes.IndexByte(raw, '\n')
@@ -35,8 +35,12 @@ func rawHasHeader(raw []byte, lowerName string) bool {
 	return false
 }
 
-// equalFoldLower compares b with the lower-case ASCII s without regard to case.
-func equalFoldLower(b []byte, s string) bool {
+// EqualFoldLower reports whether b equals the lower-case ASCII s without regard to case (the
+// one case-insensitive comparison of header names and tokens, with no allocation).
+func EqualFoldLower(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
 	for i := range len(s) {
 		c := b[i]
 		if 'A' <= c && c <= 'Z' {
@@ -80,7 +84,7 @@ func RawHeaderValue(h *fasthttp.RequestHeader, lowerName string) []byte {
 		if end >= 0 {
 			line = raw[:end]
 		}
-		if len(line) > len(lowerName) && equalFoldLower(line[:len(lowerName)], lowerName) && colonFollows(line[len(lowerName):]) {
+		if len(line) > len(lowerName) && EqualFoldLower(line[:len(lowerName)], lowerName) && colonFollows(line[len(lowerName):]) {
 			v := line[len(lowerName):]
 			v = v[bytes.IndexByte(v, ':')+1:]
 			return bytes.Trim(v, " \t\r")

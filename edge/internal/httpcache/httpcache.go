@@ -135,7 +135,7 @@ func Accepts(ae []byte, coding string) bool {
 		}
 		name, params, _ := bytes.Cut(item, semicolon)
 		name = bytes.TrimSpace(name)
-		if !equalFold(name, coding) && !(len(name) == 1 && name[0] == '*') {
+		if !httpapi.EqualFoldLower(name, coding) && !(len(name) == 1 && name[0] == '*') {
 			continue
 		}
 		if !qZero(params) {
@@ -150,23 +150,6 @@ var (
 	semicolon  = []byte(";")
 	equals     = []byte("=")
 )
-
-// equalFold compares b with the lower-case ASCII s without regard to case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(s) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
 
 // qZero reports whether the parameters of a list item hold q=0 (or 0.0, 0.00, 0.000).
 func qZero(params []byte) bool {
