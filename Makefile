@@ -80,12 +80,13 @@ test-short:
 	$(GO) test -short ./...
 
 # The peer comparison (wrk against the ceiling, the edge and nginx + Lua), then the flash-sale
-# rush with its invariant checks and the seed's cart stress test: about seven minutes in all.
+# rush with its invariant checks (the edge's default limits on, every shopper from its own loopback
+# address: a baseline round, then the same rush with bots) and the seed's cart stress test: about seven minutes in all.
 bench: build deps-bench
 	@mkdir -p bench/out
 	$(BIN)/benchrun -bin $(BIN)
 	$(BIN)/load -spawn -bin $(BIN) -scenario rush -attempts 100000 -users 20000 -stock 1000 -shards 8 \
-		-difficulty 8 -json bench/out/rush.json -plot bench/out/rush.svg
+		-difficulty 8 -bots 8 -json bench/out/rush.json -plot bench/out/rush.svg
 	$(BIN)/load -spawn -bin $(BIN) -scenario stress -levels 100,500,1000 -duration 10s \
 		-json bench/out/stress.json -plot bench/out/stress.svg
 	$(BIN)/load -spawn -bin $(BIN) -scenario waitroom -users 100000 -stock 1000 -admit 250 -difficulty 8 \

@@ -70,6 +70,7 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	fs.StringVar(&c.Load.StoreAddr, "store", getenv("FLASHEDGE_STORE_ADDR"), "waitroom: the store's host:port, for its command rate (set by -spawn)")
 	fs.IntVar(&c.Load.Admit, "admit", 250, "waitroom: admit_per_second of the sale's waiting room")
 	fs.DurationVar(&soldOut, "soldout-duration", 3*time.Second, "rush: closed-loop burst of attempts after the sell-out (0: skip)")
+	fs.IntVar(&c.Load.Bots, "bots", 0, "rush: bot addresses (two bot users each, far above the edge's limits); above 0 the rush runs a baseline round without bots and then a bot-mix round")
 	fs.DurationVar(&c.Load.TicketTimeout, "ticket-timeout", 30*time.Second, "rush: how long an admitted ticket may stay undecided")
 	fs.StringVar(&levels, "levels", "100,500,1000", "stress: concurrent clients per level, comma-separated")
 	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this file")
@@ -156,9 +157,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		fmt.Fprintf(stdout, "spawning the stack from %s (logs in %s)\n", cfg.BinDir, dir)
+		// The rush gives every shopper its own loopback address, so it runs against the edge's
+		// default limits; the other scenarios send everything from 127.0.0.1.
+		limitsOn := onlyRush(cfg.Load.Scenarios)
+		edgeEnv := []string{"FLASHEDGE_RATE_IP=off", "FLASHEDGE_RATE_USER=off", "FLASHEDGE_MAX_CONNS_PER_ADDR=0"}
+		if limitsOn {
+			edgeEnv = nil
+		}
 		st, err := spawn.Start(ctx, spawn.Options{
 			BinDir: cfg.BinDir, Dir: dir,
-			ServiceEnv: map[string][]string{"edge": {"FLASHEDGE_RATE_IP=off", "FLASHEDGE_RATE_USER=off", "FLASHEDGE_MAX_CONNS_PER_ADDR=0"}},
+			ServiceEnv: map[string][]string{"edge": edgeEnv},
 			Logf:       func(format string, a ...any) { fmt.Fprintf(stdout, "  "+format+"\n", a...) },
 		})
 		if err != nil {
@@ -172,9 +180,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		for _, c := range st.Commands {
 			fmt.Fprintln(stdout, "  started:", c)
 		}
-		rep.Note(stdout, "the spawned edge runs with FLASHEDGE_RATE_IP=off, FLASHEDGE_RATE_USER=off and FLASHEDGE_MAX_CONNS_PER_ADDR=0: every simulated shopper comes from 127.0.0.1, so the per-IP limit (and the blacklist it feeds) and the per-address connection cap would refuse the run, not measure it")
-	} else if hasRush(cfg.Load.Scenarios) {
-		rep.Note(stdout, "rush against %s: every simulated shopper comes from 127.0.0.1; start the stack with FLASHEDGE_RATE_IP=off FLASHEDGE_RATE_USER=off, or the edge's rate limits answer 429 and then blacklist the address", cfg.URL)
+		if limitsOn {
+			rep.Note(stdout, "the spawned edge runs with its default limits (per address, per user, connections per address): every simulated shopper has its own loopback source address (127.1.0.1 up; bots 127.200.0.1 up)")
+		} else {
+			rep.Note(stdout, "the spawned edge runs with FLASHEDGE_RATE_IP=off, FLASHEDGE_RATE_USER=off and FLASHEDGE_MAX_CONNS_PER_ADDR=0: every simulated shopper comes from 127.0.0.1, so the per-IP limit (and the blacklist it feeds) and the per-address connection cap would refuse the run, not measure it")
+		}
+	} else if slices.Contains(cfg.Load.Scenarios, load.ScenarioWaitRoom) {
+		rep.Note(stdout, "waitroom against %s: every simulated shopper comes from 127.0.0.1; start the stack with FLASHEDGE_RATE_IP=off FLASHEDGE_RATE_USER=off, or the edge's rate limits answer 429 and then blacklist the address", cfg.URL)
 	}
 	target, err := load.ParseTarget(cfg.URL)
 	if err != nil {
@@ -223,6 +235,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return nil
 }
 
-func hasRush(s []string) bool {
-	return slices.Contains(s, load.ScenarioRush) || slices.Contains(s, load.ScenarioWaitRoom)
+// onlyRush reports whether the rush is the run's only scenario.
+func onlyRush(s []string) bool {
+	return len(s) > 0 && !slices.ContainsFunc(s, func(x string) bool { return x != load.ScenarioRush })
 }

@@ -25,6 +25,11 @@ type ClientOptions struct {
 	MaxConns int
 	// Timeout bounds each request, connection wait included. Zero means 10s.
 	Timeout time.Duration
+	// LocalAddr, when set, is the loopback source address every connection is bound to: the
+	// edge keys its limits on the client address, so each simulated shopper gets its own.
+	LocalAddr net.IP
+	// IdleTimeout closes keep-alive connections idle this long. Zero means 30s.
+	IdleTimeout time.Duration
 }
 
 // NewClient returns a client for t.
@@ -35,17 +40,24 @@ func NewClient(t Target, o ClientOptions) *Client {
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second
 	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 30 * time.Second
+	}
 	hc := &fasthttp.HostClient{
 		Addr:                      t.Addr,
 		Name:                      "flashedge-load",
 		MaxConns:                  o.MaxConns,
 		MaxConnWaitTimeout:        o.Timeout,
-		MaxIdleConnDuration:       30 * time.Second,
+		MaxIdleConnDuration:       o.IdleTimeout,
 		ReadTimeout:               o.Timeout,
 		WriteTimeout:              o.Timeout,
 		MaxIdemponentCallAttempts: 1,
 		RetryIf:                   func(*fasthttp.Request) bool { return false },
 		MaxResponseBodySize:       8 << 20,
+	}
+	if o.LocalAddr != nil {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: o.LocalAddr}, Timeout: o.Timeout}
+		hc.Dial = func(addr string) (net.Conn, error) { return d.Dial("tcp4", addr) }
 	}
 	return &Client{hc: hc, target: t, timeout: o.Timeout}
 }

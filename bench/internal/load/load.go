@@ -77,6 +77,9 @@ type Config struct {
 	// SoldOutDuration is the closed-loop burst of attempts after the sell-out. Zero means 3s;
 	// negative skips it.
 	SoldOutDuration time.Duration
+	// Bots, above zero, makes the rush two rounds: a baseline without bots, then the same rush
+	// with this many bot addresses (two bot users each) far above the edge's limits.
+	Bots int
 	// TicketTimeout is how long an admitted ticket may stay undecided. Zero means 30s.
 	TicketTimeout time.Duration
 
@@ -207,7 +210,7 @@ func Run(ctx context.Context, cfg Config, rep *Report) error {
 		case ScenarioOverload:
 			err = runOverload(ctx, cfg, rep, runID)
 		case ScenarioRush:
-			err = runRush(ctx, cfg, rep, runID)
+			err = runRushRounds(ctx, cfg, rep, runID)
 		case ScenarioWaitRoom:
 			err = runWaitRoom(ctx, cfg, rep, runID)
 		}

@@ -15,16 +15,18 @@ import (
 
 // Report is everything one run measured; the table, the JSON file and the plot are views of it.
 type Report struct {
-	Tool      string          `json:"tool"`
-	StartedAt time.Time       `json:"started_at"`
-	Command   string          `json:"command"`
-	Target    string          `json:"target"`
-	Spawned   bool            `json:"spawned"`
-	Machine   Machine         `json:"machine"`
-	Notes     []string        `json:"notes"`
-	Rows      []RowReport     `json:"rows"`
-	Rush      *RushReport     `json:"rush,omitempty"`
-	WaitRoom  *WaitRoomReport `json:"waitroom,omitempty"`
+	Tool      string      `json:"tool"`
+	StartedAt time.Time   `json:"started_at"`
+	Command   string      `json:"command"`
+	Target    string      `json:"target"`
+	Spawned   bool        `json:"spawned"`
+	Machine   Machine     `json:"machine"`
+	Notes     []string    `json:"notes"`
+	Rows      []RowReport `json:"rows"`
+	Rush      *RushReport `json:"rush,omitempty"`
+	// Baseline is the rush round without bots when the rush ran with -bots.
+	Baseline *RushReport     `json:"rush_baseline,omitempty"`
+	WaitRoom *WaitRoomReport `json:"waitroom,omitempty"`
 	// OK is false when an invariant failed or a scenario could not run.
 	OK       bool     `json:"ok"`
 	Failures []string `json:"failures,omitempty"`

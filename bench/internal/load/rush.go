@@ -58,6 +58,9 @@ type RushReport struct {
 	SoldOutPerS      float64 `json:"sold_out_answers_per_s"`
 	SoldOutBurstSize int64   `json:"sold_out_burst_requests"`
 
+	// Bots is the round's bots and honest shoppers' success (zero bots in a plain rush).
+	Bots *BotReport `json:"bots,omitempty"`
+
 	LedgerSamples int             `json:"ledger_samples"`
 	Ledger        json.RawMessage `json:"ledger"`
 	OrdersChecked int             `json:"orders_checked_users"`
@@ -119,7 +122,11 @@ func (l ledger) problems() []string {
 type rush struct {
 	cfg    Config
 	rep    *RushReport
-	c      *Client
+	c      *Client // the tool's own calls (admin, bots' ticket polls) from 127.0.0.1
+	src    *Sources
+	bots   *Sources
+	botSt  *botState
+	users  int // honest shoppers: tokens[:users]; bots' users follow
 	sale   string
 	runID  string
 	tokens []string
@@ -142,6 +149,11 @@ type rush struct {
 	notFinal     atomic.Int64
 	checkouts    atomic.Int64
 	hashes       atomic.Int64
+
+	honestTries  atomic.Int64
+	honestServed atomic.Int64
+	honestWon    atomic.Int64
+	pollCtx      context.Context
 
 	pollers      sync.WaitGroup
 	burstElapsed time.Duration
@@ -203,32 +215,78 @@ func errCode(body []byte) string {
 	return e.Status
 }
 
-// runRush creates a sale, logs the shoppers in, fires the attempts (challenge, honest proof of
-// work, attempt), polls every admitted ticket, checks the winners out, bursts sold-out attempts,
-// reads the ledger and checks the invariants.
-func runRush(ctx context.Context, cfg Config, rep *Report, runID string) error {
+// runRushRounds runs the rush; with cfg.Bots it runs a baseline round without bots first and
+// then the same rush with bots, and compares the honest shoppers' success.
+func runRushRounds(ctx context.Context, cfg Config, rep *Report, runID string) error {
+	if cfg.Bots <= 0 {
+		_, err := runRush(ctx, cfg, rep, runID, "rush", 0)
+		return err
+	}
+	base, err := runRush(ctx, cfg, rep, runID+"b", "rush-baseline", 0)
+	if err != nil {
+		return fmt.Errorf("baseline round: %w", err)
+	}
+	mix, err := runRush(ctx, cfg, rep, runID, "rush", cfg.Bots)
+	if err != nil {
+		return fmt.Errorf("bot-mix round: %w", err)
+	}
+	mix.Bots.BaselineSuccessPct, mix.Bots.BaselineHonestWon = base.Bots.HonestSuccessPct, base.Bots.HonestWon
+	rep.Baseline = base
+	b := mix.Bots
+	fmt.Fprintf(cfg.Out, "\nbot mix: %d bot addresses, %d bot users, %d bot requests (%s)\n", b.Addresses, b.Users, b.Requests, formatCounts(b.Answers))
+	fmt.Fprintf(cfg.Out, "  bots refused:         first address after %.3fs, last after %.3fs (from its first request to its first 429 rate_limited, 403 blacklisted or closed connection; %d never refused)\n", b.BanFirstS, b.BanLastS, b.Unrefused)
+	fmt.Fprintf(cfg.Out, "  bots' wins:           %d of %d admitted (bound: %d bot users x limit %d = %d)\n", b.Won, b.Admitted, b.Users, cfg.Limit, b.WinBound)
+	fmt.Fprintf(cfg.Out, "  honest success:       %.1f%% with bots vs %.1f%% without (attempts answered by the sale, not refused by a limit); honest wins %d vs %d\n",
+		b.HonestSuccessPct, b.BaselineSuccessPct, b.HonestWon, b.BaselineHonestWon)
+	fmt.Fprintf(cfg.Out, "  invariants:           baseline %s, bot mix %s\n", okWord(base.InvariantsOK), okWord(mix.InvariantsOK))
+	if b.Won > b.WinBound {
+		rep.Fail("bots won %d units, above their bound %d", b.Won, b.WinBound)
+	}
+	return nil
+}
+
+func okWord(ok bool) string {
+	if ok {
+		return "OK"
+	}
+	return "FAILED"
+}
+
+// runRush creates a sale, logs the shoppers in (each from its own loopback address), fires the
+// attempts (challenge, honest proof of work, attempt) alongside the bots when there are any,
+// polls every admitted ticket, checks the winners out, bursts sold-out attempts, reads the
+// ledger and checks the invariants. Its rows are named after round.
+func runRush(ctx context.Context, cfg Config, rep *Report, runID, round string, bots int) (*RushReport, error) {
 	if cfg.AdminToken == "" {
-		return fmt.Errorf("the rush creates a sale and reads its ledger: give the edge's admin token (-admin-token or FLASHEDGE_ADMIN_TOKEN)")
+		return nil, fmt.Errorf("the rush creates a sale and reads its ledger: give the edge's admin token (-admin-token or FLASHEDGE_ADMIN_TOKEN)")
 	}
 	conc := cfg.concurrency(256)
 	users := cfg.users(20_000)
+	botUsers := bots * botUsersPerAddr
+	shopperOpts := ClientOptions{MaxConns: 16, Timeout: cfg.Timeout, IdleTimeout: 2 * time.Second}
 	r := &rush{
-		cfg: cfg, runID: runID, sale: runID + "-rush",
+		users: users, botSt: newBotState(bots),
+		src:  NewSources(cfg.Target, shopperBase, users, shopperOpts),
+		bots: NewSources(cfg.Target, botBase, bots, ClientOptions{MaxConns: botWorkers, Timeout: cfg.Timeout}),
+		cfg:  cfg, runID: runID, sale: runID + "-rush",
 		c:         NewClient(cfg.Target, ClientOptions{MaxConns: conc + 2048, Timeout: cfg.Timeout}),
-		challenge: NewRow(ScenarioRush, "rush/challenge", 200),
-		attempt:   NewRow(ScenarioRush, "rush/attempt", 202, 409, 410, 429),
-		poll:      NewRow(ScenarioRush, "rush/poll", 200),
-		checkout:  NewRow(ScenarioRush, "rush/checkout", 201),
-		burst:     NewRow(ScenarioRush, "rush/soldout-burst", 410),
+		challenge: NewRow(ScenarioRush, round+"/challenge", 200),
+		attempt:   NewRow(ScenarioRush, round+"/attempt", 202, 409, 410, 429),
+		poll:      NewRow(ScenarioRush, round+"/poll", 200),
+		checkout:  NewRow(ScenarioRush, round+"/checkout", 201),
+		burst:     NewRow(ScenarioRush, round+"/soldout-burst", 410),
 		decision:  NewHistogram(),
 		answers:   map[string]int64{}, lost: map[string]int64{},
-		attemptsByUser: make([]atomic.Int32, users), wins: make([]atomic.Int32, users),
+		attemptsByUser: make([]atomic.Int32, users+botUsers), wins: make([]atomic.Int32, users+botUsers),
 	}
 	defer r.c.Close()
+	defer r.src.Close()
+	defer r.bots.Close()
 	rr := &RushReport{Sale: r.sale, Product: cfg.SaleProduct, Stock: cfg.Stock, Shards: cfg.Shards, Limit: cfg.Limit,
 		Difficulty: cfg.Difficulty, Users: users, SellOutS: -1, LedgerSellOutS: -1}
 	r.rep = rr
 	rep.Rush = rr
+	rr.Bots = &BotReport{}
 
 	// The sale: live from a second ago for an hour.
 	now := time.Now().UTC()
@@ -238,41 +296,54 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID string) error {
 		"per_user_limit": cfg.Limit, "difficulty": cfg.Difficulty,
 	})
 	if _, err := r.admin("POST", "/api/v1/admin/flash-sales", spec, nil); err != nil {
-		return fmt.Errorf("create the sale: %w", err)
+		return nil, fmt.Errorf("create the sale: %w", err)
 	}
 	if err := r.waitLive(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(cfg.Out, "rush: sale %s: %d units of product %s in %d shards, limit %d per user, proof of work %d bits\n",
 		r.sale, cfg.Stock, cfg.SaleProduct, cfg.Shards, cfg.Limit, cfg.Difficulty)
 
 	fmt.Fprintf(cfg.Out, "rush: logging in %d shoppers\n", users)
-	tokens, err := loginAll(ctx, r.c, cfg, NewRow(ScenarioRush, "rush/login", 200), runID+"r", users, min(conc, 128))
+	tokens, err := loginFrom(ctx, func(i int64) *Client { return r.src.Client(int(i)) }, cfg, NewRow(ScenarioRush, round+"/login", 200), runID+"r", users, min(conc, 128))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.tokens = tokens
+	if bots > 0 {
+		fmt.Fprintf(cfg.Out, "rush: logging in %d bot users from %d bot addresses\n", botUsers, bots)
+		bt, err := loginFrom(ctx, func(i int64) *Client { return r.bots.Client(int(i) / botUsersPerAddr) }, cfg, NewRow(ScenarioRush, round+"/bot-login", 200), runID+"x", botUsers, 1)
+		if err != nil {
+			return nil, err
+		}
+		r.tokens = append(r.tokens, bt...)
+	}
 
 	// Attempts, with the ledger sampled alongside.
 	b := Bounds{Requests: cfg.Attempts, Duration: cfg.phaseDuration(5 * time.Minute), Concurrency: conc, Rate: cfg.Rate}
 	fmt.Fprintf(cfg.Out, "rush: %d attempts from %d shoppers, %s, bounded by %s\n", cfg.Attempts, users, cfg.mode(256), describeBounds(b))
 	pollCtx, stopPolls := context.WithCancel(ctx)
 	defer stopPolls()
+	r.pollCtx = pollCtx
 	monCtx, stopMonitor := context.WithCancel(ctx)
 	var monWG sync.WaitGroup
 	var samples []string
 	monWG.Add(1)
 	r.start = time.Now()
 	go func() { defer monWG.Done(); samples = r.monitor(monCtx) }()
-	el := phase(ctx, cfg, "rush", b, []*Row{r.challenge, r.attempt}, func(w int, i int64, due time.Time) {
+	botCtx, stopBots := context.WithCancel(ctx)
+	botWG := r.runBots(botCtx)
+	el := phase(ctx, cfg, round, b, []*Row{r.challenge, r.attempt}, func(w int, i int64, due time.Time) {
 		r.one(pollCtx, w, i, due)
 	})
+	stopBots()
+	botWG.Wait()
 	fmt.Fprintf(cfg.Out, "rush: attempts done in %.1fs; waiting for %d admitted tickets to be decided and checked out\n", el.Seconds(), r.admitted.Load())
 	r.pollers.Wait()
 	stopMonitor()
 	monWG.Wait()
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 
 	// Sold-out answers afterwards.
@@ -291,13 +362,13 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID string) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if fin, raw, err = r.readLedger(true); err != nil {
-			return fmt.Errorf("read the ledger: %w", err)
+			return nil, fmt.Errorf("read the ledger: %w", err)
 		}
 		if fin.Queued == 0 && fin.Reserved == 0 || time.Now().After(deadline) {
 			break
 		}
 		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	rr.Ledger = raw
@@ -305,17 +376,22 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID string) error {
 
 	r.fill(el)
 	r.invariants(fin, samples, orderChecks)
+	rr.Bots = r.botReport()
+	rr.Bots.HonestSuccessPct, rr.Bots.HonestWon = pct(r.honestServed.Load(), r.honestTries.Load()), r.honestWon.Load()
+	rr.Invariants = append(rr.Invariants, Check{Name: "bots' wins bounded", OK: rr.Bots.Won <= rr.Bots.WinBound,
+		Detail: fmt.Sprintf("%d won, bound %d", rr.Bots.Won, rr.Bots.WinBound)})
+	rr.InvariantsOK = rr.InvariantsOK && rr.Bots.Won <= rr.Bots.WinBound
 	addRows(rep, el, r.challenge, r.attempt)
 	addRows(rep, 0, r.poll, r.checkout)
 	addRows(rep, r.burstElapsed, r.burst)
 	if !rr.InvariantsOK {
 		for _, c := range rr.Invariants {
 			if !c.OK {
-				rep.Fail("rush invariant %q: %s", c.Name, c.Detail)
+				rep.Fail("%s invariant %q: %s", round, c.Name, c.Detail)
 			}
 		}
 	}
-	return nil
+	return rr, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -352,8 +428,10 @@ func (r *rush) waitLive(ctx context.Context) error {
 // one is one attempt: shopper i mod users fetches a challenge, solves it, posts the attempt
 // and, when admitted, leaves the ticket to a poller.
 func (r *rush) one(pollCtx context.Context, _ int, i int64, due time.Time) {
-	u := int(i % int64(len(r.tokens)))
+	u := int(i % int64(r.users))
 	tok := r.tokens[u]
+	c := r.src.Client(u)
+	r.honestTries.Add(1)
 	var ch struct {
 		ID      string `json:"challenge_id"`
 		Payload struct {
@@ -362,7 +440,7 @@ func (r *rush) one(pollCtx context.Context, _ int, i int64, due time.Time) {
 		} `json:"payload"`
 	}
 	var code string
-	res := r.c.Do(r.challenge, Call{Method: "POST", Path: r.salePath("/challenge"), Bearer: tok, Start: due}, func(status int, b []byte) {
+	res := c.Do(r.challenge, Call{Method: "POST", Path: r.salePath("/challenge"), Bearer: tok, Start: due}, func(status int, b []byte) {
 		if status == 200 {
 			if json.Unmarshal(b, &ch) != nil {
 				ch.ID = ""
@@ -372,6 +450,9 @@ func (r *rush) one(pollCtx context.Context, _ int, i int64, due time.Time) {
 		}
 	})
 	if res.Status != 200 || ch.ID == "" {
+		if servedBySale(res.Status, code) {
+			r.honestServed.Add(1) // the sale's own answer (sold out), not a refusal
+		}
 		r.count(r.answers, fmt.Sprintf("challenge %d %s", res.Status, code))
 		return
 	}
@@ -381,7 +462,7 @@ func (r *rush) one(pollCtx context.Context, _ int, i int64, due time.Time) {
 	r.attemptsByUser[u].Add(1)
 	var ticket string
 	pollAfter := time.Second
-	res = r.c.Do(r.attempt, Call{Method: "POST", Path: r.salePath("/attempts"), Bearer: tok,
+	res = c.Do(r.attempt, Call{Method: "POST", Path: r.salePath("/attempts"), Bearer: tok,
 		IdempotencyKey: r.runID + "-a" + strconv.FormatInt(i, 10), Body: body}, func(status int, b []byte) {
 		if status == 202 {
 			var q struct {
@@ -406,6 +487,9 @@ func (r *rush) one(pollCtx context.Context, _ int, i int64, due time.Time) {
 		r.count(r.answers, "202 admitted")
 	default:
 		r.count(r.answers, strconv.Itoa(res.Status)+" "+code)
+	}
+	if servedBySale(res.Status, code) {
+		r.honestServed.Add(1)
 	}
 	if res.Status == 410 && code == "sold_out" {
 		at := int64(time.Since(r.start))
@@ -434,6 +518,10 @@ func (r *rush) one(pollCtx context.Context, _ int, i int64, due time.Time) {
 // checks a winner out.
 func (r *rush) follow(ctx context.Context, u int, ticket string, pollAfter time.Duration, admittedAt time.Time) {
 	tok := r.tokens[u]
+	c := r.c // a bot's ticket is read from the tool's own address: the bot's is banned
+	if u < r.users {
+		c = r.src.Client(u)
+	}
 	deadline := admittedAt.Add(r.cfg.TicketTimeout)
 	for {
 		if err := sleepCtx(ctx, pollAfter); err != nil {
@@ -444,7 +532,7 @@ func (r *rush) follow(ctx context.Context, u int, ticket string, pollAfter time.
 			Token  string `json:"token"`
 			Reason string `json:"reason"`
 		}
-		r.c.Do(r.poll, Call{Method: "GET", Path: r.salePath("/attempts/" + ticket), Bearer: tok}, func(status int, b []byte) {
+		c.Do(r.poll, Call{Method: "GET", Path: r.salePath("/attempts/" + ticket), Bearer: tok}, func(status int, b []byte) {
 			if status == 200 {
 				_ = json.Unmarshal(b, &res)
 			}
@@ -454,8 +542,13 @@ func (r *rush) follow(ctx context.Context, u int, ticket string, pollAfter time.
 			r.decision.Record(time.Since(admittedAt))
 			r.won.Add(1)
 			r.wins[u].Add(1)
+			if u < r.users {
+				r.honestWon.Add(1)
+			} else {
+				r.botSt.won.Add(1)
+			}
 			body, _ := json.Marshal(map[string]string{"token": res.Token})
-			if r.c.Do(r.checkout, Call{Method: "POST", Path: r.salePath("/checkout"), Bearer: tok, Body: body}, nil).Status == 201 {
+			if c.Do(r.checkout, Call{Method: "POST", Path: r.salePath("/checkout"), Bearer: tok, Body: body}, nil).Status == 201 {
 				r.checkouts.Add(1)
 			}
 			return
@@ -510,7 +603,8 @@ func (r *rush) soldOutBurst(ctx context.Context, conc int, rep *Report) {
 	b := Bounds{Duration: r.cfg.SoldOutDuration, Concurrency: conc}
 	fmt.Fprintf(r.cfg.Out, "rush: sold-out burst: %d workers posting attempts for %s\n", conc, b.Duration)
 	el := phase(ctx, r.cfg, "sold-out burst", b, []*Row{r.burst}, func(_ int, i int64, _ time.Time) {
-		r.c.Do(r.burst, Call{Method: "POST", Path: r.salePath("/attempts"), Bearer: r.tokens[int(i%int64(len(r.tokens)))],
+		u := int(i % int64(r.users))
+		r.src.Client(u).Do(r.burst, Call{Method: "POST", Path: r.salePath("/attempts"), Bearer: r.tokens[u],
 			IdempotencyKey: r.runID + "-b" + strconv.FormatInt(i, 10), Body: body}, nil)
 	})
 	n, _, _ := r.burst.Counts()

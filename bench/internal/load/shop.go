@@ -36,12 +36,17 @@ func workerRand(seed uint64, worker int) *rand.Rand {
 // loginAll logs in n shoppers named "<prefix>-u<i>" with up to conc logins in flight and returns
 // their session tokens. Every login must succeed.
 func loginAll(ctx context.Context, c *Client, cfg Config, row *Row, prefix string, n, conc int) ([]string, error) {
+	return loginFrom(ctx, func(int64) *Client { return c }, cfg, row, prefix, n, conc)
+}
+
+// loginFrom is loginAll with shopper i logging in through client(i) (its own source address).
+func loginFrom(ctx context.Context, client func(i int64) *Client, cfg Config, row *Row, prefix string, n, conc int) ([]string, error) {
 	tokens := make([]string, n)
 	var done atomic.Int64
 	stop := cfg.Progress.Start(row.Name, int64(n), 0, &done, func() int64 { _, _, f := row.Counts(); return f })
 	Drive(ctx, Bounds{Requests: int64(n), Concurrency: conc}, &done, func(_ int, i int64, _ time.Time) {
 		body := []byte(`{"user":"` + prefix + "-u" + strconv.FormatInt(i, 10) + `"}`)
-		c.Do(row, Call{Method: "POST", Path: "/api/v1/session", Body: body}, func(status int, b []byte) {
+		client(i).Do(row, Call{Method: "POST", Path: "/api/v1/session", Body: body}, func(status int, b []byte) {
 			if status != 200 {
 				return
 			}
