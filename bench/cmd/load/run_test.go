@@ -46,8 +46,9 @@ func TestRunRefusesBadInput(t *testing.T) {
 }
 
 // TestRushEndToEnd builds the real binaries and load, and runs a tiny rush with -spawn: 300
-// attempts from 60 shoppers for 20 units with 4-bit proof of work. The invariants must hold,
-// the exit code must be 0, and the JSON and SVG must parse.
+// attempts from 60 shoppers for 20 units with 4-bit proof of work, against the edge's default
+// limits, as a baseline round and a round with 2 bot addresses. The invariants must hold in both,
+// the bots' wins stay within their bound, the exit code must be 0, and the JSON and SVG must parse.
 func TestRushEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts redis-server and every binary; skipped with -short")
@@ -74,7 +75,7 @@ func TestRushEndToEnd(t *testing.T) {
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "load"), "-spawn", "-bin", bin, "-scenario", "rush",
 		"-attempts", "300", "-users", "60", "-stock", "20", "-shards", "4", "-difficulty", "4", "-concurrency", "32",
-		"-soldout-duration", "500ms", "-progress", "lines", "-progress-every", "1s", "-json", jsonPath, "-plot", plotPath)
+		"-soldout-duration", "500ms", "-bots", "2", "-progress", "lines", "-progress-every", "1s", "-json", jsonPath, "-plot", plotPath)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
@@ -87,7 +88,8 @@ func TestRushEndToEnd(t *testing.T) {
 		t.Fatalf("load: %v\n%s", err, out.String())
 	}
 	text := out.String()
-	for _, want := range []string{"invariants: OK", "FLASHEDGE_RATE_IP=off", "rush/attempt", "p99.9", "time to sell out", "sold-out answers:"} {
+	for _, want := range []string{"invariants: OK", "runs with its default limits", "rush/attempt", "rush-baseline/attempt",
+		"bots refused:", "bots' wins:", "honest success:", "invariants:           baseline OK, bot mix OK", "p99.9", "time to sell out", "sold-out answers:"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
@@ -103,6 +105,10 @@ func TestRushEndToEnd(t *testing.T) {
 	}
 	if !rep.OK || rep.Rush == nil || !rep.Rush.InvariantsOK || rep.Rush.Won != 20 || !rep.Spawned {
 		t.Fatalf("JSON report: ok %v, rush %+v", rep.OK, rep.Rush)
+	}
+	if b := rep.Rush.Bots; b == nil || b.Addresses != 2 || b.Users != 4 || b.Requests == 0 || b.Won > b.WinBound || b.WinBound != 4 ||
+		rep.Baseline == nil || !rep.Baseline.InvariantsOK || rep.Baseline.Won != 20 || rep.Baseline.Bots.Requests != 0 {
+		t.Fatalf("JSON report: bots %+v, baseline %+v", rep.Rush.Bots, rep.Baseline)
 	}
 	svg, err := os.ReadFile(plotPath)
 	if err != nil {
