@@ -149,6 +149,7 @@ const (
 	DefaultBusyRetryAfter = 2 * time.Second
 	DefaultIdempotencyTTL = 24 * time.Hour
 	DefaultResultTTL      = 24 * time.Hour
+	MinResultTTL          = time.Hour
 	DefaultReservation    = 5 * time.Minute
 	DefaultTokenGrace     = time.Hour
 	DefaultStoreTimeout   = 2 * time.Second
@@ -237,6 +238,12 @@ func (o *Options) fill() error {
 	def(&o.RequeueAfter, DefaultRequeueAfter)
 	if o.MaxRequeues <= 0 {
 		o.MaxRequeues = DefaultMaxRequeues
+	}
+	// A decided ticket's result must outlive every later run of the same ticket (requeues,
+	// redeliveries) and its reservation: the worker reads a missing result as "no decision names
+	// this claim" and gives the claim back, which for an expired win would sell its unit twice.
+	if min := max(MinResultTTL, 2*(o.Reservation+o.TokenGrace)); o.ResultTTL < min {
+		return fmt.Errorf("flashsale: ResultTTL=%v: at least %v (one hour, and twice the reservation with its grace)", o.ResultTTL, min)
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -196,7 +196,14 @@ func (s *Service) CreateSale(ctx context.Context, in SaleInput) (sl *Sale, creat
 	case "conflict":
 		return nil, false, ErrConflict
 	}
-	// The id is claimed by this body. The shards are written with NX: only requests with this
+	// The id is claimed by this body. It enters the sweeper's live index before the commit makes
+	// it live, so no sale can sell without being swept, whatever stops this create after the
+	// commit (a create that stops before it leaves an index entry the sweep reads as no sale).
+	if err := s.c.Do(ctx, s.c.B().Zadd().Key(keyspace.LiveSales()).ScoreMember().
+		ScoreMember(float64(sl.EndsAt.UnixMilli()), sl.ID).Build()).Error(); err != nil {
+		return nil, false, fmt.Errorf("flashsale: index sale for the sweep: %w", err)
+	}
+	// The shards are written with NX: only requests with this
 	// same body can get here, they all write the same split, and a concurrent twin may already
 	// have committed, after which a shard may hold less and must not be reset.
 	parts := splitStock(sl.Stock, sl.Shards)

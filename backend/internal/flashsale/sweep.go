@@ -201,7 +201,12 @@ func (s *Service) sweepSales(ctx context.Context, views []SaleView, rep *SweepRe
 
 // idle returns the sales of views (all ended past liveAfterEnd) that hold no reservation, no
 // undecided ticket and no ticket to close: nothing can add any of those after the end, so the
-// sweep is done with them.
+// sweep is done with them. The order of the reads matters, since they are not one atomic step
+// (another connection's command may run between two commands of a pipeline, on Dragonfly
+// especially): after the end a ticket only moves out of the queue, into the closing set (lost)
+// or the deadlines (won), and from the closing set nowhere but out. So the queue is read first,
+// then the closing set, then the deadlines: a ticket moving while they are read is seen by a
+// later read.
 func (s *Service) idle(ctx context.Context, views []SaleView) ([]string, error) {
 	if len(views) == 0 {
 		return nil, nil
@@ -209,9 +214,9 @@ func (s *Service) idle(ctx context.Context, views []SaleView) ([]string, error) 
 	cmds := make(rueidis.Commands, 0, 3*len(views))
 	for _, v := range views {
 		cmds = append(cmds,
-			s.c.B().Zcard().Key(keyspace.SaleDeadlines(v.ID)).Build(),
 			s.c.B().Zcard().Key(keyspace.SaleQueue(v.ID)).Build(),
-			s.c.B().Zcard().Key(keyspace.SaleClosing(v.ID)).Build())
+			s.c.B().Zcard().Key(keyspace.SaleClosing(v.ID)).Build(),
+			s.c.B().Zcard().Key(keyspace.SaleDeadlines(v.ID)).Build())
 	}
 	res := s.c.DoMulti(ctx, cmds...)
 	var out []string
