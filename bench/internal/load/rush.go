@@ -548,10 +548,17 @@ func (r *rush) follow(ctx context.Context, u int, ticket string, pollAfter time.
 				r.botSt.won.Add(1)
 			}
 			body, _ := json.Marshal(map[string]string{"token": res.Token})
-			if c.Do(r.checkout, Call{Method: "POST", Path: r.salePath("/checkout"), Bearer: tok, Body: body}, nil).Status == 201 {
-				r.checkouts.Add(1)
+			// A shopper retries a checkout the edge sheds (503) or limits (429) a moment later,
+			// until the ticket's deadline; every try is a row entry.
+			for {
+				st := c.Do(r.checkout, Call{Method: "POST", Path: r.salePath("/checkout"), Bearer: tok, Body: body}, nil).Status
+				if st == 201 {
+					r.checkouts.Add(1)
+				}
+				if st != 503 && st != 429 || time.Now().After(deadline) || sleepCtx(ctx, 250*time.Millisecond) != nil {
+					return
+				}
 			}
-			return
 		case "lost":
 			r.decision.Record(time.Since(admittedAt))
 			r.count(r.lost, res.Reason)
