@@ -5,9 +5,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"flashedge/shared/kv"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -76,19 +76,9 @@ func (s *shopper) queue(t *testing.T, method, sale string) reply {
 // storeCalls is the number of commands the store ran, INFO itself excluded.
 func storeCalls(t *testing.T, c rueidis.Client) int64 {
 	t.Helper()
-	info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
+	n, err := kv.CommandCalls(context.Background(), c, "")
 	if err != nil {
 		t.Fatal(err)
-	}
-	var n int64
-	for _, line := range strings.Split(info, "\n") {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_")
-		if !ok || strings.HasPrefix(rest, "info:") {
-			continue
-		}
-		_, calls, _ := strings.Cut(rest, ":calls=")
-		v, _ := strconv.ParseInt(strings.SplitN(calls, ",", 2)[0], 10, 64)
-		n += v
 	}
 	return n
 }

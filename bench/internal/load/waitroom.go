@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"flashedge/shared/kv"
 	"fmt"
 	"io"
 	"math"
@@ -295,20 +296,7 @@ func runWaitRoom(ctx context.Context, cfg Config, rep *Report, runID string) err
 }
 
 func (w *waitRush) storeCalls(ctx context.Context) int64 {
-	info, err := w.store.Do(ctx, w.store.B().Info().Section("commandstats").Build()).ToString()
-	if err != nil {
-		return 0
-	}
-	var n int64
-	for _, line := range strings.Split(info, "\n") {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_")
-		if !ok || strings.HasPrefix(rest, "info:") {
-			continue
-		}
-		_, calls, _ := strings.Cut(rest, ":calls=")
-		v, _ := strconv.ParseInt(strings.SplitN(calls, ",", 2)[0], 10, 64)
-		n += v
-	}
+	n, _ := kv.CommandCalls(ctx, w.store, "") // a failed read counts as none, as before
 	return n
 }
 

@@ -198,16 +198,9 @@ func (s *Server) ClientWith(tb testing.TB, o kv.Options) rueidis.Client {
 // read from INFO commandstats. Tests use it to prove a path made no store round trip.
 func (s *Server) CommandCalls(tb testing.TB, c rueidis.Client, name string) int64 {
 	tb.Helper()
-	info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
+	n, err := kv.CommandCalls(context.Background(), c, name)
 	if err != nil {
-		tb.Fatalf("kvtest: INFO commandstats: %v", err)
+		tb.Fatalf("kvtest: %v", err)
 	}
-	prefix := "cmdstat_" + strings.ToLower(name) + ":calls="
-	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
-			n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
-			return n
-		}
-	}
-	return 0
+	return n
 }
