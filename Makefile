@@ -60,9 +60,10 @@ sim: deps-test
 	$(GO) test -count=1 -timeout 0 -v -run 'TestSim$$' ./backend/internal/flashsale/ \
 		-args -seeds $(SEEDS) -first-seed $(FIRST_SEED)
 
-# Every fuzz target of client input for FUZZTIME each (a count, not a duration: a duration races
-# the Go 1.26 fuzz coordinator at its deadline, golang/go#75804, and fails with no input found) (seed corpora in testdata/fuzz run in
-# `make test` too); CI runs it. A failing input is written to testdata/fuzz: commit it.
+# Every fuzz target of client input, FUZZTIME executions each (seed corpora in testdata/fuzz run in
+# `make test` too); CI runs it. A count, not a duration: with a duration Go 1.26's fuzz coordinator
+# can fail at its deadline with no input found (golang/go#75804). A failing input is written to
+# testdata/fuzz: commit it.
 FUZZTIME ?= 200000x
 FUZZ_TARGETS := \
 	./edge/internal/proxyproto:FuzzParse \
