@@ -33,9 +33,16 @@ func newHTTP(t testing.TB) *http.Client {
 }
 
 // client speaks to one base URL with an optional bearer token. Safe for concurrent use.
+// failFast bounds an answer that must not wait on a dead or hung service: such a wait lasts a
+// call timeout (a second or more), while failing fast takes milliseconds. The bound sits well
+// between the two so a busy CI machine does not trip it; how fast is fast is measured by the
+// benchmarks, not asserted here.
+const failFast = 300 * time.Millisecond
+
 type client struct {
 	base  string
 	token string
+	user  string // the user id the edge gave at login
 	http  *http.Client
 }
 
@@ -148,13 +155,14 @@ func (r reply) json(t testing.TB, v any) {
 func login(t testing.TB, hc *http.Client, edge, user string) *client {
 	t.Helper()
 	var s struct {
-		Token string `json:"token"`
+		Token  string `json:"token"`
+		UserID string `json:"user_id"`
 	}
 	(&client{base: edge, http: hc}).must(t, "login "+user, 200, "POST", "/api/v1/session", map[string]string{"user": user}).json(t, &s)
-	if s.Token == "" {
-		t.Fatalf("login %s: no token", user)
+	if s.Token == "" || s.UserID == "" {
+		t.Fatalf("login %s: no token or user id", user)
 	}
-	return &client{base: edge, token: s.Token, http: hc}
+	return &client{base: edge, token: s.Token, user: s.UserID, http: hc}
 }
 
 // poll calls check until it returns nil, failing the test with its last error after within.

@@ -63,7 +63,25 @@ func TestGracefulShutdown(t *testing.T) {
 				replies[i] = users[i].call("POST", "/api/v1/orders", nil, "Idempotency-Key", fmt.Sprint("drain-", i))
 			})
 		}
-		time.Sleep(100 * time.Millisecond) // the checkouts reach the order service
+		// Every checkout has reached the order service: its idempotency claim, the first of its
+		// slowed store calls, is in the store (a fixed pause was not enough on a busy machine).
+		kvc := srv.Client(t)
+		poll(t, "every in-flight checkout to claim its key", 30*time.Second, func() error {
+			cmds := make(rueidis.Commands, inflight)
+			for i := range inflight {
+				cmds[i] = kvc.B().Exists().Key(keyspace.Idempotency(users[i].user, "checkout", fmt.Sprint("drain-", i))).Build()
+			}
+			missing := 0
+			for _, r := range kvc.DoMulti(context.Background(), cmds...) {
+				if n, err := r.AsInt64(); err != nil || n == 0 {
+					missing++
+				}
+			}
+			if missing > 0 {
+				return fmt.Errorf("%d of %d not yet claimed", missing, inflight)
+			}
+			return nil
+		})
 		sigAt := time.Now()
 		// New checkouts keep coming while the service drains and after it is gone.
 		for i := inflight; i < len(users); i++ {
