@@ -11,6 +11,12 @@
 // generation is unchanged, so an invalidation that lands during a fill (or between the fill and
 // ristretto applying its buffered Set) can never leave a stale body behind.
 //
+// An invalidation does not wait for the next read to pay for the re-read: a product whose body was
+// cached is re-read at once in the background (batched, one pipelined round trip for what
+// arrived together), so the first read after a change is normally a hit on the new body, and
+// the key is tracked again right away. The re-read follows the same generation rule as a read's
+// fill; when the queue is full the next read fills lazily instead.
+//
 // When a connection to the store is lost rueidis drops its local cache and calls the hook with
 // nil. The rendered bodies are then kept but marked unverified (the connection epoch moves on):
 // the next read refreshes them from the store, and only if the store cannot be reached is the
@@ -21,6 +27,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -61,6 +68,9 @@ type Options struct {
 // Stats counts what the cache did. Read it with Cache.Stats.
 type Stats struct {
 	Hits, Misses, StoreHits, StoreMisses, Stale, Invalidations uint64
+	// Refreshes counts products re-read in the background after an invalidation; RefreshDrops
+	// those left to the next read because the queue was full.
+	Refreshes, RefreshDrops uint64
 }
 
 // Cache renders and caches product responses. It is safe for concurrent use.
@@ -82,7 +92,20 @@ type Cache struct {
 	upSince, outageUpSince atomic.Int64
 
 	hits, misses, storeHits, storeMisses, stale, invalidations atomic.Uint64
+	refreshes, refreshDrops                                    atomic.Uint64
+
+	// refresh carries the ids whose cached bodies an invalidation dropped to the refresher
+	// goroutine, which Close stops (closing stop) and waits for (done).
+	refresh    chan string
+	stop, done chan struct{}
 }
+
+// refreshQueue bounds the ids waiting for a background re-read; refreshBatch is the most
+// re-read in one pipelined round trip.
+const (
+	refreshQueue = 4096
+	refreshBatch = 64
+)
 
 const stripes = 4096
 
@@ -119,7 +142,10 @@ func New(kv rueidis.Client, o Options) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{kv: kv, bodies: bodies, o: o}, nil
+	c := &Cache{kv: kv, bodies: bodies, o: o,
+		refresh: make(chan string, refreshQueue), stop: make(chan struct{}), done: make(chan struct{})}
+	go c.refresher()
+	return c, nil
 }
 
 // Hook is a stand-in for the OnInvalidations option: kv clients are opened before the cache
@@ -140,14 +166,20 @@ func (h *Hook) Set(c *Cache) { h.c.Store(c) }
 // asynchronously). Tests and benchmarks call it to measure hits.
 func (c *Cache) Wait() { c.bodies.Wait() }
 
-// Close releases the ristretto cache.
-func (c *Cache) Close() { c.bodies.Close() }
+// Close stops the background re-reads, waits for the one in flight, and releases the ristretto
+// cache. Call it once, after the store client stops delivering invalidations.
+func (c *Cache) Close() {
+	close(c.stop)
+	<-c.done
+	c.bodies.Close()
+}
 
 // Stats returns the counters so far.
 func (c *Cache) Stats() Stats {
 	return Stats{
 		Hits: c.hits.Load(), Misses: c.misses.Load(), StoreHits: c.storeHits.Load(),
 		StoreMisses: c.storeMisses.Load(), Stale: c.stale.Load(), Invalidations: c.invalidations.Load(),
+		Refreshes: c.refreshes.Load(), RefreshDrops: c.refreshDrops.Load(),
 	}
 }
 
@@ -180,9 +212,81 @@ func (c *Cache) InvalidateKey(key string) {
 		return
 	}
 	if id, ok := keyspace.ProductOf(key); ok {
+		_, cached := c.bodies.Get([]byte(id))
 		c.stripes[stripeOf([]byte(id))].Add(1)
 		c.bodies.Del([]byte(id))
 		c.listGen.Add(1) // pages embed the product
+		if cached {
+			c.enqueue(id)
+		}
+		// Otherwise nobody read it since it was last dropped (or a re-read is in flight and
+		// will go again): the next read fills it.
+	}
+}
+
+// refresher re-reads the products whose bodies invalidations dropped, in batches, until Close.
+func (c *Cache) refresher() {
+	defer close(c.done)
+	batch := make([]string, 0, refreshBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-c.stop:
+			return
+		case id := <-c.refresh:
+			batch = append(batch, id)
+		}
+	more:
+		for len(batch) < refreshBatch {
+			select {
+			case id := <-c.refresh:
+				if !slices.Contains(batch, id) { // a product written twice in a row: one re-read
+					batch = append(batch, id)
+				}
+			default:
+				break more
+			}
+		}
+		c.refill(batch)
+	}
+}
+
+// refill re-reads ids in one pipelined round trip and keeps each body under the generation
+// rule, as a read's fill does. Failures are dropped: the next read tries again.
+func (c *Cache) refill(ids []string) {
+	type fill struct{ gen, epoch uint64 }
+	fills := make([]fill, len(ids))
+	cmds := make([]rueidis.CacheableTTL, 0, 2*len(ids))
+	for i, id := range ids {
+		fills[i] = fill{c.stripes[stripeOf([]byte(id))].Load(), c.epoch.Load()}
+		cmds = append(cmds,
+			rueidis.CT(c.kv.B().Get().Key(keyspace.Product(id)).Cache(), c.o.ClientTTL),
+			rueidis.CT(c.kv.B().Get().Key(keyspace.ProductStock(id)).Cache(), c.o.ClientTTL))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.o.StoreTimeout)
+	defer cancel()
+	res := c.kv.DoMultiCache(ctx, cmds...)
+	c.countStore(res...)
+	for i, id := range ids {
+		body, err := render(res[2*i], res[2*i+1])
+		if err != nil {
+			continue
+		}
+		c.refreshes.Add(1)
+		f := fills[i]
+		if !c.keep(id, httpcache.New(body, true), f.gen, f.epoch) && c.epoch.Load() == f.epoch {
+			// Written again while being re-read (a document and its stock, say): that
+			// invalidation found no body to refresh, so this re-read goes again.
+			c.enqueue(id)
+		}
+	}
+}
+
+func (c *Cache) enqueue(id string) {
+	select {
+	case c.refresh <- id:
+	default:
+		c.refreshDrops.Add(1)
 	}
 }
 
@@ -227,10 +331,18 @@ func (c *Cache) Product(ctx context.Context, id []byte) (*httpcache.Rep, error) 
 		return nil, err
 	}
 	rep := httpcache.New(body, true)
-	if s.Load() == gen && c.epoch.Load() == epoch {
-		c.bodies.Set([]byte(string(id)), &entry{rep: rep, gen: gen, epoch: epoch, filledAt: c.o.Now().UnixNano()}, int64(rep.Size()+64))
-	}
+	c.keep(string(id), rep, gen, epoch)
 	return rep, nil
+}
+
+// keep caches a product's body filled under generation gen and connection epoch, unless an
+// invalidation or a connection loss came since, and reports whether it did.
+func (c *Cache) keep(id string, rep *httpcache.Rep, gen, epoch uint64) bool {
+	if c.stripes[stripeOf([]byte(id))].Load() != gen || c.epoch.Load() != epoch {
+		return false
+	}
+	c.bodies.Set([]byte(id), &entry{rep: rep, gen: gen, epoch: epoch, filledAt: c.o.Now().UnixNano()}, int64(rep.Size()+64))
+	return true
 }
 
 // storeDownBackoff is how long stale bodies are served without retrying the store after a
@@ -275,7 +387,12 @@ func (c *Cache) fetchProduct(ctx context.Context, id string) ([]byte, error) {
 		rueidis.CT(c.kv.B().Get().Key(keyspace.ProductStock(id)).Cache(), c.o.ClientTTL),
 	)
 	c.countStore(res...)
-	doc, err := res[0].AsBytes()
+	return render(res[0], res[1])
+}
+
+// render makes a product's public JSON from the replies to GET of its document and its stock.
+func render(docRes, stockRes rueidis.RedisResult) ([]byte, error) {
+	doc, err := docRes.AsBytes()
 	if err != nil {
 		if rueidis.IsRedisNil(err) {
 			return nil, ErrNotFound
@@ -283,7 +400,7 @@ func (c *Cache) fetchProduct(ctx context.Context, id string) ([]byte, error) {
 		return nil, errors.Join(ErrStore, err)
 	}
 	var stock int64
-	if s, err := res[1].ToString(); err == nil {
+	if s, err := stockRes.ToString(); err == nil {
 		stock = product.ParseStock(s)
 	} else if !rueidis.IsRedisNil(err) {
 		return nil, errors.Join(ErrStore, err)

@@ -356,3 +356,41 @@ func bodyOf(r *httpcache.Rep, err error) []byte {
 	}
 	return r.Body
 }
+
+// TestInvalidationRefreshesAtOnce: a change to a cached product is re-read in the background as
+// soon as its invalidation arrives, so the first read after it is a hit on the new body with no
+// store round trip of its own; a product nobody read is not re-read.
+func TestInvalidationRefreshesAtOnce(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "00000007", "before", 50)
+	f.put(t, "00000008", "never read", 50)
+	f.read(t, "00000007")
+	f.cache.bodies.Wait()
+	f.put(t, "00000007", "after", 2)
+	f.put(t, "00000008", "still never read", 50)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.cache.bodies.Wait()
+		if e, ok := f.cache.bodies.Get([]byte("00000007")); ok && strings.Contains(string(e.rep.Body), `"after"`) &&
+			e.gen == f.cache.stripes[stripeOf([]byte("00000007"))].Load() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the changed product was not re-read in the background within 5s: stats %+v", f.cache.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := f.srv.CommandCalls(t, f.writer, "get")
+	if got := f.read(t, "00000007"); got["name"] != "after" || got["stock_state"] != "low" {
+		t.Fatalf("read after the refresh = %v, want name after, stock_state low", got)
+	}
+	if after := f.srv.CommandCalls(t, f.writer, "get"); after != before {
+		t.Fatalf("the first read after the refresh made %d GET calls on the store, want 0", after-before)
+	}
+	if _, ok := f.cache.bodies.Get([]byte("00000008")); ok {
+		t.Fatal("a product nobody read was filled by the background re-read")
+	}
+	if s := f.cache.Stats(); s.Refreshes == 0 {
+		t.Fatalf("stats %+v: want Refreshes > 0", s)
+	}
+}
