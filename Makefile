@@ -81,12 +81,21 @@ fuzz:
 test-short:
 	$(GO) test -short ./...
 
+# Pinning for the write-path row: servers on CPU 1, the load tool on CPU 0.
+PIN_OK      := $(shell command -v taskset >/dev/null 2>&1 && [ "$$(nproc)" -ge 2 ] && echo 1)
+PIN_LOAD    := $(if $(PIN_OK),taskset -c 0)
+PIN_SERVERS := $(if $(PIN_OK),-server-cpu 1)
+
 # The peer comparison (wrk against the ceiling, the edge and nginx + Lua), then the flash-sale
 # rush with its invariant checks (the edge's default limits on, every shopper from its own loopback
 # address: a baseline round, then the same rush with bots) and the seed's cart stress test: about seven minutes in all.
 bench: build deps-bench
 	@mkdir -p bench/out
 	$(BIN)/benchrun -bin $(BIN)
+	@# The write path with the gate wide open (issue 13): admissions/s and CPU per admission of
+	@# edge -> order -> store (+ worker) against the nginx + Lua admission on the same store, the
+	@# stack and nginx on CPU 1, the load tool on CPU 0 (unpinned where taskset or a 2nd CPU is missing).
+	$(PIN_LOAD) $(BIN)/load -spawn -bin $(BIN) -scenario admit -duration 10s $(PIN_SERVERS) -json bench/out/admit.json
 	$(BIN)/load -spawn -bin $(BIN) -scenario rush -attempts 100000 -users 20000 -stock 1000 -shards 8 \
 		-difficulty 8 -bots 8 -json bench/out/rush.json -plot bench/out/rush.svg
 	$(BIN)/load -spawn -bin $(BIN) -scenario stress -levels 100,500,1000 -duration 10s \

@@ -137,4 +137,67 @@ function _M.attempt(id, ttl)
   ngx.print('{"status":"sold_out"}')
 end
 
+-- The admission script: refuse when the sale's sold-out flag is set, else take one unit from the
+-- stock key; the last unit sets the flag. Returns the units left, or -1 when sold out.
+local admit_script = [[
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return -1
+end
+local left = redis.call('DECR', KEYS[2])
+if left < 0 then
+  redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], '1')
+  return -1
+end
+if left == 0 then
+  redis.call('SET', KEYS[1], '1')
+end
+return left
+]]
+local admit_sha = (ngx.sha1_bin(admit_script):gsub('.', function(c)
+  return string.format('%02x', string.byte(c))
+end))
+
+-- admit answers an attempt the way a seckill at the load balancer does: the script above
+-- (EVALSHA, loaded on its first NOSCRIPT), then XADD of the admitted attempt for a worker,
+-- 202 with a ticket (the request id) or 410 sold out.
+function _M.admit(id)
+  ngx.req.discard_body()
+  local red, err = store()
+  if not red then
+    return fail(503, "store_unavailable", "the store did not answer")
+  end
+  local soldout = conf.soldout_prefix .. id .. conf.soldout_suffix
+  local stock = conf.admit_stock_prefix .. id
+  local left
+  left, err = red:evalsha(admit_sha, 2, soldout, stock)
+  if not left and err and string.find(err, "NOSCRIPT", 1, true) then
+    left, err = red:eval(admit_script, 2, soldout, stock)
+  end
+  if not left then
+    red:close()
+    return fail(503, "store_unavailable", "the store did not answer")
+  end
+  if left < 0 then
+    release(red)
+    ngx.status = 410
+    ngx.header["Content-Type"] = "application/json"
+    ngx.header["X-Request-ID"] = ngx.var.request_id
+    ngx.print('{"status":"sold_out"}')
+    return
+  end
+  local ticket = ngx.var.request_id
+  local ok
+  ok, err = red:xadd(conf.admit_stream, "*", "sale", id, "ticket", ticket)
+  if not ok then
+    red:close()
+    return fail(503, "store_unavailable", "the store did not answer")
+  end
+  release(red)
+  ngx.status = 202
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["X-Request-ID"] = ticket
+  ngx.print('{"ticket":"', ticket, '","status":"queued","poll_after_ms":1000}')
+end
+
 return _M

@@ -68,6 +68,7 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	fs.IntVar(&difficulty, "difficulty", 8, "rush: proof-of-work bits (0: none)")
 	fs.StringVar(&c.Load.SaleProduct, "sale-product", "00000001", "rush: the product on sale")
 	fs.StringVar(&c.Load.StoreAddr, "store", getenv("FLASHEDGE_STORE_ADDR"), "waitroom: the store's host:port, for its command rate (set by -spawn)")
+	fs.StringVar(&c.Load.ServerCPU, "server-cpu", "", "pin the spawned stack (and the admit scenario's nginx peer) to this CPU with taskset; run load itself on another (taskset -c 0 load ... -server-cpu 1)")
 	fs.IntVar(&c.Load.Admit, "admit", 250, "waitroom: admit_per_second of the sale's waiting room")
 	fs.DurationVar(&soldOut, "soldout-duration", 3*time.Second, "rush: closed-loop burst of attempts after the sell-out (0: skip)")
 	fs.IntVar(&c.Load.Bots, "bots", 0, "rush: bot addresses (two bot users each, far above the edge's limits); above 0 the rush runs a baseline round without bots and then a bot-mix round")
@@ -165,7 +166,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			edgeEnv = nil
 		}
 		st, err := spawn.Start(ctx, spawn.Options{
-			BinDir: cfg.BinDir, Dir: dir,
+			BinDir: cfg.BinDir, Dir: dir, CPU: cfg.Load.ServerCPU,
 			ServiceEnv: map[string][]string{"edge": edgeEnv},
 			Logf:       func(format string, a ...any) { fmt.Fprintf(stdout, "  "+format+"\n", a...) },
 		})
@@ -176,6 +177,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		cfg.URL, cfg.AdminToken = st.URL, st.AdminToken
 		cfg.Load.StoreAddr = st.Addrs["store"]
 		cfg.Load.CPU = st.CPU
+		cfg.Load.CPUByProcess = st.CPUByProcess
 		rep.Target = st.URL
 		for _, c := range st.Commands {
 			fmt.Fprintln(stdout, "  started:", c)
@@ -210,6 +212,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if rep.WaitRoom != nil {
 		fmt.Fprintln(stdout)
 		load.WriteWaitRoom(stdout, rep.WaitRoom)
+	}
+	if rep.Admit != nil {
+		fmt.Fprintln(stdout)
+		load.WriteAdmit(stdout, rep.Admit)
 	}
 	if runErr != nil {
 		rep.Fail("%v", runErr)

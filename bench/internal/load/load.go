@@ -28,7 +28,7 @@ const (
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{ScenarioBrowse, ScenarioCart, ScenarioCheckout, ScenarioRush, ScenarioStress, ScenarioWaitRoom, ScenarioOverload}
+var Scenarios = []string{ScenarioBrowse, ScenarioCart, ScenarioCheckout, ScenarioRush, ScenarioStress, ScenarioWaitRoom, ScenarioOverload, ScenarioAdmit}
 
 // Config is one run. Zero values take the defaults named on each field.
 type Config struct {
@@ -37,6 +37,12 @@ type Config struct {
 	// CPU, when set, returns the CPU time the servers under load (every process of a spawned
 	// stack, the store included) have used so far; the stress rows then report CPU per operation.
 	CPU func() time.Duration
+	// CPUByProcess, when set, returns the same by process name ("edge", "order", "store", ...);
+	// the admit scenario reports CPU per admission by process from it.
+	CPUByProcess func() map[string]time.Duration
+	// ServerCPU, when set, pins the servers the load tool starts itself (the admit scenario's
+	// nginx peer) to this CPU, like the spawned stack.
+	ServerCPU string
 	// AdminToken is the edge's admin bearer token (the rush creates a sale and reads its ledger).
 	AdminToken string
 	// Scenarios to run, in order. Empty means browse.
@@ -213,6 +219,8 @@ func Run(ctx context.Context, cfg Config, rep *Report) error {
 			err = runRushRounds(ctx, cfg, rep, runID)
 		case ScenarioWaitRoom:
 			err = runWaitRoom(ctx, cfg, rep, runID)
+		case ScenarioAdmit:
+			err = runAdmit(ctx, cfg, rep, runID)
 		}
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", sc, err)

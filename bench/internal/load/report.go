@@ -27,6 +27,8 @@ type Report struct {
 	// Baseline is the rush round without bots when the rush ran with -bots.
 	Baseline *RushReport     `json:"rush_baseline,omitempty"`
 	WaitRoom *WaitRoomReport `json:"waitroom,omitempty"`
+	// Admit is the write path's account (the admit scenario).
+	Admit *AdmitReport `json:"admit,omitempty"`
 	// OK is false when an invariant failed or a scenario could not run.
 	OK       bool     `json:"ok"`
 	Failures []string `json:"failures,omitempty"`

@@ -85,11 +85,25 @@ func Check(c Config) error {
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
+// The admission peer's keys: AdmitStockKey(sale) holds the units its script decrements (seed it
+// before a run); admitted attempts are appended to AdmitStream. Both are the peer's own, apart from
+// the project's keys, so the project's worker never reads them; the sold-out flag is the sale's
+// keyspace.SoldOut key, as at the edge.
+const (
+	AdmitStockPrefix = "bench:nginx:stock:"
+	AdmitStream      = "bench:nginx:attempts"
+)
+
+// AdmitStockKey is the stock key the admission peer decrements for sale.
+func AdmitStockKey(sale string) string { return AdmitStockPrefix + sale }
+
 // Peer is a running nginx. Stop it with Stop.
 type Peer struct {
 	// PlainBase is the base URL (http://host:port) of the server that reads the store on every
-	// request; LRUBase of the one with lrucache in front.
-	PlainBase, LRUBase string
+	// request; LRUBase of the one with lrucache in front; AdmitBase of the one that admits
+	// attempts (POST /api/v1/flash-sales/{id}/attempts: sold-out check and decrement in one
+	// script, then XADD; 202 or 410).
+	PlainBase, LRUBase, AdmitBase string
 	// ConfPath is the rendered nginx.conf.
 	ConfPath string
 	p        *proc.Proc
@@ -108,6 +122,8 @@ type confData struct {
 	User, ModulesDir, LuaDir, Dir, CPUMask string
 	StoreHost                              string
 	StorePort, PlainPort, LRUPort          int
+	AdmitPort                              int
+	AdmitStockPrefix, AdmitStream          string
 	TTL                                    int
 	ProductPrefix, ProductSuffix           string
 	StockPrefix, StockSuffix               string
@@ -115,8 +131,8 @@ type confData struct {
 	LowStock                               int
 }
 
-// Render writes nginx.conf and peer.lua into c.Dir for the two ports and returns the conf path.
-func Render(c Config, plainPort, lruPort int) (string, error) {
+// Render writes nginx.conf and peer.lua into c.Dir for the three ports and returns the conf path.
+func Render(c Config, plainPort, lruPort, admitPort int) (string, error) {
 	c = c.withDefaults()
 	host, portStr, err := net.SplitHostPort(c.StoreAddr)
 	if err != nil {
@@ -132,7 +148,8 @@ func Render(c Config, plainPort, lruPort int) (string, error) {
 	}
 	d := confData{
 		ModulesDir: c.ModulesDir, LuaDir: c.LuaDir, Dir: c.Dir, StoreHost: host, StorePort: storePort,
-		PlainPort: plainPort, LRUPort: lruPort, TTL: ttl, LowStock: product.LowStock,
+		PlainPort: plainPort, LRUPort: lruPort, AdmitPort: admitPort, TTL: ttl, LowStock: product.LowStock,
+		AdmitStockPrefix: AdmitStockPrefix, AdmitStream: AdmitStream,
 		CPUMask: cpuMask(c.CPU),
 	}
 	d.ProductPrefix, d.ProductSuffix = split(keyspace.Product)
@@ -191,8 +208,8 @@ func cpuMask(cpu string) string {
 	return "1" + strings.Repeat("0", n)
 }
 
-// Start renders the configuration, starts nginx in the foreground on two free loopback ports
-// and waits until both answer /ready.
+// Start renders the configuration, starts nginx in the foreground on three free loopback ports
+// and waits until each answers /ready.
 func Start(ctx context.Context, c Config) (*Peer, error) {
 	c = c.withDefaults()
 	if err := Check(c); err != nil {
@@ -206,7 +223,11 @@ func Start(ctx context.Context, c Config) (*Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	conf, err := Render(c, plain, lru)
+	admit, err := proc.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	conf, err := Render(c, plain, lru, admit)
 	if err != nil {
 		return nil, err
 	}
@@ -220,9 +241,10 @@ func Start(ctx context.Context, c Config) (*Peer, error) {
 	peer := &Peer{
 		PlainBase: "http://127.0.0.1:" + strconv.Itoa(plain),
 		LRUBase:   "http://127.0.0.1:" + strconv.Itoa(lru),
+		AdmitBase: "http://127.0.0.1:" + strconv.Itoa(admit),
 		ConfPath:  conf, p: p,
 	}
-	for _, base := range []string{peer.PlainBase, peer.LRUBase} {
+	for _, base := range []string{peer.PlainBase, peer.LRUBase, peer.AdmitBase} {
 		if err := p.WaitHTTP(ctx, base+"/ready", 10*time.Second); err != nil {
 			p.Stop(2 * time.Second)
 			errLog, _ := os.ReadFile(filepath.Join(c.Dir, "error.log"))

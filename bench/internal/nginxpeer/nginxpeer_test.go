@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +78,53 @@ func TestPeerAnswers(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestPeerAdmits checks the admission peer against a real redis-server: it admits while stock
+// lasts (202 with a ticket, one stream entry each), answers 410 once the units are gone and the
+// flag is set, and never takes the stock below zero.
+func TestPeerAdmits(t *testing.T) {
+	if err := Check(Config{}); err != nil {
+		t.Skipf("nginx peer not installed: %v (make deps-bench installs it)", err)
+	}
+	srv := kvtest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	if err := c.Do(ctx, c.B().Set().Key(AdmitStockKey("s1")).Value("3").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := Start(ctx, Config{Dir: t.TempDir(), StoreAddr: srv.Addr, TTL: time.Second})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(peer.Stop)
+	var got []int
+	for range 5 {
+		req, _ := http.NewRequest("POST", peer.AdmitBase+"/api/v1/flash-sales/s1/attempts", strings.NewReader(`{"challenge_id":"x","answer":"0"}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got = append(got, resp.StatusCode)
+		if resp.StatusCode == 202 && !strings.Contains(string(b), `"ticket":"`) {
+			t.Errorf("202 without a ticket: %s", b)
+		}
+	}
+	if want := []int{202, 202, 202, 410, 410}; !slices.Equal(got, want) {
+		t.Errorf("statuses %v, want %v", got, want)
+	}
+	n, err := c.Do(ctx, c.B().Xlen().Key(AdmitStream).Build()).AsInt64()
+	if err != nil || n != 3 {
+		t.Errorf("stream holds %d entries (%v), want 3", n, err)
+	}
+	left, err := c.Do(ctx, c.B().Get().Key(AdmitStockKey("s1")).Build()).AsInt64()
+	if err != nil || left != 0 {
+		t.Errorf("stock %d (%v), want 0", left, err)
+	}
+	if n, _ := c.Do(ctx, c.B().Exists().Key(keyspace.SoldOut("s1")).Build()).AsInt64(); n != 1 {
+		t.Errorf("sold-out flag not set")
 	}
 }

@@ -38,6 +38,9 @@ type Options struct {
 	Env []string
 	// ServiceEnv is added to one service's environment, after Env.
 	ServiceEnv map[string][]string
+	// CPU, when set (a CPU number such as "1"), pins the store and every service to it with
+	// taskset. Empty means unpinned.
+	CPU string
 	// ReadyTimeout bounds the wait for each /ready. Zero means 60s.
 	ReadyTimeout time.Duration
 	// Logf, when not nil, is told what was started.
@@ -104,7 +107,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			s.Stop()
 		}
 	}()
-	if s.redis, err = redisproc.Start(ctx, redisproc.Options{Dir: o.Dir}); err != nil {
+	if s.redis, err = redisproc.Start(ctx, redisproc.Options{Dir: o.Dir, CPU: o.CPU}); err != nil {
 		return nil, err
 	}
 	s.Addrs["store"] = s.redis.Addr
@@ -133,7 +136,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		sort.Strings(env)
 		env = append(env, o.Env...)
 		env = append(env, o.ServiceEnv[svc]...)
-		p, err := proc.Start(proc.Spec{Name: svc, Path: bins[svc], Env: env, Log: filepath.Join(o.Dir, svc+".log")})
+		p, err := proc.Start(proc.Spec{Name: svc, Path: bins[svc], Env: env, CPU: o.CPU, Log: filepath.Join(o.Dir, svc+".log")})
 		if err != nil {
 			return nil, err
 		}
@@ -186,8 +189,6 @@ func mask(env []string) []string {
 	return out
 }
 
-// Stop stops the services in reverse start order, then the store, and waits for each.
-// It is idempotent.
 // CPU returns the CPU time (user + system, from /proc) every process of the stack has used so
 // far, the store included: the difference over a phase divided by its operations is the cost
 // of one operation across all processes.
@@ -202,6 +203,20 @@ func (s *Stack) CPU() time.Duration {
 	return time.Duration(ticks) * time.Second / cpustat.TicksPerSecond
 }
 
+// CPUByProcess is CPU by process: "store" and each service's name.
+func (s *Stack) CPUByProcess() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	if s.redis != nil {
+		out["store"] = time.Duration(cpustat.ProcTicks(s.redis.Pid())) * time.Second / cpustat.TicksPerSecond
+	}
+	for _, p := range s.procs {
+		out[p.Spec.Name] += time.Duration(cpustat.ProcTicks(p.Pid())) * time.Second / cpustat.TicksPerSecond
+	}
+	return out
+}
+
+// Stop stops the services in reverse start order, then the store, and waits for each.
+// It is idempotent.
 func (s *Stack) Stop() {
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		s.procs[i].Stop(10 * time.Second)
