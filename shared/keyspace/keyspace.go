@@ -168,6 +168,11 @@ func WaitRoomPass(sale string) string { return salePrefix + sale + "}:wr:pass" }
 // WaitRoomLost is a hash user -> when the place was lost (unix ms).
 func WaitRoomLost(sale string) string { return salePrefix + sale + "}:wr:lost" }
 
+// WaitRoomSeen is a hash user -> the last sign of life the store saw (unix ms): a join, or a
+// look-up without a queue token. Polls with a token are not recorded (they cost the store
+// nothing); the token carries their time.
+func WaitRoomSeen(sale string) string { return salePrefix + sale + "}:wr:seen" }
+
 // WaitRoomUsed is the sorted set of users who made an attempt with their pass, scored by position.
 func WaitRoomUsed(sale string) string { return salePrefix + sale + "}:wr:used" }
 

@@ -52,6 +52,7 @@ func TestKeys(t *testing.T) {
 		{"WaitRoomPlace", keyspace.WaitRoomPlace("s1"), "fe:sale:{s:s1}:wr:place"},
 		{"WaitRoomPass", keyspace.WaitRoomPass("s1"), "fe:sale:{s:s1}:wr:pass"},
 		{"WaitRoomLost", keyspace.WaitRoomLost("s1"), "fe:sale:{s:s1}:wr:lost"},
+		{"WaitRoomSeen", keyspace.WaitRoomSeen("s1"), "fe:sale:{s:s1}:wr:seen"},
 		{"WaitRoomUsed", keyspace.WaitRoomUsed("s1"), "fe:sale:{s:s1}:wr:used"},
 		{"WaitRoomBatches", keyspace.WaitRoomBatches("s1"), "fe:sale:{s:s1}:wr:batches"},
 		{"WaitRoomOrder", keyspace.WaitRoomOrder("s1"), "fe:sale:{s:s1}:wr:order"},

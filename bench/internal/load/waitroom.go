@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -41,6 +42,11 @@ type WaitRoomReport struct {
 	// while everyone waits for the start, next to PollsPerSWaiting, the poll rate meanwhile.
 	StoreCmdsPerSWaiting float64 `json:"store_cmds_per_s_waiting"`
 	PollsPerSWaiting     float64 `json:"polls_per_s_waiting"`
+	// ServerCPUPerPollUs is the CPU time every process of a spawned stack (edge, backends,
+	// store) used per poll while everyone waits; LoadCPUPerPollUs this load generator's own.
+	// CPU per poll is the figure to compare across runs on a shared machine, not polls/s.
+	ServerCPUPerPollUs   float64 `json:"server_cpu_per_poll_us_waiting"`
+	LoadCPUPerPollUs     float64 `json:"load_cpu_per_poll_us_waiting"`
 	StoreCmdsPerSSelling float64 `json:"store_cmds_per_s_selling"`
 	PollsPerSSelling     float64 `json:"polls_per_s_selling"`
 
@@ -50,22 +56,39 @@ type WaitRoomReport struct {
 	Won             int64            `json:"won"`
 	AttemptAnswers  map[string]int64 `json:"attempt_answers"`
 
-	// Waiting shoppers at the sell-out and how soon they were told: within their last
-	// poll_after_ms (plus 1 s for this load generator's own scheduling) or later.
+	// Waiting shoppers at the sell-out and how soon they were told. A told shopper's lateness
+	// splits in three: when its telling poll was due against the sell-out (the edge's poll
+	// schedule: at most the poll_after_ms it had been given, by construction of the schedule),
+	// how late this load generator sent it (SendLag: its own backlog), and how long the edge
+	// took to answer (AnswerTime: the server's backlog). ToldOnSchedule counts the shoppers
+	// whose telling poll was due within one poll interval of the sell-out; ToldWithinPoll those
+	// told (answer received) within one poll interval plus 1 s of it by the wall clock.
 	WaitingAtSellOut int64   `json:"waiting_at_sell_out"`
 	ToldSoldOut      int64   `json:"told_sold_out"`
+	ToldOnSchedule   int64   `json:"told_on_schedule"`
 	ToldWithinPoll   int64   `json:"told_within_one_poll"`
 	ToldLagMaxS      float64 `json:"told_lag_max_s"`
 	ToldLagP99S      float64 `json:"told_lag_p99_s"`
+	ToldDueMaxS      float64 `json:"told_due_after_sell_out_max_s"`
+	ToldSendLagP99S  float64 `json:"told_send_lag_p99_s"`
+	ToldSendLagMaxS  float64 `json:"told_send_lag_max_s"`
+	ToldAnswerP99S   float64 `json:"told_answer_time_p99_s"`
+	ToldAnswerMaxS   float64 `json:"told_answer_time_max_s"`
 	// WaitingAfterSellOut counts polls sent after the sell-out (plus the 50 ms the sell-out
 	// instant is sampled at) that were still answered "waiting": 0 means every waiting shopper's
 	// next poll said sold_out.
 	WaitingAfterSellOut int64 `json:"waiting_answers_after_sell_out"`
 	// PollLateP99S and PollLateMaxS are how late this load generator sent polls against the
-	// poll_after_ms it was given (its own backlog on a shared machine, not the server's).
-	PollLateP99S float64 `json:"poll_late_p99_s"`
-	PollLateMaxS float64 `json:"poll_late_max_s"`
-	Expired      int64   `json:"expired"`
+	// time they were due (all polls, open loop: its own scheduling on a shared machine, not the
+	// server's); PollAnswerP99S and PollAnswerMaxS how long the edge took to answer them.
+	PollLateP99S   float64 `json:"poll_late_p99_s"`
+	PollLateMaxS   float64 `json:"poll_late_max_s"`
+	PollAnswerP99S float64 `json:"poll_answer_p99_s"`
+	PollAnswerMaxS float64 `json:"poll_answer_max_s"`
+	// InFlightMax is the most polls this generator had in flight at once (its cap: PollInFlight).
+	InFlightMax  int64 `json:"polls_in_flight_max"`
+	PollInFlight int   `json:"polls_in_flight_cap"`
+	Expired      int64 `json:"expired"`
 
 	// Fairness among pre-queue joiners: Spearman's rank correlation between join order and
 	// queue position (about 0 for a fair shuffle), the published order checked against the
@@ -88,10 +111,14 @@ type wrShopper struct {
 	pos       int64
 	pollAfter time.Duration
 	done      bool
-	toldAt    time.Time
-	// toldAfter is the poll interval the shopper had been given before the poll that said sold_out.
-	toldAfter time.Duration
-	lastPoll  time.Time
+	lastPoll  time.Time // when the last answer came
+	lastSent  time.Time // when the last poll was sent
+	// The poll that said sold_out: when it was due, sent and answered, and the poll interval
+	// the shopper had been given before it.
+	toldDue, toldSent, toldAt time.Time
+	toldAfter                 time.Duration
+	// prevSent and prevAnswered are the previous poll's (answered "waiting").
+	prevSent, prevAnswered time.Time
 }
 
 type dueItem struct {
@@ -121,8 +148,9 @@ type waitRush struct {
 	store rueidis.Client
 
 	join, poll, attempt, ticket *Row
-	late                        *Histogram
+	late, answerTime            *Histogram
 	waitingAfter                atomic.Int64
+	inFlight, inFlightMax       atomic.Int64
 
 	polls     atomic.Int64
 	admitted  atomic.Int64
@@ -147,15 +175,17 @@ func runWaitRoom(ctx context.Context, cfg Config, rep *Report, runID string) err
 	if admit <= 0 {
 		admit = 250
 	}
+	inFlight := max(2048, 8*conc) // polls in flight at once (open loop)
 	w := &waitRush{
 		cfg: cfg, sale: runID + "-wr",
-		c:       NewClient(cfg.Target, ClientOptions{MaxConns: conc + 512, Timeout: cfg.Timeout}),
-		join:    NewRow(ScenarioWaitRoom, "waitroom/join", 200),
-		poll:    NewRow(ScenarioWaitRoom, "waitroom/poll", 200),
-		attempt: NewRow(ScenarioWaitRoom, "waitroom/attempt", 202, 410, 409),
-		ticket:  NewRow(ScenarioWaitRoom, "waitroom/ticket-poll", 200),
-		answers: map[string]int64{},
-		late:    NewHistogram(),
+		c:          NewClient(cfg.Target, ClientOptions{MaxConns: conc + 512 + inFlight, Timeout: cfg.Timeout}),
+		join:       NewRow(ScenarioWaitRoom, "waitroom/join", 200),
+		poll:       NewRow(ScenarioWaitRoom, "waitroom/poll", 200),
+		attempt:    NewRow(ScenarioWaitRoom, "waitroom/attempt", 202, 410, 409),
+		ticket:     NewRow(ScenarioWaitRoom, "waitroom/ticket-poll", 200),
+		answers:    map[string]int64{},
+		late:       NewHistogram(),
+		answerTime: NewHistogram(),
 	}
 	defer w.c.Close()
 	bots := max(1, users/100)
@@ -232,20 +262,14 @@ func runWaitRoom(ctx context.Context, cfg Config, rep *Report, runID string) err
 	fmt.Fprintf(cfg.Out, "waitroom: %d joined in %.1fs (%d in the pre-queue); polling until the sale sells out\n",
 		seq.Load(), time.Since(joinStart).Seconds(), wr.PreQueue)
 
-	// Polls: every shopper when told, by conc workers each owning a share of the shoppers.
+	// Polls: every shopper when told, open loop: a scheduler sends each poll when it is due,
+	// up to wr.PollInFlight at once, so a slow answer delays no one else's poll.
 	runCtx, stop := context.WithTimeout(ctx, time.Until(start)+4*time.Minute)
 	defer stop()
 	var wg sync.WaitGroup
-	var left atomic.Int64
-	for i := range w.shop {
-		if w.shop[i].joinSeq > 0 {
-			left.Add(1)
-		}
-	}
-	for k := range conc {
-		wg.Add(1)
-		go func() { defer wg.Done(); w.worker(runCtx, k, conc, &left) }()
-	}
+	wr.PollInFlight = inFlight
+	wg.Add(1)
+	go func() { defer wg.Done(); w.pollAll(runCtx, wr.PollInFlight) }()
 	// The sale's state at the edge, every 50 ms, for the sell-out instant.
 	wg.Add(1)
 	go func() {
@@ -264,11 +288,17 @@ func runWaitRoom(ctx context.Context, cfg Config, rep *Report, runID string) err
 	// Store command rates: the 5 s before the start, and from the start to the sell-out.
 	if w.store != nil {
 		_ = sleepCtx(runCtx, time.Until(start.Add(-6*time.Second)))
-		c0, p0, t0 := w.storeCalls(runCtx), w.polls.Load(), time.Now()
+		c0, p0, t0, s0, l0 := w.storeCalls(runCtx), w.polls.Load(), time.Now(), w.serverCPU(), selfCPU()
 		_ = sleepCtx(runCtx, time.Until(start.Add(-time.Second)))
-		c1, p1, t1 := w.storeCalls(runCtx), w.polls.Load(), time.Now()
+		c1, p1, t1, s1, l1 := w.storeCalls(runCtx), w.polls.Load(), time.Now(), w.serverCPU(), selfCPU()
 		wr.StoreCmdsPerSWaiting = float64(c1-c0) / t1.Sub(t0).Seconds()
 		wr.PollsPerSWaiting = float64(p1-p0) / t1.Sub(t0).Seconds()
+		if n := p1 - p0; n > 0 {
+			if cfg.CPU != nil {
+				wr.ServerCPUPerPollUs = float64((s1 - s0).Microseconds()) / float64(n)
+			}
+			wr.LoadCPUPerPollUs = float64((l1 - l0).Microseconds()) / float64(n)
+		}
 		_ = sleepCtx(runCtx, time.Until(start))
 		c2, p2, t2 := w.storeCalls(runCtx), w.polls.Load(), time.Now()
 		for runCtx.Err() == nil && w.soldOutAt.Load() == 0 {
@@ -293,6 +323,22 @@ func runWaitRoom(ctx context.Context, cfg Config, rep *Report, runID string) err
 		rep.Fail("waitroom: the published shuffle does not check out (seed %v, order %v, positions %v)", wr.SeedMatches, wr.OrderRecomputed, wr.PositionsMatch)
 	}
 	return nil
+}
+
+func (w *waitRush) serverCPU() time.Duration {
+	if w.cfg.CPU == nil {
+		return 0
+	}
+	return w.cfg.CPU()
+}
+
+// selfCPU is this process's CPU time so far (user + system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (w *waitRush) storeCalls(ctx context.Context) int64 {
@@ -333,64 +379,114 @@ func (w *waitRush) count(key string) {
 	w.mu.Unlock()
 }
 
-// worker polls the shoppers i with i % n == k when each is due.
-func (w *waitRush) worker(ctx context.Context, k, n int, left *atomic.Int64) {
-	h := &dueHeap{}
+// pollAll polls every joined shopper when due until each is done (admitted, told sold out,
+// expired) or ctx ends, with at most inFlight polls outstanding. Each shopper has at most one
+// poll in flight; its next one is scheduled from the answer.
+func (w *waitRush) pollAll(ctx context.Context, inFlight int) {
+	var (
+		mu   sync.Mutex
+		h    dueHeap
+		left int
+		wg   sync.WaitGroup
+	)
 	now := time.Now()
-	for i := k; i < len(w.shop); i += n {
+	for i := range w.shop {
 		if w.shop[i].joinSeq > 0 {
-			heap.Push(h, dueItem{now.Add(w.shop[i].pollAfter), i})
+			h = append(h, dueItem{now.Add(w.shop[i].pollAfter), i})
+			left++
 		}
 	}
-	for h.Len() > 0 && ctx.Err() == nil {
-		next := (*h)[0]
-		if d := time.Until(next.at); d > 0 {
-			if sleepCtx(ctx, min(d, 100*time.Millisecond)) != nil {
-				return
-			}
-			continue
+	heap.Init(&h)
+	sem := make(chan struct{}, inFlight)
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		mu.Lock()
+		if left == 0 {
+			mu.Unlock()
+			return
 		}
-		heap.Pop(h)
-		s := &w.shop[next.i]
-		interval := s.pollAfter
-		sent := time.Now()
-		w.late.Record(sent.Sub(next.at))
-		var state string
-		var pass string
-		res := w.c.Do(w.poll, Call{Method: "GET", Path: "/api/v1/flash-sales/" + w.sale + "/queue", Bearer: s.tok,
-			Header: [2]string{"X-Queue-Token", s.qtok}}, func(status int, b []byte) {
-			if status == 200 {
-				state = w.apply(s, b, time.Now())
-				var a queueAnswer
-				if state == "admitted" && json.Unmarshal(b, &a) == nil {
-					pass = a.Pass
+		wait := 5 * time.Millisecond
+		if h.Len() > 0 {
+			if d := time.Until(h[0].at); d <= 0 {
+				next := heap.Pop(&h).(dueItem)
+				mu.Unlock()
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					return
 				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					again, at := w.pollOne(ctx, next)
+					<-sem
+					mu.Lock()
+					if again {
+						heap.Push(&h, dueItem{at, next.i})
+					} else {
+						left--
+					}
+					mu.Unlock()
+				}()
+				continue
+			} else {
+				wait = min(wait, d)
 			}
-		})
-		w.polls.Add(1)
-		if res.Err != nil || res.Status != 200 {
-			heap.Push(h, dueItem{time.Now().Add(time.Second), next.i})
-			continue
 		}
-		if so := w.soldOutAt.Load(); state == "waiting" && so != 0 && sent.UnixNano() > so+int64(50*time.Millisecond) {
-			w.waitingAfter.Add(1)
+		mu.Unlock()
+		if sleepCtx(ctx, wait) != nil {
+			return
 		}
-		switch state {
-		case "waiting":
-			heap.Push(h, dueItem{time.Now().Add(max(s.pollAfter, 200*time.Millisecond)), next.i})
-			continue
-		case "admitted":
-			w.admitted.Add(1)
-			w.buys.Add(1)
-			go func() { defer w.buys.Done(); w.buy(ctx, next.i, pass) }()
-		case "sold_out":
-			s.toldAt, s.toldAfter = time.Now(), interval
-		case "expired":
-			w.expired.Add(1)
-		}
-		s.done = true
-		left.Add(-1)
 	}
+}
+
+// pollOne sends shopper next.i's poll that was due at next.at. It reports whether the shopper
+// polls again, and when.
+func (w *waitRush) pollOne(ctx context.Context, next dueItem) (again bool, at time.Time) {
+	if n := w.inFlight.Add(1); n > w.inFlightMax.Load() {
+		w.inFlightMax.Store(n) // a racy maximum: close enough for a report
+	}
+	defer w.inFlight.Add(-1)
+	s := &w.shop[next.i]
+	interval, prevSent, prevAnswered := s.pollAfter, s.lastSent, s.lastPoll
+	sent := time.Now()
+	s.lastSent = sent
+	w.late.Record(sent.Sub(next.at))
+	var state, pass string
+	res := w.c.Do(w.poll, Call{Method: "GET", Path: "/api/v1/flash-sales/" + w.sale + "/queue", Bearer: s.tok,
+		Header: [2]string{"X-Queue-Token", s.qtok}, Start: next.at}, func(status int, b []byte) {
+		if status == 200 {
+			state = w.apply(s, b, time.Now())
+			var a queueAnswer
+			if state == "admitted" && json.Unmarshal(b, &a) == nil {
+				pass = a.Pass
+			}
+		}
+	})
+	answered := time.Now()
+	w.answerTime.Record(answered.Sub(sent))
+	w.polls.Add(1)
+	if res.Err != nil || res.Status != 200 {
+		return true, answered.Add(time.Second)
+	}
+	if so := w.soldOutAt.Load(); state == "waiting" && so != 0 && sent.UnixNano() > so+int64(50*time.Millisecond) {
+		w.waitingAfter.Add(1)
+	}
+	switch state {
+	case "waiting":
+		return true, answered.Add(max(s.pollAfter, 200*time.Millisecond))
+	case "admitted":
+		w.admitted.Add(1)
+		w.buys.Add(1)
+		go func() { defer w.buys.Done(); w.buy(ctx, next.i, pass) }()
+	case "sold_out":
+		s.toldDue, s.toldSent, s.toldAt, s.toldAfter = next.at, sent, answered, interval
+		s.prevSent, s.prevAnswered = prevSent, prevAnswered
+	case "expired":
+		w.expired.Add(1)
+	}
+	s.done = true
+	return false, time.Time{}
 }
 
 // buy is an admitted shopper's attempt: challenge, proof of work, attempt with the pass, then
@@ -462,8 +558,9 @@ func (w *waitRush) fill(start time.Time) {
 	wr := w.rep
 	wr.Polls, wr.Admitted, wr.Won, wr.Expired = w.polls.Load(), w.admitted.Load(), w.won.Load(), w.expired.Load()
 	wr.WaitingAfterSellOut = w.waitingAfter.Load()
-	wr.PollLateP99S = w.late.Quantile(0.99).Seconds()
-	wr.PollLateMaxS = w.late.Max().Seconds()
+	wr.PollLateP99S, wr.PollLateMaxS = w.late.Quantile(0.99).Seconds(), w.late.Max().Seconds()
+	wr.PollAnswerP99S, wr.PollAnswerMaxS = w.answerTime.Quantile(0.99).Seconds(), w.answerTime.Max().Seconds()
+	wr.InFlightMax = w.inFlightMax.Load()
 	so := w.soldOutAt.Load()
 	if so == 0 {
 		wr.StartToSellOutS = -1
@@ -472,6 +569,7 @@ func (w *waitRush) fill(start time.Time) {
 	soldOut := time.Unix(0, so)
 	wr.StartToSellOutS = soldOut.Sub(start).Seconds()
 	var lags []float64
+	sendLag, answer := NewHistogram(), NewHistogram()
 	for i := range w.shop {
 		s := &w.shop[i]
 		if s.joinSeq == 0 || !s.toldAt.IsZero() && s.toldAt.Before(soldOut) {
@@ -487,15 +585,28 @@ func (w *waitRush) fill(start time.Time) {
 		wr.ToldSoldOut++
 		lag := s.toldAt.Sub(soldOut)
 		lags = append(lags, lag.Seconds())
+		due := s.toldDue.Sub(soldOut)
+		wr.ToldDueMaxS = max(wr.ToldDueMaxS, due.Seconds())
+		// On schedule: due within one interval of the sell-out, or the previous poll was in
+		// flight across it (sent before, answered "waiting" after: its interval counts from
+		// its answer).
+		inFlight := s.prevSent.Before(soldOut) && s.prevAnswered.After(soldOut)
+		if due <= s.toldAfter || inFlight && s.toldDue.Sub(s.prevAnswered) <= s.toldAfter {
+			wr.ToldOnSchedule++
+		}
 		if lag <= s.toldAfter+time.Second {
 			wr.ToldWithinPoll++
 		}
+		sendLag.Record(s.toldSent.Sub(s.toldDue))
+		answer.Record(s.toldAt.Sub(s.toldSent))
 	}
 	if len(lags) > 0 {
 		slices.Sort(lags)
 		wr.ToldLagMaxS = lags[len(lags)-1]
 		wr.ToldLagP99S = lags[min(len(lags)-1, int(math.Ceil(0.99*float64(len(lags))))-1)]
 	}
+	wr.ToldSendLagP99S, wr.ToldSendLagMaxS = sendLag.Quantile(0.99).Seconds(), sendLag.Max().Seconds()
+	wr.ToldAnswerP99S, wr.ToldAnswerMaxS = answer.Quantile(0.99).Seconds(), answer.Max().Seconds()
 }
 
 // fairness reads the published fairness record and checks it and the positions shoppers were
@@ -593,14 +704,18 @@ func WriteWaitRoom(out io.Writer, wr *WaitRoomReport) {
 	fmt.Fprintf(out, "waiting room: %d shoppers (%d in the pre-queue, the first %d joining as bots), %d units, admit %d/s\n",
 		wr.Users, wr.PreQueue, wr.Bots, wr.Stock, wr.Admit)
 	fmt.Fprintf(out, "  joins %.0f/s; polls %d\n", wr.JoinsPerS, wr.Polls)
-	fmt.Fprintf(out, "  while waiting: store %.1f commands/s with %.0f polls/s at the edge\n", wr.StoreCmdsPerSWaiting, wr.PollsPerSWaiting)
+	fmt.Fprintf(out, "  while waiting: store %.1f commands/s with %.0f polls/s at the edge; CPU per poll: %.0f us in the stack, %.0f us in this generator\n",
+		wr.StoreCmdsPerSWaiting, wr.PollsPerSWaiting, wr.ServerCPUPerPollUs, wr.LoadCPUPerPollUs)
 	fmt.Fprintf(out, "  while selling: store %.1f commands/s with %.0f polls/s\n", wr.StoreCmdsPerSSelling, wr.PollsPerSSelling)
 	fmt.Fprintf(out, "  start to sell-out %.2fs; admitted %d, won %d; attempts %v; expired places %d\n",
 		wr.StartToSellOutS, wr.Admitted, wr.Won, wr.AttemptAnswers, wr.Expired)
-	fmt.Fprintf(out, "  sold out told to %d of %d waiting; %d within one poll interval (+1 s); lag max %.1fs p99 %.1fs\n",
-		wr.ToldSoldOut, wr.WaitingAtSellOut, wr.ToldWithinPoll, wr.ToldLagMaxS, wr.ToldLagP99S)
-	fmt.Fprintf(out, "  polls sent after the sell-out still answered waiting: %d; this generator sent polls late by p99 %.1fs, max %.1fs\n",
-		wr.WaitingAfterSellOut, wr.PollLateP99S, wr.PollLateMaxS)
+	fmt.Fprintf(out, "  sold out told to %d of %d waiting; %d by a poll due within one poll interval of the sell-out (latest due %.1fs after it)\n",
+		wr.ToldSoldOut, wr.WaitingAtSellOut, wr.ToldOnSchedule, wr.ToldDueMaxS)
+	fmt.Fprintf(out, "  by the wall clock %d told within one poll interval (+1 s); lag max %.1fs p99 %.1fs; of which this generator's send lag p99 %.2fs max %.2fs, the edge's answer time p99 %.2fs max %.2fs\n",
+		wr.ToldWithinPoll, wr.ToldLagMaxS, wr.ToldLagP99S, wr.ToldSendLagP99S, wr.ToldSendLagMaxS, wr.ToldAnswerP99S, wr.ToldAnswerMaxS)
+	fmt.Fprintf(out, "  polls sent after the sell-out still answered waiting: %d\n", wr.WaitingAfterSellOut)
+	fmt.Fprintf(out, "  all polls (open loop, up to %d in flight, most %d): sent late by this generator p99 %.2fs max %.2fs; answered by the edge in p99 %.2fs max %.2fs\n",
+		wr.PollInFlight, wr.InFlightMax, wr.PollLateP99S, wr.PollLateMaxS, wr.PollAnswerP99S, wr.PollAnswerMaxS)
 	fmt.Fprintf(out, "  fairness: rank correlation join order vs position %.4f; seed matches commitment %v; order recomputed %v; positions match %v\n",
 		wr.RankCorrelation, wr.SeedMatches, wr.OrderRecomputed, wr.PositionsMatch)
 	fmt.Fprintf(out, "  bots (first %d joiners): mean position percentile %.1f; wins %d (expected by share %.1f)\n",

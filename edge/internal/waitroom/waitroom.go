@@ -294,56 +294,71 @@ func (r *Room) join(ctx *fasthttp.RequestCtx) {
 		httpapi.WriteError(ctx, fasthttp.StatusGone, "sold_out", "the flash sale is sold out")
 		return
 	}
-	t, passExp, lost, err := r.place(s, uid, now, true)
+	// A token of this user's place tells whether its holder kept polling; without one, the
+	// store's record of the last sign of life does.
+	token := ""
+	if t, err := r.seal.OpenTicket(string(ctx.Request.Header.Peek(HeaderQueueToken))); err == nil && t.Sale == s.id && t.User == uid {
+		token = "0"
+		if t.PassExpires.IsZero() && now.Sub(t.LastPoll) > s.hold() {
+			token = "1"
+		}
+	}
+	t, passExp, lost, err := r.place(s, uid, now, token, true)
 	if err != nil {
-		r.storeDown(ctx, err)
+		r.placeError(ctx, err)
 		return
 	}
 	r.respond(ctx, s, t, passExp, lost, now)
 }
 
-// place asks the store for uid's place: joining (join) or only looking it up.
-func (r *Room) place(s *sale, uid string, now time.Time, join bool) (t waitroom.Ticket, passExp int64, lost bool, err error) {
+func (s *sale) hold() time.Duration { return time.Duration(s.cfg.HoldSeconds) * time.Second }
+
+// place asks the store for uid's place: joining (join) or only looking it up. token says what
+// the caller's queue token showed: "1" away longer than hold, "0" not, "" no token.
+func (r *Room) place(s *sale, uid string, now time.Time, token string, join bool) (t waitroom.Ticket, passExp int64, lost bool, err error) {
 	ctx, cancel := r.storeCtx()
 	defer cancel()
 	keys := []string{keyspace.WaitRoom(s.id), keyspace.WaitRoomPre(s.id), keyspace.WaitRoomPlace(s.id),
-		keyspace.WaitRoomLost(s.id), keyspace.WaitRoomTail(s.id), keyspace.WaitRoomPass(s.id)}
+		keyspace.WaitRoomLost(s.id), keyspace.WaitRoomTail(s.id), keyspace.WaitRoomPass(s.id), keyspace.WaitRoomSeen(s.id)}
 	t = waitroom.Ticket{Sale: s.id, User: uid, LastPoll: now}
+	mode := "look"
 	if join {
-		rep, err := joinScript.Exec(ctx, r.kv, keys, []string{uid, strconv.FormatInt(now.UnixMilli(), 10),
-			strconv.FormatInt(s.start, 10)}).ToArray()
-		if err != nil || len(rep) != 3 {
-			return t, 0, false, fmt.Errorf("waitroom: join %s: %v", s.id, err)
-		}
-		kind, _ := rep[0].ToString()
-		t.Position, _ = rep[1].AsInt64()
-		passExp, _ = rep[2].AsInt64()
-		return t, passExp, kind == "lost", nil
+		mode = "join"
 	}
-	res := r.kv.DoMulti(ctx,
-		r.kv.B().Hexists().Key(keyspace.WaitRoomLost(s.id)).Field(uid).Build(),
-		r.kv.B().Hget().Key(keyspace.WaitRoomPlace(s.id)).Field(uid).Build(),
-		r.kv.B().Hexists().Key(keyspace.WaitRoomPre(s.id)).Field(uid).Build(),
-		r.kv.B().Hget().Key(keyspace.WaitRoomPass(s.id)).Field(uid).Build())
-	for _, x := range res {
-		if err := x.Error(); err != nil && !rueidis.IsRedisNil(err) {
-			return t, 0, false, fmt.Errorf("waitroom: read place in %s: %w", s.id, err)
-		}
+	rep, err := joinScript.Exec(ctx, r.kv, keys, []string{uid, strconv.FormatInt(now.UnixMilli(), 10),
+		strconv.FormatInt(s.start, 10), strconv.FormatInt(s.hold().Milliseconds(), 10), token, mode}).ToArray()
+	if err != nil || len(rep) != 3 {
+		return t, 0, false, fmt.Errorf("waitroom: %s %s: %v", mode, s.id, err)
 	}
-	if n, _ := res[0].AsInt64(); n == 1 {
-		return t, 0, true, nil
+	kind, _ := rep[0].ToString()
+	t.Position, _ = rep[1].AsInt64()
+	passExp, _ = rep[2].AsInt64()
+	switch kind {
+	case "none":
+		return t, 0, false, errNotInQueue
+	case "busy":
+		return t, 0, false, errShuffling
 	}
-	t.Position, _ = res[1].AsInt64()
-	passExp, _ = res[3].AsInt64()
-	if t.Position == 0 {
-		if n, _ := res[2].AsInt64(); n == 0 {
-			return t, 0, false, errNotInQueue
-		}
-	}
-	return t, passExp, false, nil
+	return t, passExp, kind == "lost", nil
 }
 
-var errNotInQueue = errors.New("waitroom: not in the queue")
+// placeError answers a failed place look-up.
+func (r *Room) placeError(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, errNotInQueue):
+		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_in_queue", "you have not joined this waiting room: POST to join")
+	case errors.Is(err, errShuffling):
+		ctx.Response.Header.Set("Retry-After", "1")
+		httpapi.WriteError(ctx, fasthttp.StatusServiceUnavailable, "shuffling", "the queue is being drawn at the opening: retry in a second")
+	default:
+		r.storeDown(ctx, err)
+	}
+}
+
+var (
+	errNotInQueue = errors.New("waitroom: not in the queue")
+	errShuffling  = errors.New("waitroom: the pre-queue is being shuffled")
+)
 
 func (r *Room) poll(ctx *fasthttp.RequestCtx) {
 	s, uid := r.open(ctx)
@@ -355,14 +370,11 @@ func (r *Room) poll(ctx *fasthttp.RequestCtx) {
 	var passExp int64
 	lost := false
 	if err != nil || t.Sale != s.id || t.User != uid {
-		// No usable token: the place is looked up in the store (rate limited above), and the
+		// No usable token: the place is looked up in the store (rate limited above). It is
+		// kept when the store saw its holder within hold (a join or such a look-up), and the
 		// look-up counts as a sign of life.
-		if t, passExp, lost, err = r.place(s, uid, now, false); err != nil {
-			if errors.Is(err, errNotInQueue) {
-				httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_in_queue", "you have not joined this waiting room: POST to join")
-				return
-			}
-			r.storeDown(ctx, err)
+		if t, passExp, lost, err = r.place(s, uid, now, "", false); err != nil {
+			r.placeError(ctx, err)
 			return
 		}
 	} else if passExp, lost, err = r.advance(s, &t, now); err != nil {
@@ -379,13 +391,12 @@ func (r *Room) advance(s *sale, t *waitroom.Ticket, now time.Time) (passExp int6
 	if !t.PassExpires.IsZero() {
 		return t.PassExpires.UnixMilli(), false, nil
 	}
-	hold := time.Duration(s.cfg.HoldSeconds) * time.Second
 	admitted := s.shuffled && t.Position > 0 && t.Position <= s.serving
-	if now.Sub(t.LastPoll) > hold && !admitted {
+	if now.Sub(t.LastPoll) > s.hold() && !admitted {
 		ctx, cancel := r.storeCtx()
 		defer cancel()
-		n, err := loseScript.Exec(ctx, r.kv, []string{keyspace.WaitRoomPass(s.id), keyspace.WaitRoomLost(s.id)},
-			[]string{t.User, strconv.FormatInt(now.UnixMilli(), 10)}).AsInt64()
+		n, err := loseScript.Exec(ctx, r.kv, []string{keyspace.WaitRoomPass(s.id), keyspace.WaitRoomLost(s.id), keyspace.WaitRoomPlace(s.id)},
+			[]string{t.User, strconv.FormatInt(now.UnixMilli(), 10), strconv.FormatInt(t.Position, 10)}).AsInt64()
 		if err != nil {
 			return 0, false, fmt.Errorf("waitroom: lose place: %w", err)
 		}
@@ -428,7 +439,7 @@ func (r *Room) respond(ctx *fasthttp.RequestCtx, s *sale, t waitroom.Ticket, pas
 		keep()
 	case a.Position != nil && t.Position <= s.serving:
 		if passExp == 0 {
-			exp, err := r.admit(s, t.User, now)
+			exp, err := r.admit(s, t, now)
 			if err != nil {
 				r.storeDown(ctx, err)
 				return
@@ -479,13 +490,14 @@ func jitter(user string) int {
 	return 100 + int(h%1000)
 }
 
-// admit records uid's pass (once; a repeat returns the first expiry): -1 when the place was lost.
-func (r *Room) admit(s *sale, uid string, now time.Time) (int64, error) {
+// admit records the pass of t's holder (once; a repeat returns the first expiry): -1 when the
+// place was lost or t's position is not the holder's place any more.
+func (r *Room) admit(s *sale, t waitroom.Ticket, now time.Time) (int64, error) {
 	ctx, cancel := r.storeCtx()
 	defer cancel()
 	exp := now.Add(time.Duration(s.cfg.PassSeconds) * time.Second).UnixMilli()
-	n, err := admitScript.Exec(ctx, r.kv, []string{keyspace.WaitRoomPass(s.id), keyspace.WaitRoomLost(s.id)},
-		[]string{uid, strconv.FormatInt(exp, 10)}).AsInt64()
+	n, err := admitScript.Exec(ctx, r.kv, []string{keyspace.WaitRoomPass(s.id), keyspace.WaitRoomLost(s.id), keyspace.WaitRoomPlace(s.id)},
+		[]string{t.User, strconv.FormatInt(exp, 10), strconv.FormatInt(t.Position, 10)}).AsInt64()
 	if err != nil {
 		return 0, fmt.Errorf("waitroom: admit: %w", err)
 	}

@@ -953,12 +953,16 @@
   // waitTurn joins the sale's waiting room and shows the place until the turn comes: it resolves
   // to {pass} when admitted, {} when the sale has no waiting room after all, and null when the
   // buy is over (sold out, place lost, ended, refused). Polls follow the server's poll_after_ms
-  // and carry the last answer's queue token, so the edge answers them from memory.
+  // and carry the last answer's queue token, so the edge answers them from memory. The token is
+  // kept in sessionStorage: it is the proof of presence, so a reload within hold_seconds of the
+  // last poll keeps the place (without it, the edge only knows the last join).
   async function waitTurn(id, b) {
     const path = '/flash-sales/' + encodeURIComponent(id) + '/queue';
     const v = saleViews.get(id);
+    const st = storage();
+    const key = 'fe.queue.' + id;
     let method = 'POST';
-    let token = '';
+    let token = (st && st.getItem(key)) || '';
     let firstAhead = 0;
     let failures = 0;
     b.phase = 'queue';
@@ -993,7 +997,10 @@
       failures = 0;
       method = 'GET';
       const q = res.data || {};
-      if (q.queue_token) token = q.queue_token;
+      if (q.queue_token) {
+        token = q.queue_token;
+        if (st) st.setItem(key, token);
+      }
       if (q.ahead > firstAhead) firstAhead = q.ahead;
       showQueue(id, q, firstAhead);
       switch (q.state) {
