@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -828,65 +829,199 @@ func (r *runner) measure(ctx context.Context, p rowPlan, pr probeResult, row *Ro
 	return measured{Result: res, cpu: use}, true
 }
 
-// freshness times product updates made through the edge's admin API until the edge and the
-// lrucache peer serve them.
+// freshness times product updates made through the edge's admin API until every edge, and the
+// lrucache peer, serve them. Two passes: the edges alone, many updates close together with the
+// servers free to use every CPU (wrk is idle by then; in a deployment each edge has cores of its
+// own), and a store-side reference (when the invalidation push reaches a tracking client of this
+// process); then the first edge against the peer with updates spread over the peer's TTL.
 func (r *runner) freshness(ctx context.Context) {
 	if r.cfg.FreshUpdates <= 0 {
 		return
 	}
-	f := &Freshness{Updates: r.cfg.FreshUpdates}
+	f := &Freshness{Updates: r.cfg.FreshUpdates, PeerUpdates: r.cfg.FreshPeerUpdates}
 	r.rep.Freshness = f
-	switch {
-	case r.edgeBase == "":
+	if r.edgeBase == "" {
 		f.Skipped = "edge binary not built"
-	case r.peer == nil:
-		f.Skipped = "nginx peer not installed"
-	}
-	if f.Skipped != "" {
 		r.logf("freshness: skipped: %s", f.Skipped)
 		return
 	}
 	id := r.cfg.ProductID
-	url := r.edgeBase + "/api/v1/admin/products/" + id
-	status, body, err := r.call(ctx, http.MethodPut, url, r.adminToken, map[string]string{"name": "bench freshness check"})
+	path := "/api/v1/admin/products/" + id
+	status, body, err := r.call(ctx, http.MethodPut, r.edgeBase+path, r.adminToken, map[string]string{"name": "bench freshness check"})
 	if err != nil || status/100 != 2 {
-		f.Skipped = fmt.Sprintf("PUT /api/v1/admin/products/%s answered %d %s %v", id, status, oneLine(body), err)
+		f.Skipped = fmt.Sprintf("PUT %s answered %d %s %v", path, status, oneLine(body), err)
 		r.logf("freshness: skipped: %s", f.Skipped)
 		return
 	}
-	f.Method = fmt.Sprintf("%d updates of product %s's name with PUT %s (admin API through the edge, forwarded to the catalog); "+
-		"from each 2xx answer until the first GET that shows the new name, while both servers are read continuously; "+
-		"random pause of up to %s before each update", r.cfg.FreshUpdates, id, "/api/v1/admin/products/"+id, r.cfg.TTL+r.cfg.TTL/10)
-	r.logf("freshness: %d updates (about %s)", r.cfg.FreshUpdates, time.Duration(r.cfg.FreshUpdates)*r.cfg.TTL)
-	targets := []fresh.Target{
-		{Name: "edge (invalidation)", URL: r.edgeBase + "/api/v1/products/" + id},
-		{Name: "nginx+lua+lrucache " + r.cfg.TTL.String() + " TTL", URL: r.peer.LRUBase + "/api/v1/products/" + id},
+	update := func(ctx context.Context, _ int, marker string) error {
+		status, body, err := r.call(ctx, http.MethodPut, r.edgeBase+path, r.adminToken, map[string]string{"name": "bench " + marker})
+		if err != nil {
+			return err
+		}
+		if status/100 != 2 {
+			return fmt.Errorf("PUT answered %d %s", status, oneLine(body))
+		}
+		return nil
 	}
+	edges := []fresh.Target{{Name: fmt.Sprintf("edge 1 of %d (invalidation)", 1+len(r.freshEdgeBases)), URL: r.edgeBase + "/api/v1/products/" + id}}
 	for i, base := range r.freshEdgeBases {
-		targets = append(targets, fresh.Target{Name: fmt.Sprintf("edge %d of %d (invalidation)", i+2, freshEdges), URL: base + "/api/v1/products/" + id})
+		edges = append(edges, fresh.Target{Name: fmt.Sprintf("edge %d of %d (invalidation)", i+2, 1+len(r.freshEdgeBases)), URL: base + "/api/v1/products/" + id})
 	}
+
+	f.Pinning = r.unpin("store", "catalog", "edge", "edge-2", "edge-3")
+	f.Method = fmt.Sprintf("%d updates of product %s's name with PUT %s (admin API through edge 1, forwarded to the catalog), "+
+		"a random pause of up to %s before each; from each 2xx answer until the first GET that shows the new name, every edge read "+
+		"continuously (a read every %s after the previous answer) by this process; %s", r.cfg.FreshUpdates, id, path,
+		freshSpread, freshPoll, f.Pinning)
+	r.logf("freshness: %d updates across %d edges", r.cfg.FreshUpdates, len(edges))
+	push := r.pushTracker(ctx, id)
+	var acks []time.Time
+	f.LoadBefore = loadAverage()
 	res, err := fresh.Measure(ctx, fresh.Options{
 		Updates: r.cfg.FreshUpdates,
 		Update: func(ctx context.Context, i int, marker string) error {
-			status, body, err := r.call(ctx, http.MethodPut, url, r.adminToken, map[string]string{"name": "bench " + marker})
-			if err != nil {
-				return err
+			if push != nil {
+				push.arm(ctx)
 			}
-			if status/100 != 2 {
-				return fmt.Errorf("PUT answered %d %s", status, oneLine(body))
+			err := update(ctx, i, marker)
+			acks = append(acks, time.Now())
+			if push != nil {
+				push.collect(acks[len(acks)-1])
 			}
-			return nil
+			return err
 		},
-		Targets:  targets,
-		Deadline: 3*r.cfg.TTL + time.Second,
-		Spread:   r.cfg.TTL + r.cfg.TTL/10,
+		Targets:      edges,
+		Deadline:     time.Second,
+		Spread:       freshSpread,
+		PollInterval: freshPoll,
 	})
+	f.LoadAfter = loadAverage()
+	if push != nil {
+		push.close()
+		ref := fresh.Summarize("store push to a tracking client (reference)", push.samples)
+		f.Push = &ref
+	}
 	if err != nil {
 		f.Skipped = err.Error()
 		r.logf("freshness: failed: %v", err)
 		return
 	}
 	f.Results = res
+
+	if r.peer == nil || r.cfg.FreshPeerUpdates <= 0 {
+		f.PeerSkipped = "nginx peer not installed"
+		if r.peer != nil {
+			f.PeerSkipped = "-fresh-peer-updates 0"
+		}
+		return
+	}
+	f.PeerMethod = fmt.Sprintf("%d updates as above, a random pause of up to %s before each (so updates fall at every phase of the "+
+		"peer's %s TTL), edge 1 and the nginx+lua+lrucache peer read continuously", r.cfg.FreshPeerUpdates, r.cfg.TTL+r.cfg.TTL/10, r.cfg.TTL)
+	r.logf("freshness: %d updates against the peer (about %s)", r.cfg.FreshPeerUpdates, time.Duration(r.cfg.FreshPeerUpdates)*r.cfg.TTL)
+	peer, err := fresh.Measure(ctx, fresh.Options{
+		Updates:  r.cfg.FreshPeerUpdates,
+		Update:   update,
+		Targets:  []fresh.Target{edges[0], {Name: "nginx+lua+lrucache " + r.cfg.TTL.String() + " TTL", URL: r.peer.LRUBase + "/api/v1/products/" + id}},
+		Deadline: 3*r.cfg.TTL + time.Second,
+		Spread:   r.cfg.TTL + r.cfg.TTL/10,
+	})
+	if err != nil {
+		f.PeerSkipped = err.Error()
+		r.logf("freshness against the peer: failed: %v", err)
+		return
+	}
+	f.Peer = peer
+}
+
+// The edges' freshness pass: the most pause before an update, and the pause between two reads.
+const (
+	freshSpread = 20 * time.Millisecond
+	freshPoll   = 200 * time.Microsecond
+)
+
+// pushWatch is a tracking client of this process reading the updated key before every update,
+// so the store pushes it the invalidation as it pushes the edges theirs: the store's share of
+// the staleness, measured from the same write answers.
+type pushWatch struct {
+	client  rueidis.Client
+	key     string
+	at      atomic.Int64 // unix nanos of the latest push; 0 since the last arm
+	samples []time.Duration
+	pending time.Time // the answer of the update whose push is awaited
+}
+
+func (r *runner) pushTracker(ctx context.Context, id string) *pushWatch {
+	w := &pushWatch{key: keyspace.Product(id)}
+	c, err := kv.Open(ctx, kv.Options{Addrs: []string{r.storeAddr}, OnInvalidations: func(m []rueidis.RedisMessage) {
+		if m != nil {
+			w.at.CompareAndSwap(0, time.Now().UnixNano())
+		}
+	}})
+	if err != nil {
+		r.note("freshness: no tracking client for the store-side reference: %v", err)
+		return nil
+	}
+	w.client = c
+	return w
+}
+
+// arm records the previous update's push and reads the key again (tracking is one push per read).
+func (w *pushWatch) arm(ctx context.Context) {
+	w.take()
+	_ = w.client.DoCache(ctx, w.client.B().Get().Key(w.key).Cache(), time.Hour).Error()
+	w.at.Store(0)
+}
+
+func (w *pushWatch) collect(ack time.Time) { w.pending = ack }
+
+func (w *pushWatch) take() {
+	if at := w.at.Load(); at != 0 && !w.pending.IsZero() {
+		w.samples = append(w.samples, time.Duration(at-w.pending.UnixNano()))
+	}
+	w.pending = time.Time{}
+}
+
+func (w *pushWatch) close() {
+	deadline := time.Now().Add(time.Second)
+	for w.at.Load() == 0 && !w.pending.IsZero() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	w.take()
+	w.client.Close()
+}
+
+// unpin lets the named servers run on every CPU again (taskset -a -p) and says what it did.
+func (r *runner) unpin(names ...string) string {
+	if r.cfg.ServerCPU == "" {
+		return "servers unpinned"
+	}
+	all := fmt.Sprintf("0-%d", runtime.NumCPU()-1)
+	var done []string
+	for _, n := range names {
+		pid, ok := r.pidOf[n]
+		if !ok {
+			continue
+		}
+		if err := exec.Command(proc.Taskset(), "-a", "-p", "-c", all, strconv.Itoa(pid)).Run(); err != nil {
+			r.note("freshness: taskset -a -p -c %s %d (%s): %v; it stays on CPU %s", all, pid, n, err, r.cfg.ServerCPU)
+			continue
+		}
+		done = append(done, n)
+	}
+	return fmt.Sprintf("%s moved from CPU %s to CPUs %s for this pass", strings.Join(done, ", "), r.cfg.ServerCPU, all)
+}
+
+// loadAverage is /proc/loadavg's 1, 5 and 15 minute figures ("" when unreadable).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // freshEdges is how many edges (on one store) the freshness measurement reads.

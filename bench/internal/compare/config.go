@@ -49,8 +49,12 @@ type Config struct {
 	ServerCPU, LoadCPU string
 	// Rows selects rows by name (AllRows). Empty means all.
 	Rows []string
-	// FreshUpdates is how many product updates the freshness measurement times. Zero skips it.
+	// FreshUpdates is how many product updates the freshness measurement times across the
+	// edges. Zero skips the measurement.
 	FreshUpdates int
+	// FreshPeerUpdates is how many updates time edge 1 against the nginx+lrucache peer (spread
+	// over its TTL, about a TTL each). Zero skips that pass.
+	FreshPeerUpdates int
 	// MemoryProducts are the numbers of distinct products (increasing) the edge caches before its
 	// resident memory is read. Empty skips the measurement.
 	MemoryProducts []int

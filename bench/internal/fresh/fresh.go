@@ -11,7 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +38,8 @@ type Options struct {
 	// Spread is the upper bound of a random pause before each update, so updates fall at every
 	// phase of a TTL. Zero means 1s.
 	Spread time.Duration
-	// PollInterval is the pause between two reads of one poller. Zero means 200µs.
+	// PollInterval is the pause between two reads of one poller (kept to the microsecond on
+	// Linux; elsewhere the runtime's timers round it up to about a millisecond). Zero means 200µs.
 	PollInterval time.Duration
 }
 
@@ -52,6 +53,9 @@ type Result struct {
 	P99MS    float64         `json:"p99_ms"`
 	MaxMS    float64         `json:"max_ms"`
 	Count    int             `json:"count"`
+	// PollMS is the mean time between two reads of the target (request, answer and pause): the
+	// probe's resolution, an upper bound of what it adds to each sample.
+	PollMS float64 `json:"poll_ms"`
 }
 
 type round struct {
@@ -83,11 +87,14 @@ func Measure(ctx context.Context, o Options) ([]Result, error) {
 	pctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
+	polls := make([]atomic.Int64, len(o.Targets))
+	began := time.Now()
 	for ti, t := range o.Targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			poll(pctx, t.URL, o.PollInterval, func(body []byte, at time.Time) {
+				polls[ti].Add(1)
 				r := cur.Load()
 				if r == nil || r.seen[ti].Load() != 0 || !bytes.Contains(body, r.marker) {
 					return
@@ -138,17 +145,28 @@ func Measure(ctx context.Context, o Options) ([]Result, error) {
 			results[ti].Samples = append(results[ti].Samples, d)
 		}
 	}
+	elapsed := time.Since(began)
 	for i := range results {
-		s := results[i].Samples
-		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
-		results[i].Count = len(s)
-		results[i].P50MS = ms(Percentile(s, 50))
-		results[i].P99MS = ms(Percentile(s, 99))
-		if len(s) > 0 {
-			results[i].MaxMS = ms(s[len(s)-1])
+		r := Summarize(results[i].Name, results[i].Samples)
+		r.Timeouts = results[i].Timeouts
+		if n := polls[i].Load(); n > 0 {
+			r.PollMS = ms(elapsed / time.Duration(n))
 		}
+		results[i] = r
 	}
 	return results, nil
+}
+
+// Summarize sorts samples (which may be negative: an event before the reference) and makes a
+// Result of them.
+func Summarize(name string, samples []time.Duration) Result {
+	slices.Sort(samples)
+	r := Result{Name: name, Samples: samples, Count: len(samples),
+		P50MS: ms(Percentile(samples, 50)), P99MS: ms(Percentile(samples, 99))}
+	if len(samples) > 0 {
+		r.MaxMS = ms(samples[len(samples)-1])
+	}
+	return r
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -178,9 +196,7 @@ func poll(ctx context.Context, url string, every time.Duration, seen func(body [
 				seen(buf.Bytes(), time.Now())
 			}
 		}
-		if sleep(ctx, every) != nil {
-			return
-		}
+		pause(every)
 	}
 }
 

@@ -78,4 +78,17 @@ func TestMeasure(t *testing.T) {
 	if r := res[2]; r.Count != 0 || r.Timeouts != 3 {
 		t.Errorf("never: %+v, want 3 timeouts", r)
 	}
+	for _, r := range res {
+		if r.PollMS <= 0 {
+			t.Errorf("%s: PollMS %v, want the mean time between reads", r.Name, r.PollMS)
+		}
+	}
+}
+
+// TestSummarize: samples before the reference (negative) sort first and count like others.
+func TestSummarize(t *testing.T) {
+	r := Summarize("push", []time.Duration{3 * time.Millisecond, -2 * time.Millisecond, time.Millisecond})
+	if r.Count != 3 || r.P50MS != 1 || r.MaxMS != 3 || r.Samples[0] != -2*time.Millisecond {
+		t.Errorf("Summarize(3ms, -2ms, 1ms) = %+v, want count 3, p50 1 ms, max 3 ms, sorted from -2 ms", r)
+	}
 }
