@@ -237,19 +237,6 @@ func Serve(ctx context.Context, srv *fasthttp.Server, ln net.Listener, grace tim
 	return ServeDrain(ctx, srv, ln, 0, grace)
 }
 
-// DrainDelay reads FLASHEDGE_DRAIN_DELAY (a duration such as 2s; empty means 0).
-func DrainDelay(getenv func(string) string) (time.Duration, error) {
-	v := getenv("FLASHEDGE_DRAIN_DELAY")
-	if v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("FLASHEDGE_DRAIN_DELAY=%q: want a duration such as 2s", v)
-	}
-	return d, nil
-}
-
 // ServeDrain is Serve with a drain delay: once ctx is cancelled the server keeps serving for
 // drain while its Probe answers 503 draining (Probe.Draining), so balancers and the edge's
 // health probes take it out of rotation before its listener closes; then it shuts down as

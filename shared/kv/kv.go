@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -52,22 +51,11 @@ const (
 	DefaultConnWriteTimeout  = 3 * time.Second
 )
 
-// ParseAddrs splits a comma-separated address list, trimming blanks.
-func ParseAddrs(s string) []string {
-	var out []string
-	for _, a := range strings.Split(s, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
 // Open connects to the store and checks it answers PING.
 // The caller owns the returned client and must Close it. It is safe for concurrent use.
 func Open(ctx context.Context, o Options) (rueidis.Client, error) {
 	if len(o.Addrs) == 0 {
-		return nil, errors.New("kv: no store address: set FLASHEDGE_STORE_ADDR (host:port[,host:port...])")
+		return nil, errors.New("kv: no store address: set Options.Addrs (the binaries read -store-addr, FLASHEDGE_STORE_ADDR)")
 	}
 	for _, a := range o.Addrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {
@@ -117,34 +105,6 @@ func Open(ctx context.Context, o Options) (rueidis.Client, error) {
 
 // IsNil reports whether err is the store's nil reply (a missing key), which is not a failure.
 func IsNil(err error) bool { return rueidis.IsRedisNil(err) }
-
-// OptionsFromEnv reads the store options every binary shares from the environment:
-// FLASHEDGE_STORE_ADDR (host:port[,host:port...], default 127.0.0.1:6379),
-// FLASHEDGE_STORE_CLUSTER ("1" or "true" requires a cluster), FLASHEDGE_STORE_USERNAME,
-// FLASHEDGE_STORE_PASSWORD and FLASHEDGE_STORE_CACHE_MB (client-side cache per connection).
-func OptionsFromEnv(getenv func(string) string) (Options, error) {
-	o := Options{Addrs: ParseAddrs(getenv("FLASHEDGE_STORE_ADDR"))}
-	if len(o.Addrs) == 0 {
-		o.Addrs = []string{"127.0.0.1:6379"}
-	}
-	switch strings.ToLower(getenv("FLASHEDGE_STORE_CLUSTER")) {
-	case "", "0", "false", "no":
-	case "1", "true", "yes":
-		o.Cluster = true
-	default:
-		return o, fmt.Errorf("kv: FLASHEDGE_STORE_CLUSTER=%q: want true or false", getenv("FLASHEDGE_STORE_CLUSTER"))
-	}
-	o.Username = getenv("FLASHEDGE_STORE_USERNAME")
-	o.Password = getenv("FLASHEDGE_STORE_PASSWORD")
-	if mb := getenv("FLASHEDGE_STORE_CACHE_MB"); mb != "" {
-		n, err := strconv.Atoi(mb)
-		if err != nil || n <= 0 {
-			return o, fmt.Errorf("kv: FLASHEDGE_STORE_CACHE_MB=%q: want a positive whole number of MiB", mb)
-		}
-		o.CacheSizeEachConn = n << 20
-	}
-	return o, nil
-}
 
 // String describes the options with the password masked, for start-up logs.
 func (o Options) String() string {

@@ -4,7 +4,6 @@ package obs
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -109,19 +108,4 @@ func ValidRequestID(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// RegisterFlags adds -log-format, -log-level and -log-file to fs, filling o, with defaults from
-// FLASHEDGE_LOG_FORMAT (text), FLASHEDGE_LOG_LEVEL (info) and FLASHEDGE_LOG_FILE (none): the
-// logging flags every flashedge binary shares.
-func (o *LogOptions) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
-	or := func(k, def string) string {
-		if v := getenv(k); v != "" {
-			return v
-		}
-		return def
-	}
-	fs.StringVar(&o.Format, "log-format", or("FLASHEDGE_LOG_FORMAT", "text"), "log format: text or json (env FLASHEDGE_LOG_FORMAT)")
-	fs.StringVar(&o.Level, "log-level", or("FLASHEDGE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env FLASHEDGE_LOG_LEVEL)")
-	fs.StringVar(&o.File, "log-file", getenv("FLASHEDGE_LOG_FILE"), "append logs to this file instead of stdout (env FLASHEDGE_LOG_FILE)")
 }

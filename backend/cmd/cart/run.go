@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	"flashedge/backend/internal/cart"
+	"flashedge/shared/flagenv"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
 	"flashedge/shared/metrics"
@@ -22,52 +22,32 @@ import (
 
 // config is everything the cart binary is told, from flags and the environment.
 type config struct {
-	Addr            string         // -addr, FLASHEDGE_CART_LISTEN; default 127.0.0.1:5002
-	CatalogAddrs    []string       // -catalog, FLASHEDGE_CATALOG_ADDRS; catalog replicas, default 127.0.0.1:5001
-	Store           kv.Options     // kv.OptionsFromEnv: FLASHEDGE_STORE_ADDR, ...
-	Log             obs.LogOptions // -log-format, -log-level, -log-file; FLASHEDGE_LOG_FORMAT, _LEVEL, _FILE
-	AccessLogSample uint64         // -access-log-sample, FLASHEDGE_ACCESS_LOG_SAMPLE; log 1 request in N, default 1
-	Timeout         time.Duration  // -timeout: all the work of one request; default 3s
-	CallTimeout     time.Duration  // -call-timeout: one attempt of a call to the catalog; default 1s
-	Grace           time.Duration  // -shutdown-grace: in-flight requests get this long on shutdown; default 10s
+	flagenv.Service               // -addr (FLASHEDGE_CART_LISTEN, default 127.0.0.1:5002), store, logs, grace, drain
+	CatalogAddrs    []string      // -catalog, FLASHEDGE_CATALOG_ADDRS; catalog replicas, default 127.0.0.1:5001
+	Timeout         time.Duration // -timeout: all the work of one request; default 3s
+	CallTimeout     time.Duration // -call-timeout: one attempt of a call to the catalog; default 1s
 }
 
 // String describes the config for the start-up log (it holds no secret besides the store's,
 // which kv.Options masks).
 func (c config) String() string {
-	return fmt.Sprintf("addr=%s catalog=%v store=[%s] access_log_sample=%d timeout=%s call_timeout=%s shutdown_grace=%s",
-		c.Addr, c.CatalogAddrs, c.Store, c.AccessLogSample, c.Timeout, c.CallTimeout, c.Grace)
+	return fmt.Sprintf("addr=%s catalog=%v store=[%s] access_log_sample=%d timeout=%s call_timeout=%s shutdown_grace=%s drain_delay=%s",
+		c.Addr, c.CatalogAddrs, c.Store, c.AccessLogSample, c.Timeout, c.CallTimeout, c.Grace, c.DrainDelay)
 }
 
 func loadConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
-	envOr := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	sample, err := strconv.ParseUint(envOr("FLASHEDGE_ACCESS_LOG_SAMPLE", "1"), 10, 64)
-	if err != nil || sample == 0 {
-		return config{}, fmt.Errorf("FLASHEDGE_ACCESS_LOG_SAMPLE=%q: want a whole number >= 1", getenv("FLASHEDGE_ACCESS_LOG_SAMPLE"))
-	}
 	var c config
-	fs := flag.NewFlagSet("cart", flag.ContinueOnError)
-	fs.SetOutput(usage)
-	fs.StringVar(&c.Addr, "addr", envOr("FLASHEDGE_CART_LISTEN", "127.0.0.1:5002"), "listen address (env FLASHEDGE_CART_LISTEN)")
-	catalogAddrs := fs.String("catalog", envOr("FLASHEDGE_CATALOG_ADDRS", "127.0.0.1:5001"), "catalog replicas, host:port comma-separated (env FLASHEDGE_CATALOG_ADDRS)")
-	c.Log.RegisterFlags(fs, getenv)
-	fs.Uint64Var(&c.AccessLogSample, "access-log-sample", sample, "log one request in N, errors always (env FLASHEDGE_ACCESS_LOG_SAMPLE)")
-	fs.DurationVar(&c.Timeout, "timeout", 3*time.Second, "bound on all the work of one request")
-	fs.DurationVar(&c.CallTimeout, "call-timeout", time.Second, "bound on one attempt of a call to the catalog")
-	fs.DurationVar(&c.Grace, "shutdown-grace", 10*time.Second, "how long in-flight requests may finish on shutdown")
-	if err := fs.Parse(args); err != nil {
+	s := flagenv.New("cart", "FLASHEDGE_", getenv, usage)
+	svc := s.Service(flagenv.ServiceDefaults{Addr: "127.0.0.1:5002"})
+	s.Addrs(&c.CatalogAddrs, "catalog", "127.0.0.1:5001", "catalog replicas, host:port comma-separated").Env("FLASHEDGE_CATALOG_ADDRS")
+	s.Duration(&c.Timeout, "timeout", 3*time.Second, "bound on all the work of one request").Env("FLASHEDGE_CART_TIMEOUT")
+	s.Duration(&c.CallTimeout, "call-timeout", time.Second, "bound on one attempt of a call to the catalog").Env("FLASHEDGE_CART_CALL_TIMEOUT")
+	if err := s.Parse(args); err != nil {
 		return config{}, err
 	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected arguments %q: everything is set by flags", fs.Args())
-	}
-	if c.Timeout <= 0 || c.CallTimeout <= 0 || c.Grace <= 0 || c.AccessLogSample == 0 {
-		return config{}, errors.New("-timeout, -call-timeout, -shutdown-grace and -access-log-sample must be positive")
+	c.Service = *svc
+	if c.Timeout <= 0 || c.CallTimeout <= 0 {
+		return config{}, errors.New("-timeout and -call-timeout must be positive")
 	}
 	if err := httpapi.CheckBudget("the edge's budget for cart (httpapi.EdgeBudgetCart)", httpapi.EdgeBudgetCart, "-timeout", c.Timeout); err != nil {
 		return config{}, err
@@ -75,14 +55,9 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	if err := httpapi.CheckBudget("-timeout", c.Timeout, "-call-timeout", c.CallTimeout); err != nil {
 		return config{}, err
 	}
-	if c.CatalogAddrs = kv.ParseAddrs(*catalogAddrs); len(c.CatalogAddrs) == 0 {
+	if len(c.CatalogAddrs) == 0 {
 		return config{}, errors.New("no catalog address: set FLASHEDGE_CATALOG_ADDRS (host:port[,host:port...])")
 	}
-	c.Log.Service = "cart"
-	if c.Store, err = kv.OptionsFromEnv(getenv); err != nil {
-		return config{}, err
-	}
-	c.Store.ClientName = "flashedge-cart"
 	return c, nil
 }
 
@@ -149,11 +124,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	log.Info("listening", "addr", ln.Addr().String())
-	drain, err := httpapi.DrainDelay(getenv)
-	if err != nil {
-		return err
-	}
-	err = httpapi.ServeDrain(ctx, srv, ln, drain, cfg.Grace)
+	err = httpapi.ServeDrain(ctx, srv, ln, cfg.DrainDelay, cfg.Grace)
 	log.Info("stopped")
 	return err
 }

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	"flashedge/backend/internal/flashsale"
 	"flashedge/backend/internal/order"
+	"flashedge/backend/internal/saleflags"
+	"flashedge/shared/flagenv"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
 	"flashedge/shared/metrics"
@@ -23,58 +24,42 @@ import (
 
 // config is everything the order binary is told, from flags and the environment.
 type config struct {
-	Addr            string         // -addr, FLASHEDGE_ORDER_LISTEN; default 127.0.0.1:5003
-	CartAddrs       []string       // -cart, FLASHEDGE_CART_ADDRS; cart replicas, default 127.0.0.1:5002
-	CatalogAddrs    []string       // -catalog, FLASHEDGE_CATALOG_ADDRS; catalog replicas, default 127.0.0.1:5001
-	Store           kv.Options     // kv.OptionsFromEnv: FLASHEDGE_STORE_ADDR, ...
-	Log             obs.LogOptions // -log-format, -log-level, -log-file; FLASHEDGE_LOG_FORMAT, _LEVEL, _FILE
-	AccessLogSample uint64         // -access-log-sample, FLASHEDGE_ACCESS_LOG_SAMPLE; log 1 request in N, default 1
-	CheckoutTimeout time.Duration  // -checkout-timeout: all the work of one checkout; default 4s
-	PendingTTL      time.Duration  // -pending-ttl: how long a running checkout holds its Idempotency-Key; default 30s
-	Timeout         time.Duration  // -timeout: store calls of the read routes; default 3s
-	CallTimeout     time.Duration  // -call-timeout: one attempt of a call to cart or catalog; default 1.5s
-	Grace           time.Duration  // -shutdown-grace: in-flight requests get this long on shutdown; default 10s
+	flagenv.Service                   // -addr (FLASHEDGE_ORDER_LISTEN, default 127.0.0.1:5003), store, logs, grace, drain
+	CartAddrs       []string          // -cart, FLASHEDGE_CART_ADDRS; cart replicas, default 127.0.0.1:5002
+	CatalogAddrs    []string          // -catalog, FLASHEDGE_CATALOG_ADDRS; catalog replicas, default 127.0.0.1:5001
+	CheckoutTimeout time.Duration     // -checkout-timeout: all the work of one checkout; default 4s
+	PendingTTL      time.Duration     // -pending-ttl: how long a running checkout holds its Idempotency-Key; default 30s
+	Timeout         time.Duration     // -timeout: store calls of the read routes; default 3s
+	CallTimeout     time.Duration     // -call-timeout: one attempt of a call to cart or catalog; default 1.5s
+	AdminToken      string            // FLASHEDGE_ADMIN_TOKEN (environment only): the flash-sale admin routes
+	Flash           flashsale.Options // saleflags: -flashsale-*, FLASHEDGE_FLASHSALE_*
 }
 
 // String describes the config for the start-up log (it holds no secret besides the store's,
 // which kv.Options masks).
 func (c config) String() string {
-	return fmt.Sprintf("addr=%s cart=%v catalog=%v store=[%s] access_log_sample=%d checkout_timeout=%s pending_ttl=%s timeout=%s call_timeout=%s shutdown_grace=%s",
-		c.Addr, c.CartAddrs, c.CatalogAddrs, c.Store, c.AccessLogSample, c.CheckoutTimeout, c.PendingTTL, c.Timeout, c.CallTimeout, c.Grace)
+	return fmt.Sprintf("addr=%s cart=%v catalog=%v store=[%s] access_log_sample=%d checkout_timeout=%s pending_ttl=%s timeout=%s call_timeout=%s shutdown_grace=%s drain_delay=%s",
+		c.Addr, c.CartAddrs, c.CatalogAddrs, c.Store, c.AccessLogSample, c.CheckoutTimeout, c.PendingTTL, c.Timeout, c.CallTimeout, c.Grace, c.DrainDelay)
 }
 
 func loadConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
-	envOr := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	sample, err := strconv.ParseUint(envOr("FLASHEDGE_ACCESS_LOG_SAMPLE", "1"), 10, 64)
-	if err != nil || sample == 0 {
-		return config{}, fmt.Errorf("FLASHEDGE_ACCESS_LOG_SAMPLE=%q: want a whole number >= 1", getenv("FLASHEDGE_ACCESS_LOG_SAMPLE"))
-	}
 	var c config
-	fs := flag.NewFlagSet("order", flag.ContinueOnError)
-	fs.SetOutput(usage)
-	fs.StringVar(&c.Addr, "addr", envOr("FLASHEDGE_ORDER_LISTEN", "127.0.0.1:5003"), "listen address (env FLASHEDGE_ORDER_LISTEN)")
-	cartAddrs := fs.String("cart", envOr("FLASHEDGE_CART_ADDRS", "127.0.0.1:5002"), "cart replicas, host:port comma-separated (env FLASHEDGE_CART_ADDRS)")
-	catalogAddrs := fs.String("catalog", envOr("FLASHEDGE_CATALOG_ADDRS", "127.0.0.1:5001"), "catalog replicas, host:port comma-separated (env FLASHEDGE_CATALOG_ADDRS)")
-	c.Log.RegisterFlags(fs, getenv)
-	fs.Uint64Var(&c.AccessLogSample, "access-log-sample", sample, "log one request in N, errors always (env FLASHEDGE_ACCESS_LOG_SAMPLE)")
-	fs.DurationVar(&c.CheckoutTimeout, "checkout-timeout", 4*time.Second, "bound on all the work of one checkout")
-	fs.DurationVar(&c.PendingTTL, "pending-ttl", 30*time.Second, "how long a running checkout holds its Idempotency-Key (longer than -checkout-timeout)")
-	fs.DurationVar(&c.Timeout, "timeout", 3*time.Second, "bound on the store calls of the read routes")
-	fs.DurationVar(&c.CallTimeout, "call-timeout", 1500*time.Millisecond, "bound on one attempt of a call to the cart or catalog service")
-	fs.DurationVar(&c.Grace, "shutdown-grace", 10*time.Second, "how long in-flight requests may finish on shutdown")
-	if err := fs.Parse(args); err != nil {
+	s := flagenv.New("order", "FLASHEDGE_", getenv, usage)
+	svc := s.Service(flagenv.ServiceDefaults{Addr: "127.0.0.1:5003"})
+	s.Addrs(&c.CartAddrs, "cart", "127.0.0.1:5002", "cart replicas, host:port comma-separated").Env("FLASHEDGE_CART_ADDRS")
+	s.Addrs(&c.CatalogAddrs, "catalog", "127.0.0.1:5001", "catalog replicas, host:port comma-separated").Env("FLASHEDGE_CATALOG_ADDRS")
+	s.Duration(&c.CheckoutTimeout, "checkout-timeout", 4*time.Second, "bound on all the work of one checkout").Env("FLASHEDGE_ORDER_CHECKOUT_TIMEOUT")
+	s.Duration(&c.PendingTTL, "pending-ttl", 30*time.Second, "how long a running checkout holds its Idempotency-Key (longer than -checkout-timeout)").Env("FLASHEDGE_ORDER_PENDING_TTL")
+	s.Duration(&c.Timeout, "timeout", 3*time.Second, "bound on the store calls of the read routes").Env("FLASHEDGE_ORDER_TIMEOUT")
+	s.Duration(&c.CallTimeout, "call-timeout", 1500*time.Millisecond, "bound on one attempt of a call to the cart or catalog service").Env("FLASHEDGE_ORDER_CALL_TIMEOUT")
+	s.Secret(&c.AdminToken, "FLASHEDGE_ADMIN_TOKEN", "bearer token of the flash-sale admin routes; empty: they answer 401")
+	flash := saleflags.Define(s)
+	if err := s.Parse(args); err != nil {
 		return config{}, err
 	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected arguments %q: everything is set by flags", fs.Args())
-	}
-	if c.CheckoutTimeout <= 0 || c.Timeout <= 0 || c.CallTimeout <= 0 || c.Grace <= 0 || c.AccessLogSample == 0 {
-		return config{}, errors.New("-checkout-timeout, -timeout, -call-timeout, -shutdown-grace and -access-log-sample must be positive")
+	c.Service, c.Flash = *svc, *flash
+	if c.CheckoutTimeout <= 0 || c.Timeout <= 0 || c.CallTimeout <= 0 {
+		return config{}, errors.New("-checkout-timeout, -timeout and -call-timeout must be positive")
 	}
 	for _, l := range []struct {
 		outerName string
@@ -93,17 +78,12 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	if c.PendingTTL <= c.CheckoutTimeout {
 		return config{}, fmt.Errorf("-pending-ttl %s must be longer than -checkout-timeout %s, or a running checkout could lose its Idempotency-Key", c.PendingTTL, c.CheckoutTimeout)
 	}
-	if c.CartAddrs = kv.ParseAddrs(*cartAddrs); len(c.CartAddrs) == 0 {
+	if len(c.CartAddrs) == 0 {
 		return config{}, errors.New("no cart address: set FLASHEDGE_CART_ADDRS (host:port[,host:port...])")
 	}
-	if c.CatalogAddrs = kv.ParseAddrs(*catalogAddrs); len(c.CatalogAddrs) == 0 {
+	if len(c.CatalogAddrs) == 0 {
 		return config{}, errors.New("no catalog address: set FLASHEDGE_CATALOG_ADDRS (host:port[,host:port...])")
 	}
-	c.Log.Service = "order"
-	if c.Store, err = kv.OptionsFromEnv(getenv); err != nil {
-		return config{}, err
-	}
-	c.Store.ClientName = "flashedge-order"
 	return c, nil
 }
 
@@ -190,10 +170,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	// The flash sale's attempts, challenges, tickets and checkout share this router, its
 	// middlewares, probes and graceful shutdown; the worker binary decides the attempts.
-	fsOpts, err := flashsale.OptionsFromEnv(getenv)
-	if err != nil {
-		return err
-	}
+	fsOpts := cfg.Flash
 	fsOpts.Log = log
 	fsOpts.Metrics = flashsale.NewOrderMetrics(reg)
 	sales, err := flashsale.New(client, fsOpts)
@@ -202,7 +179,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	// Stream backlog and the live sales' ledgers, read from the store while /metrics is written.
 	sales.ExportOrder(reg, flashsale.ExportOptions{})
-	salesHTTP, err := flashsale.NewHandler(sales, flashsale.HandlerOptions{AdminToken: getenv("FLASHEDGE_ADMIN_TOKEN")})
+	salesHTTP, err := flashsale.NewHandler(sales, flashsale.HandlerOptions{AdminToken: cfg.AdminToken})
 	if err != nil {
 		return err
 	}
@@ -216,11 +193,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	log.Info("listening", "addr", ln.Addr().String())
-	drain, err := httpapi.DrainDelay(getenv)
-	if err != nil {
-		return err
-	}
-	err = httpapi.ServeDrain(ctx, srv, ln, drain, cfg.Grace)
+	err = httpapi.ServeDrain(ctx, srv, ln, cfg.DrainDelay, cfg.Grace)
 	log.Info("stopped")
 	return err
 }

@@ -27,7 +27,7 @@ func TestLoadConfig(t *testing.T) {
 		check   func(t *testing.T, c config)
 	}{
 		{name: "defaults", check: func(t *testing.T, c config) {
-			if c.Listen != "" || c.Group != "flashsale" || c.Concurrency != 2 || c.ClaimIdle != 15*time.Second ||
+			if c.Addr != "" || c.Group != "flashsale" || c.Concurrency != 2 || c.ClaimIdle != 15*time.Second ||
 				c.SweepEvery != time.Second || c.Store.Addrs[0] != "127.0.0.1:6379" {
 				t.Errorf("defaults = %+v", c)
 			}
@@ -36,7 +36,7 @@ func TestLoadConfig(t *testing.T) {
 			env: map[string]string{"FLASHEDGE_WORKER_LISTEN": "127.0.0.1:0", "FLASHEDGE_FLASHSALE_RESERVATION": "90s",
 				"FLASHEDGE_FLASHSALE_DIFFICULTY": "0"},
 			check: func(t *testing.T, c config) {
-				if c.Listen != "127.0.0.1:0" || c.Consumer != "w1" || c.SweepEvery >= 0 || c.ClaimIdle != 2*time.Second ||
+				if c.Addr != "127.0.0.1:0" || c.Consumer != "w1" || c.SweepEvery >= 0 || c.ClaimIdle != 2*time.Second ||
 					c.Flash.Reservation != 90*time.Second || c.Flash.Difficulty != -1 {
 					t.Errorf("config = %+v", c)
 				}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"flashedge/bench/internal/ceiling"
+	"flashedge/shared/flagenv"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/obs"
 )
@@ -23,13 +25,15 @@ type config struct {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	var cfg config
-	fs := flag.NewFlagSet("ceiling", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8090", "listen address (host:port; port 0 picks a free one)")
-	fs.StringVar(&cfg.logLevel, "log-level", "warn", "debug, info, warn or error")
-	fs.StringVar(&cfg.productFile, "product-body", "", "file with the GET product answer (default: a fixed 170-byte product)")
-	fs.StringVar(&cfg.soldOutFile, "soldout-body", "", "file with the POST attempt answer (default: the edge's sold-out shape)")
+	fs := flagenv.New("ceiling", "FLASHEDGE_CEILING_", getenv, stdout)
+	fs.String(&cfg.addr, "addr", "127.0.0.1:8090", "listen address (host:port; port 0 picks a free one)")
+	fs.String(&cfg.logLevel, "log-level", "warn", "debug, info, warn or error")
+	fs.String(&cfg.productFile, "product-body", "", "file with the GET product answer (default: a fixed 170-byte product)")
+	fs.String(&cfg.soldOutFile, "soldout-body", "", "file with the POST attempt answer (default: the edge's sold-out shape)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -h printed the flags: a successful exit
+		}
 		return err
 	}
 	var bodies ceiling.Bodies

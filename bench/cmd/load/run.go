@@ -14,6 +14,7 @@ import (
 
 	"flashedge/bench/internal/load"
 	"flashedge/bench/internal/spawn"
+	"flashedge/shared/flagenv"
 )
 
 // config is everything load reads from flags and the environment, in one place.
@@ -40,49 +41,43 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 		soldOut    time.Duration
 		seed       uint64
 	)
-	fs := flag.NewFlagSet("load", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprintln(out, "usage: load [-spawn -bin bin | -url http://127.0.0.1:8000 -admin-token T] -scenario browse|cart|checkout|rush|stress[,...] [flags]")
-		fs.PrintDefaults()
-	}
-	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8000", "the edge's base URL; loopback only (127.0.0.0/8, ::1, localhost)")
-	fs.StringVar(&c.AdminToken, "admin-token", getenv("FLASHEDGE_ADMIN_TOKEN"), "the edge's admin token, for the rush (env FLASHEDGE_ADMIN_TOKEN)")
-	fs.BoolVar(&c.Spawn, "spawn", false, "start a private redis-server and the binaries of -bin on free loopback ports instead of using -url")
-	fs.StringVar(&c.BinDir, "bin", "bin", "directory holding catalog, cart, order, worker and edge (with -spawn)")
-	fs.StringVar(&c.WorkDir, "workdir", "", "directory for the spawned servers' logs (default: a temporary one)")
-	fs.BoolVar(&c.Keep, "keep", false, "keep the temporary work directory (with -spawn)")
-	fs.StringVar(&scenarios, "scenario", "browse", "comma-separated scenarios: "+strings.Join(load.Scenarios, ", "))
-	fs.Int64Var(&c.Load.Requests, "requests", 0, "operations per browse/cart/checkout run (0: bounded by -duration only)")
-	fs.DurationVar(&c.Load.Duration, "duration", 0, "time bound per phase (0: 10s for browse/cart/checkout and each stress level, 5m for the rush's attempts)")
-	fs.IntVar(&c.Load.Concurrency, "concurrency", 0, "closed-loop workers, or open-loop operations in flight (0: 64; rush 256)")
-	fs.Float64Var(&c.Load.Rate, "rate", 0, "open loop: operations per second (0: closed loop)")
-	fs.DurationVar(&c.Load.Timeout, "timeout", 10*time.Second, "per-request timeout")
-	fs.IntVar(&c.Load.Users, "users", 0, "shoppers who log in (0: 1000; rush 20000)")
-	fs.IntVar(&c.Load.Products, "products", 1200, "catalog ids 00000001..N that browse, cart and checkout pick from")
-	fs.Uint64Var(&seed, "seed", 1, "random seed")
-	fs.Int64Var(&c.Load.Attempts, "attempts", 100_000, "rush: total attempts, spread over the users")
-	fs.Int64Var(&c.Load.Stock, "stock", 1000, "rush: units on sale")
-	fs.IntVar(&c.Load.Shards, "shards", 8, "rush: stock shards")
-	fs.IntVar(&c.Load.Limit, "limit", 1, "rush: units per shopper")
-	fs.IntVar(&difficulty, "difficulty", 8, "rush: proof-of-work bits (0: none)")
-	fs.StringVar(&c.Load.SaleProduct, "sale-product", "00000001", "rush: the product on sale")
-	fs.StringVar(&c.Load.StoreAddr, "store", getenv("FLASHEDGE_STORE_ADDR"), "waitroom: the store's host:port, for its command rate (set by -spawn)")
-	fs.StringVar(&c.Load.ServerCPU, "server-cpu", "", "pin the spawned stack (and the admit scenario's nginx peer) to this CPU with taskset; run load itself on another (taskset -c 0 load ... -server-cpu 1)")
-	fs.IntVar(&c.Load.Admit, "admit", 250, "waitroom: admit_per_second of the sale's waiting room")
-	fs.DurationVar(&soldOut, "soldout-duration", 3*time.Second, "rush: closed-loop burst of attempts after the sell-out (0: skip)")
-	fs.IntVar(&c.Load.Bots, "bots", 0, "rush: bot addresses (two bot users each, far above the edge's limits); above 0 the rush runs a baseline round without bots and then a bot-mix round")
-	fs.DurationVar(&c.Load.TicketTimeout, "ticket-timeout", 30*time.Second, "rush: how long an admitted ticket may stay undecided")
-	fs.StringVar(&levels, "levels", "100,500,1000", "stress: concurrent clients per level, comma-separated")
-	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this file")
-	fs.StringVar(&c.Plot, "plot", "", "write a latency-by-percentile plot as SVG to this file")
-	fs.StringVar(&c.Progress, "progress", load.ProgressAuto, "progress display: auto (a bar on a terminal, lines otherwise), bar, lines, off")
-	fs.DurationVar(&c.Every, "progress-every", 5*time.Second, "interval of progress lines when not on a terminal")
+	fs := flagenv.New("load", "FLASHEDGE_LOAD_", getenv, out)
+	fs.Synopsis("usage: load [-spawn -bin bin | -url http://127.0.0.1:8000 -admin-token T] -scenario browse|cart|checkout|rush|stress[,...] [flags]")
+	fs.String(&c.URL, "url", "http://127.0.0.1:8000", "the edge's base URL; loopback only (127.0.0.0/8, ::1, localhost)")
+	fs.String(&c.AdminToken, "admin-token", "", "the edge's admin token, for the rush").Env("FLASHEDGE_ADMIN_TOKEN")
+	fs.Bool(&c.Spawn, "spawn", false, "start a private redis-server and the binaries of -bin on free loopback ports instead of using -url")
+	fs.String(&c.BinDir, "bin", "bin", "directory holding catalog, cart, order, worker and edge (with -spawn)")
+	fs.String(&c.WorkDir, "workdir", "", "directory for the spawned servers' logs (default: a temporary one)")
+	fs.Bool(&c.Keep, "keep", false, "keep the temporary work directory (with -spawn)")
+	fs.String(&scenarios, "scenario", "browse", "comma-separated scenarios: "+strings.Join(load.Scenarios, ", "))
+	fs.Int64(&c.Load.Requests, "requests", 0, "operations per browse/cart/checkout run (0: bounded by -duration only)")
+	fs.Duration(&c.Load.Duration, "duration", 0, "time bound per phase (0: 10s for browse/cart/checkout and each stress level, 5m for the rush's attempts)")
+	fs.Int(&c.Load.Concurrency, "concurrency", 0, "closed-loop workers, or open-loop operations in flight (0: 64; rush 256)")
+	fs.Float64(&c.Load.Rate, "rate", 0, "open loop: operations per second (0: closed loop)")
+	fs.Duration(&c.Load.Timeout, "timeout", 10*time.Second, "per-request timeout")
+	fs.Int(&c.Load.Users, "users", 0, "shoppers who log in (0: 1000; rush 20000)")
+	fs.Int(&c.Load.Products, "products", 1200, "catalog ids 00000001..N that browse, cart and checkout pick from")
+	fs.Uint64(&seed, "seed", 1, "random seed")
+	fs.Int64(&c.Load.Attempts, "attempts", 100_000, "rush: total attempts, spread over the users")
+	fs.Int64(&c.Load.Stock, "stock", 1000, "rush: units on sale")
+	fs.Int(&c.Load.Shards, "shards", 8, "rush: stock shards")
+	fs.Int(&c.Load.Limit, "limit", 1, "rush: units per shopper")
+	fs.Int(&difficulty, "difficulty", 8, "rush: proof-of-work bits (0: none)")
+	fs.String(&c.Load.SaleProduct, "sale-product", "00000001", "rush: the product on sale")
+	fs.String(&c.Load.StoreAddr, "store-addr", "", "waitroom: the store's host:port, for its command rate (set by -spawn)").Env("FLASHEDGE_STORE_ADDR")
+	fs.Alias("store", "store-addr")
+	fs.String(&c.Load.ServerCPU, "server-cpu", "", "pin the spawned stack (and the admit scenario's nginx peer) to this CPU with taskset; run load itself on another (taskset -c 0 load ... -server-cpu 1)")
+	fs.Int(&c.Load.Admit, "admit", 250, "waitroom: admit_per_second of the sale's waiting room")
+	fs.Duration(&soldOut, "soldout-duration", 3*time.Second, "rush: closed-loop burst of attempts after the sell-out (0: skip)")
+	fs.Int(&c.Load.Bots, "bots", 0, "rush: bot addresses (two bot users each, far above the edge's limits); above 0 the rush runs a baseline round without bots and then a bot-mix round")
+	fs.Duration(&c.Load.TicketTimeout, "ticket-timeout", 30*time.Second, "rush: how long an admitted ticket may stay undecided")
+	fs.String(&levels, "levels", "100,500,1000", "stress: concurrent clients per level, comma-separated")
+	fs.String(&c.JSON, "json", "", "write the report as JSON to this file")
+	fs.String(&c.Plot, "plot", "", "write a latency-by-percentile plot as SVG to this file")
+	fs.String(&c.Progress, "progress", load.ProgressAuto, "progress display: auto (a bar on a terminal, lines otherwise), bar, lines, off")
+	fs.Duration(&c.Every, "progress-every", 5*time.Second, "interval of progress lines when not on a terminal")
 	if err := fs.Parse(args); err != nil {
 		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	for _, s := range strings.Split(scenarios, ",") {
 		if s = strings.TrimSpace(s); s == "" {

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"flashedge/shared/flagenv"
 )
 
 func main() {
@@ -21,18 +23,24 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string, _ func(string) string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-	timeout := fs.Duration("timeout", 2*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flagenv.New("probe", "FLASHEDGE_PROBE_", getenv, stdout)
+	fs.Synopsis("usage: probe [-timeout 2s] http://host:port/path")
+	fs.AllowArgs()
+	var timeout time.Duration
+	fs.Duration(&timeout, "timeout", 2*time.Second, "give up after this long")
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil // -h printed the flags: a successful exit
+	} else if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(fs.Args()) != 1 {
 		return errors.New("usage: probe [-timeout 2s] http://host:port/path")
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	url := fs.Args()[0]
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fs.Arg(0), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
@@ -43,8 +51,8 @@ func run(ctx context.Context, args []string, _ func(string) string, stdout io.Wr
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("%s: %s %s", fs.Arg(0), resp.Status, body)
+		return fmt.Errorf("%s: %s %s", url, resp.Status, body)
 	}
-	fmt.Fprintf(stdout, "%s: %s\n", fs.Arg(0), resp.Status)
+	fmt.Fprintf(stdout, "%s: %s\n", url, resp.Status)
 	return nil
 }

@@ -8,8 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"flag"
-	"flashedge/deploy/wiring"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +17,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"flashedge/deploy/wiring"
+	"flashedge/shared/flagenv"
 )
 
 // Services returns the flashedge binaries in start order. Stop runs in the reverse order, so
@@ -58,7 +59,7 @@ type Config struct {
 	// StoreKind is "auto" (dragonfly when on PATH, else redis-server), "dragonfly", "redis" or
 	// "cluster" (a Redis Cluster of 3 primaries with a replica each on StorePort..StorePort+5).
 	StoreKind string
-	// ExternalStore, from FLASHEDGE_STORE_ADDR, is a store the launcher uses instead of starting one.
+	// ExternalStore, from -store-addr (FLASHEDGE_STORE_ADDR), is a store the launcher uses instead of starting one.
 	ExternalStore string
 	// Services to start, in start order. Default all of Services().
 	Services []string
@@ -103,46 +104,44 @@ func (c Config) storeDesc() string {
 	return fmt.Sprintf("%s on %s:%d", c.StoreKind, c.Host, c.StorePort)
 }
 
-// ParseConfig reads the command line and the environment. It does not touch the disk except to
-// make paths absolute; secrets are settled by LoadSecrets.
+// ParseConfig reads the command line and the environment (every flag also has a variable:
+// FLASHEDGE_LAUNCH_<FLAG>, except -store-addr and -log-format, which share the services' names).
+// It does not touch the disk except to make paths absolute; secrets are settled by LoadSecrets.
 func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	c := Config{Host: "127.0.0.1", Ports: DefaultPorts(), OpsPort: DefaultOpsPort}
-	fs := flag.NewFlagSet("launch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: launch [flags]\n\nStarts a store and every flashedge service on 127.0.0.1 and supervises them.\n"+
-			"Replica i of a service listens on its base port + %d*i (cart: 5002, 5012, ...).\n\n", ReplicaStride)
-		fs.PrintDefaults()
-	}
-	fs.StringVar(&c.BinDir, "bin", "bin", "directory holding the service binaries")
-	fs.StringVar(&c.DataDir, "data", ".data", "directory for the store's files, its log and generated secrets")
-	fs.IntVar(&c.StorePort, "store-port", 6379, "loopback port of the store the launcher starts")
-	fs.StringVar(&c.StoreKind, "store", "auto", "store to start: auto (dragonfly if on PATH, else redis-server), dragonfly, redis, or cluster (Redis Cluster: 3 primaries + 3 replicas on -store-port..+5)")
-	services := fs.String("services", strings.Join(Services(), ","), "services to start, comma-separated")
-	replicas := fs.String("replicas", "", "replicas per service, e.g. cart=2,order=2 (default 1 each)")
-	ports := fs.String("ports", "", "base ports to change, e.g. edge=8080,catalog=6001")
-	fs.IntVar(&c.OpsPort, "ops-port", DefaultOpsPort, "port of edge replica 0's ops listener (/metrics, /dashboard); replica i uses it + i")
-	fs.IntVar(&c.Seed, "seed", DefaultSeed, "demo products the catalog seeds into an empty store (0: none)")
-	fs.StringVar(&c.LogFormat, "log-format", "text", "service log format: text or json")
-	fs.DurationVar(&c.ReadyTimeout, "ready-timeout", 60*time.Second, "how long to wait for the store and every service to be ready")
-	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "how long a process may take to stop after SIGTERM before it is killed")
-	noColor := fs.Bool("no-color", getenv("NO_COLOR") != "", "do not colour the name tags (default when NO_COLOR is set)")
+	fs := flagenv.New("launch", "FLASHEDGE_LAUNCH_", getenv, stderr)
+	var services, replicas, ports string
+	var noColor bool
+	fs.String(&c.BinDir, "bin", "bin", "directory holding the service binaries")
+	fs.String(&c.DataDir, "data", ".data", "directory for the store's files, its log and generated secrets")
+	fs.Int(&c.StorePort, "store-port", 6379, "loopback port of the store the launcher starts")
+	fs.String(&c.StoreKind, "store", "auto", "store to start: auto (dragonfly if on PATH, else redis-server), dragonfly, redis, or cluster (Redis Cluster: 3 primaries + 3 replicas on -store-port..+5)")
+	fs.String(&c.ExternalStore, "store-addr", "", "an existing store, host:port[,host:port...], to use instead of starting one").Env("FLASHEDGE_STORE_ADDR")
+	fs.String(&services, "services", strings.Join(Services(), ","), "services to start, comma-separated")
+	fs.String(&replicas, "replicas", "", "replicas per service, e.g. cart=2,order=2 (default 1 each; replica i of a service listens on its base port + "+strconv.Itoa(ReplicaStride)+"*i)")
+	fs.String(&ports, "ports", "", "base ports to change, e.g. edge=8080,catalog=6001")
+	fs.Int(&c.OpsPort, "ops-port", DefaultOpsPort, "port of edge replica 0's ops listener (/metrics, /dashboard); replica i uses it + i")
+	fs.Int(&c.Seed, "seed", DefaultSeed, "demo products the catalog seeds into an empty store (0: none)")
+	fs.String(&c.LogFormat, "log-format", "text", "service log format: text or json").Env("FLASHEDGE_LOG_FORMAT")
+	fs.Duration(&c.ReadyTimeout, "ready-timeout", 60*time.Second, "how long to wait for the store and every service to be ready")
+	fs.Duration(&c.Grace, "shutdown-grace", 10*time.Second, "how long a process may take to stop after SIGTERM before it is killed")
+	fs.Alias("grace", "shutdown-grace")
+	fs.Bool(&noColor, "no-color", getenv("NO_COLOR") != "", "do not colour the name tags (default when NO_COLOR is set)")
+	fs.Secret(&c.AdminToken, "FLASHEDGE_ADMIN_TOKEN", "admin token handed to the services; default: generated once and kept in -data")
+	fs.Secret(&c.SessionSecret, "FLASHEDGE_SESSION_SECRET", "session secret handed to the services; default: generated once and kept in -data")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %q: launch takes flags only (see -h)", fs.Args())
-	}
-	c.Color = !*noColor
+	c.Color = !noColor
 
 	var err error
-	if c.Services, err = parseServices(*services); err != nil {
+	if c.Services, err = parseServices(services); err != nil {
 		return c, err
 	}
-	if c.Replicas, err = parseReplicas(*replicas, c.Services); err != nil {
+	if c.Replicas, err = parseReplicas(replicas, c.Services); err != nil {
 		return c, err
 	}
-	if err := parsePorts(*ports, c.Ports); err != nil {
+	if err := parsePorts(ports, c.Ports); err != nil {
 		return c, err
 	}
 	if c.StorePort <= 0 || c.StorePort+ClusterNodes > 65535 {
@@ -177,18 +176,16 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return c, fmt.Errorf("-seed %d: want 0 or more", c.Seed)
 	}
 	if c.ReadyTimeout <= 0 || c.Grace <= 0 {
-		return c, errors.New("-ready-timeout and -grace must be positive")
+		return c, errors.New("-ready-timeout and -shutdown-grace must be positive")
 	}
-	if addr := strings.TrimSpace(getenv("FLASHEDGE_STORE_ADDR")); addr != "" {
+	if addr := strings.TrimSpace(c.ExternalStore); addr != "" {
 		for _, a := range strings.Split(addr, ",") {
 			if _, _, err := net.SplitHostPort(strings.TrimSpace(a)); err != nil {
-				return c, fmt.Errorf("FLASHEDGE_STORE_ADDR=%q: want host:port[,host:port...]", addr)
+				return c, fmt.Errorf("%s %q: want host:port[,host:port...]", fs.Label("store-addr"), addr)
 			}
 		}
 		c.ExternalStore = addr
 	}
-	c.AdminToken = getenv("FLASHEDGE_ADMIN_TOKEN")
-	c.SessionSecret = getenv("FLASHEDGE_SESSION_SECRET")
 	if c.BinDir, err = filepath.Abs(c.BinDir); err != nil {
 		return c, err
 	}

@@ -172,7 +172,7 @@ func testConfig(t *testing.T, args ...string) Config {
 	ports := fmt.Sprintf("catalog=%d,cart=%d,order=%d,worker=%d,edge=%d", freePort(t), freePort(t), freePort(t), freePort(t), freePort(t))
 	args = append([]string{
 		"-bin", binDir, "-data", t.TempDir(), "-store", "redis", "-store-port", strconv.Itoa(freePort(t)),
-		"-ports", ports, "-ops-port", strconv.Itoa(freePort(t)), "-ready-timeout", "20s", "-grace", "5s", "-no-color",
+		"-ports", ports, "-ops-port", strconv.Itoa(freePort(t)), "-ready-timeout", "20s", "-shutdown-grace", "5s", "-no-color",
 	}, args...)
 	c, err := ParseConfig(args, envOf(nil), io.Discard)
 	if err != nil {

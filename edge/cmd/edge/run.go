@@ -28,6 +28,7 @@ import (
 	"flashedge/edge/internal/session"
 	"flashedge/edge/internal/waitroom"
 	"flashedge/edge/internal/web"
+	"flashedge/shared/flagenv"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
 	"flashedge/shared/metrics"
@@ -38,16 +39,15 @@ import (
 
 // config is everything the edge reads from flags and the environment, in one place.
 type config struct {
-	Listen       string
-	OpsListen    string // /metrics, /metrics.json, /dashboard: never the public port
-	SecureCookie bool
+	flagenv.Service        // -addr (FLASHEDGE_EDGE_LISTEN), store, logs, grace, drain
+	OpsListen       string // /metrics, /metrics.json, /dashboard: never the public port
+	SecureCookie    bool
 	// ProxyProtocolFrom: peers whose PROXY protocol header (v1/v2) names the client address.
 	ProxyProtocolFrom []netip.Prefix
 	// ForwardedFrom: peers whose X-Forwarded-For / Forwarded headers name the client address.
 	ForwardedFrom []netip.Prefix
 	// MaxConnsPerAddr caps the connections one client address (IPv6: /64) holds open; 0: none.
 	MaxConnsPerAddr int
-	Store           kv.Options
 	CatalogAddrs    []string
 	CartAddrs       []string
 	OrderAddrs      []string
@@ -55,91 +55,77 @@ type config struct {
 	SessionKeys     map[string][]byte
 	SessionKid      string
 	SessionTTL      time.Duration
-	AccessLogSample uint64
 	IPRate          float64 // attempts+challenges per second per client IP; negative: off
 	UserRate        float64 // per user; negative: off
 	CacheMB         int64
-	Log             obs.LogOptions
-	Grace           time.Duration
+	// RequestMetrics off leaves out the per-request metrics (make bench measures their cost).
+	RequestMetrics bool
 }
 
 // String prints the config with secrets masked, for the start-up log.
 func (c config) String() string {
-	return fmt.Sprintf("listen=%s ops_listen=%s store={%s} catalog=%v cart=%v order=%v admin_token=*** session_keys=%d ttl=%s secure_cookie=%v proxy_protocol_from=%v forwarded_from=%v",
-		c.Listen, c.OpsListen, c.Store, c.CatalogAddrs, c.CartAddrs, c.OrderAddrs, len(c.SessionKeys), c.SessionTTL, c.SecureCookie, c.ProxyProtocolFrom, c.ForwardedFrom)
+	return fmt.Sprintf("addr=%s ops_addr=%s store={%s} catalog=%v cart=%v order=%v admin_token=*** session_keys=%d ttl=%s secure_cookie=%v proxy_protocol_from=%v forwarded_from=%v shutdown_grace=%s drain_delay=%s",
+		c.Addr, c.OpsListen, c.Store, c.CatalogAddrs, c.CartAddrs, c.OrderAddrs, len(c.SessionKeys), c.SessionTTL, c.SecureCookie, c.ProxyProtocolFrom, c.ForwardedFrom, c.Grace, c.DrainDelay)
 }
 
-func loadConfig(args []string, getenv func(string) string) (config, error) {
-	env := func(k, def string) string {
-		if v := getenv(k); v != "" {
-			return v
-		}
-		return def
-	}
+func loadConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
 	var c config
-	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
-	fs.StringVar(&c.Listen, "addr", env("FLASHEDGE_EDGE_LISTEN", "127.0.0.1:8000"), "listen address (FLASHEDGE_EDGE_LISTEN)")
-	fs.StringVar(&c.OpsListen, "ops-addr", env("FLASHEDGE_EDGE_OPS_LISTEN", "127.0.0.1:8100"),
-		"internal listen address for /metrics, /metrics.json and /dashboard; keep it off the public network (FLASHEDGE_EDGE_OPS_LISTEN)")
-	secure := fs.String("secure-cookie", env("FLASHEDGE_SECURE_COOKIE", "auto"),
-		"mark the session cookie Secure: on, off, or auto (on unless -addr is a loopback address) (FLASHEDGE_SECURE_COOKIE)")
-	proxyFrom := fs.String("proxy-protocol-from", env("FLASHEDGE_PROXY_PROTOCOL_FROM", ""),
-		"CIDRs of the load balancers whose PROXY protocol header names the client, comma-separated; empty: none (FLASHEDGE_PROXY_PROTOCOL_FROM)")
-	fwdFrom := fs.String("forwarded-from", env("FLASHEDGE_FORWARDED_FROM", ""),
-		"CIDRs of the proxies whose X-Forwarded-For/Forwarded headers name the client, comma-separated; empty: none (FLASHEDGE_FORWARDED_FROM)")
-	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-addr", envInt(getenv, "FLASHEDGE_MAX_CONNS_PER_ADDR", 1024),
-		"connections one client address (IPv6: its /64) may hold open; 0 for no cap; raise it behind a balancer that hides client addresses (FLASHEDGE_MAX_CONNS_PER_ADDR)")
-	catalog := fs.String("catalog", env("FLASHEDGE_CATALOG_ADDRS", "127.0.0.1:5001"), "catalog replicas, comma-separated (FLASHEDGE_CATALOG_ADDRS)")
-	cart := fs.String("cart", env("FLASHEDGE_CART_ADDRS", "127.0.0.1:5002"), "cart replicas (FLASHEDGE_CART_ADDRS)")
-	order := fs.String("order", env("FLASHEDGE_ORDER_ADDRS", "127.0.0.1:5003"), "order replicas (FLASHEDGE_ORDER_ADDRS)")
-	fs.DurationVar(&c.SessionTTL, "session-ttl", 24*time.Hour, "session lifetime")
-	sample := fs.Uint64("access-log-sample", 0, "log one request in N (errors always); 0 reads FLASHEDGE_ACCESS_LOG_SAMPLE, default 1000")
-	fs.Int64Var(&c.CacheMB, "cache-mb", 64, "rendered-body cache size in MiB")
-	ipRate := fs.String("rate-ip", env("FLASHEDGE_RATE_IP", "50"), "flash-sale requests per second per client IP at this edge, or off (FLASHEDGE_RATE_IP)")
-	userRate := fs.String("rate-user", env("FLASHEDGE_RATE_USER", "2"), "flash-sale requests per second per user at this edge, or off (FLASHEDGE_RATE_USER)")
-	c.Log.RegisterFlags(fs, getenv)
-	fs.DurationVar(&c.Grace, "shutdown-grace", 10*time.Second, "how long in-flight requests may take at shutdown (the name every binary uses)")
-	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "deprecated: -shutdown-grace")
-	if err := fs.Parse(args); err != nil {
+	s := flagenv.New("edge", "FLASHEDGE_", getenv, out)
+	svc := s.Service(flagenv.ServiceDefaults{Addr: "127.0.0.1:8000", AccessLogSample: 1000})
+	s.String(&c.OpsListen, "ops-addr", "127.0.0.1:8100",
+		"internal listen address for /metrics, /metrics.json and /dashboard; keep it off the public network").Env("FLASHEDGE_EDGE_OPS_LISTEN")
+	var secure, proxyFrom, fwdFrom, ipRate, userRate, metrics string
+	s.String(&secure, "secure-cookie", "auto", "mark the session cookie Secure: on, off, or auto (on unless -addr is a loopback address)")
+	s.String(&proxyFrom, "proxy-protocol-from", "", "CIDRs of the load balancers whose PROXY protocol header names the client, comma-separated; empty: none")
+	s.String(&fwdFrom, "forwarded-from", "", "CIDRs of the proxies whose X-Forwarded-For/Forwarded headers name the client, comma-separated; empty: none")
+	s.Int(&c.MaxConnsPerAddr, "max-conns-per-addr", 1024,
+		"connections one client address (IPv6: its /64) may hold open; 0 for no cap; raise it behind a balancer that hides client addresses")
+	s.Addrs(&c.CatalogAddrs, "catalog", "127.0.0.1:5001", "catalog replicas, host:port comma-separated").Env("FLASHEDGE_CATALOG_ADDRS")
+	s.Addrs(&c.CartAddrs, "cart", "127.0.0.1:5002", "cart replicas, host:port comma-separated").Env("FLASHEDGE_CART_ADDRS")
+	s.Addrs(&c.OrderAddrs, "order", "127.0.0.1:5003", "order replicas, host:port comma-separated").Env("FLASHEDGE_ORDER_ADDRS")
+	s.Duration(&c.SessionTTL, "session-ttl", 24*time.Hour, "session lifetime")
+	s.Int64(&c.CacheMB, "cache-mb", 64, "rendered-body cache size in MiB")
+	s.String(&ipRate, "rate-ip", "50", "flash-sale requests per second per client IP at this edge, or off")
+	s.String(&userRate, "rate-user", "2", "flash-sale requests per second per user at this edge, or off")
+	s.String(&metrics, "metrics", "on", "per-request metrics: on, or off (only to measure what they cost; /metrics and the domain metrics stay)")
+	var sessionSecret string
+	s.Secret(&c.AdminToken, "FLASHEDGE_ADMIN_TOKEN", "bearer token of the admin routes, at least 16 characters (required)")
+	s.Secret(&sessionSecret, "FLASHEDGE_SESSION_SECRET", "session signing keys, kid:secret[,kid:secret...] (required)")
+	if err := s.Parse(args); err != nil {
 		return c, err
 	}
-	c.Log.Service = "edge"
-	var err error
-	if c.Store, err = kv.OptionsFromEnv(getenv); err != nil {
-		return c, err
-	}
-	c.Store.ClientName = "flashedge-edge"
-	c.CatalogAddrs, c.CartAddrs, c.OrderAddrs = kv.ParseAddrs(*catalog), kv.ParseAddrs(*cart), kv.ParseAddrs(*order)
-	c.AdminToken = getenv("FLASHEDGE_ADMIN_TOKEN")
+	c.Service = *svc
 	if len(c.AdminToken) < 16 {
 		return c, errors.New("FLASHEDGE_ADMIN_TOKEN must be set to at least 16 characters (make run generates one)")
 	}
-	if c.SessionKeys, c.SessionKid, err = session.ParseKeys(getenv("FLASHEDGE_SESSION_SECRET")); err != nil {
+	var err error
+	if c.SessionKeys, c.SessionKid, err = session.ParseKeys(sessionSecret); err != nil {
 		return c, fmt.Errorf("FLASHEDGE_SESSION_SECRET: %w", err)
 	}
-	if c.IPRate, err = parseRate("rate-ip", *ipRate); err != nil {
+	if c.IPRate, err = parseRate("rate-ip", ipRate); err != nil {
 		return c, err
 	}
-	if c.UserRate, err = parseRate("rate-user", *userRate); err != nil {
+	if c.UserRate, err = parseRate("rate-user", userRate); err != nil {
 		return c, err
 	}
-	if c.ProxyProtocolFrom, err = clientaddr.ParseCIDRs(*proxyFrom); err != nil {
+	if c.ProxyProtocolFrom, err = clientaddr.ParseCIDRs(proxyFrom); err != nil {
 		return c, fmt.Errorf("-proxy-protocol-from: %w", err)
 	}
-	if c.ForwardedFrom, err = clientaddr.ParseCIDRs(*fwdFrom); err != nil {
+	if c.ForwardedFrom, err = clientaddr.ParseCIDRs(fwdFrom); err != nil {
 		return c, fmt.Errorf("-forwarded-from: %w", err)
 	}
-	if c.SecureCookie, err = secureCookie(*secure, c.Listen); err != nil {
+	if c.SecureCookie, err = secureCookie(secure, c.Addr); err != nil {
 		return c, err
 	}
-	c.AccessLogSample = *sample
-	if c.AccessLogSample == 0 {
-		c.AccessLogSample = 1000
-		if v := getenv("FLASHEDGE_ACCESS_LOG_SAMPLE"); v != "" {
-			if c.AccessLogSample, err = strconv.ParseUint(v, 10, 64); err != nil || c.AccessLogSample == 0 {
-				return c, fmt.Errorf("FLASHEDGE_ACCESS_LOG_SAMPLE=%q: want a whole number >= 1", v)
-			}
-		}
+	switch metrics {
+	case "on":
+		c.RequestMetrics = true
+	case "off":
+	default:
+		return c, fmt.Errorf("-metrics=%q: want on or off", metrics)
+	}
+	if c.MaxConnsPerAddr < 0 || c.CacheMB <= 0 || c.SessionTTL <= 0 {
+		return c, errors.New("-max-conns-per-addr must be 0 or more; -cache-mb and -session-ttl positive")
 	}
 	return c, nil
 }
@@ -167,15 +153,6 @@ func secureCookie(v, listen string) (bool, error) {
 	return false, fmt.Errorf("-secure-cookie=%q: want on, off or auto", v)
 }
 
-// envInt reads a whole number from the environment; an unset or unparsable value gives def
-// (the flag's parse then reports a bad explicit value).
-func envInt(getenv func(string) string, k string, def int) int {
-	if v, err := strconv.Atoi(getenv(k)); err == nil {
-		return v
-	}
-	return def
-}
-
 func parseRate(name, v string) (float64, error) {
 	if v == "off" {
 		return -1, nil
@@ -188,7 +165,7 @@ func parseRate(name, v string) (float64, error) {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := loadConfig(args, getenv)
+	cfg, err := loadConfig(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // -h printed the flags: a successful exit
 	}
@@ -353,11 +330,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	handler := reg.Instrument(gw.Handler(), nil)
-	if getenv("FLASHEDGE_METRICS") == "off" {
+	if !cfg.RequestMetrics {
 		// Only for measuring what the request metrics cost (make bench compares both); the
 		// domain metrics and /metrics stay.
 		handler = gw.Handler()
-		log.Warn("per-request metrics are off (FLASHEDGE_METRICS=off)")
+		log.Warn("per-request metrics are off (-metrics off, FLASHEDGE_METRICS=off)")
 	}
 	// Operations get their own listener: the metrics and the dashboard's data (ledger figures,
 	// replica addresses and their errors) are for operators, so the public port answers 404.
@@ -384,7 +361,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	srv := httpapi.NewServer(handler, httpapi.ServerOptions{
 		Name: "edge", ReadTimeout: gateway.ReadTimeout, WriteTimeout: gateway.WriteTimeout,
 	}, log)
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
 	}
@@ -399,11 +376,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log.Info("listening", "addr", ln.Addr().String())
 	go func() { <-ctx.Done(); draining.Store(true) }()
-	drain, err := httpapi.DrainDelay(getenv)
-	if err != nil {
-		return err
-	}
-	err = httpapi.ServeDrain(ctx, srv, ln, drain, cfg.Grace)
+	err = httpapi.ServeDrain(ctx, srv, ln, cfg.DrainDelay, cfg.Grace)
 	log.Info("stopped", "err", err)
 	stopPools()
 	return err

@@ -147,7 +147,7 @@ func TestConfigRefusesMissingSecrets(t *testing.T) {
 		{"no session secret", map[string]string{"FLASHEDGE_ADMIN_TOKEN": "admin-token-for-tests-0123"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := loadConfig(nil, func(k string) string { return tt.env[k] }); err == nil {
+			if _, err := loadConfig(nil, func(k string) string { return tt.env[k] }, io.Discard); err == nil {
 				t.Fatalf("loadConfig(%v) accepted it", tt.env)
 			}
 		})
@@ -176,13 +176,5 @@ func TestSecureCookieDefault(t *testing.T) {
 	}
 	if _, err := secureCookie("yes", "127.0.0.1:8000"); err == nil {
 		t.Error("secureCookie accepted \"yes\"")
-	}
-}
-
-// TestHelpExitsZero: -h prints the flags and is a successful run (main exits 0), not a
-// configuration error.
-func TestHelpExitsZero(t *testing.T) {
-	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, io.Discard); err != nil {
-		t.Fatalf("run -h = %v, want nil", err)
 	}
 }
