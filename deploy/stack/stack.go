@@ -145,7 +145,7 @@ func Start(tb testing.TB, o Options) *Stack {
 		LogFormat: "text", Addrs: map[string]string{},
 	}
 	if o.Balancer {
-		w.ProxyProtocolFrom = launch.BalancerTrust
+		launch.BehindBalancer(&w)
 	}
 	var plan []launch.Instance
 	width := 0

@@ -7,6 +7,7 @@ package wiring
 import (
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Process is one process of a service.
@@ -40,6 +41,10 @@ type Wiring struct {
 	// ProxyProtocolFrom is FLASHEDGE_PROXY_PROTOCOL_FROM for edges (the balancer's address);
 	// empty leaves it unset.
 	ProxyProtocolFrom string
+	// EdgeDrainDelay is FLASHEDGE_DRAIN_DELAY for edges: after SIGTERM an edge answers /ready
+	// 503 and keeps serving this long, so the balancer in front takes it out of rotation before
+	// its listener closes. Zero leaves it unset (no delay).
+	EdgeDrainDelay time.Duration
 }
 
 // Env returns the FLASHEDGE_* variables for in.
@@ -61,6 +66,9 @@ func (w Wiring) Env(in Process) map[string]string {
 	}
 	if in.Service == "edge" && w.ProxyProtocolFrom != "" {
 		env["FLASHEDGE_PROXY_PROTOCOL_FROM"] = w.ProxyProtocolFrom
+	}
+	if in.Service == "edge" && w.EdgeDrainDelay > 0 {
+		env["FLASHEDGE_DRAIN_DELAY"] = w.EdgeDrainDelay.String()
 	}
 	if w.LogFormat != "" {
 		env["FLASHEDGE_LOG_FORMAT"] = w.LogFormat

@@ -13,17 +13,33 @@ import (
 	"time"
 
 	"flashedge/deploy/internal/supervise"
+	"flashedge/deploy/wiring"
 )
 
 // BalancerTrust is the FLASHEDGE_PROXY_PROTOCOL_FROM given to edges behind the local HAProxy:
 // the balancer connects from loopback and names the shopper in a PROXY v2 header.
 const BalancerTrust = "127.0.0.1/32"
 
+// BalancerDrainDelay is the FLASHEDGE_DRAIN_DELAY of edges behind the local HAProxy: it takes an
+// edge whose /ready answers 503 out after two failed checks 500 ms apart (about 1-1.5 s), so an
+// edge keeps serving three seconds after SIGTERM before its listener closes, twice that with room.
+const BalancerDrainDelay = 3 * time.Second
+
+// BehindBalancer sets what edges behind the local HAProxy are told: whom to trust for the PROXY
+// protocol, and a drain delay longer than the balancer needs to take a draining edge out.
+func BehindBalancer(w *wiring.Wiring) {
+	w.ProxyProtocolFrom = BalancerTrust
+	w.EdgeDrainDelay = BalancerDrainDelay
+}
+
 // HAProxyConfig is the configuration of the local load balancer in front of several edges:
 // round robin, a health check of GET /ready every 500 ms (two failures take an edge out, two
 // successes put it back, so an edge draining with /ready at 503 stops getting new requests), and
 // the PROXY protocol (v2) to the edges so their per-address limits see shoppers. Health checks
-// go without a PROXY header, which the edge accepts from a trusted peer.
+// go without a PROXY header, which the edge accepts from a trusted peer. A request that could not
+// reach an edge (connection refused) goes once to another; a GET or HEAD that got no answer at
+// all (an edge closing an idle kept-alive connection as HAProxy reused it) is retried too, other
+// methods never (they may have had an effect).
 func HAProxyConfig(listen string, edges []Instance) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by the flashedge launcher; regenerated at every start.
@@ -40,6 +56,7 @@ defaults
     timeout http-keep-alive 10s
     option redispatch
     retries 1
+    retry-on conn-failure empty-response
 
 frontend shop
     bind %s
@@ -49,6 +66,7 @@ backend edges
     balance roundrobin
     option httpchk GET /ready
     http-check expect status 200
+    http-request disable-l7-retry if !METH_GET
     default-server check inter 500ms fall 2 rise 2 send-proxy-v2
 `, listen)
 	for _, e := range edges {

@@ -329,7 +329,7 @@ func (c Config) Env(in Instance, storeAddr string) map[string]string {
 		LogFormat: c.LogFormat, Seed: c.Seed, Addrs: map[string]string{},
 	}
 	if c.Balanced() {
-		w.ProxyProtocolFrom = BalancerTrust
+		BehindBalancer(&w)
 	}
 	for _, s := range c.Services {
 		w.Addrs[s] = c.Addrs(s)
