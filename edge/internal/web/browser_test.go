@@ -5,12 +5,12 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"html"
 	"image/png"
-	"io"
-	"log/slog"
-	"net"
+	"math/bits"
 	"net/url"
 	"os"
 	"os/exec"
@@ -18,24 +18,21 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/fasthttp/router"
-
-	"flashedge/edge/internal/web"
-	"flashedge/shared/httpapi"
+	"flashedge/deploy/stack"
 	"flashedge/shared/upstream"
 )
 
-// TestStorefrontInChromium loads the storefront in a real headless Chromium, against the
-// storefront's own routes plus standIn, an in-test stand-in for the JSON API. The page drives
-// itself through its buttons (?autotest=buy): load more, product detail, log in, add to cart,
-// check out, then a flash-sale purchase with an honestly solved proof of work, polling and
-// payment. The test checks the resulting DOM, that every proof-of-work answer really has the
-// difficulty's leading zero bits (SHA-256 recomputed here), and that the page wrote nothing to
-// the console (CSP violations, failed loads and script errors all land there).
+// TestStorefrontInChromium loads the storefront in a real headless Chromium served by the real
+// stack (every binary, a real redis-server; deploy/stack), on the real clock, driven over the
+// DevTools protocol (cdp_test.go): the page's own flow through its buttons (?autotest=buy: load
+// more, product detail, log in, add to cart, check out, then a flash-sale purchase with an
+// honestly solved proof of work, the ticket polled and paid), a busy answer waited out and
+// retried, a sale sold out under the shopper's feet, the maintenance banner while a backend is
+// down, the proof-of-work solver, screenshots, and the waiting room (waitroom_browser_test.go).
+// The page must write nothing to its console (CSP violations and script errors land there).
 //
 // Set FLASHEDGE_WEB_SCREENSHOTS to a folder to keep the screenshots (storefront.png at
 // 1280x900 and storefront-mobile.png at 390x844 after the flow, plus a full page and the
@@ -45,31 +42,37 @@ func TestStorefrontInChromium(t *testing.T) {
 		t.Skip("browser test skipped in -short mode")
 	}
 	chrome := lookChromium(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	st := stack.Start(t, stack.Options{
+		Services:  []string{"catalog", "cart", "order", "worker", "edge"},
+		NoRestart: true, // the maintenance subtest keeps the cart service down until it restarts it
+		// Every request comes from 127.0.0.1: the per-address limit is off, per-user limits on.
+		ServiceEnv: map[string]map[string]string{"edge": {"FLASHEDGE_RATE_IP": "off"}},
+	})
+	base := st.URL("edge", 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-
-	const difficulty = 8
-	api := newStandIn(difficulty)
-	base := startStorefront(t, api)
+	products := seedStorefront(t, base, st.AdminToken())
 
 	t.Run("page shops and buys in a flash sale", func(t *testing.T) {
-		dom := runChromium(ctx, t, chrome, base, "--virtual-time-budget=10000", "--dump-dom", base+"/?autotest=buy&user=dom")
-		text := html.UnescapeString(dom)
-		m := regexp.MustCompile(`autotest: (\S+?)(?: order=([A-Za-z0-9_-]+))?[\s<]`).FindStringSubmatch(text)
-		if m == nil || m[1] != "done" {
-			t.Fatalf("the page's own flow did not finish: %q\n%s", firstMatch(text, `autotest: [^<]*`), tail(text, 3000))
+		b := newBrowser(t, chrome, 1280, 900)
+		b.open(base + "/?autotest=buy&user=dom&sale=fs-live")
+		got := b.autotest(ctx, 2*time.Minute)
+		text := html.UnescapeString(b.dom())
+		m := regexp.MustCompile(`^autotest: done order=(\S+)$`).FindStringSubmatch(got)
+		if m == nil {
+			t.Fatalf("the page's own flow did not finish: %q\n%s", got, tail(text, 3000))
 		}
-		orderID := m[2]
-		if !strings.HasPrefix(orderID, "FS-") {
-			t.Errorf("order shown after paying is %q, want a flash-sale order FS-...", orderID)
+		orderID := m[1]
+		if !strings.HasPrefix(orderID, "fs-") {
+			t.Errorf("order shown after paying is %q, want a flash-sale order fs-...", orderID)
 		}
 		want := []string{
-			api.products[0].Name,  // first page
-			api.products[29].Name, // second page, from "load more" with next_cursor
-			"749.000\u00a0₫",      // the first product's price, formatted by Intl for vi-VN
-			"1.039.000\u00a0₫",    // the last one's
-			"399.000\u00a0₫",      // the live sale's price
-			api.products[0].Description,
+			products[0].Name,   // first page
+			products[29].Name,  // second page, from "load more" with next_cursor
+			"749.000\u00a0₫",   // the first product's price, formatted by Intl for vi-VN
+			"1.039.000\u00a0₫", // the last one's
+			"399.000\u00a0₫",   // the live sale's price
+			products[0].Description,
 			"Sắp hết", "Hết hàng", // stock badges
 			"Đang mở bán", "Sắp mở bán", "Hết suất", // sale states
 			"Thanh toán thành công",
@@ -80,60 +83,82 @@ func TestStorefrontInChromium(t *testing.T) {
 				t.Errorf("DOM does not contain %q", w)
 			}
 		}
-		if n := strings.Count(text, `<li data-product-id=`); n != len(api.products) {
-			t.Errorf("grid has %d product cards, want %d", n, len(api.products))
+		if n := strings.Count(text, `<li data-product-id=`); n != len(products) {
+			t.Errorf("grid has %d product cards, want %d", n, len(products))
 		}
 		if strings.Count(text, "data-order-id=") < 2 {
 			t.Error("DOM shows fewer than two orders (cart checkout and flash sale)")
 		}
-
-		answers := api.Answers()
-		if len(answers) == 0 {
-			t.Fatal("the stand-in received no proof-of-work answer")
-		}
-		for _, a := range answers {
-			if got := leadingZeroBits(a.Prefix, a.Nonce); got < a.Difficulty || a.Difficulty != difficulty {
-				t.Errorf("answer %q to prefix %q: SHA-256 has %d leading zero bits, want >= %d", a.Nonce, a.Prefix, got, a.Difficulty)
-			}
-		}
+		shoot(t, b, "storefront.png", 1280, 900)
+		b.checkConsole()
 	})
 
 	t.Run("a busy answer is waited out and retried", func(t *testing.T) {
-		dom := html.UnescapeString(runChromium(ctx, t, chrome, base, "--virtual-time-budget=15000", "--dump-dom", base+"/?autotest=buy&user=busy1"))
-		if got := firstMatch(dom, `autotest: [^<]*`); !strings.HasPrefix(got, "autotest: done order=FS-") {
-			t.Fatalf("the page's own flow did not finish after a 429: %q", got)
+		b := newBrowser(t, chrome, 1280, 900)
+		b.open(base + "/")
+		login(ctx, b, "busy1")
+		// Spend the shopper's per-user budget at the edge: its next attempt is answered 429
+		// with Retry-After, as in a rush.
+		tok := sessionFor(t, base, "busy1")
+		for i := 0; ; i++ {
+			if i == 100 {
+				t.Fatal("no 429 after 100 attempts: is the per-user limit off?")
+			}
+			if status, _ := rawCall(t, base, tok, "POST", "/api/v1/flash-sales/fs-live/attempts", `{}`); status == 429 {
+				break
+			}
 		}
-		keys := api.AttemptKeys("busy1")
-		if len(keys) != 2 || keys[0] == keys[1] {
-			t.Errorf("attempts sent with Idempotency-Keys %q, want two different ones (429, then a fresh retry)", keys)
-		}
+		b.eval(`document.querySelector('.sale[data-sale-id="fs-live"] .btn-buy').click(); true`, nil)
+		const status = `document.querySelector('.sale[data-sale-id="fs-live"] .status')?.textContent`
+		b.waitText(ctx, "the busy message", status, 30*time.Second, func(s string) bool { return strings.Contains(s, "Retrying in") })
+		const sale = `document.querySelector('.sale[data-sale-id="fs-live"]')`
+		b.waitText(ctx, "the win after the retry", sale+`.querySelector('.btn-pay:not(:disabled)') ? 'won' : (`+sale+`.querySelector('.status.error')?.textContent ?? '')`,
+			90*time.Second, func(s string) bool {
+				if s != "" && s != "won" {
+					t.Fatalf("the buy failed after the busy answer: %q", s)
+				}
+				return s == "won"
+			})
+		b.checkConsole()
 	})
 
-	t.Run("a sold-out answer is shown", func(t *testing.T) {
-		dom := html.UnescapeString(runChromium(ctx, t, chrome, base, "--virtual-time-budget=10000", "--dump-dom", base+"/?autotest=buy&user=late1"))
-		if got := firstMatch(dom, `autotest: [^<]*`); !strings.Contains(got, "Đã hết suất! / Sold out!") {
-			t.Errorf("after a 410 sold_out the page said %q, want the sold-out message", got)
+	t.Run("a sale sold out under the shopper is shown", func(t *testing.T) {
+		b := newBrowser(t, chrome, 1280, 900)
+		b.open(base + "/")
+		login(ctx, b, "late1")
+		const sale = `document.querySelector('.sale.live[data-sale-id="fs-last"] .btn-buy:not([hidden])')`
+		b.waitText(ctx, "the live sale's buy button", sale+` ? 'yes' : ''`, 60*time.Second, func(s string) bool { return s == "yes" })
+		// Another shopper takes the last unit while the page still shows the sale live.
+		buyOut(t, base, "fs-last", "early")
+		b.eval(sale+`.click(); true`, nil)
+		got := b.waitText(ctx, "the sold-out message", `document.querySelector('.sale[data-sale-id="fs-last"] .status.error')?.textContent`,
+			60*time.Second, func(s string) bool { return s != "" })
+		if got != "Đã hết suất! / Sold out!" {
+			t.Errorf("after the sell-out the page said %q, want its sold-out message", got)
 		}
-		if !strings.Contains(dom, `class="status error"`) {
-			t.Error("the sale's status line is not marked as an error")
-		}
+		b.checkConsole()
 	})
 
 	t.Run("maintenance message in the banner", func(t *testing.T) {
-		api.maintenance.Store(true)
-		defer api.maintenance.Store(false)
-		dom := html.UnescapeString(runChromium(ctx, t, chrome, base, "--virtual-time-budget=5000", "--dump-dom", base+"/"))
-		banner := firstMatch(dom, `(?s)<div id="banner"[^>]*>(.*?)</div>`)
-		if !strings.Contains(banner, upstream.MaintenanceMessage) || strings.Contains(firstMatch(dom, `<div id="banner"[^>]*>`), "hidden") {
-			t.Errorf("banner %q, want it shown with the maintenance message", banner)
+		st.Kill("cart", 0)
+		defer st.Restart("cart", 0)
+		b := newBrowser(t, chrome, 1280, 900)
+		b.open(base + "/?autotest=buy&user=maint")
+		b.waitText(ctx, "the banner", `document.getElementById('banner').hidden ? '' : document.getElementById('banner-text').textContent`,
+			60*time.Second, func(s string) bool { return s != "" })
+		banner := b.text(`document.getElementById('banner').outerHTML`)
+		if !strings.Contains(html.UnescapeString(banner), upstream.MaintenanceMessage) {
+			t.Errorf("banner %q, want the maintenance message %q", banner, upstream.MaintenanceMessage)
 		}
-		if !strings.Contains(dom, `id="banner-retry" class="btn btn-light">`) {
+		if !strings.Contains(banner, `id="banner-retry" class="btn btn-light"`) {
 			t.Error("the banner offers no retry button")
 		}
 		if keep := os.Getenv("FLASHEDGE_WEB_SCREENSHOTS"); keep != "" {
-			runChromium(ctx, t, chrome, base, "--virtual-time-budget=5000", "--hide-scrollbars", "--window-size=1280,900",
-				"--screenshot="+filepath.Join(keep, "storefront-maintenance.png"), base+"/")
+			if err := os.WriteFile(filepath.Join(keep, "storefront-maintenance.png"), b.screenshot(), 0o644); err != nil {
+				t.Error(err)
+			}
 		}
+		b.checkConsole()
 	})
 
 	t.Run("proof-of-work solver", func(t *testing.T) {
@@ -153,16 +178,19 @@ func TestStorefrontInChromium(t *testing.T) {
 			{"a-longer-prefix-that-spans-more-than-one-sha256-block-0123456789abcdef-0123456789abcdef:", 9, "js"},
 		}
 		q, _ := json.Marshal(cases)
-		dom := runChromium(ctx, t, chrome, base, "--virtual-time-budget=30000", "--dump-dom",
-			base+"/?autotest=pow&cases="+url.QueryEscape(string(q)))
-		raw := firstMatch(dom, `data-result="([^"]*)"`)
+		b := newBrowser(t, chrome, 1280, 900)
+		b.open(base + "/?autotest=pow&cases=" + url.QueryEscape(string(q)))
+		if got := b.autotest(ctx, 2*time.Minute); got != "autotest: done pow "+strconv.Itoa(len(cases)) {
+			t.Fatalf("solver run ended with %q", got)
+		}
+		raw := b.text(`document.getElementById('autotest').dataset.result`)
 		var got []struct {
 			powCase
 			Nonce string `json:"nonce"`
 			Tries int    `json:"tries"`
 		}
-		if err := json.Unmarshal([]byte(html.UnescapeString(raw)), &got); err != nil || len(got) != len(cases) {
-			t.Fatalf("solver results %q (%v), want %d of them; page said %q", raw, err, len(cases), firstMatch(dom, `autotest: [^<]*`))
+		if err := json.Unmarshal([]byte(raw), &got); err != nil || len(got) != len(cases) {
+			t.Fatalf("solver results %q (%v), want %d of them", raw, err, len(cases))
 		}
 		for i, g := range got {
 			c := cases[i]
@@ -186,50 +214,179 @@ func TestStorefrontInChromium(t *testing.T) {
 				}
 			}
 		}
+		b.checkConsole()
 	})
 
 	t.Run("screenshots", func(t *testing.T) {
-		keep := os.Getenv("FLASHEDGE_WEB_SCREENSHOTS")
 		type shot struct {
 			file          string
 			width, height int
 			path          string
+			flow          bool // wait for the page's own flow to finish first
 		}
-		shots := []shot{
-			{"storefront.png", 1280, 900, "/?autotest=buy&user=shot1"},
-			{"storefront-mobile.png", 390, 844, "/?autotest=buy&user=shot2"},
-		}
-		if keep != "" { // more views for a person to look at
+		shots := []shot{{"storefront-mobile.png", 390, 844, "/", false}}
+		if os.Getenv("FLASHEDGE_WEB_SCREENSHOTS") != "" { // more views for a person to look at
 			shots = append(shots,
-				shot{"storefront-full.png", 1280, 2600, "/"},
-				shot{"storefront-detail.png", 1280, 900, "/#p/00000003"},
-				shot{"storefront-detail-mobile.png", 390, 844, "/#p/00000003"},
-				shot{"storefront-won.png", 1280, 900, "/?autotest=buy&user=shot3&stop=won"})
+				shot{"storefront-full.png", 1280, 2600, "/", false},
+				shot{"storefront-detail.png", 1280, 900, "/#p/00000003", false},
+				shot{"storefront-detail-mobile.png", 390, 844, "/#p/00000003", false},
+				shot{"storefront-mobile-flow.png", 390, 844, "/?autotest=buy&sale=fs-live&user=shot2", true},
+				shot{"storefront-won.png", 1280, 900, "/?autotest=buy&sale=fs-live&user=shot3&stop=won", true})
 		}
 		for _, shot := range shots {
-			file := filepath.Join(t.TempDir(), shot.file)
-			runChromium(ctx, t, chrome, base, "--virtual-time-budget=10000", "--hide-scrollbars",
-				"--window-size="+strconv.Itoa(shot.width)+","+strconv.Itoa(shot.height),
-				"--screenshot="+file, base+shot.path)
-			b, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatalf("no screenshot: %v", err)
-			}
-			cfg, err := png.DecodeConfig(bytes.NewReader(b))
-			if err != nil || cfg.Width != shot.width || cfg.Height != shot.height {
-				t.Errorf("%s: %dx%d (%v), want a %dx%d PNG", shot.file, cfg.Width, cfg.Height, err, shot.width, shot.height)
-			}
-			if keep != "" {
-				if err := os.WriteFile(filepath.Join(keep, shot.file), b, 0o644); err != nil {
-					t.Errorf("keeping %s: %v", shot.file, err)
+			b := newBrowser(t, chrome, shot.width, shot.height)
+			b.open(base + shot.path)
+			if shot.flow {
+				if got := b.autotest(ctx, 2*time.Minute); !strings.HasPrefix(got, "autotest: done") && got != "autotest: won" {
+					t.Errorf("%s: the page's flow ended with %q", shot.file, got)
 				}
+			} else {
+				b.waitText(ctx, "the product grid", `document.getElementById('grid').children.length`, 60*time.Second,
+					func(s string) bool { return s != "" && s != "0" })
 			}
+			shoot(t, b, shot.file, shot.width, shot.height)
+			b.checkConsole()
 		}
 	})
 
-	for _, p := range api.Problems() {
-		t.Errorf("the page broke the contract: %s", p)
+	t.Run("waiting room", func(t *testing.T) { waitingRoomPage(ctx, t, chrome, st) })
+}
+
+// shoot takes a screenshot of b's viewport, checks it is a width x height PNG and keeps it in
+// $FLASHEDGE_WEB_SCREENSHOTS when set.
+func shoot(t *testing.T, b *browser, file string, width, height int) {
+	t.Helper()
+	img := b.screenshot()
+	cfg, err := png.DecodeConfig(bytes.NewReader(img))
+	if err != nil || cfg.Width != width || cfg.Height != height {
+		t.Errorf("%s: %dx%d (%v), want a %dx%d PNG", file, cfg.Width, cfg.Height, err, width, height)
 	}
+	if keep := os.Getenv("FLASHEDGE_WEB_SCREENSHOTS"); keep != "" {
+		if err := os.WriteFile(filepath.Join(keep, file), img, 0o644); err != nil {
+			t.Errorf("keeping %s: %v", file, err)
+		}
+	}
+}
+
+// login signs the page in as user through its form.
+func login(ctx context.Context, b *browser, user string) {
+	b.t.Helper()
+	b.waitText(ctx, "the login form", `document.getElementById('login-form') ? 'yes' : ''`, 30*time.Second, func(s string) bool { return s == "yes" })
+	b.eval(`document.getElementById('login-user').value = `+strconv.Quote(user)+`; document.getElementById('login-form').requestSubmit(); true`, nil)
+	b.waitText(ctx, "the login", `document.getElementById('who').hidden ? '' : 'in'`, 30*time.Second, func(s string) bool { return s == "in" })
+}
+
+// demoNames gives the test catalog names like the real demo catalog's, one per image.
+var demoNames = map[string]string{
+	"ao-thun": "Áo thun nam Coolmate cổ tròn cotton 100%", "quan-jean": "Quần jean nữ lưng cao Routine co giãn",
+	"giay": "Giày thể thao Biti's Hunter nhẹ êm", "noi-com-dien": "Nồi cơm điện Sharp 1.8L nắp gài",
+	"noi-chien": "Nồi chiên không dầu Philips 4.1L", "tai-nghe": "Tai nghe Bluetooth Sony chống ồn",
+	"dien-thoai": "Điện thoại Samsung Galaxy A55 128GB", "ca-phe": "Cà phê rang xay Trung Nguyên 500g",
+	"my-pham": "Kem chống nắng La Roche-Posay 50ml", "quat-dien": "Quạt đứng Senko 3 cánh hẹn giờ",
+	"balo": "Ba lô laptop Mikkor chống nước", "sach": "Sách Nhà Giả Kim (bìa mềm)",
+	"do-choi": "Gấu bông Teddy 60cm mềm mịn", "binh-giu-nhiet": "Bình giữ nhiệt Lock&Lock 500ml",
+	"ban-phim-chuot": "Bộ bàn phím chuột Logitech không dây", "do-an-vat": "Snack khoai tây Lay's vị tự nhiên",
+	"sua": "Sữa tươi Vinamilk không đường 1L", "dong-ho": "Đồng hồ nam Casio dây da",
+}
+
+type seeded struct{ Name, Description string }
+
+// seedStorefront creates, through the edge's admin routes, 30 products (ids 00000001 up: every
+// seventh out of stock, some low) and the sales the page shows: fs-live (live), fs-soon
+// (upcoming), fs-gone (sold out, by a shopper who bought its one unit) and fs-last (live, one
+// unit, for the sell-out subtest).
+func seedStorefront(t *testing.T, base, admin string) []seeded {
+	t.Helper()
+	var out []seeded
+	for i := range 30 {
+		slug := categories[i%len(categories)]
+		stock := 100
+		switch {
+		case i%7 == 6:
+			stock = 0
+		case i%5 == 3:
+			stock = 5
+		}
+		name := demoNames[slug]
+		if i >= len(categories) {
+			name += " (mẫu " + strconv.Itoa(i+1) + ")"
+		}
+		p := seeded{Name: name, Description: "Mô tả sản phẩm số " + strconv.Itoa(i+1) + ": hàng chính hãng, giao nhanh."}
+		var got struct {
+			ID string `json:"id"`
+		}
+		apiCall(t, base, admin, "POST", "/api/v1/admin/products", "", map[string]any{
+			"name": p.Name, "description": p.Description, "price": 749_000 + i*10_000, "image": "/img/" + slug + ".svg", "stock": stock,
+		}, 201, &got)
+		if want := fmt.Sprintf("%08d", i+1); got.ID != want {
+			t.Fatalf("product %d created as %q, want %s", i, got.ID, want)
+		}
+		out = append(out, p)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	rfc := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
+	for _, s := range []map[string]any{
+		{"id": "fs-live", "product_id": "00000002", "price": 399_000, "stock": 100, "starts_at": rfc(-time.Second), "ends_at": rfc(time.Hour)},
+		{"id": "fs-soon", "product_id": "00000006", "price": 990_000, "stock": 50, "starts_at": rfc(2*time.Hour + 5*time.Minute), "ends_at": rfc(3 * time.Hour)},
+		{"id": "fs-gone", "product_id": "00000007", "price": 4_990_000, "stock": 1, "starts_at": rfc(-time.Second), "ends_at": rfc(time.Hour)},
+		{"id": "fs-last", "product_id": "00000009", "price": 199_000, "stock": 1, "starts_at": rfc(-time.Second), "ends_at": rfc(time.Hour)},
+	} {
+		s["per_user_limit"], s["difficulty"] = 1, 8
+		apiCall(t, base, admin, "POST", "/api/v1/admin/flash-sales", "", s, 201, nil)
+	}
+	buyOut(t, base, "fs-gone", "gone1")
+	return out
+}
+
+// buyOut has user buy the last unit of sale through the API and waits until the edge shows the
+// sale sold out.
+func buyOut(t *testing.T, base, sale, user string) {
+	t.Helper()
+	tok := sessionFor(t, base, user)
+	var ch struct {
+		ID      string `json:"challenge_id"`
+		Payload struct {
+			Prefix     string `json:"prefix"`
+			Difficulty int    `json:"difficulty"`
+		} `json:"payload"`
+	}
+	apiCall(t, base, tok, "POST", "/api/v1/flash-sales/"+sale+"/challenge", "", nil, 200, &ch)
+	nonce := 0
+	for leadingZeroBits(ch.Payload.Prefix, strconv.Itoa(nonce)) < ch.Payload.Difficulty {
+		nonce++
+	}
+	body, _ := json.Marshal(map[string]string{"challenge_id": ch.ID, "answer": strconv.Itoa(nonce)})
+	status, b := rawCall(t, base, tok, "POST", "/api/v1/flash-sales/"+sale+"/attempts", string(body), "Idempotency-Key", "buy-out-"+sale)
+	if status != 202 {
+		t.Fatalf("buying out %s: %d %s", sale, status, b)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var s struct {
+			State string `json:"state"`
+		}
+		apiCall(t, base, "", "GET", "/api/v1/flash-sales/"+sale, "", nil, 200, &s)
+		if s.State == "sold_out" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not sold out within 60 s: %s", sale, s.State)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// leadingZeroBits counts the zero bits at the start of SHA-256(prefix + nonce).
+func leadingZeroBits(prefix, nonce string) int {
+	sum := sha256.Sum256([]byte(prefix + nonce))
+	n := 0
+	for _, b := range sum {
+		if b != 0 {
+			return n + bits.LeadingZeros8(b)
+		}
+		n += 8
+	}
+	return n
 }
 
 func lookChromium(t *testing.T) string {
@@ -239,70 +396,6 @@ func lookChromium(t *testing.T) string {
 		t.Fatal("chromium not on PATH: run `make test`, which installs it, or apt-get install chromium")
 	}
 	return bin
-}
-
-// startStorefront serves web.Register's routes and the stand-in API on a free loopback port
-// until the test ends, and returns the base URL.
-func startStorefront(t *testing.T, api *standIn) string {
-	t.Helper()
-	r := router.New()
-	r.RedirectTrailingSlash = false
-	web.Register(r)
-	api.register(r)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httpapi.NewServer(api.Handler(r.Handler), httpapi.ServerOptions{Name: "storefront-test"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown(); <-done })
-	return "http://" + ln.Addr().String()
-}
-
-// runChromium runs one headless Chromium with args and returns its standard output. It fails
-// the test when Chromium fails and for every console message from origin: Chromium 156 logs
-// all console messages at INFO without their level, and the page writes nothing to the console
-// in normal use, so any such line is a script error, a CSP violation or a failed load.
-func runChromium(ctx context.Context, t *testing.T, bin, origin string, args ...string) string {
-	t.Helper()
-	all := append([]string{
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + t.TempDir(), "--enable-logging=stderr", "--v=0",
-	}, args...)
-	cmd := exec.CommandContext(ctx, bin, all...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// Chromium starts helper processes; its own process group lets the test stop all of them.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // helpers that outlived the browser
-	}
-	if err != nil {
-		t.Fatalf("chromium %s: %v\n%s", args[len(args)-1], err, tail(stderr.String(), 3000))
-	}
-	for _, line := range strings.Split(stderr.String(), "\n") {
-		if strings.Contains(line, ":CONSOLE") && strings.Contains(line, origin) {
-			t.Errorf("console message from the page: %s", line)
-		}
-	}
-	return stdout.String()
-}
-
-func firstMatch(s, pattern string) string {
-	m := regexp.MustCompile(pattern).FindStringSubmatch(s)
-	switch len(m) {
-	case 0:
-		return ""
-	case 1:
-		return m[0]
-	default:
-		return m[1]
-	}
 }
 
 func tail(s string, n int) string {

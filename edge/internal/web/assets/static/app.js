@@ -897,6 +897,7 @@
       if (!ch) return finishBuy(id, MSG_NETWORK, true);
       if (!ch.ok) {
         if (ch.status === 429 && await waitBusy(id, b, ch)) continue;
+        if (ch.status === 410 && ch.data && ch.data.error && ch.data.error.code === 'sold_out') return soldOut(id);
         report(ch);
         return finishBuy(id, errorText(ch), true);
       }
