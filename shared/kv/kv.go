@@ -36,6 +36,12 @@ type Options struct {
 	// ConnWriteTimeout bounds waiting for replies on a connection and detects a dead store.
 	// Zero means 3s.
 	ConnWriteTimeout time.Duration
+	// MaxFlushDelay lets the pipelined connection wait up to this long after a write for more
+	// commands to send with the next one, so that under load one write and one read carry many
+	// commands (fewer system calls on both sides: rueidis measured about a quarter less CPU; the
+	// write path of issue 13 spends most of its CPU in system calls). Idle, a command still goes
+	// out at once. Zero means DefaultMaxFlushDelay; negative means no delay.
+	MaxFlushDelay time.Duration
 	// DisableCache turns DoCache into Do (for tools that only write).
 	DisableCache bool
 	// OnInvalidations is called by rueidis for every invalidation push the store sends for a
@@ -49,6 +55,7 @@ const (
 	DefaultCacheSizeEachConn = 16 << 20
 	DefaultDialTimeout       = 2 * time.Second
 	DefaultConnWriteTimeout  = 3 * time.Second
+	DefaultMaxFlushDelay     = 20 * time.Microsecond
 )
 
 // Open connects to the store and checks it answers PING.
@@ -71,6 +78,12 @@ func Open(ctx context.Context, o Options) (rueidis.Client, error) {
 	if o.ConnWriteTimeout == 0 {
 		o.ConnWriteTimeout = DefaultConnWriteTimeout
 	}
+	switch {
+	case o.MaxFlushDelay == 0:
+		o.MaxFlushDelay = DefaultMaxFlushDelay
+	case o.MaxFlushDelay < 0:
+		o.MaxFlushDelay = 0
+	}
 	opt := rueidis.ClientOption{
 		InitAddress:       o.Addrs,
 		Username:          o.Username,
@@ -79,6 +92,7 @@ func Open(ctx context.Context, o Options) (rueidis.Client, error) {
 		CacheSizeEachConn: o.CacheSizeEachConn,
 		Dialer:            net.Dialer{Timeout: o.DialTimeout, KeepAlive: time.Second},
 		ConnWriteTimeout:  o.ConnWriteTimeout,
+		MaxFlushDelay:     o.MaxFlushDelay,
 		DisableCache:      o.DisableCache,
 		OnInvalidations:   o.OnInvalidations,
 		// Default tracking is OPTIN; never BCAST or NOLOOP (Dragonfly sends no invalidations then).

@@ -105,8 +105,9 @@ func TestMetricsCountEveryOutcome(t *testing.T) {
 	}
 
 	// The worker decides both tickets: one wins the unit, the other finds the shards empty.
-	// One consumer loop, so the tickets are decided in admission order and alice wins.
-	stop := e.startWorkers(1, WorkerOptions{Concurrency: 1, SweepEvery: -1, TrimEvery: -1})
+	// One consumer loop deciding one message at a time, so the tickets are decided in admission
+	// order and alice wins.
+	stop := e.startWorkers(1, WorkerOptions{Concurrency: 1, Parallel: 1, SweepEvery: -1, TrimEvery: -1})
 	pa := e.decided("s", "alice", alice, 5*time.Second)
 	want["issued"] = 1
 	want["won"], want["decided_sold_out"] = 1, 1

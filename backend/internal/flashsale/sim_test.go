@@ -397,7 +397,7 @@ func (w *simWorld) boot(a *simActor) {
 	}
 	a.svc, a.resume, a.state, a.noScript = svc, make(chan simVerdict), "idle", false
 	if a.kind == "worker" {
-		wk, err := NewWorker(svc, WorkerOptions{Consumer: a.name + "." + strconv.Itoa(a.inc), Concurrency: 1, Batch: 4,
+		wk, err := NewWorker(svc, WorkerOptions{Consumer: a.name + "." + strconv.Itoa(a.inc), Concurrency: 1, Batch: 4, Parallel: 1,
 			SweepEvery: -1, TrimEvery: -1})
 		if err != nil {
 			w.t.Fatal(err)

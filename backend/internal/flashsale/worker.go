@@ -42,6 +42,12 @@ type WorkerOptions struct {
 	Concurrency int
 	// Batch is the XREADGROUP / XAUTOCLAIM COUNT. Zero means 16.
 	Batch int
+	// Parallel is how many messages of one batch a loop decides at once. Their store calls then
+	// share the pipelined connection (one write and one read carry many scripts), which is what
+	// keeps the worker's CPU per ticket low under a rush; tickets never depend on each other, and
+	// two runs of one ticket at once are safe (see decide). The batch is acknowledged with one
+	// XACK once all of it is decided. Zero means Batch; 1 decides them one after another.
+	Parallel int
 	// Block is the XREADGROUP BLOCK time, also the longest a stop waits for a read. Zero means 1s.
 	Block time.Duration
 	// ClaimIdle is how long a message stays pending with a consumer before another one takes it
@@ -95,6 +101,9 @@ func NewWorker(s *Service, o WorkerOptions) (*Worker, error) {
 	}
 	if o.Batch <= 0 {
 		o.Batch = DefaultBatch
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = o.Batch
 	}
 	if o.Block <= 0 {
 		o.Block = DefaultBlock
@@ -273,11 +282,37 @@ func (w *Worker) autoclaim(name, cursor string) ([]message, string, error) {
 	return toMessages(live), next, nil
 }
 
-// handle decides and acknowledges msgs in order. It returns false when the test hook simulated
-// a crash (the loop must stop at once).
+// handle decides msgs, up to Parallel at once, and acknowledges those decided with one XACK. It
+// returns false when the test hook simulated a crash (the loop must stop at once, acknowledging
+// nothing).
 func (w *Worker) handle(name string, msgs []message) bool {
-	for _, m := range msgs {
-		result, err := w.process(m)
+	if len(msgs) == 0 {
+		return true
+	}
+	errs := make([]error, len(msgs))
+	results := make([]string, len(msgs))
+	if w.o.Parallel <= 1 || len(msgs) == 1 {
+		for i, m := range msgs {
+			results[i], errs[i] = w.process(m)
+			if errors.Is(errs[i], errCrash) {
+				return false
+			}
+		}
+	} else {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, w.o.Parallel)
+		for i, m := range msgs {
+			sem <- struct{}{}
+			wg.Go(func() {
+				results[i], errs[i] = w.process(m)
+				<-sem
+			})
+		}
+		wg.Wait()
+	}
+	ids := make([]string, 0, len(msgs))
+	for i, m := range msgs {
+		err := errs[i]
 		if errors.Is(err, errCrash) {
 			return false
 		}
@@ -288,15 +323,19 @@ func (w *Worker) handle(name string, msgs []message) bool {
 			w.m.WorkerErrors.Inc()
 			continue
 		}
-		w.m.processed(result).Inc()
-		actx, cancel := context.WithTimeout(context.Background(), w.o.MessageTimeout)
-		err = w.s.c.Do(actx, w.s.c.B().Xack().Key(keyspace.AttemptStream()).Group(w.o.Group).Id(m.id).Build()).Error()
-		cancel()
-		if err != nil {
-			w.log.Warn("flash-sale worker: XACK failed; the message will be decided again (harmlessly)",
-				"id", m.id, "err", err)
-			w.m.WorkerErrors.Inc()
-		}
+		w.m.processed(results[i]).Inc()
+		ids = append(ids, m.id)
+	}
+	if len(ids) == 0 {
+		return true
+	}
+	actx, cancel := context.WithTimeout(context.Background(), w.o.MessageTimeout)
+	err := w.s.c.Do(actx, w.s.c.B().Xack().Key(keyspace.AttemptStream()).Group(w.o.Group).Id(ids...).Build()).Error()
+	cancel()
+	if err != nil {
+		w.log.Warn("flash-sale worker: XACK failed; the messages will be decided again (harmlessly)",
+			"ids", len(ids), "first", ids[0], "err", err)
+		w.m.WorkerErrors.Inc()
 	}
 	return true
 }
