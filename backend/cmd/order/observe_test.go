@@ -77,6 +77,8 @@ func startStack(t *testing.T, extraEnv map[string]string) *stack {
 		"FLASHEDGE_CART_ADDRS":    cartAddr,
 		"FLASHEDGE_CATALOG_ADDRS": catalogAddr,
 		"FLASHEDGE_LOG_FORMAT":    "json",
+		// Every request logged (the default samples 1 in 100): the test follows one through.
+		"FLASHEDGE_ACCESS_LOG_SAMPLE": "1",
 	}
 	for k, v := range extraEnv {
 		env[k] = v

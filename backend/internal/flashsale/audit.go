@@ -79,12 +79,40 @@ type Audit struct {
 	Tokens  map[string]int64 `json:"tokens"`
 	// MaxHeld is the most units one user holds (orders + live tokens).
 	MaxHeld int64 `json:"max_held"`
+	// Decision is how long decided tickets took from admission to decision, from their result
+	// records (created_at, decided_at): the bound "every ticket final soon after admission"
+	// measured without a poller's interval in it. Nil when no ticket was decided.
+	Decision *DecisionTimes `json:"decision,omitempty"`
 
 	Violations    []Finding      `json:"violations"`
 	Unsettled     []Finding      `json:"unsettled"`
 	Disagreements []Disagreement `json:"disagreements"`
 	// Omitted counts findings and disagreements left out past MaxFindings each.
 	Omitted int `json:"omitted,omitempty"`
+}
+
+// DecisionTimes summarises admission-to-decision times of the decided tickets, in milliseconds.
+type DecisionTimes struct {
+	Tickets int   `json:"tickets"`
+	P50MS   int64 `json:"p50_ms"`
+	P99MS   int64 `json:"p99_ms"`
+	MaxMS   int64 `json:"max_ms"`
+}
+
+// decisionTimes computes DecisionTimes from the tickets that have both times.
+func decisionTimes(tickets map[string]*auditTicket) *DecisionTimes {
+	var ds []int64
+	for _, t := range tickets {
+		if t.status != "" && t.status != StatusQueued && t.created > 0 && t.decided >= t.created {
+			ds = append(ds, t.decided-t.created)
+		}
+	}
+	if len(ds) == 0 {
+		return nil
+	}
+	slices.Sort(ds)
+	at := func(q float64) int64 { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
+	return &DecisionTimes{Tickets: len(ds), P50MS: at(0.5), P99MS: at(0.99), MaxMS: ds[len(ds)-1]}
 }
 
 // Finding is one broken (or, in Unsettled, not yet settled) invariant.
@@ -210,6 +238,7 @@ func (s *Service) Audit(ctx context.Context, saleID string, o AuditOptions) (Aud
 	}
 	r.check()
 	a := r.a
+	a.Decision = decisionTimes(r.tickets)
 	a.OK = len(a.Problems()) == 0
 	return a, nil
 }

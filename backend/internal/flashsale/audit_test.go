@@ -2,6 +2,7 @@ package flashsale
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -185,5 +186,25 @@ func TestLedgerRouteAudit(t *testing.T) {
 		if r := e.do("GET", "/api/v1/admin/flash-sales/s/ledger"+q, "", testAdmin, "", nil); r.status != 400 || !strings.Contains(string(r.body), `"invalid_request"`) {
 			t.Errorf("ledger%s = %s, want 400 invalid_request", q, r)
 		}
+	}
+}
+
+// TestDecisionTimes checks the admission-to-decision summary: only decided tickets with both
+// times count, and the quantiles come from the sorted durations.
+func TestDecisionTimes(t *testing.T) {
+	if got := decisionTimes(map[string]*auditTicket{"q": {status: StatusQueued, created: 1}}); got != nil {
+		t.Fatalf("no decided ticket: got %+v, want nil", got)
+	}
+	tickets := map[string]*auditTicket{
+		"queued":  {status: StatusQueued, created: 1000},
+		"no-time": {status: StatusWon},
+	}
+	for i := range 100 { // decided after 1..100 ms
+		tickets[fmt.Sprint(i)] = &auditTicket{status: StatusSoldOut, created: 5000, decided: 5000 + int64(i) + 1}
+	}
+	got := decisionTimes(tickets)
+	want := DecisionTimes{Tickets: 100, P50MS: 51, P99MS: 100, MaxMS: 100}
+	if got == nil || *got != want {
+		t.Fatalf("decisionTimes = %+v, want %+v", got, want)
 	}
 }

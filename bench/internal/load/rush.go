@@ -50,8 +50,11 @@ type RushReport struct {
 	NotFinal     int64            `json:"tickets_not_final"`
 	DecisionP50S float64          `json:"ticket_decision_p50_s"`
 	DecisionP99S float64          `json:"ticket_decision_p99_s"`
-	Checkouts    int64            `json:"checkouts_201"`
-	PoWHashes    int64            `json:"pow_hashes"`
+	// RecordDecision is admission to decision from the tickets' result records (the final
+	// audit's created_at and decided_at), free of the poll interval; nil when not read.
+	RecordDecision *DecisionTimes `json:"record_decision,omitempty"`
+	Checkouts      int64          `json:"checkouts_201"`
+	PoWHashes      int64          `json:"pow_hashes"`
 
 	// SoldOutPerS is the closed-loop burst of attempts after the sell-out, answered 410 at
 	// the edge, measured by this client (which shares the machine with every server).
@@ -66,6 +69,14 @@ type RushReport struct {
 	OrdersChecked int             `json:"orders_checked_users"`
 	Invariants    []Check         `json:"invariants"`
 	InvariantsOK  bool            `json:"invariants_ok"`
+}
+
+// DecisionTimes is the audit's summary of admission-to-decision times, in milliseconds.
+type DecisionTimes struct {
+	Tickets int   `json:"tickets"`
+	P50MS   int64 `json:"p50_ms"`
+	P99MS   int64 `json:"p99_ms"`
+	MaxMS   int64 `json:"max_ms"`
 }
 
 // Check is one invariant and whether it held.
@@ -88,7 +99,8 @@ type ledger struct {
 	// Audit is the sale recomputed from its primary records; nil in the samples read during the
 	// rush (audit=false: the audit reads every record of the sale, too much every 100 ms).
 	Audit *struct {
-		OK         bool `json:"ok"`
+		OK         bool           `json:"ok"`
+		Decision   *DecisionTimes `json:"decision"`
 		Violations []struct {
 			Check  string `json:"check"`
 			Detail string `json:"detail"`
@@ -372,6 +384,9 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID, round string, 
 		}
 	}
 	rr.Ledger = raw
+	if fin.Audit != nil {
+		rr.RecordDecision = fin.Audit.Decision
+	}
 	orderChecks := r.checkOrders(ctx)
 
 	r.fill(el)

@@ -184,11 +184,16 @@ func WriteRush(w io.Writer, rr *RushReport) {
 		secs(rr.SellOutS), secs(rr.LedgerSellOutS))
 	fmt.Fprintf(w, "  tickets:              %d won, %d sold out, lost %s, %d not decided; decided within p50 %.2fs, p99 %.2fs of admission (polled every poll_after_ms)\n",
 		rr.Won, rr.SoldOutTix, formatCounts(rr.Lost), rr.NotFinal, rr.DecisionP50S, rr.DecisionP99S)
+	if d := rr.RecordDecision; d != nil {
+		fmt.Fprintf(w, "  decided (records):    %d tickets, p50 %dms, p99 %dms, max %dms from admission to decision (result records' created_at and decided_at)\n",
+			d.Tickets, d.P50MS, d.P99MS, d.MaxMS)
+	}
 	fmt.Fprintf(w, "  checkouts:            %d answered 201\n", rr.Checkouts)
 	if rr.SoldOutBurstSize > 0 {
 		fmt.Fprintf(w, "  sold-out answers:     %.0f/s (%d requests; client-bound: this tool shares the CPUs with every server; benchrun measures the edge's sold-out answer against the ceiling with wrk)\n",
 			rr.SoldOutPerS, rr.SoldOutBurstSize)
 	}
+	fmt.Fprintf(w, "  goals (issue 13):     %s\n", rushGoals(rr))
 	fmt.Fprintf(w, "  ledger:               %s\n", strings.TrimSpace(string(rr.Ledger)))
 	for _, c := range rr.Invariants {
 		mark := "ok  "
@@ -208,6 +213,24 @@ func WriteRush(w io.Writer, rr *RushReport) {
 		}
 		fmt.Fprintf(w, "invariants: FAILED (%s)\n", strings.Join(failed, ", "))
 	}
+}
+
+// rushGoals says how the rush did against issue 13's goals: sold out within 1 s of the first
+// attempt, every ticket final within 2 s of its admission (from the records), attempt answer p99
+// within 20 ms.
+func rushGoals(rr *RushReport) string {
+	mark := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "missed"
+	}
+	out := fmt.Sprintf("sold out <= 1s: %s (%s); attempt p99 <= 20ms: %s (%s)", mark(rr.SellOutS >= 0 && rr.SellOutS <= 1), secs(rr.SellOutS),
+		mark(rr.AttemptP99US <= 20_000), FormatUS(rr.AttemptP99US))
+	if d := rr.RecordDecision; d != nil {
+		out += fmt.Sprintf("; every ticket final <= 2s: %s (max %dms)", mark(d.MaxMS <= 2000 && rr.NotFinal == 0), d.MaxMS)
+	}
+	return out
 }
 
 func secs(v float64) string {
