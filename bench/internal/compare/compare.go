@@ -64,6 +64,8 @@ type runner struct {
 	edgeBase                  string
 	edgeNoMetricsBase         string
 	freshEdgeBases            []string // more edges on the same store, read by the freshness measurement only
+	edgeBin                   string
+	edgeEnv                   []string // the edge's environment but its listen address
 	peer                      *nginxpeer.Peer
 	sessionToken              string
 }
@@ -84,6 +86,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if ctx.Err() != nil {
 		return r.rep, ctx.Err()
 	}
+	r.capacity(ctx)
 	r.freshness(ctx)
 	r.memory(ctx)
 	r.rep.finish()
@@ -319,6 +322,7 @@ func (r *runner) startProject(ctx context.Context) error {
 		return err
 	}
 	r.edgeBase = "http://" + addr
+	r.edgeBin, r.edgeEnv = edgeBin, append(append([]string{}, common...), addrs...)
 	// Freshness across edges: more edges on the same store, each with its own tracking
 	// connection, idle except for the freshness reads (issue 11: p99 <= 5 ms at every edge).
 	for i := 2; r.cfg.FreshUpdates > 0 && i <= freshEdges; i++ {
@@ -800,6 +804,7 @@ func (r *runner) measure(ctx context.Context, p rowPlan, pr probeResult, row *Ro
 	if sec, ok := r.underTest(before, after, p.procs); ok && use != nil && res.Requests > 0 {
 		use.UnderTest = p.procs
 		use.PerRequestUS = 1e6 * sec / float64(res.Requests)
+		use.LoadPerRequestUS = 1e6 * res.CPUSeconds / float64(res.Requests)
 	}
 	if err != nil {
 		row.Errors = append(row.Errors, err.Error())

@@ -28,6 +28,7 @@ type Report struct {
 	Peers     []Ratio           `json:"peers"`
 	Goals     []Goal            `json:"goals"`
 	Freshness *Freshness        `json:"freshness,omitempty"`
+	Capacity  *Capacity         `json:"capacity,omitempty"`
 	Memory    []Memory          `json:"memory,omitempty"`
 	Notes     []string          `json:"notes,omitempty"`
 }
@@ -105,6 +106,8 @@ type CPUUse struct {
 	// wrk counted, in microseconds. It depends little on how busy the machine is.
 	PerRequestUS float64  `json:"cpu_us_per_request,omitempty"`
 	UnderTest    []string `json:"under_test,omitempty"`
+	// LoadPerRequestUS is wrk's own CPU time per answer, in microseconds.
+	LoadPerRequestUS float64 `json:"wrk_cpu_us_per_request,omitempty"`
 }
 
 // String formats the use for progress lines.
@@ -269,6 +272,12 @@ func (rep *Report) finish() {
 			rep.Goals = append(rep.Goals, Goal{Text: "edge RSS with 10,000 products cached <= 64 MiB", Value: &v, Want: 64, AtMost: true, Met: &met})
 		}
 	}
+	if c := rep.Capacity; c != nil && c.Skipped == "" && c.MeasuredRPS > 0 {
+		v := c.Ratio
+		met := len(c.Errors) == 0 && v >= 1-CapacityGoal && v <= 1+CapacityGoal
+		rep.Goals = append(rep.Goals, Goal{Text: fmt.Sprintf("capacity model's prediction for %d cores within %.0f %% of the measured throughput (issue 11; ratio measured / predicted)", c.Cores, 100*CapacityGoal),
+			Value: &v, Want: 1, Met: &met})
+	}
 	if f := rep.Freshness; f != nil && len(f.Results) > 0 {
 		worst := f.Results[0]
 		met := true
@@ -374,6 +383,9 @@ func (rep *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  %-70s %9s %9s\n", "", "req/s", "cpu/req")
 	for _, p := range rep.Peers {
 		fmt.Fprintf(w, "  %-70s %9s %9s\n", p.Title, ratio(p.Value), ratio(p.CPU))
+	}
+	if c := rep.Capacity; c != nil {
+		printCapacity(w, c)
 	}
 	if f := rep.Freshness; f != nil {
 		fmt.Fprintln(w, "\nfreshness after a product update:")

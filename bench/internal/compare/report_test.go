@@ -2,9 +2,11 @@ package compare
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
+	"flashedge/bench/internal/fresh"
 	"flashedge/bench/internal/wrkrun"
 )
 
@@ -131,5 +133,51 @@ func TestCPUGoalsCompareLikeWithLike(t *testing.T) {
 	rep.Print(&buf)
 	if !strings.Contains(buf.String(), "11.50us") || !strings.Contains(buf.String(), "1.27x") {
 		t.Errorf("printed report lacks the CPU per answer (11.50us) or its ratio (1.27x):\n%s", buf.String())
+	}
+}
+
+// TestCapacityAndFreshnessGoals: the capacity check is met within 20 % either way and not beyond,
+// nor with errors; freshness is met only when every edge's p99 is within the goal.
+func TestCapacityAndFreshnessGoals(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ratio  float64
+		errs   []string
+		p99    []float64
+		wantCp bool
+		wantFr bool
+	}{
+		{"close and fresh", 1.15, nil, []float64{1.2, 4.9, 3}, true, true},
+		{"low and one stale edge", 0.79, nil, []float64{1.2, 5.1, 3}, false, false},
+		{"high", 1.21, nil, []float64{0.5}, false, true},
+		{"close but wrk saw errors", 1.0, []string{"3 socket errors"}, []float64{0.5}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := &Report{Capacity: &Capacity{Cores: 2, MeasuredRPS: 1000, Ratio: tc.ratio, Errors: tc.errs}, Freshness: &Freshness{}}
+			for i, p := range tc.p99 {
+				rep.Freshness.Results = append(rep.Freshness.Results, fresh.Result{Name: fmt.Sprint("edge ", i+1), P99MS: p, Count: 10})
+			}
+			rep.finish()
+			got := map[string]bool{}
+			for _, g := range rep.Goals {
+				if g.Met == nil {
+					continue
+				}
+				switch {
+				case strings.HasPrefix(g.Text, "capacity model"):
+					got["capacity"] = *g.Met
+				case strings.HasPrefix(g.Text, "freshness p99"):
+					got["freshness"] = *g.Met
+				}
+			}
+			if got["capacity"] != tc.wantCp || got["freshness"] != tc.wantFr {
+				t.Errorf("ratio %.2f errors %v, p99 %v: goals met %v, want capacity %v freshness %v", tc.ratio, tc.errs, tc.p99, got, tc.wantCp, tc.wantFr)
+			}
+			var b bytes.Buffer
+			rep.Print(&b)
+			if !strings.Contains(b.String(), "capacity model self-check") {
+				t.Errorf("the printed report has no capacity section:\n%s", b.String())
+			}
+		})
 	}
 }

@@ -92,6 +92,9 @@ type Result struct {
 	SocketErrors int64   `json:"socket_errors"`
 	Timeouts     int64   `json:"timeouts"`
 	LatencyUS    Latency `json:"latency_us"`
+	// CPUSeconds is wrk's own CPU time (user + system) for the run: the load generator's share
+	// of a machine that runs it next to the server.
+	CPUSeconds float64 `json:"wrk_cpu_s"`
 }
 
 // Latency holds latency statistics in microseconds.
@@ -126,6 +129,9 @@ func Run(ctx context.Context, o Options) (Result, string, error) {
 		return Result{}, out.String(), fmt.Errorf("wrkrun: %s: %w\n%s", strings.Join(argv, " "), err, out.String())
 	}
 	r, err := Parse(out.Bytes())
+	if ps := cmd.ProcessState; ps != nil {
+		r.CPUSeconds = (ps.UserTime() + ps.SystemTime()).Seconds()
+	}
 	return r, out.String(), err
 }
 
