@@ -24,15 +24,15 @@ const CapacityGoal = 0.20
 
 // Capacity is deploy/CAPACITY.md's model checked against this machine. The model says a load of
 // R requests/s needs R × c cores, c being the CPU time per answer of everything on the request
-// path; so C cores answer C / c requests/s. c is measured as the edge product row measures it
-// (the edge and the store on one core, wrk on the other: each measured on its own), and the prediction for
-// the whole machine (edge, store and wrk sharing every core, as nothing is pinned) is compared
-// with a run of exactly that.
+// path; so C cores answer C / c requests/s. c is measured on one core (the edge, the store and
+// wrk all pinned to the server CPU, each one's CPU time counted), and the prediction for the whole
+// machine (a second edge and wrk sharing every core, nothing pinned) is compared with a run of
+// exactly that.
 type Capacity struct {
 	// Cores is the machine's CPU count, the cores the prediction is for.
 	Cores int `json:"cores"`
-	// ServerUS and LoadUS are the CPU per answer of the edge + store and of wrk, measured as in
-	// the edge product row (one core each, CostCommand) just before the shared run.
+	// ServerUS and LoadUS are the CPU per answer of the edge + store and of wrk, measured with
+	// all three on one core (CostCommand) just before the shared run.
 	ServerUS float64 `json:"server_cpu_us"`
 	LoadUS   float64 `json:"wrk_cpu_us"`
 	// PredictedRPS is Cores / (ServerUS + LoadUS): every core busy with this path.
@@ -101,7 +101,7 @@ func (r *runner) capacity(ctx context.Context) {
 		return
 	}
 	pinned := wrkrun.Options{Threads: r.cfg.Threads, Connections: r.cfg.Connections, Duration: r.cfg.Duration,
-		URL: r.edgeBase + "/api/v1/products/" + r.cfg.ProductID, CPU: r.cfg.LoadCPU}
+		URL: r.edgeBase + "/api/v1/products/" + r.cfg.ProductID, CPU: r.cfg.ServerCPU}
 	o := wrkrun.Options{Threads: c.Cores, Connections: r.cfg.Connections, Duration: r.cfg.Warmup, URL: req.URL}
 	for k, v := range productHeaders {
 		o.Headers = append(o.Headers, k+": "+v)
@@ -113,9 +113,9 @@ func (r *runner) capacity(ctx context.Context) {
 	o.Duration = r.cfg.Duration
 	c.Command = shellJoin(o.Argv())
 	c.CostCommand = shellJoin(pinned.Argv())
-	// As many rounds as the rows ran, each measuring the cost (the edge product row's setup:
-	// edge and store on one core, wrk on the other) and right after it the shared run, so both
-	// see the same spell of a shared machine; the round with the median ratio is reported.
+	// As many rounds as the rows ran, each measuring the cost on one core and right after it the
+	// shared run, so both see the same spell of a shared machine; the round with the median ratio
+	// is reported.
 	var rounds []Capacity
 	for round := range r.cfg.Rounds {
 		r.logf("capacity check (round %d/%d): %s (edge, store and wrk on all %d cores)", round+1, r.cfg.Rounds, c.Command, c.Cores)
@@ -141,7 +141,7 @@ func (r *runner) capacity(ctx context.Context) {
 	*c = med
 }
 
-// capacityRound measures the cost per answer with wrk pinned against the pinned edge, predicts
+// capacityRound measures the cost per answer with wrk pinned to the pinned edge's core, predicts
 // the shared run's throughput from it, then runs wrk against the shared edge.
 func (r *runner) capacityRound(ctx context.Context, pinned, o wrkrun.Options, c Capacity) (Capacity, error) {
 	before := r.snapshot()
@@ -198,7 +198,7 @@ func printCapacity(w io.Writer, c *Capacity) {
 		fmt.Fprintf(w, "  skipped: %s\n", c.Skipped)
 		return
 	}
-	fmt.Fprintf(w, "  cost, pinned as the edge product row (%s): edge + store %.2f us + wrk %.2f us = %.2f us per answer\n",
+	fmt.Fprintf(w, "  cost on one core (edge, store and wrk on CPU 0: %s): edge + store %.2f us + wrk %.2f us = %.2f us per answer\n",
 		c.CostCommand, c.ServerUS, c.LoadUS, c.ServerUS+c.LoadUS)
 	fmt.Fprintf(w, "  predicted on %d cores: %.0f requests/s; other processes left %.2f cores: %.0f requests/s\n",
 		c.Cores, c.PredictedRPS, c.AvailableCores, c.PredictedAvailableRPS)
