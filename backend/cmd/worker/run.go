@@ -27,8 +27,8 @@ type config struct {
 	flagenv.Service
 	Consumer    string            // -consumer, FLASHEDGE_WORKER_CONSUMER: name in the group; default hostname-pid
 	Group       string            // -group: the consumer group; default flashsale
-	Concurrency int               // -concurrency: consumer loops; default 2
-	Batch       int               // -batch: messages per read; default 16
+	Concurrency int               // -concurrency: consumer loops; default 4
+	Batch       int               // -batch: messages per read, decided at once; default 64
 	ClaimIdle   time.Duration     // -claim-idle: take over messages pending this long; default 15s
 	SweepEvery  time.Duration     // -sweep-every: expiry sweep period, 0 disables; default 1s
 	TrimEvery   time.Duration     // -trim-every: stream trim period, 0 disables; default 10s

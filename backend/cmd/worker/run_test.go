@@ -27,7 +27,7 @@ func TestLoadConfig(t *testing.T) {
 		check   func(t *testing.T, c config)
 	}{
 		{name: "defaults", check: func(t *testing.T, c config) {
-			if c.Addr != "" || c.Group != "flashsale" || c.Concurrency != 2 || c.ClaimIdle != 15*time.Second ||
+			if c.Addr != "" || c.Group != "flashsale" || c.Concurrency != flashsale.DefaultConcurrency || c.ClaimIdle != 15*time.Second ||
 				c.SweepEvery != time.Second || c.Store.Addrs[0] != "127.0.0.1:6379" {
 				t.Errorf("defaults = %+v", c)
 			}

@@ -20,8 +20,8 @@ import (
 // Defaults for the zero values in WorkerOptions.
 const (
 	DefaultGroup          = "flashsale"
-	DefaultConcurrency    = 2
-	DefaultBatch          = 16
+	DefaultConcurrency    = 4
+	DefaultBatch          = 64
 	DefaultBlock          = time.Second
 	DefaultClaimIdle      = 15 * time.Second
 	DefaultClaimEvery     = 5 * time.Second
@@ -38,9 +38,11 @@ type WorkerOptions struct {
 	// Zero means hostname-pid. Names must differ between live workers.
 	Consumer string
 	// Concurrency is the number of consumer loops, each with its own blocking read.
-	// Zero means 2.
+	// Zero means 4.
 	Concurrency int
-	// Batch is the XREADGROUP / XAUTOCLAIM COUNT. Zero means 16.
+	// Batch is the XREADGROUP / XAUTOCLAIM COUNT. Zero means 64: a rush's admissions arrive in
+	// bursts, and a loop decides its whole batch at once (Parallel), so a large batch is what
+	// keeps tickets from queueing behind each other (issue 13: every ticket final within 2 s).
 	Batch int
 	// Parallel is how many messages of one batch a loop decides at once. Their store calls then
 	// share the pipelined connection (one write and one read carry many scripts), which is what
