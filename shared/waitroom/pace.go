@@ -30,3 +30,15 @@ func PollAfter(wait, hold time.Duration) time.Duration {
 	d := max(MinPollAfter, wait/5)
 	return min(d, MaxPollAfter, max(MinPollAfter, hold/3))
 }
+
+// Spread shortens a poll interval d by up to a fifth, by h (any hash of the shopper and the
+// moment): shoppers told the same interval at the same moment (a herd, such as everyone's first
+// poll after the opening) come back spread over that fifth instead of together again, and each
+// round spreads them further. Never below MinPollAfter; a shopper who follows it polls a little
+// more often than d, never less.
+func Spread(d time.Duration, h uint32) time.Duration {
+	if d <= MinPollAfter {
+		return d
+	}
+	return max(MinPollAfter, d-time.Duration(uint64(d/5)*uint64(h%1024)/1024))
+}

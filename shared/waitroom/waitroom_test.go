@@ -190,3 +190,34 @@ func TestPace(t *testing.T) {
 		})
 	}
 }
+
+func TestSpread(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		d      time.Duration
+		h      uint32
+		lo, hi time.Duration
+	}{
+		{"no spread at the minimum", waitroom.MinPollAfter, 1023, waitroom.MinPollAfter, waitroom.MinPollAfter},
+		{"hash 0 keeps the interval", 30 * time.Second, 0, 30 * time.Second, 30 * time.Second},
+		{"the largest hash takes nearly a fifth off", 30 * time.Second, 1023, 24 * time.Second, 24100 * time.Millisecond},
+		{"never below the minimum", 1100 * time.Millisecond, 1023, waitroom.MinPollAfter, 1100 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := waitroom.Spread(tt.d, tt.h); got < tt.lo || got > tt.hi {
+				t.Errorf("waitroom.Spread(%v, %d) = %v, want within [%v, %v]", tt.d, tt.h, got, tt.lo, tt.hi)
+			}
+		})
+	}
+	// Over many shoppers the intervals cover the fifth evenly.
+	var buckets [5]int
+	for u := range uint32(10_000) {
+		d := waitroom.Spread(30*time.Second, u*2654435761)
+		buckets[min(4, int((30*time.Second-d)/(1200*time.Millisecond)))]++
+	}
+	for i, n := range buckets {
+		if n < 1500 || n > 2500 {
+			t.Errorf("bucket %d of the spread holds %d of 10000, want about 2000: %v", i, n, buckets)
+		}
+	}
+}

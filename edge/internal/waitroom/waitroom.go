@@ -4,10 +4,15 @@
 // A poll costs the store nothing: the sale, its sold-out flag and the waiting room's state hash
 // (the serving counter, written once per admission batch) are read through the store's
 // client-side cache, and the shopper's place travels in a signed queue token (shared/waitroom)
-// that any edge verifies. The store is asked only when a shopper joins, when a pre-queue joiner
-// first polls after the opening shuffle (to learn the position: one read per shopper), when a
-// turn comes (the pass is recorded once), when a place is lost, when a pass is first used and
-// when a client comes without a token.
+// that any edge verifies. The store is asked only when a shopper joins, once per edge after the
+// opening shuffle (the whole shuffled order, from which every pre-queue member's first poll
+// learns the position), when a turn comes (the pass is recorded once), when a place is lost,
+// when a pass is first used and when a client comes without a token.
+//
+// A place is kept while its holder polls. A holder away longer than hold_seconds (the token's
+// last poll says so; without a token, the last join or token-less look-up the store recorded)
+// loses it, and joining again gives a new place at the back, never the old one; a token kept
+// from a place given up is never admitted, so one shopper never holds two places.
 package waitroom
 
 import (
@@ -18,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,6 +105,7 @@ type Room struct {
 
 	mu       sync.Mutex
 	fairness map[string][]byte // rendered fairness bodies of shuffled sales (immutable)
+	orders   map[string]*order // shuffled pre-queues by sale (immutable once read)
 	used     map[string]struct{}
 }
 
@@ -128,7 +135,8 @@ func New(kv rueidis.Client, sessions Sessions, seal *waitroom.Sealer, addrs Addr
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	r := &Room{kv: kv, sessions: sessions, seal: seal, addrs: addrs, log: log, o: o, fairness: map[string][]byte{}, used: map[string]struct{}{}}
+	r := &Room{kv: kv, sessions: sessions, seal: seal, addrs: addrs, log: log, o: o, fairness: map[string][]byte{},
+		orders: map[string]*order{}, used: map[string]struct{}{}}
 	var err error
 	if r.userLimit, err = ratelimit.New(ratelimit.Options{Rate: o.UserRate, Burst: o.UserBurst, Now: o.Now}); err != nil {
 		return nil, err
@@ -406,15 +414,87 @@ func (r *Room) advance(s *sale, t *waitroom.Ticket, now time.Time) (passExp int6
 		return n, false, nil
 	}
 	if t.Position == 0 && s.shuffled {
-		ctx, cancel := r.storeCtx()
-		defer cancel()
-		pos, err := r.kv.Do(ctx, r.kv.B().Hget().Key(keyspace.WaitRoomPlace(s.id)).Field(t.User).Build()).AsInt64()
-		if err != nil && !rueidis.IsRedisNil(err) {
-			return 0, false, fmt.Errorf("waitroom: read position: %w", err)
+		pos, err := r.prePosition(s.id, t.User)
+		if err != nil {
+			return 0, false, err
 		}
 		t.Position = pos
 	}
 	return 0, false, nil
+}
+
+// MaxOrderCache bounds the pre-queues an edge keeps in memory (users): a larger one is not
+// held, and each member's position is read from the store once instead.
+const MaxOrderCache = 2_000_000
+
+// order is a sale's shuffled pre-queue: user -> position, read once per edge. After the shuffle
+// every pre-queue member polls within a second or so; reading the whole order once (it never
+// changes) answers all of them from memory instead of one store read each at the busiest moment.
+type order struct {
+	once sync.Once
+	pos  map[string]int64 // nil: not held (too large, or the read failed)
+	err  error
+}
+
+// prePosition returns the place of pre-queue member user of a shuffled sale, 0 when the user is
+// not in the pre-queue.
+func (r *Room) prePosition(sale, user string) (int64, error) {
+	r.mu.Lock()
+	o := r.orders[sale]
+	if o == nil {
+		if len(r.orders) >= 64 {
+			clear(r.orders)
+		}
+		o = &order{}
+		r.orders[sale] = o
+	}
+	r.mu.Unlock()
+	o.once.Do(func() { o.pos, o.err = r.readOrder(sale) })
+	if o.err != nil {
+		r.mu.Lock()
+		if r.orders[sale] == o {
+			delete(r.orders, sale) // the next poll tries again
+		}
+		r.mu.Unlock()
+		return 0, o.err
+	}
+	if o.pos != nil {
+		return o.pos[user], nil
+	}
+	ctx, cancel := r.storeCtx()
+	defer cancel()
+	pos, err := r.kv.Do(ctx, r.kv.B().Hget().Key(keyspace.WaitRoomPlace(sale)).Field(user).Build()).AsInt64()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return 0, fmt.Errorf("waitroom: read position: %w", err)
+	}
+	return pos, nil
+}
+
+// readOrder reads a shuffled sale's published order (WaitRoomOrder, written before the seed is
+// revealed and never changed) into a map; nil for one over MaxOrderCache.
+func (r *Room) readOrder(sale string) (map[string]int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*r.o.StoreTimeout)
+	defer cancel()
+	n, err := r.kv.Do(ctx, r.kv.B().Strlen().Key(keyspace.WaitRoomOrder(sale)).Build()).AsInt64()
+	if err != nil {
+		return nil, fmt.Errorf("waitroom: read order size: %w", err)
+	}
+	if n > MaxOrderCache*(httpapi.MaxUserIDLen+1) {
+		return nil, nil
+	}
+	s, err := r.kv.Do(ctx, r.kv.B().Get().Key(keyspace.WaitRoomOrder(sale)).Build()).ToString()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return nil, fmt.Errorf("waitroom: read order: %w", err)
+	}
+	m := make(map[string]int64, strings.Count(s, "\n")+1)
+	for i := int64(1); s != ""; i++ {
+		u, rest, _ := strings.Cut(s, "\n")
+		m[u], s = i, rest
+	}
+	if len(m) > MaxOrderCache {
+		return nil, nil
+	}
+	return m, nil
 }
 
 // respond writes the answer for ticket t (position 0: not known yet) at now.
@@ -471,7 +551,7 @@ func (r *Room) respond(ctx *fasthttp.RequestCtx, s *sale, t waitroom.Ticket, pas
 			wait = time.Duration(s.start-nowMs) * time.Millisecond
 		}
 		a.ETASeconds = ptr(int64((wait + time.Second - 1) / time.Second))
-		a.PollAfterMs = ptr(waitroom.PollAfter(wait, hold).Milliseconds())
+		a.PollAfterMs = ptr(waitroom.Spread(waitroom.PollAfter(wait, hold), hash(t.User, nowMs)).Milliseconds())
 		if a.Position == nil && nowMs < s.start {
 			// Everyone in the pre-queue comes back just after the start, spread over a second.
 			a.PollAfterMs = ptr(min(*a.PollAfterMs, s.start-nowMs+int64(jitter(t.User))))
@@ -482,12 +562,18 @@ func (r *Room) respond(ctx *fasthttp.RequestCtx, s *sale, t waitroom.Ticket, pas
 }
 
 // jitter spreads a user's first poll after the start over a second, the same for every edge.
-func jitter(user string) int {
+func jitter(user string) int { return 100 + int(hash(user, 0)%1000) }
+
+// hash is FNV-1a of user and n: what spreads one shopper's polls from another's.
+func hash(user string, n int64) uint32 {
 	h := uint32(2166136261)
 	for i := 0; i < len(user); i++ {
 		h = (h ^ uint32(user[i])) * 16777619
 	}
-	return 100 + int(h%1000)
+	for ; n != 0; n >>= 8 {
+		h = (h ^ uint32(n&0xff)) * 16777619
+	}
+	return h
 }
 
 // admit records the pass of t's holder (once; a repeat returns the first expiry): -1 when the

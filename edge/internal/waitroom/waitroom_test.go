@@ -116,7 +116,7 @@ func (e *env) sale(id string, start, end time.Duration, admit int64) {
 }
 
 // shuffle does what the admitter does at the start: freeze the pre-queue, write each
-// pre-queue member's place (in the given order) and reveal, serving the first `serving`.
+// pre-queue member's place and the order (as given), then reveal, serving the first `serving`.
 func (e *env) shuffle(id string, order []string, serving int) {
 	e.t.Helper()
 	if len(order) > 0 {
@@ -126,6 +126,7 @@ func (e *env) shuffle(id string, order []string, serving int) {
 		}
 		e.do(b.Build())
 	}
+	e.do(e.store.B().Set().Key(keyspace.WaitRoomOrder(id)).Value(strings.Join(order, "\n")).Build())
 	e.do(e.store.B().Hset().Key(keyspace.WaitRoom(id)).FieldValue().FieldValue("presize", strconv.Itoa(len(order))).
 		FieldValue("shuffled", "1").FieldValue("seed", strings.Repeat("cd", 32)).FieldValue("serving", strconv.Itoa(serving)).Build())
 }
@@ -367,6 +368,17 @@ func TestQueueStates(t *testing.T) {
 	}
 	if *r.q.Position != 6 || *r.q.Ahead != 3 || *r.q.ETASeconds != 2 {
 		t.Fatalf("position 6 with 2 served at 2/s: %s, want ahead 3 and eta 2 s", r.body)
+	}
+	// The edge read the whole order once: the other waiting pre-queue members' first polls
+	// after the shuffle are answered from memory too (positions 5, 4, 3; 1 and 2 are admitted).
+	before = calls()
+	for i, s := range pre[1:4] {
+		if r := s.poll(id); r.status != 200 || r.q.Position == nil || *r.q.Position != int64(len(pre)-1-i) {
+			t.Fatalf("%s's first poll after the shuffle: %s, want position %d", s.user, r.body, len(pre)-1-i)
+		}
+	}
+	if d := calls() - before; d != 0 {
+		t.Errorf("the other pre-queue members' first polls after the shuffle cost %d store commands, want 0", d)
 	}
 	before = calls()
 	for range 20 {
