@@ -32,6 +32,8 @@ func Contract() []Spec {
 		Spec{"flashedge_edge_backend_healthy", "gauge", []string{"backend", "addr"}},
 		Spec{"flashedge_edge_rejections_total", "counter", []string{"reason"}},
 		Spec{"flashedge_edge_shed_total", "counter", []string{"backend"}},
+		Spec{"flashedge_edge_inflight_limit", "gauge", []string{"backend"}},
+		Spec{"flashedge_edge_inflight", "gauge", []string{"backend"}},
 		Spec{"flashedge_order_admission_total", "counter", []string{"decision"}},
 		Spec{"flashedge_order_stream_backlog", "gauge", nil},
 		Spec{"flashedge_order_stream_pending", "gauge", nil},

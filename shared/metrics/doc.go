@@ -51,6 +51,9 @@
 //	                                                      not_started | ended
 //	flashedge_edge_shed_total{backend}                    counter; requests refused at once with 503
 //	                                                      overloaded (the backend's in-flight bound)
+//	flashedge_edge_inflight_limit{backend}                gauge; that bound now (adaptive: it follows
+//	                                                      the backend's latency)
+//	flashedge_edge_inflight{backend}                      gauge; calls to the backend in flight now
 //
 // Order service:
 //

@@ -91,6 +91,12 @@ type Options struct {
 	// until its timeout (goodput collapse). Zero means MaxConnsPerHost per replica (a call then
 	// never waits for a connection); negative means no bound.
 	MaxInFlight int
+	// AdaptiveInFlight makes MaxInFlight a ceiling: the bound in force follows the latency the
+	// replicas answer with, shrinking when calls queue inside the service (a window's average
+	// latency above twice the lowest seen lately plus 2ms) and growing back while it does not,
+	// never below 8 calls per replica. An overload is then refused at the caller while the
+	// service runs near its capacity with short queues. False means the fixed MaxInFlight.
+	AdaptiveInFlight bool
 
 	// Retries is the number of extra attempts, each on another replica when there is one, for
 	// calls that are safe to repeat: idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS) or a
@@ -148,9 +154,7 @@ type Pool struct {
 	onHealth    func(name, addr string, healthy bool)
 	running     atomic.Bool
 	closed      atomic.Bool
-	maxInFlight int64
-	inFlight    atomic.Int64
-	shed        atomic.Uint64
+	limit       *limiter
 }
 
 type replica struct {
@@ -208,7 +212,7 @@ func New(o Options, log *slog.Logger) (*Pool, error) {
 		maintenance: maintenanceBody(),
 		log:         log,
 		onHealth:    o.OnHealthChange,
-		maxInFlight: int64(o.MaxInFlight),
+		limit:       newLimiter(int64(o.MaxInFlight), int64(8*len(o.Addrs)), o.AdaptiveInFlight),
 	}
 	for i, addr := range o.Addrs {
 		r := &replica{idx: i, addr: addr}
@@ -476,14 +480,10 @@ func (p *Pool) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if p.maxInFlight > 0 {
-		if p.inFlight.Add(1) > p.maxInFlight {
-			p.inFlight.Add(-1)
-			p.shed.Add(1)
-			return fmt.Errorf("upstream %s: %w", p.name, ErrOverloaded)
-		}
-		defer p.inFlight.Add(-1)
+	if !p.limit.acquire() {
+		return fmt.Errorf("upstream %s: %w", p.name, ErrOverloaded)
 	}
+	defer p.limit.release()
 	repeatable := Repeatable(req)
 	var tried uint64
 	var lastErr error
@@ -525,7 +525,12 @@ func (p *Pool) attempt(ctx context.Context, r *replica, req *fasthttp.Request, r
 	uri.SetScheme("http")
 	uri.SetHost(r.addr)
 	r.requests.Add(1)
+	start := time.Now()
 	err = r.client.DoDeadline(req, resp, deadline)
+	if end := time.Now(); err == nil || errors.Is(err, fasthttp.ErrTimeout) {
+		// Answers and timeouts tell how long the service takes; failures to connect do not.
+		p.limit.observe(end.Sub(start), end)
+	}
 
 	var verdict error
 	switch {
@@ -637,10 +642,14 @@ func (p *Pool) Snapshot() []ReplicaState {
 }
 
 // Shed returns how many calls were refused with ErrOverloaded since New.
-func (p *Pool) Shed() uint64 { return p.shed.Load() }
+func (p *Pool) Shed() uint64 { return p.limit.shed.Load() }
 
 // InFlight returns the calls in flight now.
-func (p *Pool) InFlight() int64 { return p.inFlight.Load() }
+func (p *Pool) InFlight() int64 { return p.limit.inFlight.Load() }
+
+// Limit returns the bound on calls in flight in force now (with AdaptiveInFlight it moves
+// between 8 per replica and MaxInFlight); zero or negative means none.
+func (p *Pool) Limit() int64 { return p.limit.limit.Load() }
 
 // Name returns the service name the Pool was built with.
 func (p *Pool) Name() string { return p.name }

@@ -173,6 +173,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		cfg.Load.StoreAddr = st.Addrs["store"]
 		cfg.Load.CPU = st.CPU
 		cfg.Load.CPUByProcess = st.CPUByProcess
+		cfg.Load.Pids = st.Pids
 		rep.Target = st.URL
 		for _, c := range st.Commands {
 			fmt.Fprintln(stdout, "  started:", c)

@@ -3,8 +3,6 @@ package compare
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +11,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/valyala/fasthttp"
 
+	"flashedge/bench/internal/proc"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
 )
@@ -44,7 +43,7 @@ func (r *runner) memory(ctx context.Context) {
 	host := strings.TrimPrefix(r.edgeBase, "http://")
 	seeded := 0
 	for _, n := range r.cfg.MemoryProducts {
-		before := rssMiB(pid)
+		before := proc.RSSMiB(pid)
 		r.logf("memory: writing %d products to the store and reading each through the edge", n)
 		if err := r.seedProducts(ctx, seeded, n); err != nil {
 			r.note("memory: seeding %d products: %v", n, err)
@@ -74,7 +73,7 @@ func (r *runner) memory(ctx context.Context) {
 			})
 		}
 		wg.Wait()
-		m := Memory{Products: n, Reads: reads.Load(), Failed: failed.Load(), RSSMiB: rssMiB(pid), BeforeMiB: before,
+		m := Memory{Products: n, Reads: reads.Load(), Failed: failed.Load(), RSSMiB: proc.RSSMiB(pid), BeforeMiB: before,
 			Seconds: time.Since(start).Seconds()}
 		r.rep.Memory = append(r.rep.Memory, m)
 		r.logf("memory: %d products cached: edge RSS %.1f MiB (%.1f before; %d reads, %d failed, %.1fs)", n, m.RSSMiB, before, m.Reads, m.Failed, m.Seconds)
@@ -102,19 +101,4 @@ func (r *runner) seedProducts(ctx context.Context, from, to int) error {
 		}
 	}
 	return nil
-}
-
-// rssMiB is the resident memory of pid (VmRSS), 0 when it cannot be read.
-func rssMiB(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }

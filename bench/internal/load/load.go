@@ -43,6 +43,10 @@ type Config struct {
 	// ServerCPU, when set, pins the servers the load tool starts itself (the admit scenario's
 	// nginx peer) to this CPU, like the spawned stack.
 	ServerCPU string
+	// Pids, when set, returns the process id of every server under load by service name
+	// ("edge", "cart", ..., "store"): the overload scenario pins them to CPUs and reads the
+	// edge's memory.
+	Pids func() map[string]int
 	// AdminToken is the edge's admin bearer token (the rush creates a sale and reads its ledger).
 	AdminToken string
 	// Scenarios to run, in order. Empty means browse.

@@ -2,24 +2,54 @@ package load
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"flashedge/bench/internal/cpustat"
+	"flashedge/bench/internal/proc"
 )
 
-// ScenarioOverload measures shedding: the capacity of cart adds (closed loop), then open-loop
-// load at 1x, 2x and 5x that capacity. Goals (issue 15): goodput at 5x >= 90 % of capacity and
-// the refusals (503/429, answered at the edge) at p99 <= 10 ms.
+// ScenarioOverload measures shedding on two routes that reach a backend, cart adds (edge ->
+// cart) and flash-sale attempts (challenge + attempt, edge -> order): the capacity of each
+// (closed loop), then open-loop load at 1x, 2x and 5x that capacity, then 1x again (recovery).
+// Goals (issue 15): goodput at 5x >= 90 % of capacity, the refusals (503/429, answered at the
+// edge) at p99 <= 10 ms, the edge's memory bounded, and the recovery round as good as the first
+// 1x. With a spawned stack on two CPUs or more the backends and the store are pinned to the
+// last CPU and the edge and the load generator to the others, as in a deployment where the edge
+// runs on machines of its own: the capacity measured is the backends', and the edge's
+// refusals do not take CPU from them.
 const ScenarioOverload = "overload"
 
-// overloadLevels are the offered loads, as multiples of the measured capacity.
-var overloadLevels = []float64{1, 2, 5}
+// overloadLevels are the offered loads, as multiples of the measured capacity; the last is the
+// recovery round.
+var overloadLevels = []float64{1, 2, 5, 1}
+
+// overloadRoute is one route under overload: op runs one operation (due: when it was
+// scheduled) and reports its outcome.
+type overloadRoute struct {
+	name string
+	// op returns the status that ends the operation: the success status, a refusal (503, 429)
+	// or anything else, and the latency of the request that ended it.
+	op      func(w int, i int64, due time.Time) Result
+	success int
+}
 
 func runOverload(ctx context.Context, cfg Config, rep *Report, runID string) error {
+	if pin, undo := pinOverload(cfg); pin != "" {
+		defer undo()
+		rep.Note(cfg.Out, "overload: pinning: %s", pin)
+	}
 	conc := cfg.concurrency(64)
 	users := max(cfg.users(1000), conc)
-	phaseLen := cfg.phaseDuration(5 * time.Second)
 	c := NewClient(cfg.Target, ClientOptions{MaxConns: 4096, Timeout: cfg.Timeout})
 	defer c.Close()
 	fmt.Fprintf(cfg.Out, "overload: logging in %d shoppers\n", users)
@@ -27,9 +57,10 @@ func runOverload(ctx context.Context, cfg Config, rep *Report, runID string) err
 	if err != nil {
 		return err
 	}
+
 	var mu sync.Mutex
 	rands := map[int]*rand.Rand{}
-	put := func(row *Row, w int, i int64, due time.Time) Result {
+	cart := overloadRoute{name: "cart add", success: 200, op: func(w int, i int64, due time.Time) Result {
 		mu.Lock()
 		r := rands[w]
 		if r == nil {
@@ -39,51 +70,272 @@ func runOverload(ctx context.Context, cfg Config, rep *Report, runID string) err
 		u := int(i % int64(users))
 		line, q := cartLine(r, u, cfg.Products), 1+r.IntN(5)
 		mu.Unlock()
-		return c.Do(row, Call{Method: "PUT", Path: fmt.Sprintf("/api/v1/cart/items/%08d", line),
+		return c.Do(nil, Call{Method: "PUT", Path: fmt.Sprintf("/api/v1/cart/items/%08d", line),
 			Bearer: tokens[u], Body: quantityBody(q), Start: due}, nil)
+	}}
+	if err := overloadRun(ctx, cfg, rep, cart, conc); err != nil {
+		return err
 	}
 
-	capRow := NewRow(ScenarioOverload, "overload/capacity", 200)
-	el := phase(ctx, cfg, "overload capacity", Bounds{Duration: phaseLen, Concurrency: conc}, []*Row{capRow}, func(w int, i int64, due time.Time) {
-		put(capRow, w, i, due)
-	})
-	_, ok, _ := capRow.Counts()
-	capacity := float64(ok) / el.Seconds()
-	addRows(rep, el, capRow)
-	fmt.Fprintf(cfg.Out, "overload: capacity %.0f cart adds/s (closed loop, %d workers)\n", capacity, conc)
-	if capacity < 1 {
-		return fmt.Errorf("overload: no capacity measured (%d answers of 200)", ok)
+	if cfg.AdminToken == "" {
+		rep.Note(cfg.Out, "overload: no admin token: the attempt route is skipped (it needs a sale)")
+		return nil
 	}
-	for _, m := range overloadLevels {
-		row := NewRow(ScenarioOverload, fmt.Sprintf("overload/%gx", m), 200, 503, 429)
-		good, refused := NewHistogram(), NewHistogram()
-		b := Bounds{Duration: phaseLen, Concurrency: 4000, Rate: m * capacity}
-		el := phase(ctx, cfg, fmt.Sprintf("overload %gx", m), b, []*Row{row}, func(w int, i int64, due time.Time) {
-			res := put(row, w, i, due)
-			switch res.Status {
-			case 200:
-				good.Record(res.Latency)
-			case 503, 429:
-				refused.Record(res.Latency)
+	sale, err := overloadSale(ctx, c, cfg, runID)
+	if err != nil {
+		return err
+	}
+	var seq atomic.Int64 // Idempotency-Keys unique over every phase (each phase counts i from 0)
+	attempt := overloadRoute{name: "attempt", success: 202, op: func(w int, i int64, due time.Time) Result {
+		u := int(i % int64(users))
+		key := runID + "-o" + strconv.FormatInt(seq.Add(1), 10)
+		var ch struct {
+			ID      string `json:"challenge_id"`
+			Payload struct {
+				Prefix     string `json:"prefix"`
+				Difficulty int    `json:"difficulty"`
+			} `json:"payload"`
+		}
+		res := c.Do(nil, Call{Method: "POST", Path: "/api/v1/flash-sales/" + sale + "/challenge", Bearer: tokens[u], Start: due},
+			func(status int, b []byte) {
+				if status == 200 && json.Unmarshal(b, &ch) != nil {
+					ch.ID = ""
+				}
+			})
+		if res.Status != 200 || ch.ID == "" {
+			return res
+		}
+		nonce, _ := SolvePoW(ch.Payload.Prefix, ch.Payload.Difficulty)
+		body, _ := json.Marshal(map[string]string{"challenge_id": ch.ID, "answer": nonce})
+		return c.Do(nil, Call{Method: "POST", Path: "/api/v1/flash-sales/" + sale + "/attempts", Bearer: tokens[u],
+			IdempotencyKey: key, Body: body}, nil)
+	}}
+	return overloadRun(ctx, cfg, rep, attempt, conc)
+}
+
+// overloadSale creates a sale that cannot sell out or hit a per-user limit during the run (no
+// proof of work: the route's cost is measured, not the shoppers') and waits until it is live.
+func overloadSale(ctx context.Context, c *Client, cfg Config, runID string) (string, error) {
+	id := runID + "-overload"
+	now := time.Now().UTC()
+	spec, _ := json.Marshal(map[string]any{
+		"id": id, "product_id": cfg.SaleProduct, "price": 99000, "stock": 10_000_000, "shards": 8,
+		"starts_at": now.Add(-time.Second).Format(time.RFC3339), "ends_at": now.Add(time.Hour).Format(time.RFC3339),
+		"per_user_limit": 1_000_000, "difficulty": 0,
+	})
+	var status int
+	var msg string
+	c.Do(nil, Call{Method: "POST", Path: "/api/v1/admin/flash-sales", Bearer: cfg.AdminToken, Body: spec}, func(s int, b []byte) {
+		status, msg = s, string(b)
+	})
+	if status/100 != 2 {
+		return "", fmt.Errorf("overload: create the sale: %d %s", status, msg)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var state string
+		c.Do(nil, Call{Method: "GET", Path: "/api/v1/flash-sales/" + id}, func(s int, b []byte) {
+			var v struct {
+				State string `json:"state"`
+			}
+			if s == 200 && json.Unmarshal(b, &v) == nil {
+				state = v.State
 			}
 		})
-		addRows(rep, el, row)
-		goodput := float64(good.Count()) / el.Seconds()
-		reqs, _, failed := row.Counts()
-		verdict := func(ok bool) string {
-			if ok {
-				return "OK"
-			}
-			return "MISSED"
+		if state == "live" {
+			return id, nil
 		}
-		line := fmt.Sprintf("overload %gx: offered %.0f/s, goodput %.0f/s = %.0f%% of capacity, successes p99 %s, refusals %d (p99 %s), no answer %d of %d",
-			m, m*capacity, goodput, 100*goodput/capacity, good.Quantile(0.99).Round(time.Microsecond),
-			refused.Count(), refused.Quantile(0.99).Round(time.Microsecond), failed, reqs)
-		if m == 5 {
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("overload: sale %s not live after 30s (state %q)", id, state)
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return "", err
+		}
+	}
+}
+
+// overloadRun measures one route: capacity, then each level of overloadLevels.
+func overloadRun(ctx context.Context, cfg Config, rep *Report, rt overloadRoute, conc int) error {
+	phaseLen := cfg.phaseDuration(5 * time.Second)
+	slug := strings.ReplaceAll(rt.name, " ", "-")
+	capRow := NewRow(ScenarioOverload, "overload/"+slug+"/capacity", rt.success, 503, 429)
+	var capOK atomic.Int64
+	el := phase(ctx, cfg, "overload "+rt.name+" capacity", Bounds{Duration: phaseLen, Concurrency: conc}, []*Row{capRow}, func(w int, i int64, due time.Time) {
+		res := rt.op(w, i, due)
+		recordResult(capRow, res)
+		if res.Status == rt.success {
+			capOK.Add(1)
+		}
+	})
+	addRows(rep, el, capRow)
+	capacity := float64(capOK.Load()) / el.Seconds()
+	if capacity < 1 {
+		return fmt.Errorf("overload %s: no capacity measured (%d successes)", rt.name, capOK.Load())
+	}
+	rep.Note(cfg.Out, "overload %s: capacity %.0f/s (closed loop, %d workers; %d refused in that phase); edge RSS %.1f MiB",
+		rt.name, capacity, conc, capRow.Status(503)+capRow.Status(429), edgeRSS(cfg))
+
+	var first *overloadLevel
+	for k, m := range overloadLevels {
+		name := fmt.Sprintf("%gx", m)
+		if k == len(overloadLevels)-1 {
+			name = "recovery-1x"
+		}
+		row := NewRow(ScenarioOverload, "overload/"+slug+"/"+name, rt.success, 503, 429)
+		lv := &overloadLevel{good: NewHistogram(), refused: NewHistogram()}
+		stopRSS := sampleRSS(cfg, &lv.peakRSS)
+		cpu0 := serverTicks(cfg)
+		b := Bounds{Duration: phaseLen, Concurrency: 4000, Rate: m * capacity}
+		el := phase(ctx, cfg, "overload "+rt.name+" "+name, b, []*Row{row}, func(w int, i int64, due time.Time) {
+			res := rt.op(w, i, due)
+			recordResult(row, res)
+			switch res.Status {
+			case rt.success:
+				lv.good.Record(res.Latency)
+			case 503, 429:
+				lv.refused.Record(res.Latency)
+			}
+		})
+		stopRSS()
+		cpu1 := serverTicks(cfg)
+		addRows(rep, el, row)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		goodput := float64(lv.good.Count()) / el.Seconds()
+		reqs, _, failed := row.Counts()
+		line := fmt.Sprintf("overload %s %s: offered %.0f/s, goodput %.0f/s = %.0f%% of capacity, successes p99 %s, refusals %d (p99 %s), no answer %d of %d, edge peak RSS %.1f MiB, CPU: edge %s/request, backends+store %s/success",
+			rt.name, name, m*capacity, goodput, 100*goodput/capacity, lv.good.Quantile(0.99).Round(time.Microsecond),
+			lv.refused.Count(), lv.refused.Quantile(0.99).Round(time.Microsecond), failed, reqs, lv.peakRSS,
+			perOp(cpu1.edge-cpu0.edge, uint64(reqs)), perOp(cpu1.backends-cpu0.backends, lv.good.Count()))
+		switch {
+		case m == 5:
 			line += fmt.Sprintf("; goals: goodput >= 90%% %s, refusal p99 <= 10ms %s",
-				verdict(goodput >= 0.9*capacity), verdict(refused.Count() == 0 || refused.Quantile(0.99) <= 10*time.Millisecond))
+				verdict(goodput >= 0.9*capacity), verdict(lv.refused.Count() == 0 || lv.refused.Quantile(0.99) <= 10*time.Millisecond))
+		case k == len(overloadLevels)-1 && first != nil:
+			// Back to normal at once: the round right after 5x serves what the first 1x served.
+			g0 := float64(first.good.Count())
+			line += fmt.Sprintf("; recovery: goodput %.0f%% of the first 1x round's %s, successes p99 %s (first 1x: %s)",
+				100*float64(lv.good.Count())/max(g0, 1), verdict(float64(lv.good.Count()) >= 0.9*g0),
+				lv.good.Quantile(0.99).Round(time.Microsecond), first.good.Quantile(0.99).Round(time.Microsecond))
+		}
+		if k == 0 {
+			first = lv
 		}
 		rep.Note(cfg.Out, "%s", line)
 	}
 	return nil
+}
+
+type overloadLevel struct {
+	good, refused *Histogram
+	peakRSS       float64
+}
+
+// recordResult counts res in row.
+func recordResult(row *Row, res Result) {
+	start := time.Now().Add(-res.Latency)
+	switch {
+	case res.Err != nil:
+		row.Fail(res.ErrKind, start, res.Latency)
+	default:
+		row.Answer(res.Status, start, res.Latency)
+	}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "OK"
+	}
+	return "MISSED"
+}
+
+// pinOverload pins the spawned backends and store to the last CPU and the edge and this
+// process to the others with taskset, and returns what it did and how to undo this process's
+// pinning; "" when it cannot (no spawned stack, one CPU, no taskset).
+func pinOverload(cfg Config) (string, func()) {
+	n := runtime.NumCPU()
+	ts, err := exec.LookPath("taskset")
+	if cfg.Pids == nil || n < 2 || err != nil {
+		return "", func() {}
+	}
+	backend, front := strconv.Itoa(n-1), "0"
+	if n > 2 {
+		front = "0-" + strconv.Itoa(n-2)
+	}
+	pids := cfg.Pids()
+	pin := func(pid int, cpus string) error {
+		return exec.Command(ts, "-a", "-p", "-c", cpus, strconv.Itoa(pid)).Run()
+	}
+	var done []string
+	for _, svc := range []string{"store", "catalog", "cart", "order", "worker"} {
+		if pid, ok := pids[svc]; ok && pin(pid, backend) == nil {
+			done = append(done, svc)
+		}
+	}
+	if pid, ok := pids["edge"]; !ok || pin(pid, front) != nil {
+		return "", func() {}
+	}
+	if pin(os.Getpid(), front) != nil {
+		return "", func() {}
+	}
+	return fmt.Sprintf("%s on CPU %s; the edge and the load generator on CPU %s", strings.Join(done, ", "), backend, front),
+		func() { _ = pin(os.Getpid(), "0-"+strconv.Itoa(n-1)) }
+}
+
+// edgeRSS returns the spawned edge's resident memory in MiB, 0 when unknown.
+func edgeRSS(cfg Config) float64 {
+	if cfg.Pids == nil {
+		return 0
+	}
+	pid, ok := cfg.Pids()["edge"]
+	if !ok {
+		return 0
+	}
+	return proc.RSSMiB(pid)
+}
+
+type cpuTicks struct{ edge, backends uint64 }
+
+// serverTicks returns the CPU clock ticks the spawned edge and the rest of the stack have used.
+func serverTicks(cfg Config) cpuTicks {
+	var t cpuTicks
+	if cfg.Pids == nil {
+		return t
+	}
+	for svc, pid := range cfg.Pids() {
+		if svc == "edge" {
+			t.edge += cpustat.ProcTicks(pid)
+		} else {
+			t.backends += cpustat.ProcTicks(pid)
+		}
+	}
+	return t
+}
+
+// perOp formats ticks (1/100 s) spread over n operations; "n/a" without either.
+func perOp(ticks, n uint64) string {
+	if ticks == 0 || n == 0 {
+		return "n/a"
+	}
+	return (time.Duration(ticks) * 10 * time.Millisecond / time.Duration(n)).Round(100 * time.Nanosecond).String()
+}
+
+// sampleRSS records the edge's highest RSS into peak every 100ms until the returned stop.
+func sampleRSS(cfg Config, peak *float64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			*peak = max(*peak, edgeRSS(cfg))
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }

@@ -189,6 +189,19 @@ func mask(env []string) []string {
 	return out
 }
 
+// Pids returns the process id of every service and of the store ("store"), e.g. to pin them
+// to CPUs or read their memory.
+func (s *Stack) Pids() map[string]int {
+	m := map[string]int{}
+	if s.redis != nil {
+		m["store"] = s.redis.Pid()
+	}
+	for _, p := range s.procs {
+		m[p.Spec.Name] = p.Pid()
+	}
+	return m
+}
+
 // CPU returns the CPU time (user + system, from /proc) every process of the stack has used so
 // far, the store included: the difference over a phase divided by its operations is the cost
 // of one operation across all processes.

@@ -228,7 +228,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	reg := metrics.New("edge")
 	newPool := func(name string, addrs []string) (*upstream.Pool, error) {
 		p, err := upstream.New(upstream.Options{
-			Name: name, Addrs: addrs, Timeout: budgets[name],
+			Name: name, Addrs: addrs, Timeout: budgets[name], AdaptiveInFlight: true,
 			OnStateChange: func(name, _ string, _, to string) {
 				reg.Counter("flashedge_edge_breaker_transitions_total", "backend", name, "to", to).Inc()
 			},

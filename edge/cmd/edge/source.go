@@ -157,6 +157,16 @@ func (s *edgeSource) register() {
 			emit(float64(p.Shed()), p.Name())
 		}
 	})
+	s.reg.GaugeFamily("flashedge_edge_inflight_limit", []string{"backend"}, func(emit metrics.Emit) {
+		for _, p := range s.pools {
+			emit(float64(p.Limit()), p.Name())
+		}
+	})
+	s.reg.GaugeFamily("flashedge_edge_inflight", []string{"backend"}, func(emit metrics.Emit) {
+		for _, p := range s.pools {
+			emit(float64(p.InFlight()), p.Name())
+		}
+	})
 	s.reg.GaugeFamily("flashedge_edge_breaker_state", []string{"backend", "addr"}, func(emit metrics.Emit) {
 		for _, p := range s.pools {
 			for _, r := range p.Snapshot() {
