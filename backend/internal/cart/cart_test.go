@@ -30,7 +30,7 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 
 // serve runs h on a real loopback listener and returns its address and a stop function (also
 // run when the test ends; calling it twice is fine).
-func serve(t *testing.T, h fasthttp.RequestHandler) (addr string, stop func()) {
+func serve(t testing.TB, h fasthttp.RequestHandler) (addr string, stop func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
