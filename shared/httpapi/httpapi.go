@@ -243,6 +243,9 @@ func Serve(ctx context.Context, srv *fasthttp.Server, ln net.Listener, grace tim
 // Serve does. Give it at least the balancers' probe interval (the edge probes every second).
 func ServeDrain(ctx context.Context, srv *fasthttp.Server, ln net.Listener, drain, grace time.Duration) error {
 	lln := &lingerListener{Listener: ln}
+	if srv.Logger != nil {
+		lln.logf = srv.Logger.Printf
+	}
 	defer lln.wait()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lln) }()

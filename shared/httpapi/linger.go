@@ -23,6 +23,7 @@ const (
 // close has finished (each is bounded by lingerTimeout).
 type lingerListener struct {
 	net.Listener
+	logf    func(format string, args ...any) // nil: no log
 	mu      sync.Mutex
 	waiting bool // set by wait: later closes are plain closes, so wg.Add never races wg.Wait
 	wg      sync.WaitGroup
@@ -30,6 +31,15 @@ type lingerListener struct {
 
 func (l *lingerListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
+	for n := 1; err != nil && TemporaryAcceptError(err); n++ {
+		// Out of descriptors (or a similar passing error): the connections waiting in the
+		// backlog are accepted once some close, instead of the server stopping for good.
+		if n == 1 && l.logf != nil {
+			l.logf("accept failed, retrying with backoff: %v", err)
+		}
+		time.Sleep(AcceptBackoff(n))
+		c, err = l.Listener.Accept()
+	}
 	if err != nil {
 		return nil, err
 	}

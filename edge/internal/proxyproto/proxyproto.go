@@ -86,8 +86,7 @@ func (l *Listener) loop() {
 	for {
 		c, err := l.inner.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if httpapi.TemporaryAcceptError(err) { // out of descriptors, say: not the end
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				select {
 				case <-time.After(delay):
