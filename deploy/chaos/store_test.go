@@ -52,8 +52,8 @@ func TestStoreFaults(t *testing.T) {
 	// Black hole for 6s: long enough for the writes, which the edge retries once after a 503
 	// (2 x the catalog's 2s store deadline), to be answered while it lasts.
 	const misses, hits = "flashedge_edge_cache_misses_total", "flashedge_edge_cache_hits_total"
-	missesBefore := edgeCounter(t, hc, ops, misses, "layer", "ristretto")
-	hitsBefore := edgeCounter(t, hc, ops, hits, "layer", "ristretto")
+	missesBefore := edgeCounter(t, hc, ops, misses, "layer", "body")
+	hitsBefore := edgeCounter(t, hc, ops, hits, "layer", "body")
 	blockAt := time.Now()
 	px.Block(true)
 	l := startLoad(t, 6, 20*time.Millisecond, 1000, func(w, i int) (string, func() reply) {
@@ -80,8 +80,8 @@ func TestStoreFaults(t *testing.T) {
 	// Every read during the fault was a rendered-body hit (the edge had not yet noticed its
 	// store connection was dead: no invalidation can arrive, the body is current as far as
 	// it can know) or a miss: an uncached read, or a cached one served stale-if-error.
-	missed := edgeCounter(t, hc, ops, misses, "layer", "ristretto") - missesBefore
-	hit := edgeCounter(t, hc, ops, hits, "layer", "ristretto") - hitsBefore
+	missed := edgeCounter(t, hc, ops, misses, "layer", "body") - missesBefore
+	hit := edgeCounter(t, hc, ops, hits, "layer", "body") - hitsBefore
 	liftAt := time.Now()
 	px.Block(false)
 	all := l.Stop()                                                             // waits for the writes still in flight

@@ -196,35 +196,60 @@ func RequestIDs(next fasthttp.RequestHandler, ids *obs.IDs) fasthttp.RequestHand
 }
 
 // AccessLog logs one line per request at info: method, route pattern (metrics.Route), path,
-// status, duration, request id and
-// user id (from the header named userHeader, when set). Every sample-th request is logged;
-// sample <= 1 logs all; errors (status >= 500) are always logged; successful /health and /ready
-// probes never are.
+// status, duration, request id and user id (from the header named userHeader, when set). Every
+// sample-th request is logged; sample <= 1 logs all; errors (status >= 500) are always logged;
+// successful /health and /ready probes never are.
 func AccessLog(next fasthttp.RequestHandler, log *slog.Logger, sample uint64, userHeader string) fasthttp.RequestHandler {
-	var n atomic.Uint64
+	a := NewAccessLogger(log, sample, userHeader)
 	return func(ctx *fasthttp.RequestCtx) {
 		next(ctx)
-		status := ctx.Response.StatusCode()
-		if status < 500 && isProbe(ctx.Path()) {
-			return // health checks arrive every second from every balancer: not worth a line
-		}
-		if sample > 1 && status < 500 && n.Add(1)%sample != 0 {
+		a.Done(ctx, "")
+	}
+}
+
+// AccessLogger is AccessLog's sampling and line, for handlers that log a request without
+// wrapping it. Safe for concurrent use.
+type AccessLogger struct {
+	log        *slog.Logger
+	sample     uint64
+	userHeader string
+	n          atomic.Uint64
+}
+
+// NewAccessLogger returns an AccessLogger with AccessLog's arguments.
+func NewAccessLogger(log *slog.Logger, sample uint64, userHeader string) *AccessLogger {
+	return &AccessLogger{log: log, sample: sample, userHeader: userHeader}
+}
+
+// Done logs the request ctx just answered when it is sampled or failed (see AccessLog). route is
+// its route pattern; "" means metrics.Route(ctx). An unlogged request costs an atomic add and
+// makes no allocation.
+func (a *AccessLogger) Done(ctx *fasthttp.RequestCtx, route string) {
+	status := ctx.Response.StatusCode()
+	if status < 500 {
+		if a.sample > 1 && a.n.Add(1)%a.sample != 0 {
 			return
 		}
-		attrs := []any{
-			"method", string(ctx.Method()), "route", metrics.Route(ctx), "path", string(ctx.Path()), "status", status,
-			// The server noted when the request arrived (ctx.Time): no clock read is spent on
-			// requests that are not logged.
-			"duration_ms", float64(time.Since(ctx.Time()).Microseconds()) / 1000,
-			"request_id", string(ctx.Response.Header.Peek(obs.HeaderRequestID)),
+		if isProbe(ctx.Path()) {
+			return // health checks arrive every second from every balancer: not worth a line
 		}
-		if userHeader != "" {
-			if u := ctx.Request.Header.Peek(userHeader); len(u) > 0 {
-				attrs = append(attrs, "user_id", string(u))
-			}
-		}
-		log.Info("request", attrs...)
 	}
+	if route == "" {
+		route = metrics.Route(ctx)
+	}
+	attrs := []any{
+		"method", string(ctx.Method()), "route", route, "path", string(ctx.Path()), "status", status,
+		// The server noted when the request arrived (ctx.Time): no clock read is spent on
+		// requests that are not logged.
+		"duration_ms", float64(time.Since(ctx.Time()).Microseconds()) / 1000,
+		"request_id", string(ctx.Response.Header.Peek(obs.HeaderRequestID)),
+	}
+	if a.userHeader != "" {
+		if u := ctx.Request.Header.Peek(a.userHeader); len(u) > 0 {
+			attrs = append(attrs, "user_id", string(u))
+		}
+	}
+	a.log.Info("request", attrs...)
 }
 
 func isProbe(path []byte) bool {

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"bytes"
+	"math/bits"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 )
@@ -95,4 +97,82 @@ func RawHeaderValue(h *fasthttp.RequestHeader, lowerName string) []byte {
 		raw = raw[end+1:]
 	}
 	return nil
+}
+
+// HeaderSet is a set of header names read together in one pass over the raw request headers,
+// for hot paths that need several of them. Make it once at start-up; it is safe for concurrent
+// use.
+type HeaderSet struct {
+	names   []string
+	byFirst [26]uint16 // per first letter of a name: a bit for each name that starts with it
+}
+
+// NewHeaderSet returns the set of names (lower case, starting with a letter, at most 16).
+func NewHeaderSet(names ...string) *HeaderSet {
+	if len(names) > 16 {
+		panic("httpapi: a HeaderSet holds at most 16 names")
+	}
+	s := &HeaderSet{names: names}
+	for i, n := range names {
+		if n == "" || n[0] < 'a' || n[0] > 'z' || strings.ToLower(n) != n {
+			panic("httpapi: HeaderSet names are lower case and start with a letter: " + n)
+		}
+		s.byFirst[n[0]-'a'] |= 1 << i
+	}
+	return s
+}
+
+// Len is the number of names in the set.
+func (s *HeaderSet) Len() int { return len(s.names) }
+
+// Scan sets vals[i] to the value of the first header named names[i], without the blanks around
+// it, or nil when the request has none; a header sent with an empty value gets an empty, non-nil
+// slice. len(vals) must be s.Len(). It reads the raw header bytes (one look at each line's first
+// letter, no key normalisation); for a request built in memory it falls back to Peek. The values
+// are valid until the handler returns. It makes no allocation.
+func (s *HeaderSet) Scan(h *fasthttp.RequestHeader, vals [][]byte) {
+	clear(vals)
+	raw := h.RawHeaders()
+	if len(raw) == 0 {
+		for i, n := range s.names {
+			vals[i] = h.Peek(n)
+		}
+		return
+	}
+	for len(raw) > 0 {
+		end := bytes.IndexByte(raw, '\n')
+		line := raw
+		if end >= 0 {
+			line, raw = raw[:end], raw[end+1:]
+		} else {
+			raw = nil
+		}
+		if len(line) == 0 {
+			continue
+		}
+		c := line[0] | 0x20
+		if c < 'a' || c > 'z' {
+			continue
+		}
+		for m := s.byFirst[c-'a']; m != 0; m &= m - 1 {
+			i := bits.TrailingZeros16(m)
+			n := s.names[i]
+			if vals[i] == nil && len(line) > len(n) && EqualFoldLower(line[:len(n)], n) && colonFollows(line[len(n):]) {
+				v := line[len(n):]
+				vals[i] = trimBlanks(v[bytes.IndexByte(v, ':')+1:])
+				break
+			}
+		}
+	}
+}
+
+// trimBlanks drops spaces, tabs and a trailing CR around v, keeping an empty result non-nil.
+func trimBlanks(v []byte) []byte {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t' || v[len(v)-1] == '\r') {
+		v = v[:len(v)-1]
+	}
+	return v
 }

@@ -63,3 +63,66 @@ func TestRequestIDsCanonicalKey(t *testing.T) {
 		t.Errorf("request ids %q, response %q: want one fresh id on both", seen, ctx.Response.Header.Peek("X-Request-ID"))
 	}
 }
+
+func TestHeaderSetScan(t *testing.T) {
+	set := NewHeaderSet("x-flashedge-user", "x-request-id", "if-none-match", "idempotency-key")
+	tests := []struct {
+		name, headers string
+		want          [4]string // "-" for absent
+	}{
+		{"none", "Accept: */*\r\n", [4]string{"-", "-", "-", "-"}},
+		{"all, any case", "x-FlashEdge-User: bob\r\nX-Request-Id: r1\r\nIf-None-Match: \"e\"\r\nIDEMPOTENCY-KEY: k\r\n",
+			[4]string{"bob", "r1", `"e"`, "k"}},
+		{"blanks around values", "X-Request-ID:   r2 \t\r\nIf-None-Match:\"e\"\r\n", [4]string{"-", "r2", `"e"`, "-"}},
+		{"empty value is present", "X-Flashedge-User:\r\nAccept: a\r\n", [4]string{"", "-", "-", "-"}},
+		{"first of two", "X-Request-ID: one\r\nX-Request-ID: two\r\n", [4]string{"-", "one", "-", "-"}},
+		{"same first letter, other names", "If-Match: x\r\nIf-Modified-Since: y\r\nIdempotency: z\r\n", [4]string{"-", "-", "-", "-"}},
+		{"longer name", "X-Flashedge-User-Agent: bob\r\nX-Request-IDs: r\r\n", [4]string{"-", "-", "-", "-"}},
+		{"name as a value", "Referer: x-flashedge-user: bob\r\n", [4]string{"-", "-", "-", "-"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h fasthttp.RequestHeader
+			if err := h.Read(bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\nHost: h\r\n" + tt.headers + "\r\n"))); err != nil {
+				t.Fatal(err)
+			}
+			vals := make([][]byte, set.Len())
+			set.Scan(&h, vals)
+			for i, n := range set.names {
+				got := "-"
+				if vals[i] != nil {
+					got = string(vals[i])
+				}
+				if got != tt.want[i] {
+					t.Errorf("%s in %q = %q, want %q", n, tt.headers, got, tt.want[i])
+				}
+				// It must never miss a header fasthttp itself sees (the user header is dropped on
+				// the scan's word).
+				if h.Peek(n) != nil && vals[i] == nil {
+					t.Errorf("fasthttp sees %s in %q but the scan does not", n, tt.headers)
+				}
+			}
+		})
+	}
+	var mem fasthttp.RequestHeader
+	mem.Set("X-Request-ID", "m1")
+	vals := make([][]byte, set.Len())
+	set.Scan(&mem, vals)
+	if string(vals[1]) != "m1" || vals[0] != nil {
+		t.Errorf("a header built in memory: got %q, want the Peek fallback", vals)
+	}
+}
+
+func TestHeaderSetScanAllocs(t *testing.T) {
+	set := NewHeaderSet("x-flashedge-user", "x-request-id", "if-none-match")
+	var h fasthttp.RequestHeader
+	if err := h.Read(bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"e\"\r\n\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		var vals [3][]byte
+		set.Scan(&h, vals[:])
+	}); n != 0 {
+		t.Fatalf("Scan allocates %v times, want 0", n)
+	}
+}

@@ -14,7 +14,7 @@
 //
 // Domain metrics are registered once at start-up and the returned pointers kept:
 //
-//	hits := reg.Counter("flashedge_edge_cache_hits_total", "layer", "ristretto")
+//	hits := reg.Counter("flashedge_edge_cache_hits_total", "layer", "body")
 //	hits.Inc()
 //	reg.GaugeFunc("flashedge_order_stream_backlog", func() float64 { return float64(backlog.Load()) })
 //	reg.GaugeFamily("flashedge_sale_stock", []string{"sale", "shard"}, func(emit metrics.Emit) { ... })
@@ -40,7 +40,7 @@
 //
 // Edge:
 //
-//	flashedge_edge_cache_hits_total{layer}                counter; layer = ristretto | rueidis | store
+//	flashedge_edge_cache_hits_total{layer}                counter; layer = body | rueidis | store
 //	flashedge_edge_cache_misses_total{layer}              counter
 //	flashedge_edge_invalidations_total                    counter; invalidation messages from the store
 //	flashedge_edge_breaker_state{backend,addr}            gauge; 0 closed, 1 half-open, 2 open (BreakerValue)

@@ -82,7 +82,7 @@ func (r *Registry) Set() *vm.Set { return r.set }
 
 // Counter returns the counter name{labels...}, creating it on first use; the same name and
 // labels return the same counter. labels are name/value pairs: Counter("x_total", "layer",
-// "ristretto"). The name must end in _total. Build counters once at start-up and keep the
+// "body"). The name must end in _total. Build counters once at start-up and keep the
 // pointer: Inc and Add are a single atomic add.
 func (r *Registry) Counter(name string, labels ...string) *vm.Counter {
 	if !strings.HasSuffix(name, "_total") {

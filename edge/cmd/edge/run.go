@@ -275,7 +275,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	fg, err := flashgate.New(store, order, signer, guards, log, flashgate.Options{Pass: room.Pass})
+	fg, err := flashgate.New(store, gateway.WithRequestID(order), signer, guards, log, flashgate.Options{Pass: room.Pass})
 	if err != nil {
 		return err
 	}
@@ -304,9 +304,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	login := guards.Limit(session.NewHandler(signer, session.HandlerOptions{SecureCookie: cfg.SecureCookie}))
 
 	var draining atomic.Bool
+	requestMetrics := reg
+	if !cfg.RequestMetrics {
+		// Only for measuring what the request metrics cost (make bench compares both); the
+		// domain metrics and /metrics stay.
+		requestMetrics = nil
+		log.Warn("per-request metrics are off (-metrics off, FLASHEDGE_METRICS=off)")
+	}
 	gw, err := gateway.New(gateway.Config{
-		Products: pc,
-		Fast:     fg.Fast,
+		Products:  pc,
+		Fast:      fg.Fast,
+		FastRoute: flashgate.AttemptsRoute,
 		Extra: func(r *router.Router, admin func(fasthttp.RequestHandler) fasthttp.RequestHandler) {
 			fg.Register(r, admin)
 			room.Register(r)
@@ -325,17 +333,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		},
 		Draining:        draining.Load,
 		AccessLogSample: cfg.AccessLogSample,
+		Metrics:         requestMetrics,
 	})
 	if err != nil {
 		return err
 	}
-	handler := reg.Instrument(gw.Handler(), nil)
-	if !cfg.RequestMetrics {
-		// Only for measuring what the request metrics cost (make bench compares both); the
-		// domain metrics and /metrics stay.
-		handler = gw.Handler()
-		log.Warn("per-request metrics are off (-metrics off, FLASHEDGE_METRICS=off)")
-	}
+	handler := gw.Handler()
 	// Operations get their own listener: the metrics and the dashboard's data (ledger figures,
 	// replica addresses and their errors) are for operators, so the public port answers 404.
 	ops := httpapi.NewRouter()

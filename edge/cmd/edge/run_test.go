@@ -115,8 +115,8 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 		t.Errorf("requests_total{route=%s,code=404} = %v, want 1", route, n)
 	}
 	// 6 reads: 2 filled the caches (the 404 and the first 200), the other 4 were rendered-body hits.
-	if n := count("flashedge_edge_cache_hits_total", map[string]string{"layer": "ristretto"}); n < 3 {
-		t.Errorf("ristretto hits = %v, want >= 3", n)
+	if n := count("flashedge_edge_cache_hits_total", map[string]string{"layer": "body"}); n < 3 {
+		t.Errorf("body-cache hits = %v, want >= 3", n)
 	}
 	for _, f := range []string{"flashedge_edge_breaker_state", "flashedge_edge_backend_healthy", "flashedge_edge_invalidations_total"} {
 		if page[f] == nil {

@@ -36,12 +36,12 @@ type edgeSource struct {
 
 func (s *edgeSource) Traffic() metrics.Summary { return s.reg.Summary() }
 
-// Cache reports the three layers a product read can end in: a rendered body (ristretto), a raw
+// Cache reports the three layers a product read can end in: a rendered body (layer "body", invcache), a raw
 // value in rueidis' client-side cache, or a round trip to the store.
 func (s *edgeSource) Cache() []dashboard.CacheLayer {
 	st := s.products.Stats()
 	return []dashboard.CacheLayer{
-		{Layer: "ristretto", Hits: st.Hits, Misses: st.Misses},
+		{Layer: "body", Hits: st.Hits, Misses: st.Misses},
 		{Layer: "rueidis", Hits: st.StoreHits, Misses: st.StoreMisses},
 		{Layer: "store", Hits: st.StoreMisses},
 	}

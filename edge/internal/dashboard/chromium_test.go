@@ -165,7 +165,7 @@ func TestDashboardInHeadlessChromium(t *testing.T) {
 				t.Errorf("[%s] %s = %q, want %q", c.marker, c.field, got, c.want)
 			}
 		}
-		for _, layer := range []string{"ristretto", "rueidis", "store"} {
+		for _, layer := range []string{"body", "rueidis", "store"} {
 			marker := `data-layer="` + layer + `"`
 			if got := field(dom, marker, "ratio"); !positive(got) {
 				t.Errorf("cache layer %s ratio %q, want a percentage above zero", layer, got)

@@ -27,7 +27,7 @@ import (
 type Source interface {
 	// Traffic returns the edge's request summary: metrics.Registry.Summary.
 	Traffic() metrics.Summary
-	// Cache returns hits and misses per cache layer (ristretto, rueidis, store), since start.
+	// Cache returns hits and misses per cache layer (body: the rendered bodies, rueidis, store), since start.
 	Cache() []CacheLayer
 	// Backends returns every backend replica: one entry per upstream.Pool replica.
 	Backends() []Backend

@@ -49,7 +49,7 @@ func (f *fakeSource) Cache() []CacheLayer {
 	n := f.calls
 	f.mu.Unlock()
 	return []CacheLayer{
-		{Layer: "ristretto", Hits: 9000 + 200*n, Misses: 1000 + 10*n},
+		{Layer: "body", Hits: 9000 + 200*n, Misses: 1000 + 10*n},
 		{Layer: "rueidis", Hits: 600 + 5*n, Misses: 400 + 5*n},
 		{Layer: "store", Hits: 390 + 5*n, Misses: 10},
 	}

@@ -75,7 +75,7 @@ func newFixture(t testing.TB, lo guard.Options) *fixture {
 	r := router.New()
 	f.gate.Register(r, func(h fasthttp.RequestHandler) fasthttp.RequestHandler { return h })
 	f.h = func(ctx *fasthttp.RequestCtx) {
-		if !f.gate.Fast(ctx) {
+		if !f.gate.Fast(ctx, ctx.Request.Header.Peek("Idempotency-Key"), ctx.Request.Header.Peek("Authorization")) {
 			r.Handler(ctx)
 		}
 	}

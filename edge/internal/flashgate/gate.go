@@ -35,7 +35,6 @@ import (
 	"flashedge/edge/internal/session"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
-	"flashedge/shared/metrics"
 	"flashedge/shared/product"
 	publicsale "flashedge/shared/sale"
 )
@@ -107,6 +106,7 @@ type Gate struct {
 
 	rejected  [numReasons]atomic.Uint64
 	forwarded atomic.Uint64
+	clock     bool // Options.Now was given: the attempt path reads it instead of the request's time
 }
 
 // New builds a Gate. Every argument but o is required.
@@ -126,10 +126,11 @@ func New(kv rueidis.Client, order Forwarder, sessions Sessions, g *guard.Guard, 
 	if o.MaxNoReplay == 0 {
 		o.MaxNoReplay = 100_000
 	}
+	clock := o.Now != nil
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Gate{
+	return &Gate{clock: clock,
 		kv: kv, order: order, sessions: sessions, guard: g, log: log, o: o,
 		sales:    &sales{kv: kv, cache: invcache.New[*sale](invcache.Options{MaxEntries: o.MaxSales}), clientTTL: o.ClientTTL, timeout: o.StoreTimeout},
 		noReplay: invcache.New[struct{}](invcache.Options{MaxEntries: o.MaxNoReplay}),
@@ -200,7 +201,9 @@ var (
 
 // Fast handles POST /api/v1/flash-sales/{id}/attempts before the router (it is the path a rush
 // hammers) and reports whether it did. Everything else is left to the routes of Register.
-func (g *Gate) Fast(ctx *fasthttp.RequestCtx) bool {
+// idempotencyKey and authorization are the request's values of those headers, nil when absent
+// (the gateway reads them in its single pass over the raw headers).
+func (g *Gate) Fast(ctx *fasthttp.RequestCtx, idempotencyKey, authorization []byte) bool {
 	if !ctx.IsPost() {
 		return false
 	}
@@ -212,18 +215,18 @@ func (g *Gate) Fast(ctx *fasthttp.RequestCtx) bool {
 	if !ok || bytes.IndexByte(id, '/') >= 0 {
 		return false
 	}
-	metrics.SetRoute(ctx, &attemptsRoute)
-	g.attempt(ctx, id)
+	g.attempt(ctx, id, idempotencyKey, authorization)
 	return true
 }
 
-var attemptsRoute = "/api/v1/flash-sales/{id}/attempts"
+// AttemptsRoute is the route label of the requests Fast answers (the gateway counts them).
+const AttemptsRoute = "/api/v1/flash-sales/{id}/attempts"
 
-func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id []byte) {
+func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id, idempotencyKey, authorization []byte) {
 	// The sale's own refusals come first: they are the cheapest (no MAC to verify), reveal
 	// nothing the public sale view does not, and are what a rush hammers once sold out.
 	if !g.open(ctx, id) {
-		g.replay(ctx, id)
+		g.replay(ctx, id, idempotencyKey, authorization)
 		return
 	}
 	uid, ok := g.user(ctx)
@@ -255,6 +258,15 @@ func (g *Gate) forward(ctx *fasthttp.RequestCtx, uid string) {
 
 func (g *Gate) reject(r reason) { g.rejected[r].Add(1) }
 
+// nowMs is the time of an attempt for the window checks: when the server began handling it
+// (fasthttp reads the clock for every request anyway), or Options.Now when one was given.
+func (g *Gate) nowMs(ctx *fasthttp.RequestCtx) int64 {
+	if g.clock {
+		return g.o.Now().UnixMilli()
+	}
+	return ctx.Time().UnixMilli()
+}
+
 // held returns the sale when this edge holds it; otherwise it charges the client's address (a
 // lookup costs a store read: guessed ids must not hammer the store) and reads it. On a refusal
 // or a store error it answers itself and returns nil.
@@ -285,7 +297,7 @@ func (g *Gate) open(ctx *fasthttp.RequestCtx, id []byte) bool {
 	if s == nil {
 		return false
 	}
-	now := g.o.Now().UnixMilli()
+	now := g.nowMs(ctx)
 	switch {
 	case !s.exists:
 		g.reject(unknown)
@@ -314,11 +326,10 @@ func (g *Gate) open(ctx *fasthttp.RequestCtx, id []byte) bool {
 // ended refusal is replayed, and only for a verified session whose key has a record (read
 // through the client-side cache). The store read and the forward are charged to the guard like
 // an attempt: a replay is no way around the bans and limits.
-func (g *Gate) replay(ctx *fasthttp.RequestCtx, id []byte) {
+func (g *Gate) replay(ctx *fasthttp.RequestCtx, id, key, authorization []byte) {
 	if ctx.Response.StatusCode() != fasthttp.StatusGone {
 		return
 	}
-	key := ctx.Request.Header.Peek(httpapi.HeaderIdempotencyKey)
 	if !httpapi.ValidIdempotencyKey(key) {
 		return
 	}
@@ -327,7 +338,7 @@ func (g *Gate) replay(ctx *fasthttp.RequestCtx, id []byte) {
 	// the edge almost nothing. Skipping the verification is safe because only a record the
 	// store has, read for a verified user, ever forwards.
 	var buf [512]byte
-	nk := append(append(append(append(append(buf[:0], id...), 0), key...), 0), session.Token(ctx)...)
+	nk := append(append(append(append(append(buf[:0], id...), 0), key...), 0), session.TokenFrom(ctx, authorization)...)
 	fits := len(nk) < len(buf)
 	if fits {
 		if _, ok := g.noReplay.Get(nk); ok {
@@ -343,7 +354,7 @@ func (g *Gate) replay(ctx *fasthttp.RequestCtx, id []byte) {
 	if g.guard.Check(ctx, uid).Refused {
 		return
 	}
-	gen := g.noReplay.Gen()
+	gen := g.noReplay.Gen(nk)
 	sctx, cancel := context.WithTimeout(context.Background(), g.o.StoreTimeout)
 	defer cancel()
 	// The record is the order service's hash with the first answer's outcome, read through the

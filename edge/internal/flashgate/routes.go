@@ -33,7 +33,7 @@ func (g *Gate) Register(r *router.Router, admin func(fasthttp.RequestHandler) fa
 	r.POST("/api/v1/flash-sales/{id}/challenge", g.challenge)
 	r.POST("/api/v1/flash-sales/{id}/attempts", func(ctx *fasthttp.RequestCtx) {
 		id, _ := ctx.UserValue("id").(string)
-		g.attempt(ctx, []byte(id))
+		g.attempt(ctx, []byte(id), ctx.Request.Header.Peek(httpapi.HeaderIdempotencyKey), ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
 	})
 	r.GET("/api/v1/flash-sales/{id}/attempts/{ticket}", g.poll)
 	r.POST("/api/v1/flash-sales/{id}/checkout", g.checkout)

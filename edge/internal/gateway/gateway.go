@@ -54,18 +54,30 @@ type Config struct {
 	Draining func() bool
 	// AccessLogSample logs one request in this many (errors always). Zero means 1000.
 	AccessLogSample uint64
+	// Metrics counts and times every request per route (flashedge_edge_requests_total and
+	// _request_duration_seconds). Nil means no per-request metrics.
+	Metrics *metrics.Registry
 	// Extra registers more routes (flash sales, dashboard) on the router; admin wraps a handler
 	// in the edge's admin-token check. Nil means none.
 	Extra func(r *router.Router, admin func(fasthttp.RequestHandler) fasthttp.RequestHandler)
 	// Fast, when set, sees every request before the router and reports whether it answered it
-	// (the flash-sale attempt path). Nil means none.
-	Fast func(ctx *fasthttp.RequestCtx) bool
+	// (the flash-sale attempt path). It gets the Idempotency-Key and Authorization values the
+	// gateway read anyway in its one pass over the raw headers (nil when absent, valid until the
+	// handler returns). It must not rely on the request's X-Request-ID header: the id is set on
+	// the answer only (wrap what it forwards with WithRequestID). Nil means none.
+	Fast func(ctx *fasthttp.RequestCtx, idempotencyKey, authorization []byte) bool
+	// FastRoute is the route label of the requests Fast answers. Required with Fast.
+	FastRoute string
 }
 
 // Gateway is the edge's request handler. It is safe for concurrent use.
 type Gateway struct {
 	cfg     Config
 	handler fasthttp.RequestHandler
+	routed  fasthttp.RequestHandler // the router, instrumented when Metrics is set
+	access  *httpapi.AccessLogger
+	// Handles of the routes answered before the router (nil without Metrics).
+	productStats, fastStats *metrics.RouteHandle
 }
 
 var (
@@ -86,6 +98,8 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: Log and IDs are required")
 	case cfg.Sessions == nil && (cfg.Cart != nil || cfg.Order != nil):
 		return nil, errors.New("gateway: Sessions are required to route cart and order calls")
+	case cfg.Fast != nil && cfg.FastRoute == "":
+		return nil, errors.New("gateway: FastRoute is required with Fast")
 	}
 	if cfg.AccessLogSample == 0 {
 		cfg.AccessLogSample = 1000
@@ -130,31 +144,110 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Extra(r, adminOnly)
 	}
 
-	routed := r.Handler
-	lowerUser := strings.ToLower(httpapi.HeaderUserID)
-	// The product read is the hot path: it is matched before the router so that a hit makes no
-	// allocation (the router would copy the id into a string).
-	hot := func(ctx *fasthttp.RequestCtx) {
-		// Only the edge sets the user header, after verifying a session; a client's copy is
-		// dropped before anything (the access log included) can read it. Del normalises its key
-		// on every call, so it runs only when the raw headers hold the name.
-		if httpapi.HasRawHeader(&ctx.Request.Header, lowerUser) {
-			httpapi.DropUser(ctx)
+	g.routed = r.Handler
+	g.access = httpapi.NewAccessLogger(cfg.Log, cfg.AccessLogSample, httpapi.HeaderUserID)
+	if cfg.Metrics != nil {
+		g.routed = cfg.Metrics.Instrument(r.Handler, nil)
+		g.productStats = cfg.Metrics.Handle(productRoute)
+		if cfg.Fast != nil {
+			g.fastStats = cfg.Metrics.Handle(cfg.FastRoute)
 		}
-		if ctx.IsGet() {
-			if id, ok := bytes.CutPrefix(ctx.Path(), productsPrefix); ok && bytes.IndexByte(id, '/') < 0 {
-				metrics.SetRoute(ctx, &productRoute)
-				g.serveProduct(ctx, id)
-				return
-			}
-		}
-		if cfg.Fast != nil && cfg.Fast(ctx) {
-			return
-		}
-		routed(ctx)
 	}
-	g.handler = httpapi.RequestIDs(httpapi.AccessLog(hot, cfg.Log, cfg.AccessLogSample, httpapi.HeaderUserID), cfg.IDs)
+	g.handler = g.serve
 	return g, nil
+}
+
+// The headers the edge reads on every request, found in one pass over the raw header bytes.
+const (
+	hdrUser = iota
+	hdrRequestID
+	hdrIfNoneMatch
+	hdrAcceptEncoding
+	hdrIdempotencyKey
+	hdrAuthorization
+	numHotHeaders
+)
+
+var hotHeaders = httpapi.NewHeaderSet(
+	strings.ToLower(httpapi.HeaderUserID),
+	strings.ToLower(obs.HeaderRequestID),
+	"if-none-match",
+	"accept-encoding",
+	"idempotency-key",
+	"authorization",
+)
+
+// requestIDKey is X-Request-ID as fasthttp stores parsed header names (X-Request-Id), so that
+// SetCanonical replaces a client's copy instead of adding a second one.
+var requestIDKey = fasthttp.AppendNormalizedHeaderKey(nil, obs.HeaderRequestID)
+
+// serve is the edge's handler. Every request gets a request id (a valid client-sent one is
+// kept) on its answer, loses any client-sent user header, is counted in the metrics and sampled
+// into the access log. The product read and the Fast path (sold-out attempts) are answered
+// before the router, from one pass over the raw request headers and with the metric handles
+// taken at start-up, so that answering from memory costs little more than a bare fasthttp
+// handler writing the same bytes and makes no allocation.
+func (g *Gateway) serve(ctx *fasthttp.RequestCtx) {
+	var hdr [numHotHeaders][]byte
+	hotHeaders.Scan(&ctx.Request.Header, hdr[:])
+	// Only the edge sets the user header, after verifying a session; a client's copy is dropped
+	// before anything (the access log included) can read it.
+	if hdr[hdrUser] != nil {
+		httpapi.DropUser(ctx)
+	}
+	id := hdr[hdrRequestID]
+	var buf [48]byte
+	fresh := !obs.ValidRequestID(id)
+	if fresh {
+		id = g.cfg.IDs.AppendNext(buf[:0])
+	}
+	ctx.Response.Header.SetCanonical(requestIDKey, id)
+
+	var stats *metrics.RouteHandle
+	var route string
+	switch {
+	case ctx.IsGet() && isProductPath(ctx.Path()):
+		g.serveProduct(ctx, ctx.Path()[len(productsPrefix):], hdr[hdrIfNoneMatch], hdr[hdrAcceptEncoding])
+		stats, route = g.productStats, productRoute
+	case g.cfg.Fast != nil && g.cfg.Fast(ctx, hdr[hdrIdempotencyKey], hdr[hdrAuthorization]):
+		stats, route = g.fastStats, g.cfg.FastRoute
+	default:
+		// Routed requests may be forwarded: the backend logs under the same id.
+		if fresh {
+			ctx.Request.Header.SetCanonical(requestIDKey, id)
+		}
+		g.routed(ctx)
+		g.access.Done(ctx, "")
+		return
+	}
+	if stats != nil {
+		start := ctx.Time() // when the server handed the request over
+		if start.IsZero() {
+			start = time.Now() // a ctx that did not come from a server
+		}
+		stats.Observe(ctx.Response.StatusCode(), time.Since(start), start)
+	}
+	g.access.Done(ctx, route)
+}
+
+// isProductPath reports whether path is /api/v1/products/{id} (one segment after the prefix).
+func isProductPath(path []byte) bool {
+	id, ok := bytes.CutPrefix(path, productsPrefix)
+	return ok && bytes.IndexByte(id, '/') < 0
+}
+
+// WithRequestID returns f with the answer's X-Request-ID copied to the request before it is
+// forwarded, for forwarders called from Config.Fast (the gateway sets the id on the answer
+// only, which is all an answer from memory needs).
+func WithRequestID(f Forwarder) Forwarder { return idForwarder{f} }
+
+type idForwarder struct{ next Forwarder }
+
+func (f idForwarder) Forward(ctx *fasthttp.RequestCtx) {
+	if id := ctx.Response.Header.PeekBytes(requestIDKey); len(id) > 0 {
+		ctx.Request.Header.SetCanonical(requestIDKey, id)
+	}
+	f.next.Forward(ctx)
 }
 
 // Handler returns the request handler to give to httpapi.NewServer.
@@ -162,10 +255,13 @@ func (g *Gateway) Handler() fasthttp.RequestHandler { return g.handler }
 
 func (g *Gateway) getProductRouted(ctx *fasthttp.RequestCtx) {
 	id, _ := ctx.UserValue("id").(string)
-	g.serveProduct(ctx, []byte(id))
+	g.serveProduct(ctx, []byte(id), httpapi.RawHeaderValue(&ctx.Request.Header, "if-none-match"),
+		httpapi.RawHeaderValue(&ctx.Request.Header, "accept-encoding"))
 }
 
-func (g *Gateway) serveProduct(ctx *fasthttp.RequestCtx, id []byte) {
+// serveProduct answers the product read of id; inm and ae are the request's If-None-Match and
+// Accept-Encoding values (nil when absent).
+func (g *Gateway) serveProduct(ctx *fasthttp.RequestCtx, id, inm, ae []byte) {
 	if !product.ValidID(id) {
 		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_id", "a product id is 1 to 64 letters, digits, '_' or '-'")
 		return
@@ -175,7 +271,7 @@ func (g *Gateway) serveProduct(ctx *fasthttp.RequestCtx, id []byte) {
 		g.readError(ctx, err)
 		return
 	}
-	httpcache.Serve(ctx, rep, "application/json", cacheProducts)
+	httpcache.ServeWith(ctx, rep, "application/json", cacheProducts, inm, ae)
 }
 
 // CacheProducts is the Cache-Control of product and catalog-page answers: any cache (a CDN

@@ -76,6 +76,16 @@ var (
 // empty), Vary: Accept-Encoding when r has compressed copies, and Content-Type contentType.
 // It makes no allocation.
 func Serve(ctx *fasthttp.RequestCtx, r *Rep, contentType string, cacheControl []byte) {
+	var ae []byte
+	if r.Gzip != nil || r.Brotli != nil {
+		ae = httpapi.RawHeaderValue(&ctx.Request.Header, "accept-encoding")
+	}
+	ServeWith(ctx, r, contentType, cacheControl, httpapi.RawHeaderValue(&ctx.Request.Header, "if-none-match"), ae)
+}
+
+// ServeWith is Serve for a caller that has already read the request's If-None-Match (inm) and
+// Accept-Encoding (ae) values (nil when absent), so the raw headers are not scanned again.
+func ServeWith(ctx *fasthttp.RequestCtx, r *Rep, contentType string, cacheControl, inm, ae []byte) {
 	h := &ctx.Response.Header
 	if len(cacheControl) > 0 {
 		h.SetCanonical(keyCacheControl, cacheControl)
@@ -83,7 +93,7 @@ func Serve(ctx *fasthttp.RequestCtx, r *Rep, contentType string, cacheControl []
 	body, etag, enc := r.Body, r.ETag, []byte(nil)
 	if r.Gzip != nil || r.Brotli != nil {
 		h.SetCanonical(keyVary, valAcceptEncoding)
-		if ae := httpapi.RawHeaderValue(&ctx.Request.Header, "accept-encoding"); len(ae) > 0 {
+		if len(ae) > 0 {
 			switch {
 			case r.Brotli != nil && Accepts(ae, "br"):
 				body, etag, enc = r.Brotli, r.etagBrotli, valBrotli
@@ -93,7 +103,7 @@ func Serve(ctx *fasthttp.RequestCtx, r *Rep, contentType string, cacheControl []
 		}
 	}
 	h.SetCanonical(keyETag, etag)
-	if inm := httpapi.RawHeaderValue(&ctx.Request.Header, "if-none-match"); len(inm) > 0 && ETagListMatches(inm, etag) {
+	if len(inm) > 0 && ETagListMatches(inm, etag) {
 		ctx.SetStatusCode(fasthttp.StatusNotModified)
 		ctx.Response.SkipBody = true
 		return

@@ -19,8 +19,8 @@ func TestFillRacesAnInvalidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := New[int](Options{})
-			gen := c.Gen()
+			c := New[int](Options{MaxEntries: 100}) // one shard: every key shares the generation
+			gen := c.Gen([]byte("a"))
 			tt.between(c)
 			if kept := c.Put("a", 1, gen); kept != tt.wantKept {
 				t.Fatalf("Put kept=%v, want %v", kept, tt.wantKept)
@@ -35,12 +35,13 @@ func TestFillRacesAnInvalidation(t *testing.T) {
 func TestBounded(t *testing.T) {
 	c := New[int](Options{MaxEntries: 10})
 	for i := range 1000 {
-		c.Put(fmt.Sprint(i), i, c.Gen())
+		k := fmt.Sprint(i)
+		c.Put(k, i, c.Gen([]byte(k)))
 		if c.Len() > 10 {
 			t.Fatalf("after %d puts the cache holds %d entries, want <= 10", i+1, c.Len())
 		}
 	}
-	c.Put("999", 0, c.Gen()) // replacing a held key never clears
+	c.Put("999", 0, c.Gen([]byte("999"))) // replacing a held key never clears
 	if c.Len() == 1 {
 		t.Fatal("replacing a held key cleared the cache")
 	}
@@ -69,9 +70,58 @@ func TestLoad(t *testing.T) {
 
 func TestGetAllocs(t *testing.T) {
 	c := New[int](Options{})
-	c.Put("key", 1, c.Gen())
+	c.Put("key", 1, c.Gen([]byte("key")))
 	k := []byte("key")
 	if n := testing.AllocsPerRun(100, func() { c.Get(k) }); n != 0 {
+		t.Fatalf("Get allocates %v times, want 0", n)
+	}
+}
+
+func TestBoundedSharded(t *testing.T) {
+	c := New[int](Options{MaxEntries: 4096})
+	for i := range 20_000 {
+		k := fmt.Sprint(i)
+		c.Put(k, i, c.Gen([]byte(k)))
+	}
+	if n := c.Len(); n > 4096 || n < 4096/2 {
+		t.Fatalf("after 20,000 puts the cache holds %d entries, want between 2,048 and 4,096", n)
+	}
+}
+
+func TestBoundedByCost(t *testing.T) {
+	c := New[int](Options{MaxEntries: 1000, MaxCost: 10_000})
+	for i := range 500 {
+		k := fmt.Sprint(i)
+		c.PutCost(k, i, 100, c.Gen([]byte(k)))
+		if got := c.Cost(); got > 10_000 {
+			t.Fatalf("after %d puts of cost 100 the cost held is %d, want <= 10,000", i+1, got)
+		}
+	}
+	if n := c.Len(); n < 50 || n > 100 {
+		t.Fatalf("%d entries of cost 100 held under a bound of 10,000, want 50-100", n)
+	}
+	c.PutCost("1", 1, 300, c.Gen([]byte("1"))) // replacing an entry counts its new cost only
+	c.Delete("1")
+	sum := int64(0)
+	for i := range 500 {
+		if _, ok := c.Get([]byte(fmt.Sprint(i))); ok {
+			sum += 100
+		}
+	}
+	if got := c.Cost(); got != sum {
+		t.Fatalf("cost held %d, want %d (100 per entry left)", got, sum)
+	}
+}
+
+func TestShardedGetAllocs(t *testing.T) {
+	c := New[int](Options{MaxEntries: 100_000})
+	c.Put("00000001", 1, c.Gen([]byte("00000001")))
+	k := []byte("00000001")
+	if n := testing.AllocsPerRun(100, func() {
+		if _, ok := c.Get(k); !ok {
+			t.Fatal("miss")
+		}
+	}); n != 0 {
 		t.Fatalf("Get allocates %v times, want 0", n)
 	}
 }

@@ -18,9 +18,9 @@ import (
 func TestOnCluster(t *testing.T) {
 	cl := kvtest.StartCluster(t, 3)
 	writer := cl.Client(t)
-	var hook Hook
+	var hook testHook
 	o := cl.Options()
-	o.OnInvalidations = hook.Invalidate
+	o.OnInvalidations = hook.invalidate
 	edge, err := kv.Open(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func TestOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	hook.Set(c)
+	hook.c.Store(c)
 
 	ctx := context.Background()
 	put := func(id, name string) {

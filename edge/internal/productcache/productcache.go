@@ -1,15 +1,16 @@
 // Package productcache answers product reads at the edge from memory.
 //
 // Two layers sit in front of the store. The rueidis client-side cache holds the raw store values
-// (DoCache / DoMultiCache with server-assisted tracking, OPTIN), and a ristretto cache holds the
-// rendered response bodies, so a hit is one hash lookup and a copy. Both are kept coherent by the
-// store's invalidation pushes: rueidis drops its own entries, and Invalidate (wired to rueidis'
-// OnInvalidations hook) drops the rendered bodies derived from them. Nothing relies on a TTL.
+// (DoCache / DoMultiCache with server-assisted tracking, OPTIN), and the edge's one
+// invalidation-checked cache (package invcache) holds the rendered responses, so a hit is one
+// read-locked map lookup. Both are kept coherent by the store's invalidation pushes: rueidis
+// drops its own entries, and Invalidate (wired to rueidis' OnInvalidations hook) drops the
+// rendered bodies derived from them. Nothing relies on a TTL.
 //
-// Races between a fill and an invalidation are settled with striped generations: a fill records
-// the generation of its stripe before it reads the store and a hit is served only while that
-// generation is unchanged, so an invalidation that lands during a fill (or between the fill and
-// ristretto applying its buffered Set) can never leave a stale body behind.
+// Races between a fill and an invalidation are settled by invcache's generations: a fill takes
+// the generation of its key's shard before it reads the store, and its body is kept only if no
+// invalidation moved it since, so an invalidation that lands during a fill can never leave a
+// stale body behind.
 //
 // An invalidation does not wait for the next read to pay for the re-read: a product whose body was
 // cached is re-read at once in the background (batched, one pipelined round trip for what
@@ -32,10 +33,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/ristretto/v2"
 	"github.com/redis/rueidis"
 
 	"flashedge/edge/internal/httpcache"
+	"flashedge/edge/internal/invcache"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
 )
@@ -51,7 +52,8 @@ var (
 
 // Options configure a Cache. Zero values take the defaults named on each field.
 type Options struct {
-	// MaxBytes bounds the rendered bodies kept in ristretto. Zero means 64 MiB.
+	// MaxBytes bounds the rendered bodies kept (seven eighths for products, the rest for catalog
+	// pages). Zero means 64 MiB; at least 1 MiB.
 	MaxBytes int64
 	// ClientTTL is the client-side TTL given to DoCache: an upper bound only, since invalidation
 	// drops entries as soon as the store changes them. Zero means 1h.
@@ -75,14 +77,13 @@ type Stats struct {
 
 // Cache renders and caches product responses. It is safe for concurrent use.
 type Cache struct {
-	kv     rueidis.Client
-	bodies *ristretto.Cache[[]byte, *entry]
-	o      Options
+	kv       rueidis.Client
+	products *invcache.Cache[*entry] // by product id
+	pages    *invcache.Cache[*entry] // by pageKey; cleared by any product change
+	o        Options
 
-	stripes [stripes]atomic.Uint64 // generation per stripe of product ids
-	listGen atomic.Uint64          // generation of every catalog page
-	epoch   atomic.Uint64          // moves on when a connection (and its local cache) is lost
-	lostAt  atomic.Int64           // unix nanos of the last connection loss
+	epoch  atomic.Uint64 // moves on when a connection (and its local cache) is lost
+	lostAt atomic.Int64  // unix nanos of the last connection loss
 	// downUntil (unix nanos): after a failed store read, stale bodies are served without trying
 	// the store again until then, so an outage costs one timeout, not one per request.
 	downUntil atomic.Int64
@@ -107,20 +108,24 @@ const (
 	refreshBatch = 64
 )
 
-const stripes = 4096
-
 type entry struct {
 	rep      *httpcache.Rep
-	gen      uint64
 	epoch    uint64
 	filledAt int64 // unix nanos
 }
 
+// entryOverhead approximates the memory an entry takes besides its bytes (map slot, key, entry
+// and Rep structs), for the byte bound.
+const entryOverhead = 160
+
 // New returns a Cache reading through kv. The client must deliver its invalidations to
-// Cache.Invalidate (through a Hook set in kv.Options.OnInvalidations when the client is opened).
+// Cache.Invalidate (kv.Options.OnInvalidations, set when the client is opened).
 func New(kv rueidis.Client, o Options) (*Cache, error) {
 	if o.MaxBytes == 0 {
 		o.MaxBytes = 64 << 20
+	}
+	if o.MaxBytes < 1<<20 {
+		return nil, errors.New("productcache: MaxBytes must be at least 1 MiB")
 	}
 	if o.ClientTTL == 0 {
 		o.ClientTTL = time.Hour
@@ -134,45 +139,25 @@ func New(kv rueidis.Client, o Options) (*Cache, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	bodies, err := ristretto.NewCache(&ristretto.Config[[]byte, *entry]{
-		NumCounters: max(o.MaxBytes/100, 1000), // ~10 counters per ~1 KiB body
-		MaxCost:     o.MaxBytes,
-		BufferItems: 64,
-	})
-	if err != nil {
-		return nil, err
-	}
-	c := &Cache{kv: kv, bodies: bodies, o: o,
-		refresh: make(chan string, refreshQueue), stop: make(chan struct{}), done: make(chan struct{})}
+	pageBytes := o.MaxBytes / 8
+	c := &Cache{kv: kv, o: o,
+		// The byte bound binds first: a product answer takes about half a kilobyte.
+		products: invcache.New[*entry](invcache.Options{MaxEntries: int(o.MaxBytes / 256), MaxCost: o.MaxBytes - pageBytes}),
+		pages:    invcache.New[*entry](invcache.Options{MaxEntries: int(pageBytes / 1024), MaxCost: pageBytes}),
+		refresh:  make(chan string, refreshQueue), stop: make(chan struct{}), done: make(chan struct{})}
 	go c.refresher()
 	return c, nil
 }
 
-// Hook is a stand-in for the OnInvalidations option: kv clients are opened before the cache
-// exists, so the option calls Hook.Invalidate, which forwards once Set is called.
-type Hook struct{ c atomic.Pointer[Cache] }
-
-// Invalidate forwards to the cache once one is set; before that there is nothing to drop.
-func (h *Hook) Invalidate(msgs []rueidis.RedisMessage) {
-	if c := h.c.Load(); c != nil {
-		c.Invalidate(msgs)
-	}
-}
-
-// Set points the hook at c.
-func (h *Hook) Set(c *Cache) { h.c.Store(c) }
-
-// Wait blocks until the bodies handed to the cache so far are stored (ristretto applies its sets
-// asynchronously). Tests and benchmarks call it to measure hits.
-func (c *Cache) Wait() { c.bodies.Wait() }
-
-// Close stops the background re-reads, waits for the one in flight, and releases the ristretto
-// cache. Call it once, after the store client stops delivering invalidations.
+// Close stops the background re-reads and waits for the one in flight. Call it once, after the
+// store client stops delivering invalidations.
 func (c *Cache) Close() {
 	close(c.stop)
 	<-c.done
-	c.bodies.Close()
 }
+
+// Len returns the number of product bodies and catalog pages held.
+func (c *Cache) Len() (products, pages int) { return c.products.Len(), c.pages.Len() }
 
 // Stats returns the counters so far.
 func (c *Cache) Stats() Stats {
@@ -208,14 +193,13 @@ func (c *Cache) Invalidate(msgs []rueidis.RedisMessage) {
 // InvalidateKey drops what derives from one store key.
 func (c *Cache) InvalidateKey(key string) {
 	if key == keyspace.ProductIndex() {
-		c.listGen.Add(1)
+		c.pages.Clear()
 		return
 	}
 	if id, ok := keyspace.ProductOf(key); ok {
-		_, cached := c.bodies.Get([]byte(id))
-		c.stripes[stripeOf([]byte(id))].Add(1)
-		c.bodies.Del([]byte(id))
-		c.listGen.Add(1) // pages embed the product
+		_, cached := c.products.Get([]byte(id))
+		c.products.Delete(id)
+		c.pages.Clear() // pages embed the product
 		if cached {
 			c.enqueue(id)
 		}
@@ -258,7 +242,7 @@ func (c *Cache) refill(ids []string) {
 	fills := make([]fill, len(ids))
 	cmds := make([]rueidis.CacheableTTL, 0, 2*len(ids))
 	for i, id := range ids {
-		fills[i] = fill{c.stripes[stripeOf([]byte(id))].Load(), c.epoch.Load()}
+		fills[i] = fill{c.products.Gen([]byte(id)), c.epoch.Load()}
 		cmds = append(cmds,
 			rueidis.CT(c.kv.B().Get().Key(keyspace.Product(id)).Cache(), c.o.ClientTTL),
 			rueidis.CT(c.kv.B().Get().Key(keyspace.ProductStock(id)).Cache(), c.o.ClientTTL))
@@ -290,30 +274,20 @@ func (c *Cache) enqueue(id string) {
 	}
 }
 
-func stripeOf(id []byte) uint32 {
-	h := uint32(2166136261) // FNV-1a
-	for _, b := range id {
-		h ^= uint32(b)
-		h *= 16777619
-	}
-	return h % stripes
-}
-
 // Product returns the public JSON of product id with its ETag (and compressed copies when it is
 // large enough), built when the body was cached. The representation is shared and immutable:
 // callers copy the bytes out (fasthttp's SetBody does) and never modify them. id is not
 // retained. On a hit it makes no store round trip and no allocation.
 func (c *Cache) Product(ctx context.Context, id []byte) (*httpcache.Rep, error) {
-	s := &c.stripes[stripeOf(id)]
-	gen := s.Load()
 	epoch := c.epoch.Load()
-	e, ok := c.bodies.Get(id)
-	if ok && e.gen == gen && e.epoch == epoch {
+	e, ok := c.products.Get(id)
+	if ok && e.epoch == epoch {
 		c.hits.Add(1)
 		return e.rep, nil
 	}
 	c.misses.Add(1)
-	if ok && c.servableStale(e, gen, epoch) && c.storeDown() {
+	gen := c.products.Gen(id)
+	if ok && c.servableStale(e) && c.storeDown() {
 		c.stale.Add(1)
 		return e.rep, nil
 	}
@@ -323,7 +297,7 @@ func (c *Cache) Product(ctx context.Context, id []byte) (*httpcache.Rep, error) 
 	case err == nil:
 	case errors.Is(err, ErrNotFound):
 		return nil, err
-	case ok && c.servableStale(e, gen, epoch):
+	case ok && c.servableStale(e):
 		// The store cannot be read; the body was current when the connection was lost.
 		c.stale.Add(1)
 		return e.rep, nil
@@ -338,11 +312,11 @@ func (c *Cache) Product(ctx context.Context, id []byte) (*httpcache.Rep, error) 
 // keep caches a product's body filled under generation gen and connection epoch, unless an
 // invalidation or a connection loss came since, and reports whether it did.
 func (c *Cache) keep(id string, rep *httpcache.Rep, gen, epoch uint64) bool {
-	if c.stripes[stripeOf([]byte(id))].Load() != gen || c.epoch.Load() != epoch {
+	if c.epoch.Load() != epoch {
 		return false
 	}
-	c.bodies.Set([]byte(id), &entry{rep: rep, gen: gen, epoch: epoch, filledAt: c.o.Now().UnixNano()}, int64(rep.Size()+64))
-	return true
+	e := &entry{rep: rep, epoch: epoch, filledAt: c.o.Now().UnixNano()}
+	return c.products.PutCost(id, e, int64(rep.Size()+len(id)+entryOverhead), gen)
 }
 
 // storeDownBackoff is how long stale bodies are served without retrying the store after a
@@ -363,11 +337,11 @@ func (c *Cache) storeDown() bool { return c.o.Now().UnixNano() < c.downUntil.Loa
 
 // servableStale reports whether e may be served although its connection epoch has passed: it
 // was filled during the up period that the latest loss ended (so the store was tracking it for
-// this client until then), no invalidation touched it since, and the loss is recent enough. A
-// body filled before an earlier loss may have changed while a later connection, which did not
-// track it, was up.
-func (c *Cache) servableStale(e *entry, gen, _ uint64) bool {
-	return e.gen == gen && e.filledAt >= c.outageUpSince.Load() && c.staleAllowed()
+// this client until then; an invalidation since would have deleted it), and the loss is recent
+// enough. A body filled before an earlier loss may have changed while a later connection, which
+// did not track it, was up.
+func (c *Cache) servableStale(e *entry) bool {
+	return e.filledAt >= c.outageUpSince.Load() && c.staleAllowed()
 }
 
 func (c *Cache) staleAllowed() bool {
@@ -458,30 +432,30 @@ func (c *Cache) Page(ctx context.Context, limit int, after string) (*httpcache.R
 	key = strconv.AppendInt(key, int64(limit), 10)
 	key = append(key, ':')
 	key = append(key, after...)
-	gen := c.listGen.Load()
 	epoch := c.epoch.Load()
-	e, ok := c.bodies.Get(key)
-	if ok && e.gen == gen && e.epoch == epoch {
+	e, ok := c.pages.Get(key)
+	if ok && e.epoch == epoch {
 		c.hits.Add(1)
 		return e.rep, nil
 	}
 	c.misses.Add(1)
-	if ok && c.servableStale(e, gen, epoch) && c.storeDown() {
+	gen := c.pages.Gen(key)
+	if ok && c.servableStale(e) && c.storeDown() {
 		c.stale.Add(1)
 		return e.rep, nil
 	}
 	body, err := c.fetchPage(ctx, limit, after)
 	c.noteStore(err)
 	if err != nil {
-		if ok && c.servableStale(e, gen, epoch) {
+		if ok && c.servableStale(e) {
 			c.stale.Add(1)
 			return e.rep, nil
 		}
 		return nil, err
 	}
 	rep := httpcache.New(body, true)
-	if c.listGen.Load() == gen && c.epoch.Load() == epoch {
-		c.bodies.Set(key, &entry{rep: rep, gen: gen, epoch: epoch, filledAt: c.o.Now().UnixNano()}, int64(rep.Size()+64))
+	if c.epoch.Load() == epoch {
+		c.pages.PutCost(string(key), &entry{rep: rep, epoch: epoch, filledAt: c.o.Now().UnixNano()}, int64(rep.Size()+len(key)+entryOverhead), gen)
 	}
 	return rep, nil
 }

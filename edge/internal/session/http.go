@@ -38,7 +38,13 @@ func UserIDForName(name string) (userID string, ok bool) {
 // is a bearer header (scheme case-insensitive), else from the cookie CookieName, else nil.
 // The returned bytes belong to the request and are valid only until the handler returns.
 func Token(ctx *fasthttp.RequestCtx) []byte {
-	if auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); len(auth) > 7 && bytes.EqualFold(auth[:7], []byte("Bearer ")) {
+	return TokenFrom(ctx, ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
+}
+
+// TokenFrom is Token for a caller that has already read the request's Authorization value
+// (nil when absent).
+func TokenFrom(ctx *fasthttp.RequestCtx, auth []byte) []byte {
+	if len(auth) > 7 && bytes.EqualFold(auth[:7], []byte("Bearer ")) {
 		return bytes.TrimSpace(auth[7:])
 	}
 	if c := ctx.Request.Header.Cookie(CookieName); len(c) > 0 {
