@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"time"
 
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
@@ -80,9 +79,7 @@ func (s *Service) Attempt(ctx context.Context, in AttemptInput) (AttemptAnswer, 
 		keyspace.SaleResult(sale, ticket),
 	}
 	args := []string{
-		in.User, ticket, ms(s.now()), strconv.FormatFloat(s.o.K, 'f', -1, 64),
-		strconv.Itoa(s.o.MaxBacklog), msDur(s.o.IdempotencyTTL),
-		strconv.Itoa(int((s.o.BusyRetryAfter + time.Second - 1) / time.Second)),
+		in.User, ticket, ms(s.now()), s.gateArgs[0], s.gateArgs[1], s.gateArgs[2], s.gateArgs[3],
 		in.ChallengeID, strconv.Itoa(zeros),
 	}
 	rep, err := strs(s.lua.gate.Exec(ctx, s.c, keys, args))

@@ -2,8 +2,14 @@ package flashsale
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"flashedge/shared/httpapi"
 )
 
 func TestLeadingZeroBitsAllocs(t *testing.T) {
@@ -76,5 +82,55 @@ func BenchmarkDecide(b *testing.B) {
 		if _, err := e.svc.decide(ctx, sl, t, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestAnswerAllocs pins the order service's answers on the rush path to no allocation of their
+// own: the challenge and the 202 of an admitted attempt are rendered into the response without
+// reflection, and match what encoding/json rendered before byte for byte.
+func TestAnswerAllocs(t *testing.T) {
+	h := &Handler{s: &Service{o: Options{PollAfter: time.Second}}}
+	ch := Challenge{ID: newID(), Difficulty: 8, ExpiresAt: time.UnixMilli(1_700_000_000_123).UTC()}
+	ch.Prefix = ch.ID
+	ans := AttemptAnswer{Outcome: OutcomeAdmitted, Ticket: newID()}
+	var ctx fasthttp.RequestCtx
+	for _, tt := range []struct {
+		name   string
+		render func()
+		want   any
+		status int
+	}{
+		{"challenge", func() { writeChallenge(&ctx, ch) }, struct {
+			ChallengeID string `json:"challenge_id"`
+			Kind        string `json:"kind"`
+			Payload     struct {
+				Prefix     string `json:"prefix"`
+				Difficulty int    `json:"difficulty"`
+			} `json:"payload"`
+			ExpiresAt string `json:"expires_at"`
+		}{ch.ID, ChallengeKind, struct {
+			Prefix     string `json:"prefix"`
+			Difficulty int    `json:"difficulty"`
+		}{ch.Prefix, ch.Difficulty}, httpapi.FormatTime(ch.ExpiresAt)}, 200},
+		{"admitted", func() { h.writeAttempt(&ctx, ans) }, struct {
+			Ticket      string `json:"ticket"`
+			Status      string `json:"status"`
+			PollAfterMS int64  `json:"poll_after_ms"`
+		}{ans.Ticket, StatusQueued, 1000}, 202},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx.Response.Reset()
+			tt.render()
+			want, _ := json.Marshal(tt.want)
+			if got := ctx.Response.Body(); string(got) != string(want)+"\n" || ctx.Response.StatusCode() != tt.status {
+				t.Errorf("answer %d %s, want %d %s", ctx.Response.StatusCode(), got, tt.status, want)
+			}
+			if testing.Short() || raceEnabled {
+				return
+			}
+			if n := testing.AllocsPerRun(100, func() { ctx.Response.Reset(); tt.render() }); n != 0 {
+				t.Errorf("%s answer allocates %.1f times, want 0", tt.name, n)
+			}
+		})
 	}
 }

@@ -305,6 +305,9 @@ type Service struct {
 	c   rueidis.Client
 	o   Options
 	lua *scripts
+	// gateArgs are the admission script's arguments that only depend on o, formatted once:
+	// k, max backlog, idempotency TTL (ms), busy Retry-After (s).
+	gateArgs [4]string
 
 	mu   sync.RWMutex
 	defs map[string]*Sale // sale definitions are immutable once committed
@@ -321,7 +324,10 @@ func New(c rueidis.Client, o Options) (*Service, error) {
 	if err := o.fill(); err != nil {
 		return nil, err
 	}
-	return &Service{c: c, o: o, lua: loadScripts(), defs: map[string]*Sale{}}, nil
+	s := &Service{c: c, o: o, lua: loadScripts(), defs: map[string]*Sale{}}
+	s.gateArgs = [4]string{strconv.FormatFloat(o.K, 'f', -1, 64), strconv.Itoa(o.MaxBacklog), msDur(o.IdempotencyTTL),
+		strconv.Itoa(int((o.BusyRetryAfter + time.Second - 1) / time.Second))}
+	return s, nil
 }
 
 // Options returns the options in effect (defaults filled in).

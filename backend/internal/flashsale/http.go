@@ -256,9 +256,25 @@ func (h *Handler) challenge(ctx *fasthttp.RequestCtx, user string) {
 		h.fail(ctx, err)
 		return
 	}
-	out := challengeJSON{ChallengeID: ch.ID, Kind: ChallengeKind, ExpiresAt: httpapi.FormatTime(ch.ExpiresAt)}
-	out.Payload.Prefix, out.Payload.Difficulty = ch.Prefix, ch.Difficulty
-	httpapi.WriteJSON(ctx, fasthttp.StatusOK, out)
+	writeChallenge(ctx, ch)
+}
+
+// writeChallenge answers a challenge: {"challenge_id","kind","payload":{"prefix","difficulty"},
+// "expires_at"}, rendered into the response body without reflection (a rush fetches one per
+// attempt). Ids and prefixes are hex, so nothing needs escaping.
+func writeChallenge(ctx *fasthttp.RequestCtx, ch Challenge) {
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("application/json")
+	var buf [256]byte
+	b := append(buf[:0], `{"challenge_id":"`...)
+	b = append(b, ch.ID...)
+	b = append(b, `","kind":"`+ChallengeKind+`","payload":{"prefix":"`...)
+	b = append(b, ch.Prefix...)
+	b = append(b, `","difficulty":`...)
+	b = strconv.AppendInt(b, int64(ch.Difficulty), 10)
+	b = append(b, `},"expires_at":"`...)
+	b = httpapi.AppendTime(b, ch.ExpiresAt)
+	ctx.SetBody(append(b, "\"}\n"...))
 }
 
 type attemptBody struct {
@@ -294,11 +310,15 @@ func (h *Handler) attempt(ctx *fasthttp.RequestCtx, user string) {
 func (h *Handler) writeAttempt(ctx *fasthttp.RequestCtx, ans AttemptAnswer) {
 	switch ans.Outcome {
 	case OutcomeAdmitted:
-		httpapi.WriteJSON(ctx, fasthttp.StatusAccepted, struct {
-			Ticket      string `json:"ticket"`
-			Status      string `json:"status"`
-			PollAfterMS int64  `json:"poll_after_ms"`
-		}{ans.Ticket, StatusQueued, h.s.o.PollAfter.Milliseconds()})
+		// {"ticket","status":"queued","poll_after_ms"}, rendered without reflection; a ticket is hex.
+		ctx.SetStatusCode(fasthttp.StatusAccepted)
+		ctx.SetContentType("application/json")
+		var buf [160]byte
+		b := append(buf[:0], `{"ticket":"`...)
+		b = append(b, ans.Ticket...)
+		b = append(b, `","status":"`+StatusQueued+`","poll_after_ms":`...)
+		b = strconv.AppendInt(b, h.s.o.PollAfter.Milliseconds(), 10)
+		ctx.SetBody(append(b, "}\n"...))
 	case OutcomeSoldOut:
 		httpapi.WriteRawJSON(ctx, fasthttp.StatusGone, sale.SoldOutBody)
 	case OutcomeLimitReached:

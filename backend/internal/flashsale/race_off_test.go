@@ -1,0 +1,5 @@
+//go:build !race
+
+package flashsale
+
+const raceEnabled = false
