@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,8 +32,8 @@ import (
 	"time"
 
 	"flashedge/deploy/internal/launch"
-	"flashedge/deploy/internal/supervise"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/proc"
 )
 
 // Options says what to run. The zero value runs every service whose binary builds, one replica
@@ -80,7 +79,7 @@ type Options struct {
 type Stack struct {
 	tb            testing.TB
 	o             Options
-	sup           *supervise.Supervisor
+	sup           *proc.Supervisor
 	store         *kvtest.Server
 	cluster       *kvtest.Cluster
 	storeAddr     string
@@ -153,14 +152,14 @@ func Start(tb testing.TB, o Options) *Stack {
 		n := max(o.Replicas[svc], 1)
 		var addrs []string
 		for i := range n {
-			port, err := kvtest.FreePort()
+			port, err := proc.FreePort()
 			if err != nil {
 				tb.Fatalf("stack: free port: %v", err)
 			}
 			in := launch.Instance{Service: svc, Index: i, Name: fmt.Sprintf("%s-%d", svc, i+1),
 				Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 			if svc == "edge" {
-				ops, err := kvtest.FreePort()
+				ops, err := proc.FreePort()
 				if err != nil {
 					tb.Fatalf("stack: free port: %v", err)
 				}
@@ -178,7 +177,7 @@ func Start(tb testing.TB, o Options) *Stack {
 	if o.Verbose {
 		sink = io.MultiWriter(s.out, logWriter{tb})
 	}
-	s.sup = supervise.New(context.Background(), supervise.Options{
+	s.sup = proc.New(context.Background(), proc.Options{
 		Out: sink, TagWidth: width, Grace: o.Grace,
 		MinBackoff: o.RestartBackoff, MaxBackoff: max(2*time.Second, o.RestartBackoff),
 	})
@@ -200,7 +199,7 @@ func Start(tb testing.TB, o Options) *Stack {
 		for k, v := range o.ServiceEnv[in.Service] {
 			env[k] = v
 		}
-		spec := supervise.Spec{Name: in.Name, Path: filepath.Join(bin, in.Service), Env: launch.MergeEnv(base, env), NoRestart: o.NoRestart}
+		spec := proc.Spec{Name: in.Name, Path: filepath.Join(bin, in.Service), Env: launch.MergeEnv(base, env), NoRestart: o.NoRestart}
 		if err := s.sup.Start(spec); err != nil {
 			tb.Fatalf("stack: %v", err)
 		}
@@ -209,7 +208,7 @@ func Start(tb testing.TB, o Options) *Stack {
 		s.waitReady(in)
 	}
 	if o.Balancer {
-		port, err := kvtest.FreePort()
+		port, err := proc.FreePort()
 		if err != nil {
 			tb.Fatalf("stack: free port: %v", err)
 		}
@@ -421,22 +420,24 @@ func (s *Stack) WaitReady(service string, replica int) {
 
 func (s *Stack) waitReady(in launch.Instance) {
 	s.tb.Helper()
-	client := &http.Client{Timeout: time.Second}
-	s.poll(in.Name+" /ready", s.o.ReadyTimeout, func() error {
-		resp, err := client.Get("http://" + in.Addr + "/ready")
-		if err != nil {
-			if st, _ := s.sup.Status(in.Name); !st.Running && st.LastExit != "" {
-				return fmt.Errorf("%v; the process exited: %s", err, st.LastExit)
+	// With restarts on, a process that is down now may be back after its backoff: only a
+	// NoRestart stack gives up at its exit.
+	var exited func() string
+	if s.o.NoRestart {
+		exited = func() string {
+			st, _ := s.sup.Status(in.Name)
+			if st.Running {
+				return ""
 			}
-			return err
+			return st.LastExit
 		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d: %s", resp.StatusCode, body)
-		}
-		return nil
-	})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.ReadyTimeout)
+	defer cancel()
+	if err := proc.WaitHTTP(ctx, "http://"+in.Addr+"/ready", exited); err != nil {
+		st, _ := s.sup.Status(in.Name)
+		s.tb.Fatalf("stack: waited %s for %s /ready: %v (last exit: %q)", s.o.ReadyTimeout, in.Name, err, st.LastExit)
+	}
 }
 
 // poll calls check until it returns nil, failing the test with check's last error at the deadline.

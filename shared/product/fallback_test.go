@@ -13,6 +13,7 @@ import (
 
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/proc"
 	"flashedge/shared/product"
 	"flashedge/shared/upstream"
 )
@@ -27,7 +28,7 @@ func TestStoreFallbackWhenCatalogIsDown(t *testing.T) {
 	kv.Do(ctx, kv.B().Set().Key(keyspace.Product("00000007")).Value(string(doc)).Build())
 	kv.Do(ctx, kv.B().Set().Key(keyspace.ProductStock("00000007")).Value("3").Build())
 
-	port, _ := kvtest.FreePort() // free, so nothing answers there
+	port, _ := proc.FreePort() // free, so nothing answers there
 	pool, err := upstream.New(upstream.Options{Name: "catalog", Addrs: []string{"127.0.0.1:" + itoa(port)}, Timeout: time.Second},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

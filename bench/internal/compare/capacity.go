@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -14,8 +15,8 @@ import (
 	"time"
 
 	"flashedge/bench/internal/cpustat"
-	"flashedge/bench/internal/proc"
 	"flashedge/bench/internal/wrkrun"
+	"flashedge/shared/proc"
 )
 
 // CapacityGoal is how close the capacity model's prediction must come to the throughput
@@ -81,7 +82,7 @@ func (r *runner) capacity(ctx context.Context) {
 		return
 	}
 	env := append(append([]string{}, r.edgeEnv...), "FLASHEDGE_EDGE_LISTEN="+addr)
-	p, err := proc.Start(proc.Spec{Name: "edge-shared", Path: r.edgeBin, Env: env, Log: filepath.Join(r.dir, "edge-shared.log")})
+	p, err := proc.Start(proc.Spec{Name: "edge-shared", Path: r.edgeBin, Env: append(os.Environ(), env...), Log: filepath.Join(r.dir, "edge-shared.log")})
 	if err != nil {
 		c.Skipped = err.Error()
 		return

@@ -30,12 +30,12 @@ import (
 	"flashedge/bench/internal/cpustat"
 	"flashedge/bench/internal/fresh"
 	"flashedge/bench/internal/nginxpeer"
-	"flashedge/bench/internal/proc"
-	"flashedge/bench/internal/redisproc"
 	"flashedge/bench/internal/wrkrun"
 	benchwrk "flashedge/bench/wrk"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv"
+	"flashedge/shared/kv/kvserver"
+	"flashedge/shared/proc"
 	"flashedge/shared/product"
 )
 
@@ -166,11 +166,11 @@ func (r *runner) setup(ctx context.Context) error {
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return err
 	}
-	srv, err := redisproc.Start(ctx, redisproc.Options{Dir: storeDir, CPU: cfg.ServerCPU})
+	srv, err := kvserver.Start(ctx, kvserver.Options{Dir: storeDir, CPU: cfg.ServerCPU})
 	if err != nil {
 		return fmt.Errorf("compare: store: %w", err)
 	}
-	r.cleanup = append(r.cleanup, srv.Stop)
+	r.cleanup = append(r.cleanup, func() { srv.Stop(3 * time.Second) })
 	r.pids = append(r.pids, srv.Pid())
 	r.pidOf["store"] = srv.Pid()
 	r.storeAddr = srv.Addr
@@ -251,6 +251,9 @@ func (r *runner) startCeiling(ctx context.Context) error {
 func (r *runner) startProc(ctx context.Context, s proc.Spec, base string, shownEnv []string) (*proc.Proc, error) {
 	s.CPU = r.cfg.ServerCPU
 	s.Log = filepath.Join(r.dir, s.Name+".log")
+	if s.Env != nil {
+		s.Env = append(os.Environ(), s.Env...) // the wiring on top of benchrun's own environment
+	}
 	p, err := proc.Start(s)
 	if err != nil {
 		return nil, fmt.Errorf("compare: %w", err)

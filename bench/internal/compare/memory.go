@@ -11,7 +11,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/valyala/fasthttp"
 
-	"flashedge/bench/internal/proc"
+	"flashedge/bench/internal/cpustat"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
 )
@@ -43,7 +43,7 @@ func (r *runner) memory(ctx context.Context) {
 	host := strings.TrimPrefix(r.edgeBase, "http://")
 	seeded := 0
 	for _, n := range r.cfg.MemoryProducts {
-		before := proc.RSSMiB(pid)
+		before := cpustat.RSSMiB(pid)
 		r.logf("memory: writing %d products to the store and reading each through the edge", n)
 		if err := r.seedProducts(ctx, seeded, n); err != nil {
 			r.note("memory: seeding %d products: %v", n, err)
@@ -73,7 +73,7 @@ func (r *runner) memory(ctx context.Context) {
 			})
 		}
 		wg.Wait()
-		m := Memory{Products: n, Reads: reads.Load(), Failed: failed.Load(), RSSMiB: proc.RSSMiB(pid), BeforeMiB: before,
+		m := Memory{Products: n, Reads: reads.Load(), Failed: failed.Load(), RSSMiB: cpustat.RSSMiB(pid), BeforeMiB: before,
 			Seconds: time.Since(start).Seconds()}
 		r.rep.Memory = append(r.rep.Memory, m)
 		r.logf("memory: %d products cached: edge RSS %.1f MiB (%.1f before; %d reads, %d failed, %.1fs)", n, m.RSSMiB, before, m.Reads, m.Failed, m.Seconds)

@@ -114,3 +114,18 @@ func parseProcStat(s string) uint64 {
 	st, _ := strconv.ParseUint(f[12], 10, 64)
 	return u + st
 }
+
+// RSSMiB returns the resident memory (VmRSS) of process pid in MiB, 0 when it cannot be read.
+func RSSMiB(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"flashedge/bench/internal/cpustat"
-	"flashedge/bench/internal/proc"
 )
 
 // ScenarioOverload measures shedding on two routes that reach a backend, cart adds (edge ->
@@ -292,7 +291,7 @@ func edgeRSS(cfg Config) float64 {
 	if !ok {
 		return 0
 	}
-	return proc.RSSMiB(pid)
+	return cpustat.RSSMiB(pid)
 }
 
 type cpuTicks struct{ edge, backends uint64 }

@@ -18,9 +18,9 @@ import (
 	"text/template"
 	"time"
 
-	"flashedge/bench/internal/proc"
 	benchnginx "flashedge/bench/nginx"
 	"flashedge/shared/keyspace"
+	"flashedge/shared/proc"
 	"flashedge/shared/product"
 )
 

@@ -11,16 +11,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"flashedge/bench/internal/cpustat"
-	"flashedge/bench/internal/proc"
-	"flashedge/bench/internal/redisproc"
 	"flashedge/deploy/wiring"
+	"flashedge/shared/kv/kvserver"
+	"flashedge/shared/proc"
 )
 
 // Services in start order.
@@ -58,7 +58,7 @@ type Stack struct {
 	// Commands lists what was started, with secrets masked, for the report.
 	Commands []string
 
-	redis *redisproc.Server
+	redis *kvserver.Server
 	procs []*proc.Proc
 }
 
@@ -107,7 +107,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			s.Stop()
 		}
 	}()
-	if s.redis, err = redisproc.Start(ctx, redisproc.Options{Dir: o.Dir, CPU: o.CPU}); err != nil {
+	if s.redis, err = kvserver.Start(ctx, kvserver.Options{Dir: o.Dir, CPU: o.CPU}); err != nil {
 		return nil, err
 	}
 	s.Addrs["store"] = s.redis.Addr
@@ -136,7 +136,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		sort.Strings(env)
 		env = append(env, o.Env...)
 		env = append(env, o.ServiceEnv[svc]...)
-		p, err := proc.Start(proc.Spec{Name: svc, Path: bins[svc], Env: env, CPU: o.CPU, Log: filepath.Join(o.Dir, svc+".log")})
+		p, err := proc.Start(proc.Spec{Name: svc, Path: bins[svc], Env: append(os.Environ(), env...), CPU: o.CPU, Log: filepath.Join(o.Dir, svc+".log")})
 		if err != nil {
 			return nil, err
 		}
@@ -150,31 +150,12 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	s.URL = "http://" + s.Addrs["edge"]
 	// The seed writes products in batches; wait for the last one.
 	last := fmt.Sprintf("%s/api/v1/products/%08d", s.URL, o.Seed)
-	if err := waitOK(ctx, last, 30*time.Second); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := proc.WaitHTTP(wctx, last, nil); err != nil {
 		return nil, fmt.Errorf("spawn: the catalog's demo seed: %w", err)
 	}
 	return s, nil
-}
-
-func waitOK(ctx context.Context, url string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer 200 within %s", url, timeout)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 func mask(env []string) []string {
@@ -236,7 +217,7 @@ func (s *Stack) Stop() {
 	}
 	s.procs = nil
 	if s.redis != nil {
-		s.redis.Stop()
+		s.redis.Stop(3 * time.Second)
 		s.redis = nil
 	}
 }

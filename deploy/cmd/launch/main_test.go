@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/proc"
 )
 
 type syncBuffer struct {
@@ -52,7 +52,7 @@ func TestRunStopsOnSIGINT(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not on PATH: run `make test`, which installs it")
 	}
-	port, err := kvtest.FreePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

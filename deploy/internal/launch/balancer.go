@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"flashedge/deploy/internal/supervise"
 	"flashedge/deploy/wiring"
+	"flashedge/shared/proc"
 )
 
 // BalancerTrust is the FLASHEDGE_PROXY_PROTOCOL_FROM given to edges behind the local HAProxy:
@@ -78,7 +78,7 @@ backend edges
 // StartBalancer writes HAProxyConfig into dir and starts haproxy under sup as "balancer", with
 // SIGUSR1 (HAProxy's graceful stop) as its stop signal. It does not install HAProxy: `make run`
 // and `make test` do (Debian's haproxy package).
-func StartBalancer(sup *supervise.Supervisor, dir, listen string, edges []Instance) error {
+func StartBalancer(sup *proc.Supervisor, dir, listen string, edges []Instance) error {
 	path, err := exec.LookPath("haproxy")
 	if err != nil {
 		return errors.New("several edges need HAProxy in front: no haproxy on PATH (`make run` and `make test` install Debian's haproxy package)")
@@ -93,7 +93,7 @@ func StartBalancer(sup *supervise.Supervisor, dir, listen string, edges []Instan
 	if out, err := exec.Command(path, "-c", "-q", "-f", cfg).CombinedOutput(); err != nil {
 		return fmt.Errorf("haproxy refuses %s: %v\n%s", cfg, err, out)
 	}
-	return sup.Start(supervise.Spec{Name: "balancer", Path: path, Args: []string{"-db", "-f", cfg}, StopSignal: syscall.SIGUSR1})
+	return sup.Start(proc.Spec{Name: "balancer", Path: path, Args: []string{"-db", "-f", cfg}, StopSignal: syscall.SIGUSR1})
 }
 
 // WaitBalancer polls GET /ready through the balancer until it answers 200 (an edge behind it

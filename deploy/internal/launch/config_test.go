@@ -200,7 +200,7 @@ func TestStoreCommand(t *testing.T) {
 		wantErr  string
 	}{
 		{"auto prefers dragonfly", "auto", have("dragonfly", "redis-server"), "dragonfly", "--port 6390 --bind 127.0.0.1 --dir /d/store", ""},
-		{"auto falls back to redis", "auto", have("redis-server"), "redis", "--dir /d/redis --appendonly yes --appendfsync everysec", ""},
+		{"auto falls back to redis", "auto", have("redis-server"), "redis", "--dir /d/redis --daemonize no --protected-mode no --appendonly yes --appendfsync everysec", ""},
 		{"redis asked for", "redis", have("dragonfly", "redis-server"), "redis", "--port 6390", ""},
 		{"dragonfly missing", "dragonfly", have("redis-server"), "", "", "no dragonfly binary"},
 		{"nothing at all", "auto", have(), "", "", "no redis-server on PATH"},

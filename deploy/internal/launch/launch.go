@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"flashedge/deploy/internal/supervise"
 	"flashedge/shared/kv/kvserver"
+	"flashedge/shared/proc"
 )
 
 // Run starts the store (unless an external one is configured) and every planned instance whose
@@ -31,7 +31,7 @@ func Run(ctx context.Context, c Config, stdout io.Writer, environ []string, forc
 	for _, in := range plan {
 		width = max(width, len(in.Name))
 	}
-	sup := supervise.New(context.Background(), supervise.Options{
+	sup := proc.New(context.Background(), proc.Options{
 		Out: stdout, Color: c.Color, TagWidth: width, Grace: c.Grace,
 	})
 	var closers []io.Closer // closed after every process has stopped
@@ -64,7 +64,7 @@ func Run(ctx context.Context, c Config, stdout io.Writer, environ []string, forc
 		if err := checkPortFree(in.Addr, in.Name); err != nil {
 			return err
 		}
-		spec := supervise.Spec{Name: in.Name, Path: path, Env: MergeEnv(environ, c.Env(in, storeAddr))}
+		spec := proc.Spec{Name: in.Name, Path: path, Env: MergeEnv(environ, c.Env(in, storeAddr))}
 		if err := sup.Start(spec); err != nil {
 			return err
 		}
@@ -124,7 +124,7 @@ func Run(ctx context.Context, c Config, stdout io.Writer, environ []string, forc
 }
 
 // stopAll stops the supervisor; a signal on force while it waits kills every process at once.
-func stopAll(ctx context.Context, sup *supervise.Supervisor, force <-chan os.Signal) {
+func stopAll(ctx context.Context, sup *proc.Supervisor, force <-chan os.Signal) {
 	if ctx.Err() != nil {
 		sup.Printf("launch", "stopping everything (Ctrl-C again to kill at once)")
 	}
@@ -145,10 +145,10 @@ func stopAll(ctx context.Context, sup *supervise.Supervisor, force <-chan os.Sig
 
 // startStore starts and waits for the launcher's store, or waits for the external one.
 // It returns the address services use and a sentence for the user.
-func startStore(ctx context.Context, c Config, sup *supervise.Supervisor, environ []string, closers *[]io.Closer) (addr, desc string, err error) {
+func startStore(ctx context.Context, c Config, sup *proc.Supervisor, environ []string, closers *[]io.Closer) (addr, desc string, err error) {
 	if c.ExternalStore != "" {
 		first := strings.TrimSpace(strings.Split(c.ExternalStore, ",")[0])
-		if err := WaitStore(ctx, first, c.ReadyTimeout, func() string { return "" }); err != nil {
+		if err := waitStore(ctx, first, c.ReadyTimeout, func() string { return "" }); err != nil {
 			return "", "", fmt.Errorf("external store (FLASHEDGE_STORE_ADDR): %w", err)
 		}
 		return c.ExternalStore, "external store " + c.ExternalStore + " (FLASHEDGE_STORE_ADDR); nothing started", nil
@@ -173,14 +173,14 @@ func startStore(ctx context.Context, c Config, sup *supervise.Supervisor, enviro
 		return "", "", err
 	}
 	*closers = append(*closers, logFile)
-	if err := sup.Start(supervise.Spec{Name: "store", Path: path, Args: args, Env: environ, CopyOutput: logFile}); err != nil {
+	if err := sup.Start(proc.Spec{Name: "store", Path: path, Args: args, Env: environ, CopyOutput: logFile}); err != nil {
 		return "", "", err
 	}
 	failed := func() string {
 		st, _ := sup.Status("store")
 		return st.LastExit
 	}
-	if err := WaitStore(ctx, addr, c.ReadyTimeout, failed); err != nil {
+	if err := waitStore(ctx, addr, c.ReadyTimeout, failed); err != nil {
 		return "", "", fmt.Errorf("%w (and in %s)", err, logPath)
 	}
 	durability := "append-only file, fsync every second: a machine crash loses at most about 1s of writes"
@@ -198,7 +198,7 @@ const ClusterNodes = 6
 // (supervised like every process: a killed node is restarted and rejoins as a replica), each
 // with its append-only file and cluster config in DataDir/cluster/<port>, and forms the cluster
 // on the first run.
-func startCluster(ctx context.Context, c Config, sup *supervise.Supervisor, environ []string, closers *[]io.Closer) (addr, desc string, err error) {
+func startCluster(ctx context.Context, c Config, sup *proc.Supervisor, environ []string, closers *[]io.Closer) (addr, desc string, err error) {
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
 		return "", "", errors.New("-store cluster: no redis-server on PATH: `make run` installs it (apt-get install redis-server)")
@@ -223,19 +223,16 @@ func startCluster(ctx context.Context, c Config, sup *supervise.Supervisor, envi
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return "", "", err
 		}
-		args := append([]string{
-			"--port", strconv.Itoa(port), "--bind", c.Host, "--dir", dir,
-			"--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no", "--protected-mode", "no",
-		}, kvserver.ClusterNodeArgs(0)...)
+		args := kvserver.ServerArgs(c.Host, port, dir, append([]string{"--appendonly", "yes", "--appendfsync", "everysec"}, kvserver.ClusterNodeArgs(0)...)...)
 		name := fmt.Sprintf("store-%d", i+1)
-		if err := sup.Start(supervise.Spec{Name: name, Path: path, Args: args, Env: environ, CopyOutput: logFile}); err != nil {
+		if err := sup.Start(proc.Spec{Name: name, Path: path, Args: args, Env: environ, CopyOutput: logFile}); err != nil {
 			return "", "", err
 		}
 		failed := func() string {
 			st, _ := sup.Status(name)
 			return st.LastExit
 		}
-		if err := WaitStore(ctx, a, c.ReadyTimeout, failed); err != nil {
+		if err := waitStore(ctx, a, c.ReadyTimeout, failed); err != nil {
 			return "", "", fmt.Errorf("%w (and in %s)", err, logPath)
 		}
 		addrs = append(addrs, a)
@@ -275,5 +272,5 @@ func printBanner(say func(string, ...any), c Config, started []Instance, storeDe
 	say("  store           %s", storeDesc)
 	say("  processes       %s", strings.Join(names, ", "))
 	say("  Ctrl-C stops everything; a process that dies is restarted (backoff %s doubling to %s).",
-		supervise.DefaultMinBackoff, supervise.DefaultMaxBackoff)
+		proc.DefaultMinBackoff, proc.DefaultMaxBackoff)
 }

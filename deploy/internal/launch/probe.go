@@ -1,7 +1,6 @@
 package launch
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"flashedge/shared/kv/kvserver"
 )
 
 // StoreCommand says how to start the launcher's own store: the program, its arguments and the
@@ -42,37 +43,14 @@ func (c Config) StoreCommand(lookPath func(string) (string, error)) (kind, path 
 		}
 		dir = filepath.Join(c.DataDir, "redis")
 		// Append-only with fsync every second: a crash loses at most about a second of writes.
-		args = []string{
-			"--port", port, "--bind", c.Host, "--dir", dir,
-			"--appendonly", "yes", "--appendfsync", "everysec",
-			"--daemonize", "no", "--protected-mode", "no",
-		}
+		args = kvserver.ServerArgs(c.Host, c.StorePort, dir, "--appendonly", "yes", "--appendfsync", "everysec")
 	}
 	return kind, path, args, dir, nil
 }
 
-// ping sends PING to a Redis-protocol server and returns the first line of its reply.
-func ping(ctx context.Context, addr string) (string, error) {
-	d := net.Dialer{Timeout: 300 * time.Millisecond}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return "", err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(line), nil
-}
-
 // CheckStorePortFree fails with advice when something already listens on the store's port.
 func CheckStorePortFree(ctx context.Context, addr string) error {
-	reply, err := ping(ctx, addr)
+	reply, err := kvserver.Reply(addr)
 	if err != nil {
 		if checkPortFree(addr, "the store") != nil {
 			return fmt.Errorf("%s is taken by a program that does not answer PING: choose another port with -store-port", addr)
@@ -96,33 +74,12 @@ func checkPortFree(addr, what string) error {
 	return ln.Close()
 }
 
-// WaitStore polls PING until the store answers PONG, ctx ends, the deadline passes, or failed
+// waitStore waits up to timeout for the store on addr to answer PONG (kvserver.Wait); failed
 // reports that the store process gave up (a non-empty reason).
-func WaitStore(ctx context.Context, addr string, timeout time.Duration, failed func() string) error {
-	deadline := time.Now().Add(timeout)
-	var last string
-	for {
-		reply, err := ping(ctx, addr)
-		switch {
-		case err == nil && reply == "+PONG":
-			return nil
-		case err != nil:
-			last = err.Error()
-		default:
-			last = "reply " + reply // -LOADING while an append-only file is replayed
-		}
-		if why := failed(); why != "" {
-			return fmt.Errorf("the store on %s exited during start-up (%s): its log is above", addr, why)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the store on %s did not answer PING within %s (last: %s)", addr, timeout, last)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+func waitStore(ctx context.Context, addr string, timeout time.Duration, failed func() string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return kvserver.Wait(ctx, addr, failed)
 }
 
 // readyResult is the outcome of polling one instance's /ready.

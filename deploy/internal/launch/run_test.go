@@ -18,7 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"flashedge/shared/kv/kvserver"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/proc"
 )
 
 // binDir holds copies of the stand-in service named catalog, cart and edge: each serves /health
@@ -33,7 +35,7 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	for _, name := range []string{"catalog", "cart", "edge"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), "../../testdata/standin").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), "../../../shared/proc/testdata/standin").CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build standin: %v\n%s", err, out)
 			os.Exit(1)
@@ -74,7 +76,7 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	p, err := kvtest.FreePort()
+	p, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +293,7 @@ func TestRunEndToEnd(t *testing.T) {
 			t.Errorf("pid %d still alive after the launcher returned", p)
 		}
 	}
-	if _, err := ping(context.Background(), fmt.Sprintf("127.0.0.1:%d", c.StorePort)); err == nil {
+	if err := kvserver.Ping(fmt.Sprintf("127.0.0.1:%d", c.StorePort)); err == nil {
 		t.Errorf("store still answers after the launcher returned")
 	}
 }
@@ -323,7 +325,7 @@ func TestRunFailsOnTakenServicePort(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "catalog-1 cannot listen on") {
 		t.Fatalf("Run: %v, want a port-in-use error naming catalog-1", err)
 	}
-	if _, perr := ping(context.Background(), fmt.Sprintf("127.0.0.1:%d", c.StorePort)); perr == nil {
+	if perr := kvserver.Ping(fmt.Sprintf("127.0.0.1:%d", c.StorePort)); perr == nil {
 		t.Errorf("the store is still running after the failed launch")
 	}
 }

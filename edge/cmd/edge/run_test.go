@@ -12,16 +12,17 @@ import (
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
 	"flashedge/shared/metrics/metricstest"
+	"flashedge/shared/proc"
 )
 
 func TestRunServesAndStopsCleanly(t *testing.T) {
 	srv := kvtest.Start(t)
-	port, err := kvtest.FreePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	opsPort, err := kvtest.FreePort()
+	opsPort, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

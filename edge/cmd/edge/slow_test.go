@@ -12,6 +12,7 @@ import (
 
 	"flashedge/edge/internal/gateway"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/proc"
 )
 
 // TestSlowClientsAndConnectionCap: slowloris connections (a header byte every second) from many
@@ -22,11 +23,11 @@ func TestSlowClientsAndConnectionCap(t *testing.T) {
 		t.Skip("waits for the read timeout")
 	}
 	srv := kvtest.Start(t)
-	port, err := kvtest.FreePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ops, err := kvtest.FreePort()
+	ops, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

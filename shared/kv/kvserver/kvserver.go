@@ -1,57 +1,209 @@
-// Package kvserver holds what every starter of a local store needs, whoever supervises the
-// process: the PING probe, the arguments of a Redis Cluster node, and forming a cluster with
-// replicas. The launcher (`make run -store cluster`), kvtest (tests) and bench use it, so a store
-// is waited for and a cluster formed in one way everywhere.
+// Package kvserver is the one store helper: it starts a private redis-server on a free loopback
+// port (Start, through shared/proc) and waits until it answers (Wait), gives the command line of a
+// server and of a Redis Cluster node, and forms a cluster with replicas. kvtest (tests), bench
+// and the launcher (`make run`, which supervises its store and waits for it here) use it, so a
+// store is started, waited for and a cluster formed in one way everywhere.
 package kvserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
+
+	"flashedge/shared/proc"
 )
 
 // Ping sends one PING to addr and reports whether the answer is PONG. It dials and reads with
 // short deadlines (200 ms, 500 ms), so a polling loop stays responsive.
 func Ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	reply, err := Reply(addr)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	buf := make([]byte, 64)
-	n, err := c.Read(buf)
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(string(buf[:n]), "+PONG") {
-		return fmt.Errorf("unexpected reply %q", buf[:n])
+	if reply != "+PONG" {
+		return fmt.Errorf("unexpected reply %q", reply)
 	}
 	return nil
 }
 
-// WaitPing polls addr until it answers PONG, ctx ends, or exited (may be nil) is closed: the
-// store process is gone, which it reports at once instead of waiting out ctx.
-func WaitPing(ctx context.Context, addr string, exited <-chan struct{}) error {
+// Reply sends one PING to addr and returns the first line of the answer ("+PONG"; "-LOADING..."
+// while a store replays its files; anything else from a program that is not a store).
+func Reply(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 256)
+	n, err := c.Read(buf)
+	if n == 0 && err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(buf[:n]), "\n")
+	return strings.TrimSpace(line), nil
+}
+
+// Wait polls PING on addr until the answer is PONG (a store replaying its append-only file
+// answers -LOADING first) or ctx ends. exited, when not nil, is asked after every failed poll
+// whether the store process is gone: a non-empty reason ends the wait at once.
+func Wait(ctx context.Context, addr string, exited func() string) error {
 	var last error
 	for {
 		if last = Ping(addr); last == nil {
 			return nil
 		}
+		if exited != nil {
+			if why := exited(); why != "" {
+				return fmt.Errorf("the store on %s exited (%s) before answering PING", addr, why)
+			}
+		}
 		select {
-		case <-exited:
-			return fmt.Errorf("the store on %s exited before answering PING", addr)
 		case <-ctx.Done():
-			return fmt.Errorf("the store on %s did not answer PING: %v", addr, last)
+			return fmt.Errorf("the store on %s did not answer PING in time: %v", addr, last)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// ServerArgs is the redis-server command line of a server on host:port with its working
+// directory dir, in the foreground, followed by extra (persistence, cluster mode, a log file...).
+func ServerArgs(host string, port int, dir string, extra ...string) []string {
+	return append([]string{"--port", strconv.Itoa(port), "--bind", host, "--dir", dir,
+		"--daemonize", "no", "--protected-mode", "no"}, extra...)
+}
+
+// Options configures Start.
+type Options struct {
+	// Dir is the server's working directory (data files, redis.log). Required.
+	Dir string
+	// Args are extra redis-server arguments, e.g. "--appendonly", "yes". Without them nothing is
+	// persisted.
+	Args []string
+	// CPU pins the server with taskset when not empty (bench).
+	CPU string
+}
+
+// Server is a redis-server started by Start. Its methods are safe for concurrent use.
+type Server struct {
+	// Addr is the loopback host:port the server listens on.
+	Addr string
+	// Dir is its working directory.
+	Dir string
+
+	o    Options
+	port int
+	mu   sync.Mutex
+	p    *proc.Proc
+}
+
+// Start starts redis-server on a free loopback port, with snapshots off unless o.Args turn
+// them on, and waits until it answers PING (up to 10 s). It tries another port when the first
+// one was taken meanwhile. The caller owns the server and must Kill or Stop it.
+func Start(ctx context.Context, o Options) (*Server, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, errors.New("kvserver: redis-server not on PATH: `make test` installs it (apt-get install redis-server)")
+	}
+	if o.Dir == "" {
+		return nil, errors.New("kvserver: Options.Dir is required")
+	}
+	var lastErr error
+	for range 5 {
+		port, err := proc.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: o.Dir, o: o, port: port}
+		if lastErr = s.start(ctx); lastErr == nil {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("kvserver: could not start redis-server: %w", lastErr)
+}
+
+func (s *Server) start(ctx context.Context) error {
+	args := ServerArgs("127.0.0.1", s.port, s.Dir, append([]string{"--save", "", "--logfile", filepath.Join(s.Dir, "redis.log")}, s.o.Args...)...)
+	p, err := proc.Start(proc.Spec{Name: "redis-server " + s.Addr, Path: "redis-server", Args: args, CPU: s.o.CPU})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.p = p
+	s.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := Wait(wctx, s.Addr, p.Exited); err != nil {
+		p.Signal(syscall.SIGKILL)
+		<-p.Done()
+		log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+		return fmt.Errorf("%w; redis.log ends: %s", err, lastLines(string(log), 5))
+	}
+	return nil
+}
+
+func (s *Server) cur() *proc.Proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.p
+}
+
+// Argv is the command line the server was started with.
+func (s *Server) Argv() []string { return s.cur().Argv }
+
+// Pid is the server's process id.
+func (s *Server) Pid() int { return s.cur().Pid() }
+
+// Signal sends sig to the server (SIGSTOP pauses it, SIGCONT resumes it); it reports whether
+// the server was running.
+func (s *Server) Signal(sig syscall.Signal) bool { return s.cur().Signal(sig) }
+
+// Kill stops the server with SIGKILL (nothing is flushed beyond what its config already
+// fsynced) and waits for it. It is idempotent.
+func (s *Server) Kill() {
+	p := s.cur()
+	p.Signal(syscall.SIGKILL)
+	<-p.Done()
+}
+
+// Stop stops the server with SIGTERM (it saves what its config says), SIGKILL after grace.
+func (s *Server) Stop(grace time.Duration) { s.cur().Stop(grace) }
+
+// Restart kills the server and starts it again on the same port and directory, so append-only
+// and snapshot files survive; it retries while the port lingers after the kill.
+func (s *Server) Restart(ctx context.Context) error {
+	s.Kill()
+	var err error
+	for range 50 {
+		if err = s.start(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("kvserver: restart %s: %w", s.Addr, err)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
 }
 
 // DefaultNodeTimeout is the cluster-node-timeout of ClusterNodeArgs: how long a primary may be

@@ -5,14 +5,6 @@ package kvtest
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,22 +15,15 @@ import (
 	"flashedge/shared/kv/kvserver"
 )
 
-// Server is one redis-server process owned by a test. Its methods are safe for concurrent use.
+// Server is one redis-server process owned by a test (a kvserver.Server: the one store helper
+// that bench and the launcher use too). Its methods are safe for concurrent use.
 type Server struct {
-	// Addr is the loopback host:port the server listens on.
-	Addr string
-	// Dir is the server's working directory (data files, log), removed by the test cleanup.
-	Dir string
-
-	tb   testing.TB
-	args []string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	*kvserver.Server
+	tb testing.TB
 }
 
 // Start starts a redis-server on a free loopback port with extra config args (for example
-// "--appendonly", "yes"), waits until it answers PING and stops it when the test ends.
+// "--appendonly", "yes"), waits until it answers PING and kills it when the test ends.
 // It skips the test under -short; it fails the test when redis-server is not installed
 // (make test installs it).
 func Start(tb testing.TB, args ...string) *Server {
@@ -46,86 +31,12 @@ func Start(tb testing.TB, args ...string) *Server {
 	if testing.Short() {
 		tb.Skip("kvtest: skipping store test in -short mode")
 	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		tb.Fatal("kvtest: redis-server not on PATH: run `make test`, which installs it, or apt-get install redis-server")
-	}
-	s := &Server{tb: tb, Dir: tb.TempDir(), args: args}
-	var lastErr error
-	for range 5 {
-		port, err := FreePort()
-		if err != nil {
-			tb.Fatalf("kvtest: free port: %v", err)
-		}
-		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = s.start(); lastErr == nil {
-			tb.Cleanup(s.Stop)
-			return s
-		}
-	}
-	tb.Fatalf("kvtest: could not start redis-server: %v", lastErr)
-	return nil
-}
-
-// FreePort asks the kernel for a free loopback TCP port.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := kvserver.Start(context.Background(), kvserver.Options{Dir: tb.TempDir(), Args: args})
 	if err != nil {
-		return 0, err
+		tb.Fatalf("kvtest: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func (s *Server) start() error {
-	_, port, _ := net.SplitHostPort(s.Addr)
-	argv := append([]string{
-		"--port", port, "--bind", "127.0.0.1", "--save", "", "--dir", s.Dir,
-		"--logfile", filepath.Join(s.Dir, "redis.log"), "--daemonize", "no",
-		"--protected-mode", "no",
-	}, s.args...)
-	cmd := exec.Command("redis-server", argv...)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
-			return fmt.Errorf("redis-server on %s exited: %s", s.Addr, lastLines(string(log), 5))
-		default:
-		}
-		if kvserver.Ping(s.Addr) == nil {
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	s.kill()
-	return fmt.Errorf("redis-server on %s did not answer PING within 10s", s.Addr)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
-}
-
-func (s *Server) kill() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-done
+	tb.Cleanup(srv.Kill)
+	return &Server{Server: srv, tb: tb}
 }
 
 // Pause stops the server process with SIGSTOP: connections stay open and commands queue up
@@ -138,34 +49,22 @@ func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
 
 func (s *Server) signal(sig syscall.Signal) {
 	s.tb.Helper()
-	s.mu.Lock()
-	cmd := s.cmd
-	s.mu.Unlock()
-	if cmd == nil {
-		s.tb.Fatalf("kvtest: %s is not running", s.Addr)
-	}
-	if err := cmd.Process.Signal(sig); err != nil {
-		s.tb.Fatalf("kvtest: %v to redis-server on %s: %v", sig, s.Addr, err)
+	if !s.Signal(sig) {
+		s.tb.Fatalf("kvtest: %v to redis-server on %s: it is not running", sig, s.Addr)
 	}
 }
 
 // Stop kills the server (SIGKILL: nothing is flushed beyond what its config already fsynced).
 // It is idempotent.
-func (s *Server) Stop() { s.kill() }
+func (s *Server) Stop() { s.Kill() }
 
 // Restart kills the server and starts it again on the same port and directory, so
 // append-only and snapshot files survive. It fails the test when the server does not come back.
 func (s *Server) Restart() {
 	s.tb.Helper()
-	s.kill()
-	var err error
-	for range 50 { // the port may linger briefly after the kill
-		if err = s.start(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := s.Server.Restart(context.Background()); err != nil {
+		s.tb.Fatalf("kvtest: %v", err)
 	}
-	s.tb.Fatalf("kvtest: restart %s: %v", s.Addr, err)
 }
 
 // Options returns kv.Options pointing at this server.

@@ -1,4 +1,4 @@
-package supervise
+package proc
 
 import (
 	"bytes"
@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	standin = filepath.Join(dir, "standin")
-	out, err := exec.Command("go", "build", "-o", standin, "../../testdata/standin").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", standin, "./testdata/standin").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build standin: %v\n%s", err, out)
 		os.Exit(1)

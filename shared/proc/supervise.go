@@ -1,12 +1,9 @@
-// Package supervise runs a set of named child processes the way `restart: always` does in a
-// compose file: it tags and interleaves their output on one writer, restarts a process that exits
+// Supervisor: a set of named child processes kept running the way `restart: always` does in a
+// compose file. It tags and interleaves their output on one writer, restarts a process that exits
 // unexpectedly with exponential backoff, and stops everything in reverse start order when its
-// context ends (SIGTERM, a grace period, then SIGKILL).
-//
-// Each child runs in its own process group, so a Ctrl-C typed in the terminal reaches only the
-// launcher, which then stops the children in order; the children also get SIGTERM from the
-// kernel if the launcher itself dies (Linux parent-death signal), so none is left orphaned.
-package supervise
+// context ends (the stop signal, a grace period, then SIGKILL).
+
+package proc
 
 import (
 	"context"
@@ -14,33 +11,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"sync"
 	"syscall"
 	"time"
 )
-
-// Spec describes one supervised process.
-type Spec struct {
-	// Name identifies the process and is its output tag ("catalog-1"). Required, unique.
-	Name string
-	// Path is the executable. Required.
-	Path string
-	// Args are the arguments after the program name.
-	Args []string
-	// Env is the complete environment (KEY=value). Nil means the supervisor's own environment.
-	Env []string
-	// Dir is the working directory. Empty means the supervisor's.
-	Dir string
-	// NoRestart makes an exit final: the process stays down until Restart is called.
-	NoRestart bool
-	// CopyOutput, when set, also receives every output line of the process without its tag
-	// (for example a log file). The supervisor does not close it.
-	CopyOutput io.Writer
-	// StopSignal asks the process to stop gracefully. Zero means SIGTERM (HAProxy's graceful
-	// stop is SIGUSR1: stop accepting, finish what is in flight).
-	StopSignal syscall.Signal
-}
 
 // Options configures a Supervisor. The zero value works: output to os.Stdout, no colour,
 // backoff 200ms doubling to 10s, reset after 30s up, grace 10s.
@@ -84,7 +58,7 @@ type Status struct {
 }
 
 // ErrStopped is returned by Start once the supervisor is stopping.
-var ErrStopped = errors.New("supervise: supervisor is stopping")
+var ErrStopped = errors.New("proc: supervisor is stopping")
 
 // Supervisor owns the processes started through it. Its methods are safe for concurrent use.
 type Supervisor struct {
@@ -97,8 +71,8 @@ type Supervisor struct {
 	forceOnce sync.Once
 
 	mu       sync.Mutex
-	procs    []*proc // in start order
-	byName   map[string]*proc
+	procs    []*child // in start order
+	byName   map[string]*child
 	stopping bool
 }
 
@@ -133,7 +107,7 @@ func New(ctx context.Context, o Options) *Supervisor {
 		cancel: cancel,
 		done:   make(chan struct{}),
 		force:  make(chan struct{}),
-		byName: map[string]*proc{},
+		byName: map[string]*child{},
 	}
 	go s.watch(ctx)
 	return s
@@ -145,7 +119,7 @@ func (s *Supervisor) watch(ctx context.Context) {
 	<-ctx.Done()
 	s.mu.Lock()
 	s.stopping = true
-	procs := append([]*proc(nil), s.procs...)
+	procs := append([]*child(nil), s.procs...)
 	s.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
 		close(procs[i].stopCh)
@@ -172,7 +146,7 @@ func (s *Supervisor) Done() <-chan struct{} { return s.done }
 func (s *Supervisor) KillAll() {
 	s.forceOnce.Do(func() { close(s.force) })
 	s.mu.Lock()
-	procs := append([]*proc(nil), s.procs...)
+	procs := append([]*child(nil), s.procs...)
 	s.mu.Unlock()
 	for _, p := range procs {
 		p.signal(syscall.SIGKILL)
@@ -184,7 +158,7 @@ func (s *Supervisor) KillAll() {
 // duplicate name) or the supervisor is stopping.
 func (s *Supervisor) Start(spec Spec) error {
 	if spec.Name == "" || spec.Path == "" {
-		return errors.New("supervise: Spec needs a Name and a Path")
+		return errors.New("proc: Spec needs a Name and a Path")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -192,13 +166,13 @@ func (s *Supervisor) Start(spec Spec) error {
 		return ErrStopped
 	}
 	if _, dup := s.byName[spec.Name]; dup {
-		return fmt.Errorf("supervise: a process named %q is already supervised", spec.Name)
+		return fmt.Errorf("proc: a process named %q is already supervised", spec.Name)
 	}
 	color := ""
 	if s.o.Color {
 		color = colors[len(s.procs)%len(colors)]
 	}
-	p := &proc{
+	p := &child{
 		s:         s,
 		spec:      spec,
 		tag:       newTagger(spec.Name, s.o.TagWidth, color),
@@ -209,7 +183,7 @@ func (s *Supervisor) Start(spec Spec) error {
 	p.stdout = &lineWriter{sink: s.sink, tag: &p.tag, copyTo: spec.CopyOutput}
 	p.stderr = &lineWriter{sink: s.sink, tag: &p.tag, copyTo: spec.CopyOutput}
 	if err := p.start(); err != nil {
-		return fmt.Errorf("supervise: start %s: %w", spec.Name, err)
+		return fmt.Errorf("proc: start %s: %w", spec.Name, err)
 	}
 	s.procs = append(s.procs, p)
 	s.byName[spec.Name] = p
@@ -228,12 +202,12 @@ func (s *Supervisor) Printf(name, format string, args ...any) {
 	s.sink.writeLine(t.prefix, fmt.Appendf(nil, format, args...), t.suffix, nil)
 }
 
-func (s *Supervisor) lookup(name string) (*proc, error) {
+func (s *Supervisor) lookup(name string) (*child, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.byName[name]
 	if !ok {
-		return nil, fmt.Errorf("supervise: no process named %q", name)
+		return nil, fmt.Errorf("proc: no process named %q", name)
 	}
 	return p, nil
 }
@@ -246,7 +220,7 @@ func (s *Supervisor) Kill(name string) error {
 		return err
 	}
 	if !p.signal(syscall.SIGKILL) {
-		return fmt.Errorf("supervise: %s is not running", name)
+		return fmt.Errorf("proc: %s is not running", name)
 	}
 	return nil
 }
@@ -259,7 +233,7 @@ func (s *Supervisor) Terminate(name string) error {
 		return err
 	}
 	if !p.signal(syscall.SIGTERM) {
-		return fmt.Errorf("supervise: %s is not running", name)
+		return fmt.Errorf("proc: %s is not running", name)
 	}
 	return nil
 }
@@ -288,14 +262,14 @@ func (s *Supervisor) Status(name string) (Status, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := Status{Starts: p.starts, LastExit: p.lastExit}
-	if p.cmd != nil && !p.reaped {
-		st.Running, st.PID = true, p.cmd.Process.Pid
+	if p.cur != nil && !p.reaped {
+		st.Running, st.PID = true, p.cur.Pid()
 	}
 	return st, nil
 }
 
-// proc is one supervised process; loop is its only owner goroutine.
-type proc struct {
+// child is one supervised process; loop is its only owner goroutine.
+type child struct {
 	s              *Supervisor
 	spec           Spec
 	tag            tagger
@@ -305,100 +279,71 @@ type proc struct {
 	done           chan struct{} // closed when loop has returned and the child is reaped
 
 	mu        sync.Mutex
-	cmd       *exec.Cmd     // the current child, nil before the first start
-	exited    chan struct{} // closed when the current child has been reaped
+	cur       *Proc         // the current process, nil before the first start
+	exited    chan struct{} // closed when the current process has been reaped and its output flushed
 	reaped    bool
 	startedAt time.Time
 	starts    int
 	lastExit  string
 }
 
-// start starts a new child and a goroutine that reaps it. The loop goroutine waits for every
-// child it starts (through exited) before it starts another one or returns.
-func (p *proc) start() error {
-	cmd := exec.Command(p.spec.Path, p.spec.Args...)
-	cmd.Env = p.spec.Env
-	cmd.Dir = p.spec.Dir
-	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	// A grandchild that keeps the output pipes open must not block the reaping forever.
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
+// start starts a new process and a goroutine that records its exit. The loop goroutine waits
+// for every process it starts (through exited) before it starts another one or returns.
+func (p *child) start() error {
+	cur, err := start(p.spec, p.stdout, p.stderr)
+	if err != nil {
 		return err
 	}
 	exited := make(chan struct{})
 	p.mu.Lock()
-	p.cmd, p.exited, p.reaped = cmd, exited, false
+	p.cur, p.exited, p.reaped = cur, exited, false
 	p.startedAt = time.Now()
 	p.starts++
 	p.mu.Unlock()
 	go func() {
-		err := cmd.Wait()
+		<-cur.Done()
 		p.stdout.Flush()
 		p.stderr.Flush()
-		// Whatever the child left behind in its process group goes with it.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		desc := "exit status 0"
-		if err != nil {
-			desc = err.Error()
-		}
 		p.mu.Lock()
-		p.reaped, p.lastExit = true, desc
+		p.reaped, p.lastExit = true, cur.Exited()
 		p.mu.Unlock()
 		close(exited)
 	}()
 	return nil
 }
 
-// signal sends sig to the current child's process group; it reports whether a child was running.
-func (p *proc) signal(sig syscall.Signal) bool {
+// signal sends sig to the current process's group; it reports whether one was running.
+func (p *child) signal(sig syscall.Signal) bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil || p.reaped {
-		return false
-	}
-	// Not yet marked reaped: the pid is ours, or Wait is reaping it this very moment, in which
-	// case the group is gone and Kill fails with ESRCH (a reuse of the id within that window
-	// would need the kernel to cycle through every pid).
-	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
-	return true
+	cur := p.cur
+	p.mu.Unlock()
+	return cur != nil && cur.Signal(sig)
 }
 
-func (p *proc) current() (chan struct{}, time.Time) {
+func (p *child) current() (chan struct{}, time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.exited, p.startedAt
 }
 
-// terminate stops the current child: SIGTERM, then SIGKILL after the grace period or at once
-// after KillAll. It returns once the child is reaped.
-func (p *proc) terminate() {
+// terminate stops the current process: the stop signal, then SIGKILL after the grace period
+// or at once after KillAll. It returns once the process is reaped and its output flushed.
+func (p *child) terminate() {
 	exited, _ := p.current()
-	select {
-	case <-exited:
+	p.mu.Lock()
+	cur := p.cur
+	p.mu.Unlock()
+	if cur == nil {
 		return
-	default:
 	}
-	sig := p.spec.StopSignal
-	if sig == 0 {
-		sig = syscall.SIGTERM
+	if !cur.stop(p.s.o.Grace, p.s.force) {
+		p.s.Printf(p.spec.Name, "[supervisor] still running %s after the stop signal: sending SIGKILL", p.s.o.Grace)
 	}
-	p.signal(sig)
-	t := time.NewTimer(p.s.o.Grace)
-	defer t.Stop()
-	select {
-	case <-exited:
-		return
-	case <-t.C:
-		p.s.Printf(p.spec.Name, "[supervisor] still running %s after %v: sending SIGKILL", p.s.o.Grace, sig)
-	case <-p.s.force:
-	}
-	p.signal(syscall.SIGKILL)
 	<-exited
 }
 
 // loop keeps the process running until stopCh is closed.
-func (p *proc) loop() {
+func (p *child) loop() {
 	defer close(p.done)
 	backoff := p.s.o.MinBackoff
 	for {
@@ -422,7 +367,7 @@ func (p *proc) loop() {
 
 // waitToRestart runs after the child exited on its own: it waits out the backoff (or, with
 // NoRestart, for a Restart call) and reports whether the process is to stay stopped for good.
-func (p *proc) waitToRestart(startedAt time.Time, backoff *time.Duration) (stop bool) {
+func (p *child) waitToRestart(startedAt time.Time, backoff *time.Duration) (stop bool) {
 	up := time.Since(startedAt).Round(time.Millisecond)
 	p.mu.Lock()
 	why := p.lastExit
@@ -456,7 +401,7 @@ func (p *proc) waitToRestart(startedAt time.Time, backoff *time.Duration) (stop 
 
 // startOrRecordFailure starts the next child. When even that fails (the binary was removed),
 // it records a child that exited at once, so the loop backs off and tries again.
-func (p *proc) startOrRecordFailure() {
+func (p *child) startOrRecordFailure() {
 	err := p.start()
 	if err == nil {
 		return
