@@ -188,8 +188,8 @@ func asSamples(rs []reply) []sample {
 // must not hang anything. Three stacks chain the hops through proxies: catalog; cart and
 // order (calling the catalog through its proxy); the edge (calling all three through theirs).
 // Each hung hop must be answered within its caller's budget: edge -> catalog 3s, edge -> cart
-// 4s, edge -> order 5s per attempt; cart -> catalog is cut by the cart's own 3s deadline, so
-// the cart answers (503 catalog_unavailable) before the edge's 4s.
+// 4s, edge -> order 5s per attempt; the cart prices from the store, so a hung catalog does not
+// slow a cart add.
 func TestDeadlines(t *testing.T) {
 	env := secrets()
 	cat := stack.Start(t, quiet(stack.Options{
@@ -274,7 +274,7 @@ func TestDeadlines(t *testing.T) {
 	)
 	pxCat.Block(false)
 	adminLo, adminHi := check(got["admin"], "admin edit with the catalog hung", 3*time.Second, reply.maintenance)
-	// The cart gives up on the catalog after its attempts and answers from the store.
+	// The cart prices from the catalog's documents in the store: a hung catalog is not in its path.
 	cartLo, cartHi := check(got["cart"], "cart add with the catalog hung (behind the cart)", 3*time.Second,
 		func(r reply) bool { return r.status == 200 })
 	for _, r := range got["read"] {
@@ -303,7 +303,7 @@ func TestDeadlines(t *testing.T) {
 	cartGetLo, cartGetHi := check(got["cart"], "cart read with the cart hung", 4*time.Second, reply.maintenance)
 	ordersLo, ordersHi := check(got["orders"], "order list with the order service hung", 5*time.Second, reply.maintenance)
 	coLo, coHi := check(got["checkout"], "checkout with the order service hung", 5*time.Second, reply.maintenance)
-	t.Logf("deadlines, hung backend -> answer time: edge->catalog %s (budget 3s, maintenance 503); cart->catalog %s (200 from the store after 2 attempts x 1s at the catalog, within its 3s deadline, under the edge's 4s); "+
+	t.Logf("deadlines, hung backend -> answer time: edge->catalog %s (budget 3s, maintenance 503); cart add with the catalog hung %s (200: prices from the store); "+
 		"edge->cart %s (budget 4s); edge->order %s for order lists, %s for checkouts (budget 5s); product reads meanwhile 200 from the edge cache",
 		span(adminLo, adminHi), span(cartLo, cartHi), span(cartGetLo, cartGetHi), span(ordersLo, ordersHi), span(coLo, coHi))
 }

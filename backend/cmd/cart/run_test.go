@@ -51,7 +51,7 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 	env := map[string]string{
 		"FLASHEDGE_STORE_ADDR":    srv.Addr,
 		"FLASHEDGE_CART_LISTEN":   "127.0.0.1:0",
-		"FLASHEDGE_CATALOG_ADDRS": "127.0.0.1:1", // nothing listens: the catalog is down
+		"FLASHEDGE_CATALOG_ADDRS": "127.0.0.1:1", // ignored: the cart reads prices from the store
 		"FLASHEDGE_LOG_FORMAT":    "json",
 	}
 	out := &obstest.Buffer{}
@@ -112,8 +112,6 @@ func TestConfig(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", nil, nil, ""},
-		{"replicas", nil, map[string]string{"FLASHEDGE_CATALOG_ADDRS": "10.0.0.1:5001, 10.0.0.2:5001"}, ""},
-		{"no catalog", []string{"-catalog", " , "}, nil, "no catalog address"},
 		{"bad sample", nil, map[string]string{"FLASHEDGE_ACCESS_LOG_SAMPLE": "0"}, "FLASHEDGE_ACCESS_LOG_SAMPLE"},
 		{"bad cluster flag", nil, map[string]string{"FLASHEDGE_STORE_CLUSTER": "maybe"}, "FLASHEDGE_STORE_CLUSTER"},
 		{"stray argument", []string{"extra"}, nil, "unexpected arguments"},
@@ -126,7 +124,7 @@ func TestConfig(t *testing.T) {
 				if err != nil {
 					t.Fatalf("loadConfig(%v, %v): %v", tt.args, tt.env, err)
 				}
-				if c.Addr != "127.0.0.1:5002" || len(c.CatalogAddrs) == 0 {
+				if c.Addr != "127.0.0.1:5002" || c.Timeout != 3*time.Second {
 					t.Fatalf("config %s", c)
 				}
 				return

@@ -58,8 +58,13 @@ type env struct {
 	catalogIDs []string // X-Request-ID of every request the catalog saw
 }
 
-// newEnv starts a redis-server, a real catalog service and the cart service in front of it.
-func newEnv(t *testing.T) *env {
+// newEnv starts a redis-server, a real catalog service and the cart service in front of it,
+// pricing carts through the catalog's batch route.
+func newEnv(t *testing.T) *env { return newEnvWith(t, false) }
+
+// newEnvWith is newEnv; fromStore prices carts from the documents in the store (StorePrices, as
+// the cart binary does) instead of calling the catalog.
+func newEnvWith(t *testing.T, fromStore bool) *env {
 	t.Helper()
 	srv := kvtest.Start(t)
 	e := &env{t: t, store: srv.Client(t)}
@@ -81,8 +86,13 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(pool.Close)
 
+	var prices cart.Prices = cart.CatalogPrices(pool)
+	if fromStore {
+		// Its own client, as the cart binary has: the catalog's writes reach it as invalidations.
+		prices = &cart.StorePrices{KV: srv.Client(t)}
+	}
 	r := router.New()
-	cart.New(cart.NewStore(e.store), pool, cart.Options{Log: discard()}).Register(r)
+	cart.New(cart.NewStore(e.store), prices, cart.Options{Log: discard()}).Register(r)
 	e.addr, _ = serve(t, httpapi.RequestIDs(r.Handler, obs.NewIDs()))
 	e.client = &fasthttp.Client{}
 	return e
@@ -432,5 +442,48 @@ func TestOneCatalogCallPerRequest(t *testing.T) {
 	}
 	if st, body := e.do("PUT", "/api/v1/cart/items/nope", "u-carol", `{"quantity":1}`); st != 404 || errCode(t, body) != "product_not_found" {
 		t.Fatalf("PUT unknown product: %d %s, want 404 product_not_found", st, body)
+	}
+}
+
+// TestPricesFromTheStore: with StorePrices (the cart binary's wiring) an add and a view are
+// priced from the catalog's documents through the client-side cache without a single call to
+// the catalog service, an unknown product is still refused, and a price the catalog changes
+// reaches the next view through the store's invalidation push.
+func TestPricesFromTheStore(t *testing.T) {
+	e := newEnvWith(t, true)
+	id := e.product("Khăn lụa", 120000, 10)
+	other := e.product("Quạt giấy", 30000, 10)
+	if st, body := e.do("PUT", "/api/v1/cart/items/"+id, "u-lan", `{"quantity":2}`); st != 200 {
+		t.Fatalf("add: %d %s", st, body)
+	}
+	st, body := e.do("PUT", "/api/v1/cart/items/"+other, "u-lan", `{"quantity":1}`)
+	if st != 200 {
+		t.Fatalf("second add: %d %s", st, body)
+	}
+	if v := decodeView(t, body); len(v.Items) != 2 || v.Total != 2*120000+30000 || v.Items[0].Name != "Khăn lụa" {
+		t.Fatalf("view after two adds = %+v, want both lines and total 270000", v)
+	}
+	if st, body := e.do("PUT", "/api/v1/cart/items/99999999", "u-lan", `{"quantity":1}`); st != 404 || errCode(t, body) != "product_not_found" {
+		t.Fatalf("unknown product: %d %s, want 404 product_not_found", st, body)
+	}
+	price := int64(99000)
+	if _, err := e.products.Update(context.Background(), id, product.Input{Price: &price}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v := e.view("u-lan")
+		if v.Total == 2*99000+30000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("view 10s after a price change = %+v, want total %d", v, 2*99000+30000)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.catalogIDs) != 0 {
+		t.Fatalf("the catalog service was called %d times, want 0 (prices come from the store)", len(e.catalogIDs))
 	}
 }

@@ -40,7 +40,7 @@ func FuzzCartBodies(f *testing.F) {
 		f.Fatal(err)
 	}
 	r := router.New()
-	cart.New(cart.NewStore(store), pool, cart.Options{Log: discard()}).Register(r)
+	cart.New(cart.NewStore(store), cart.CatalogPrices(pool), cart.Options{Log: discard()}).Register(r)
 	h := r.Handler
 
 	f.Add(false, []byte(`{"quantity":2}`))

@@ -29,21 +29,21 @@ type Options struct {
 // Service answers the cart routes. It is safe for concurrent use.
 type Service struct {
 	store   *Store
-	catalog catalogClient
+	prices  Prices
 	timeout time.Duration
 	log     *slog.Logger
 }
 
-// New returns the cart service over store, reading products through catalog (the catalog
-// service's replicas).
-func New(store *Store, catalog Caller, o Options) *Service {
+// New returns the cart service over store, reading product names and prices through prices
+// (StorePrices, or CatalogPrices for the catalog service's replicas).
+func New(store *Store, prices Prices, o Options) *Service {
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Service{store: store, catalog: catalogClient{catalog}, timeout: o.Timeout, log: o.Log}
+	return &Service{store: store, prices: prices, timeout: o.Timeout, log: o.Log}
 }
 
 // View is the cart as shoppers see it. Price is the catalog's current unit price; Total is the
@@ -125,8 +125,9 @@ func (s *Service) put(c context.Context, ctx *fasthttp.RequestCtx, user string) 
 		s.writeView(c, ctx, user)
 		return
 	}
-	// One catalog call prices the product added and every line already in the cart: the answer
-	// is the whole cart, and the product must exist before it is added.
+	// One lookup prices the product added and every line already in the cart (the product must
+	// exist before it is added); the set answers the whole cart as it is then, so the answer
+	// needs no second read (only a line another request added meanwhile is looked up again).
 	lines, err := s.store.Lines(c, user)
 	if err != nil {
 		s.fail(ctx, err)
@@ -139,18 +140,18 @@ func (s *Service) put(c context.Context, ctx *fasthttp.RequestCtx, user string) 
 			ids = append(ids, l.ProductID)
 		}
 	}
-	prices, err := s.catalog.products(c, requestID(ctx), ids)
-	if err == nil && prices[id].ID == "" {
+	known, err := s.prices.Products(c, requestID(ctx), ids)
+	if err == nil && known[id].ID == "" {
 		err = fmt.Errorf("%w: %s", ErrProductNotFound, id)
 	}
 	if err == nil {
-		err = s.store.Set(c, user, id, *in.Quantity)
+		lines, err = s.store.Set(c, user, id, *in.Quantity)
 	}
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	s.renderView(c, ctx, user, prices)
+	s.renderLines(c, ctx, lines, known)
 }
 
 func (s *Service) remove(c context.Context, ctx *fasthttp.RequestCtx, user string) {
@@ -218,14 +219,19 @@ func (s *Service) writeView(c context.Context, ctx *fasthttp.RequestCtx, user st
 }
 
 // renderView renders the user's cart as the store holds it now, with the names and prices in
-// known (from catalogClient.products; nil for none) and, in one more catalog call, those of the
-// lines known lacks (a line another request of the same user added meanwhile, or every line).
+// known (from Prices.Products; nil for none) and, in one more lookup, those of the lines known
+// lacks (a line another request of the same user added meanwhile, or every line).
 func (s *Service) renderView(c context.Context, ctx *fasthttp.RequestCtx, user string, known map[string]Product) {
 	lines, err := s.store.Lines(c, user)
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
+	s.renderLines(c, ctx, lines, known)
+}
+
+// renderLines renders lines with the products in known, looking up those it lacks in one call.
+func (s *Service) renderLines(c context.Context, ctx *fasthttp.RequestCtx, lines []Line, known map[string]Product) {
 	var missing []string
 	for _, l := range lines {
 		if _, ok := known[l.ProductID]; !ok {
@@ -233,7 +239,7 @@ func (s *Service) renderView(c context.Context, ctx *fasthttp.RequestCtx, user s
 		}
 	}
 	if len(missing) > 0 {
-		more, err := s.catalog.products(c, requestID(ctx), missing)
+		more, err := s.prices.Products(c, requestID(ctx), missing)
 		if err != nil {
 			s.fail(ctx, err)
 			return

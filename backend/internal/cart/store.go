@@ -78,30 +78,49 @@ func (s *Store) Lines(ctx context.Context, user string) ([]Line, error) {
 	if err != nil {
 		return nil, unavailable("read cart", err)
 	}
-	lines := make([]Line, 0, len(m))
+	flat := make([]string, 0, 2*len(m))
 	for id, q := range m {
-		n, err := strconv.Atoi(q)
+		flat = append(flat, id, q)
+	}
+	return linesOf(flat), nil
+}
+
+// linesOf turns a cart hash's field, value pairs into lines in product id order, skipping
+// quantities that are not positive whole numbers (never written by this package).
+func linesOf(flat []string) []Line {
+	lines := make([]Line, 0, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		n, err := strconv.Atoi(flat[i+1])
 		if err != nil || n <= 0 {
 			continue
 		}
-		lines = append(lines, Line{ProductID: id, Quantity: n})
+		lines = append(lines, Line{ProductID: flat[i], Quantity: n})
 	}
 	slices.SortFunc(lines, func(a, b Line) int { return strings.Compare(a.ProductID, b.ProductID) })
-	return lines, nil
+	return lines
 }
 
-// Set sets the quantity (1..MaxQuantity, checked by the caller) of a product in the user's cart.
-// It returns ErrCartFull when the product is new and the cart holds MaxLines products already.
-func (s *Store) Set(ctx context.Context, user, productID string, quantity int) error {
-	ok, err := s.set.Exec(ctx, s.c, []string{keyspace.Cart(user)},
-		[]string{productID, strconv.Itoa(quantity), strconv.Itoa(MaxLines)}).AsInt64()
+// Set sets the quantity (1..MaxQuantity, checked by the caller) of a product in the user's cart
+// and returns the cart as it is then (in product id order), in one round trip. It returns
+// ErrCartFull when the product is new and the cart holds MaxLines products already.
+func (s *Store) Set(ctx context.Context, user, productID string, quantity int) ([]Line, error) {
+	res, err := s.set.Exec(ctx, s.c, []string{keyspace.Cart(user)},
+		[]string{productID, strconv.Itoa(quantity), strconv.Itoa(MaxLines)}).ToArray()
 	if err != nil {
-		return unavailable("set cart line", err)
+		return nil, unavailable("set cart line", err)
 	}
-	if ok == 0 {
-		return ErrCartFull
+	if len(res) == 0 {
+		return nil, ErrCartFull
 	}
-	return nil
+	flat := make([]string, 0, len(res))
+	for _, m := range res {
+		v, err := m.ToString()
+		if err != nil {
+			return nil, unavailable("set cart line", err)
+		}
+		flat = append(flat, v)
+	}
+	return linesOf(flat), nil
 }
 
 // Remove takes a product out of the user's cart; removing an absent product is not an error.

@@ -105,7 +105,7 @@ func newEnv(t testing.TB) *env {
 	})
 
 	cr := router.New()
-	cart.New(cart.NewStore(e.kv), pool(t, "catalog", catAddr), cart.Options{Log: discard()}).Register(cr)
+	cart.New(cart.NewStore(e.kv), cart.CatalogPrices(pool(t, "catalog", catAddr)), cart.Options{Log: discard()}).Register(cr)
 	e.cart = serve(t, httpapi.RequestIDs(func(ctx *fasthttp.RequestCtx) { e.see("cart", ctx); cr.Handler(ctx) }, obs.NewIDs()))
 
 	svc, err := order.New(order.NewStore(e.kv), pool(t, "cart", e.cart), pool(t, "catalog", catAddr), order.Options{Log: discard()})

@@ -217,7 +217,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer stopPools()
 	// Each hop's budget is shorter than its caller's, so nothing waits on a call its caller has
 	// already given up on: edge -> order 5s > checkout 4s > order -> cart/catalog 1.5s per
-	// attempt; edge -> cart 4s > cart request 3s > cart -> catalog 1s; edge -> catalog 3s >
+	// attempt; edge -> cart 4s > cart request 3s (its prices come from the store); edge -> catalog 3s >
 	// catalog store calls 2s.
 	budgets := map[string]time.Duration{"catalog": httpapi.EdgeBudgetCatalog, "cart": httpapi.EdgeBudgetCart, "order": httpapi.EdgeBudgetOrder}
 	for name, b := range budgets {
