@@ -44,8 +44,8 @@ func waitingRoomPage(ctx context.Context, t *testing.T, chrome string, st *stack
 		60*time.Second, func(s string) bool { return s == "yes" })
 	login(ctx, b, "viewer")
 
-	// Six shoppers join just before the page's shopper, admitted one a second.
-	for i := range 6 {
+	// Ten shoppers join just before the page's shopper, admitted one a second.
+	for i := range 10 {
 		tok := sessionFor(t, base, fmt.Sprintf("ahead%02d", i))
 		apiCall(t, base, tok, "POST", "/api/v1/flash-sales/wq/queue", "", nil, 200, nil)
 	}

@@ -1211,7 +1211,8 @@
     const say = (s) => {
       out.textContent = 'autotest: ' + s;
     };
-    const waitFor = async (what, fn, ms = 8000) => {
+    // Generous deadlines: the tests run it against the real stack on a busy machine.
+    const waitFor = async (what, fn, ms = 60000) => {
       const end = Date.now() + ms;
       for (;;) {
         const v = fn();
@@ -1271,7 +1272,7 @@
         say('queued position=' + q.dataset.position);
         return;
       }
-      const payBtn = await waitFor('a win', () => saleLi.querySelector('.btn-pay:not(:disabled)') || (saleLi.querySelector('.status.error') && saleLi.querySelector('.status.error').textContent), 30000);
+      const payBtn = await waitFor('a win', () => saleLi.querySelector('.btn-pay:not(:disabled)') || (saleLi.querySelector('.status.error') && saleLi.querySelector('.status.error').textContent), 120000);
       if (typeof payBtn === 'string') throw new Error('buy failed: ' + payBtn);
       if (params.get('stop') === 'won') {
         window.scrollTo(0, 0);
