@@ -21,6 +21,8 @@ const (
 	// round trips of a few hundred microseconds from reading scheduler noise as overload.
 	limitTolerance = 2.0
 	limitSlack     = 2 * time.Millisecond
+	// adaptiveFloor is the lowest adaptive limit per replica (see Options.AdaptiveInFlight).
+	adaptiveFloor = 32
 )
 
 // limiter bounds the calls in flight to one service. A fixed limiter refuses beyond max; an

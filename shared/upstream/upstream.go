@@ -94,8 +94,11 @@ type Options struct {
 	// AdaptiveInFlight makes MaxInFlight a ceiling: the bound in force follows the latency the
 	// replicas answer with, shrinking when calls queue inside the service (a window's average
 	// latency above twice the lowest seen lately plus 2ms) and growing back while it does not,
-	// never below 8 calls per replica. An overload is then refused at the caller while the
-	// service runs near its capacity with short queues. False means the fixed MaxInFlight.
+	// never below 32 calls per replica. An overload is then refused at the caller while the
+	// service runs near its capacity with short queues. The floor is high on purpose: the latency
+	// measured includes the caller's own scheduling delays, so a caller whose CPU is saturated
+	// (by the refusals themselves) sees slow answers from a service that is not queueing, and a
+	// low floor would then cap the goodput at floor/latency. False means the fixed MaxInFlight.
 	AdaptiveInFlight bool
 
 	// Retries is the number of extra attempts, each on another replica when there is one, for
@@ -212,7 +215,7 @@ func New(o Options, log *slog.Logger) (*Pool, error) {
 		maintenance: maintenanceBody(),
 		log:         log,
 		onHealth:    o.OnHealthChange,
-		limit:       newLimiter(int64(o.MaxInFlight), int64(8*len(o.Addrs)), o.AdaptiveInFlight),
+		limit:       newLimiter(int64(o.MaxInFlight), int64(adaptiveFloor*len(o.Addrs)), o.AdaptiveInFlight),
 	}
 	for i, addr := range o.Addrs {
 		r := &replica{idx: i, addr: addr}
@@ -648,7 +651,7 @@ func (p *Pool) Shed() uint64 { return p.limit.shed.Load() }
 func (p *Pool) InFlight() int64 { return p.limit.inFlight.Load() }
 
 // Limit returns the bound on calls in flight in force now (with AdaptiveInFlight it moves
-// between 8 per replica and MaxInFlight); zero or negative means none.
+// between 32 per replica and MaxInFlight); zero or negative means none.
 func (p *Pool) Limit() int64 { return p.limit.limit.Load() }
 
 // Name returns the service name the Pool was built with.

@@ -153,8 +153,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		fmt.Fprintf(stdout, "spawning the stack from %s (logs in %s)\n", cfg.BinDir, dir)
-		// The rush gives every shopper its own loopback address, so it runs against the edge's
-		// default limits; the other scenarios send everything from 127.0.0.1.
+		// The rush and the slow-client scenario give every client its own loopback address, so
+		// they run against the edge's default limits; the others send everything from 127.0.0.1.
 		limitsOn := onlyRush(cfg.Load.Scenarios)
 		edgeEnv := []string{"FLASHEDGE_RATE_IP=off", "FLASHEDGE_RATE_USER=off", "FLASHEDGE_MAX_CONNS_PER_ADDR=0"}
 		if limitsOn {
@@ -237,7 +237,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return nil
 }
 
-// onlyRush reports whether the rush is the run's only scenario.
+// onlyRush reports whether the run's scenarios are the rush or the slow clients only (each of
+// their clients has a loopback address of its own).
 func onlyRush(s []string) bool {
-	return len(s) > 0 && !slices.ContainsFunc(s, func(x string) bool { return x != load.ScenarioRush })
+	return len(s) > 0 && !slices.ContainsFunc(s, func(x string) bool { return x != load.ScenarioRush && x != load.ScenarioSlow })
 }

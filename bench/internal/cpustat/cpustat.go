@@ -129,3 +129,12 @@ func RSSMiB(pid int) float64 {
 	}
 	return 0
 }
+
+// OpenFiles returns how many file descriptors process pid holds, 0 when it cannot be read.
+func OpenFiles(pid int) int {
+	fds, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		return 0
+	}
+	return len(fds)
+}

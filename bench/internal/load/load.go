@@ -28,7 +28,7 @@ const (
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{ScenarioBrowse, ScenarioCart, ScenarioCheckout, ScenarioRush, ScenarioStress, ScenarioWaitRoom, ScenarioOverload, ScenarioAdmit}
+var Scenarios = []string{ScenarioBrowse, ScenarioCart, ScenarioCheckout, ScenarioRush, ScenarioStress, ScenarioWaitRoom, ScenarioOverload, ScenarioAdmit, ScenarioSlow}
 
 // Config is one run. Zero values take the defaults named on each field.
 type Config struct {
@@ -219,6 +219,8 @@ func Run(ctx context.Context, cfg Config, rep *Report) error {
 			err = runStress(ctx, cfg, rep, runID)
 		case ScenarioOverload:
 			err = runOverload(ctx, cfg, rep, runID)
+		case ScenarioSlow:
+			err = runSlow(ctx, cfg, rep)
 		case ScenarioRush:
 			err = runRushRounds(ctx, cfg, rep, runID)
 		case ScenarioWaitRoom:
