@@ -259,7 +259,10 @@ func TestWaitingRoomThroughTheEdge(t *testing.T) {
 	quiet, _ := window(false)
 	busy, n := window(true)
 	t.Logf("store calls in 1.5 s: %d without polls, %d with %d polls", quiet, busy, n)
-	if n < 100 || busy-quiet > int64(n)/5 {
+	// A poll that read the store would cost at least one call each (busy-quiet >= n); the
+	// background (admitter ticks, invalidation re-reads) varies between the windows by a few
+	// dozen calls, so the bound is half the polls.
+	if n < 100 || busy-quiet > int64(n)/2 {
 		t.Fatalf("%d polls cost %d store calls more than none (%d vs %d)", n, busy-quiet, busy, quiet)
 	}
 
