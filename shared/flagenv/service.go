@@ -35,6 +35,10 @@ type Service struct {
 	DrainDelay      time.Duration
 }
 
+// Shared returns the shared settings; a binary's config that embeds Service gets it too, which
+// lets flagenvtest check every binary's loadConfig alike.
+func (c Service) Shared() Service { return c }
+
 // ServiceDefaults are the defaults that differ between services.
 type ServiceDefaults struct {
 	// Addr is the default listen address; empty means the service listens only when told to.

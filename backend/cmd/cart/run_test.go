@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"flashedge/backend/internal/catalog"
+	"flashedge/shared/flagenv/flagenvtest"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
@@ -236,3 +237,5 @@ func TestRunMetrics(t *testing.T) {
 		t.Errorf("/metrics.json = %+v, want service cart, 4 client errors, no server error, >= 5 successes", s)
 	}
 }
+
+func TestServiceFlags(t *testing.T) { flagenvtest.CheckService(t, "cart", nil, loadConfig, run) }

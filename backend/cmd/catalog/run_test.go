@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"flashedge/shared/flagenv/flagenvtest"
 	"flashedge/shared/kv/kvtest"
 	"flashedge/shared/metrics/metricstest"
 	"flashedge/shared/obs/obstest"
@@ -299,4 +300,8 @@ func TestRunAccessLog(t *testing.T) {
 			t.Errorf("request line %v: want user_id u-7, the client's request id, service catalog", rec)
 		}
 	}
+}
+
+func TestServiceFlags(t *testing.T) {
+	flagenvtest.CheckService(t, "catalog", map[string]string{"FLASHEDGE_ADMIN_TOKEN": "admin-token-for-tests-0123"}, loadConfig, run)
 }

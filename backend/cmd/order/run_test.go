@@ -14,6 +14,7 @@ import (
 
 	"flashedge/backend/internal/cart"
 	"flashedge/backend/internal/catalog"
+	"flashedge/shared/flagenv/flagenvtest"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv/kvtest"
 	"flashedge/shared/obs/obstest"
@@ -171,3 +172,5 @@ func TestConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestServiceFlags(t *testing.T) { flagenvtest.CheckService(t, "order", nil, loadConfig, run) }

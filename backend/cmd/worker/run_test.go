@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"flashedge/backend/internal/flashsale"
+	"flashedge/shared/flagenv/flagenvtest"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
 	"flashedge/shared/metrics/metricstest"
@@ -337,3 +338,5 @@ func TestRunMetrics(t *testing.T) {
 		t.Errorf("no access-log line for GET /nope:\n%s", out)
 	}
 }
+
+func TestServiceFlags(t *testing.T) { flagenvtest.CheckService(t, "worker", nil, loadConfig, run) }

@@ -1,19 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"strings"
 	"testing"
+
+	"flashedge/shared/flagenv/flagenvtest"
 )
 
-// TestHelpExitsZero: -h lists the flags, each with its variable, and is a successful run.
-func TestHelpExitsZero(t *testing.T) {
-	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, &out); err != nil {
-		t.Fatalf("ceiling -h = %v, want nil (exit 0)", err)
-	}
-	if !strings.Contains(out.String(), "(env FLASHEDGE_") {
-		t.Errorf("ceiling -h names no variable:\n%s", out.String())
-	}
-}
+func TestHelp(t *testing.T) { flagenvtest.CheckHelp(t, "ceiling", run) }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"flashedge/shared/flagenv/flagenvtest"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
 	"flashedge/shared/metrics/metricstest"
@@ -178,4 +179,8 @@ func TestSecureCookieDefault(t *testing.T) {
 	if _, err := secureCookie("yes", "127.0.0.1:8000"); err == nil {
 		t.Error("secureCookie accepted \"yes\"")
 	}
+}
+
+func TestServiceFlags(t *testing.T) {
+	flagenvtest.CheckService(t, "edge", map[string]string{"FLASHEDGE_ADMIN_TOKEN": "admin-token-for-tests-0123", "FLASHEDGE_SESSION_SECRET": "k1:0123456789abcdef0123456789abcdef"}, loadConfig, run)
 }

@@ -5,6 +5,7 @@ package flagenvtest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"io"
@@ -16,15 +17,23 @@ import (
 	"flashedge/shared/flagenv"
 )
 
-// Load is a binary's loadConfig reduced to its shared part.
-type Load func(args []string, getenv func(string) string, out io.Writer) (flagenv.Service, error)
+// Config is a binary's config: it embeds flagenv.Service.
+type Config interface{ Shared() flagenv.Service }
 
-// CheckService runs load as the binary called service would: -h must stop with flag.ErrHelp
-// (exit 0) and list every shared flag with its variable and no hidden alias; every shared
-// variable must reach the config; a flag must win over its variable; -grace must still set
-// -shutdown-grace. base is the environment the binary needs to start at all (secrets).
-func CheckService(t *testing.T, service string, base map[string]string, load Load) {
+// CheckService runs a service binary's loadConfig as the binary called service would: -h must
+// stop with flag.ErrHelp and list every shared flag with its variable and no hidden alias, and
+// run -h must return nil (exit 0); every shared variable must reach the config; a flag must win
+// over its variable; -grace must still set -shutdown-grace. base is the environment the binary
+// needs to start at all (secrets).
+func CheckService[C Config](t *testing.T, service string, base map[string]string,
+	loadConfig func([]string, func(string) string, io.Writer) (C, error), run flagenv.RunFunc) {
 	t.Helper()
+	load := func(args []string, getenv func(string) string, out io.Writer) (flagenv.Service, error) {
+		c, err := loadConfig(args, getenv, out)
+		s := c.Shared()
+		s.Store.DisableCache = false // a binary's own choice (the worker caches nothing), not a shared setting
+		return s, err
+	}
 	getenv := func(extra map[string]string) func(string) string {
 		return func(k string) string {
 			if v, ok := extra[k]; ok {
@@ -54,6 +63,9 @@ func CheckService(t *testing.T, service string, base map[string]string, load Loa
 		}
 		if strings.Contains(help, "  -grace") {
 			t.Errorf("%s -h lists the deprecated -grace", service)
+		}
+		if err := run(context.Background(), []string{"-h"}, getenv(nil), io.Discard); err != nil {
+			t.Errorf("%s: run -h = %v, want nil (exit 0)", service, err)
 		}
 	})
 
@@ -106,4 +118,23 @@ func CheckService(t *testing.T, service string, base map[string]string, load Loa
 			}
 		}
 	})
+}
+
+// CheckHelp checks a tool's run (bench, deploy) for -h: nil (exit 0), and every flag listed with
+// the variable that also sets it.
+func CheckHelp(t *testing.T, name string, run flagenv.RunFunc) {
+	t.Helper()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, &out); err != nil {
+		t.Fatalf("%s -h = %v, want nil (exit 0)", name, err)
+	}
+	flags, _, _ := strings.Cut(out.String(), "Environment only:")
+	for _, line := range strings.Split(flags, "\n") {
+		if strings.HasPrefix(line, "  -") {
+			continue // the usage text is on the next line
+		}
+		if strings.HasPrefix(line, "    \t") && !strings.Contains(line, "(env ") {
+			t.Errorf("%s -h: a flag without its variable: %q", name, line)
+		}
+	}
 }
