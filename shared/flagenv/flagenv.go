@@ -135,9 +135,16 @@ func (s *Set) Duration(p *time.Duration, name string, def time.Duration, usage s
 }
 
 // Addrs defines a comma-separated list of host:port addresses; blanks around commas are trimmed.
+// Parse refuses an empty list.
 func (s *Set) Addrs(p *[]string, name, def, usage string) *Flag {
 	*p = splitList(def)
 	s.fs.Var((*addrsValue)(p), name, usage)
+	s.After(func() error {
+		if len(*p) == 0 {
+			return fmt.Errorf("%s is empty: want host:port[,host:port...]", s.Label(name))
+		}
+		return nil
+	})
 	return s.define(name)
 }
 

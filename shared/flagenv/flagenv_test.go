@@ -87,3 +87,15 @@ func TestAllowArgs(t *testing.T) {
 		t.Fatalf("Parse = %v, Args = %q", err, s.Args())
 	}
 }
+
+func TestExitCode(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want int
+	}{{nil, 0}, {flag.ErrHelp, 0}, {errors.New("boom"), 1}} {
+		var out bytes.Buffer
+		if got := ExitCode("tool", tt.err, &out); got != tt.want || (tt.want == 1) != strings.Contains(out.String(), "tool: boom") {
+			t.Errorf("ExitCode(%v) = %d, stderr %q; want %d", tt.err, got, out.String(), tt.want)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package flagenv
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,15 +16,21 @@ type RunFunc func(ctx context.Context, args []string, getenv func(string) string
 
 // Main calls run with the process's arguments, environment and stdout, under a context that the
 // first SIGINT or SIGTERM cancels; once it has, the signals' default action is back, so a second
-// one kills the process at once. It returns the exit code: 0, or 1 after printing "name: error"
-// on stderr. A binary's main is os.Exit(flagenv.Main("edge", run)).
+// one kills the process at once. It returns the exit code (ExitCode). A binary's main is
+// os.Exit(flagenv.Main("edge", run)).
 func Main(name string, run RunFunc) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop)
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, name+":", err)
-		return 1
+	return ExitCode(name, run(ctx, os.Args[1:], os.Getenv, os.Stdout), os.Stderr)
+}
+
+// ExitCode is the exit code of a run that returned err: 0 for nil and for flag.ErrHelp (-h
+// printed the flags, which is a successful run), else 1 after writing "name: err" to stderr.
+func ExitCode(name string, err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
-	return 0
+	fmt.Fprintln(stderr, name+":", err)
+	return 1
 }

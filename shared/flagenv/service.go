@@ -98,8 +98,6 @@ func (s *Set) Service(d ServiceDefaults) *Service {
 	s.Duration(&c.DrainDelay, "drain-delay", 0, "how long /ready answers draining before the listener closes at shutdown (give balancers a probe interval)")
 	s.After(func() error {
 		switch {
-		case len(c.Store.Addrs) == 0:
-			return fmt.Errorf("%s is empty: want host:port[,host:port...]", s.Label("store-addr"))
 		case cacheMB < 0:
 			return fmt.Errorf("%s %d: want 0 or more MiB", s.Label("store-cache-mb"), cacheMB)
 		case c.AccessLogSample == 0:

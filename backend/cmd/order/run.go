@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -79,12 +78,6 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	if c.PendingTTL <= c.CheckoutTimeout {
 		return config{}, fmt.Errorf("-pending-ttl %s must be longer than -checkout-timeout %s, or a running checkout could lose its Idempotency-Key", c.PendingTTL, c.CheckoutTimeout)
 	}
-	if len(c.CartAddrs) == 0 {
-		return config{}, errors.New("no cart address: set FLASHEDGE_CART_ADDRS (host:port[,host:port...])")
-	}
-	if len(c.CatalogAddrs) == 0 {
-		return config{}, errors.New("no catalog address: set FLASHEDGE_CATALOG_ADDRS (host:port[,host:port...])")
-	}
 	return c, nil
 }
 
@@ -92,9 +85,6 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 // pools, and serves until ctx is cancelled, then drains in-flight requests and returns nil.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadConfig(args, getenv, stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}

@@ -147,7 +147,7 @@ func TestConfig(t *testing.T) {
 	}{
 		{"defaults", nil, nil, ""},
 		{"replicas", nil, map[string]string{"FLASHEDGE_CART_ADDRS": "10.0.0.1:5002,10.0.0.2:5002"}, ""},
-		{"no cart", []string{"-cart", ""}, map[string]string{"FLASHEDGE_CART_ADDRS": ","}, "no cart address"},
+		{"no cart", []string{"-cart", ""}, map[string]string{"FLASHEDGE_CART_ADDRS": ","}, "-cart (FLASHEDGE_CART_ADDRS) is empty"},
 		{"pending shorter than checkout", []string{"-pending-ttl", "3s", "-checkout-timeout", "4s"}, nil, "-pending-ttl"},
 		{"checkout outlasts the edge", []string{"-checkout-timeout", "6s"}, nil, "lower -checkout-timeout"},
 		{"call outlasts the checkout", []string{"-call-timeout", "4s"}, nil, "lower -call-timeout"},

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -41,10 +39,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.Bool(&cfg.Keep, "keep", false, "keep the temporary work directory")
 	fs.String(&cfg.OutJSON, "out", "bench/out/bench.json", "write the report as JSON here (empty: nowhere)")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil // -h printed the flags: a successful exit
-		}
-		return err
+		return err // flag.ErrHelp after -h: flagenv.Main exits 0
 	}
 	if rows != "" {
 		for _, r := range strings.Split(rows, ",") {

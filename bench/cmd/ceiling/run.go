@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -31,10 +29,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.String(&cfg.productFile, "product-body", "", "file with the GET product answer (default: a fixed 170-byte product)")
 	fs.String(&cfg.soldOutFile, "soldout-body", "", "file with the POST attempt answer (default: the edge's sold-out shape)")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil // -h printed the flags: a successful exit
-		}
-		return err
+		return err // flag.ErrHelp after -h: flagenv.Main exits 0
 	}
 	var bodies ceiling.Bodies
 	for _, f := range []struct {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -130,10 +129,7 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadConfig(args, getenv, stdout)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+		return err // flag.ErrHelp after -h: flagenv.Main exits 0
 	}
 	rep := load.NewReport("load "+strings.Join(args, " "), cfg.URL, cfg.Spawn)
 	fmt.Fprintf(stdout, "flashedge load: %s\n", rep.Command)

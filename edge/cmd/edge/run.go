@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -166,9 +165,6 @@ func parseRate(name, v string) (float64, error) {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadConfig(args, getenv, stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil // -h printed the flags: a successful exit
-	}
 	if err != nil {
 		return err
 	}

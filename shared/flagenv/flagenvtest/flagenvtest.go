@@ -22,7 +22,7 @@ type Config interface{ Shared() flagenv.Service }
 
 // CheckService runs a service binary's loadConfig as the binary called service would: -h must
 // stop with flag.ErrHelp and list every shared flag with its variable and no hidden alias, and
-// run -h must return nil (exit 0); every shared variable must reach the config; a flag must win
+// run -h must exit 0; every shared variable must reach the config; a flag must win
 // over its variable; -grace must still set -shutdown-grace. base is the environment the binary
 // needs to start at all (secrets).
 func CheckService[C Config](t *testing.T, service string, base map[string]string,
@@ -64,8 +64,8 @@ func CheckService[C Config](t *testing.T, service string, base map[string]string
 		if strings.Contains(help, "  -grace") {
 			t.Errorf("%s -h lists the deprecated -grace", service)
 		}
-		if err := run(context.Background(), []string{"-h"}, getenv(nil), io.Discard); err != nil {
-			t.Errorf("%s: run -h = %v, want nil (exit 0)", service, err)
+		if err := run(context.Background(), []string{"-h"}, getenv(nil), io.Discard); flagenv.ExitCode(service, err, io.Discard) != 0 {
+			t.Errorf("%s: run -h = %v, want an exit code 0", service, err)
 		}
 	})
 
@@ -125,8 +125,8 @@ func CheckService[C Config](t *testing.T, service string, base map[string]string
 func CheckHelp(t *testing.T, name string, run flagenv.RunFunc) {
 	t.Helper()
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, &out); err != nil {
-		t.Fatalf("%s -h = %v, want nil (exit 0)", name, err)
+	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, &out); flagenv.ExitCode(name, err, io.Discard) != 0 {
+		t.Fatalf("%s -h = %v, want an exit code 0", name, err)
 	}
 	flags, _, _ := strings.Cut(out.String(), "Environment only:")
 	for _, line := range strings.Split(flags, "\n") {
