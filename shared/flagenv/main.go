@@ -6,9 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"flashedge/shared/obs"
 )
 
 // RunFunc is a binary's run: everything but the process boundary, so tests call it directly.
@@ -33,4 +36,28 @@ func ExitCode(name string, err error, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, name+":", err)
 	return 1
+}
+
+// Config is a service binary's config: it embeds Service and describes itself for the start-up
+// log with its secrets masked.
+type Config interface {
+	Shared() Service
+	String() string
+}
+
+// Start is how every service's run begins: loadConfig(args, getenv, stdout), then the logger of
+// its -log-* settings (obs.NewLogger: stdout unless -log-file) with one "starting" line that
+// holds the config. Close the returned closer last.
+func Start[C Config](args []string, getenv func(string) string, stdout io.Writer,
+	loadConfig func([]string, func(string) string, io.Writer) (C, error)) (C, *slog.Logger, io.Closer, error) {
+	cfg, err := loadConfig(args, getenv, stdout)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	log, closer, err := obs.NewLogger(stdout, cfg.Shared().Log)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	log.Info("starting", "config", cfg.String())
+	return cfg, log, closer, nil
 }

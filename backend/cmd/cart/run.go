@@ -50,16 +50,11 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 // run is the cart service: it reads its config, opens the store, and
 // serves until ctx is cancelled, then drains in-flight requests and returns nil.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := loadConfig(args, getenv, stdout)
-	if err != nil {
-		return err
-	}
-	log, logCloser, err := obs.NewLogger(stdout, cfg.Log)
+	cfg, log, logCloser, err := flagenv.Start(args, getenv, stdout, loadConfig)
 	if err != nil {
 		return err
 	}
 	defer logCloser.Close()
-	log.Info("starting", "config", cfg.String())
 
 	client, err := kv.Open(ctx, cfg.Store)
 	if err != nil {

@@ -75,11 +75,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 // -addr, a /health and /ready server) until ctx is cancelled, then lets every consumer loop
 // finish and acknowledge the messages it holds and returns nil.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := loadConfig(args, getenv, stdout)
-	if err != nil {
-		return err
-	}
-	log, logCloser, err := obs.NewLogger(stdout, cfg.Log)
+	cfg, log, logCloser, err := flagenv.Start(args, getenv, stdout, loadConfig)
 	if err != nil {
 		return err
 	}
@@ -112,7 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "config", cfg.String())
+	log.Info("consumer", "name", cfg.Consumer)
 
 	// Both the worker and the probe server stop when ctx is cancelled or either fails.
 	ctx, cancel := context.WithCancel(ctx)

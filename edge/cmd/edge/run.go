@@ -164,16 +164,11 @@ func parseRate(name, v string) (float64, error) {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := loadConfig(args, getenv, stdout)
-	if err != nil {
-		return err
-	}
-	log, logCloser, err := obs.NewLogger(stdout, cfg.Log)
+	cfg, log, logCloser, err := flagenv.Start(args, getenv, stdout, loadConfig)
 	if err != nil {
 		return err
 	}
 	defer logCloser.Close()
-	log.Info("starting", "config", cfg.String())
 
 	// The store client delivers invalidations to the caches derived from it; they are set once
 	// they exist (the client must exist first).
