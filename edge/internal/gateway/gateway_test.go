@@ -218,6 +218,71 @@ func TestRequestIDEchoed(t *testing.T) {
 	}
 }
 
+// idRecorder records the X-Request-ID each forwarded request carries.
+type idRecorder struct{ ids []string }
+
+func (f *idRecorder) Forward(ctx *fasthttp.RequestCtx) {
+	f.ids = append(f.ids, string(ctx.Request.Header.Peek("X-Request-ID")))
+	ctx.SetStatusCode(202)
+}
+
+// TestRequestIDReachesBackends: whatever path forwards a request (the router's routes, or Fast
+// through WithRequestID), the backend gets the id the answer carries, a fresh one or the
+// client's; answers from memory set it on the answer only.
+func TestRequestIDReachesBackends(t *testing.T) {
+	srv := kvtest.Start(t)
+	pc, err := productcache.New(srv.Client(t), productcache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pc.Close)
+	routed, fast := &idRecorder{}, &idRecorder{}
+	fastFwd := WithRequestID(fast)
+	g, err := New(Config{
+		Products: pc, Catalog: routed, Cart: routed, Sessions: staticSessions{},
+		AdminToken: testAdminToken, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), IDs: obs.NewIDs(),
+		Fast: func(ctx *fasthttp.RequestCtx, _, _ []byte) bool {
+			if string(ctx.Path()) != "/fast" {
+				return false
+			}
+			fastFwd.Forward(ctx)
+			return true
+		},
+		FastRoute: "/fast",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{tb: t, g: g}
+	tests := []struct {
+		name, method, path, clientID string
+		fwd                          *idRecorder
+	}{
+		{"routed, fresh id", "GET", "/api/v1/cart", "", routed},
+		{"routed, client id", "GET", "/api/v1/cart", "client-id-7", routed},
+		{"fast, fresh id", "POST", "/fast", "", fast},
+		{"fast, client id", "POST", "/fast", "client-id-8", fast},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := map[string]string{"Authorization": "Bearer good"}
+			if tt.clientID != "" {
+				h["X-Request-ID"] = tt.clientID
+			}
+			n := len(tt.fwd.ids)
+			resp := f.do(tt.method, tt.path, h, "")
+			answer := string(resp.Header.Peek("X-Request-ID"))
+			if len(tt.fwd.ids) != n+1 {
+				t.Fatalf("%s %s: forwarded %d times, want once", tt.method, tt.path, len(tt.fwd.ids)-n)
+			}
+			got := tt.fwd.ids[n]
+			if answer == "" || got != answer || (tt.clientID != "" && got != tt.clientID) {
+				t.Fatalf("%s %s: backend saw X-Request-ID %q, answer carries %q, client sent %q", tt.method, tt.path, got, answer, tt.clientID)
+			}
+		})
+	}
+}
+
 func TestProductHitAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are not meaningful under -race")
