@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 func TestTemporaryAcceptError(t *testing.T) {
@@ -35,5 +37,31 @@ func TestTemporaryAcceptError(t *testing.T) {
 	}
 	if AcceptBackoff(1) != 5*time.Millisecond || AcceptBackoff(2) != 10*time.Millisecond || AcceptBackoff(50) != time.Second {
 		t.Fatalf("backoff 5ms doubling to 1s: got %v %v %v", AcceptBackoff(1), AcceptBackoff(2), AcceptBackoff(50))
+	}
+}
+
+func TestServiceTime(t *testing.T) {
+	for _, c := range []struct {
+		name, v string
+		want    time.Duration
+		ok      bool
+	}{
+		{"absent", "", 0, false},
+		{"microseconds", "1500", 1500 * time.Microsecond, true},
+		{"zero", "0", 0, true},
+		{"negative", "-1", 0, false},
+		{"not a number", "12ms", 0, false},
+		{"too long", "1234567890123", 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var r fasthttp.Response
+			if c.v != "" {
+				r.Header.Set(HeaderServiceTime, c.v)
+			}
+			got, ok := ServiceTime(&r)
+			if got != c.want || ok != c.ok {
+				t.Fatalf("ServiceTime(%q) = %v, %v; want %v, %v", c.v, got, ok, c.want, c.ok)
+			}
+		})
 	}
 }

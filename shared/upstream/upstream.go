@@ -531,8 +531,14 @@ func (p *Pool) attempt(ctx context.Context, r *replica, req *fasthttp.Request, r
 	start := time.Now()
 	err = r.client.DoDeadline(req, resp, deadline)
 	if end := time.Now(); err == nil || errors.Is(err, fasthttp.ErrTimeout) {
-		// Answers and timeouts tell how long the service takes; failures to connect do not.
-		p.limit.observe(end.Sub(start), end)
+		// Answers and timeouts tell how long the service takes; failures to connect do not. The
+		// service's own time, when it says it, leaves out this process's scheduling delays: a
+		// caller saturated by refusals must not read that as the service queueing.
+		rtt := end.Sub(start)
+		if st, ok := httpapi.ServiceTime(resp); ok && err == nil && st < rtt {
+			rtt = st
+		}
+		p.limit.observe(rtt, end)
 	}
 
 	var verdict error
