@@ -40,7 +40,7 @@ func TestBenchrunEndToEnd(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	jsonPath := filepath.Join(t.TempDir(), "out", "bench.json")
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "benchrun"), "-bin", bin, "-duration", "1s", "-warmup", "0", "-rounds", "1",
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "benchrun"), "-bin", bin, "-duration", "2s", "-warmup", "0", "-rounds", "1",
 		"-connections", "8", "-fresh-updates", "0", "-memory-products", "", "-out", jsonPath,
 		"-rows", strings.Join([]string{compare.RowCeiling, compare.RowCeilingPost, compare.RowNginxProduct, compare.RowNginxLRUSoldOut}, ","))
 	var out bytes.Buffer
