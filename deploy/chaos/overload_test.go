@@ -25,7 +25,7 @@ func TestOverloadShedAtTheEdge(t *testing.T) {
 		ServiceEnv: map[string]map[string]string{
 			"catalog": {"FLASHEDGE_SEED_DEMO": fmt.Sprint(seeded)},
 			// Every worker is 127.0.0.1: the per-address limits would refuse the run, not shed it.
-			"edge": {"FLASHEDGE_RATE_IP": "off", "FLASHEDGE_RATE_USER": "off", "FLASHEDGE_MAX_CONNS_PER_ADDR": "0"},
+			"edge": {"FLASHEDGE_RATE_IP": "off", "FLASHEDGE_RATE_USER": "off", "FLASHEDGE_RATE_SHOP_USER": "off", "FLASHEDGE_MAX_CONNS_PER_ADDR": "0"},
 		},
 	}))
 	hc := newHTTP(t)

@@ -47,7 +47,8 @@
 //	flashedge_edge_breaker_transitions_total{backend,to}  counter; to = closed | half-open | open
 //	flashedge_edge_backend_healthy{backend,addr}          gauge; 1 when the last probe passed
 //	flashedge_edge_rejections_total{reason}               counter; reason = rate_limit_ip |
-//	                                                      rate_limit_user | blacklist | sold_out |
+//	                                                      rate_limit_user | shop_limit_ip |
+//	                                                      shop_limit_user | blacklist | sold_out |
 //	                                                      not_started | ended
 //	flashedge_edge_shed_total{backend}                    counter; requests refused at once with 503
 //	                                                      overloaded (the backend's in-flight bound)

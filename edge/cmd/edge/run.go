@@ -56,6 +56,8 @@ type config struct {
 	SessionTTL      time.Duration
 	IPRate          float64 // attempts+challenges per second per client IP; negative: off
 	UserRate        float64 // per user; negative: off
+	ShopIPRate      float64 // cache misses of product/catalog reads per second per client IP; negative: off
+	ShopUserRate    float64 // cart and order calls per second per user; negative: off
 	CacheMB         int64
 	// RequestMetrics off leaves out the per-request metrics (make bench measures their cost).
 	RequestMetrics bool
@@ -73,7 +75,7 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	svc := s.Service(flagenv.ServiceDefaults{Addr: "127.0.0.1:8000", AccessLogSample: 1000})
 	s.String(&c.OpsListen, "ops-addr", "127.0.0.1:8100",
 		"internal listen address for /metrics, /metrics.json and /dashboard; keep it off the public network").Env("FLASHEDGE_EDGE_OPS_LISTEN")
-	var secure, proxyFrom, fwdFrom, ipRate, userRate, metrics string
+	var secure, proxyFrom, fwdFrom, ipRate, userRate, shopIPRate, shopUserRate, metrics string
 	s.String(&secure, "secure-cookie", "auto", "mark the session cookie Secure: on, off, or auto (on unless -addr is a loopback address)")
 	s.String(&proxyFrom, "proxy-protocol-from", "", "CIDRs of the load balancers whose PROXY protocol header names the client, comma-separated; empty: none")
 	s.String(&fwdFrom, "forwarded-from", "", "CIDRs of the proxies whose X-Forwarded-For/Forwarded headers name the client, comma-separated; empty: none")
@@ -86,6 +88,8 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	s.Int64(&c.CacheMB, "cache-mb", 64, "rendered-body cache size in MiB")
 	s.String(&ipRate, "rate-ip", "50", "flash-sale requests per second per client IP at this edge, or off")
 	s.String(&userRate, "rate-user", "2", "flash-sale requests per second per user at this edge, or off")
+	s.String(&shopIPRate, "rate-shop-ip", "1000", "product reads and catalog pages that miss the cache, per second per client IP at this edge (burst twice that), or off")
+	s.String(&shopUserRate, "rate-shop-user", "300", "cart and order calls per second per user at this edge (burst twice that), or off")
 	s.String(&metrics, "metrics", "on", "per-request metrics: on, or off (only to measure what they cost; /metrics and the domain metrics stay)")
 	var sessionSecret string
 	s.Secret(&c.AdminToken, "FLASHEDGE_ADMIN_TOKEN", "bearer token of the admin routes, at least 16 characters (required)")
@@ -105,6 +109,12 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 		return c, err
 	}
 	if c.UserRate, err = parseRate("rate-user", userRate); err != nil {
+		return c, err
+	}
+	if c.ShopIPRate, err = parseRate("rate-shop-ip", shopIPRate); err != nil {
+		return c, err
+	}
+	if c.ShopUserRate, err = parseRate("rate-shop-user", shopUserRate); err != nil {
 		return c, err
 	}
 	if c.ProxyProtocolFrom, err = clientaddr.ParseCIDRs(proxyFrom); err != nil {
@@ -248,7 +258,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer order.Close()
 
 	guards, err := guard.New(store, log, guard.Options{
-		AddrRate: cfg.IPRate, UserRate: cfg.UserRate, Resolver: clientaddr.New(cfg.ForwardedFrom),
+		AddrRate: cfg.IPRate, UserRate: cfg.UserRate, ShopAddrRate: cfg.ShopIPRate, ShopUserRate: cfg.ShopUserRate,
+		Resolver: clientaddr.New(cfg.ForwardedFrom),
 	})
 	if err != nil {
 		return err
@@ -306,6 +317,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Products:  pc,
 		Fast:      fg.Fast,
 		FastRoute: flashgate.AttemptsRoute,
+		Shop:      guards.Shop,
 		Extra: func(r *router.Router, admin func(fasthttp.RequestHandler) fasthttp.RequestHandler) {
 			fg.Register(r, admin)
 			room.Register(r)

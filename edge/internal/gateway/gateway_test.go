@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"flashedge/edge/internal/productcache"
+	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
 	"flashedge/shared/metrics"
@@ -390,5 +391,64 @@ func TestProduct304Allocs(t *testing.T) {
 	}
 	if allocs > 0 {
 		t.Fatalf("a 304 product read allocates %v times per request, want 0", allocs)
+	}
+}
+
+// TestShopCharged: cart and order calls are charged to the user's shopping budget, and product
+// reads and catalog pages only when they miss the cache, before anything reaches a backend or
+// the store; a refused call never reaches the cart.
+func TestShopCharged(t *testing.T) {
+	f := newGateway(t)
+	for _, uri := range []string{"/api/v1/products/00000001", "/api/v1/products?limit=1"} {
+		if r := f.do("GET", uri, nil, ""); r.StatusCode() != 200 { // cached before the budget is on
+			t.Fatalf("warm %s: %d", uri, r.StatusCode())
+		}
+	}
+	var charged []string
+	refuse := false
+	cfg := f.g.cfg
+	cfg.Shop = func(ctx *fasthttp.RequestCtx, uid string) bool {
+		charged = append(charged, string(ctx.Path())+" uid="+uid)
+		if refuse {
+			httpapi.WriteError(ctx, fasthttp.StatusTooManyRequests, "rate_limited", "slow down")
+		}
+		return refuse
+	}
+	var err error
+	if f.g, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	auth := map[string]string{"Authorization": "Bearer good"}
+	for _, c := range []struct {
+		uri     string
+		headers map[string]string
+		want    int
+	}{
+		{"/api/v1/products/00000001", nil, 200}, // hit: free
+		{"/api/v1/products?limit=1", nil, 200},  // hit: free
+		{"/api/v1/products/00000002", nil, 404}, // miss: charged to the address
+		{"/api/v1/products?limit=2", nil, 200},  // miss: charged to the address
+		{"/api/v1/cart", auth, 299},             // charged to the user
+		{"/api/v1/cart", nil, 401},              // no session: not charged, not forwarded
+	} {
+		if r := f.do("GET", c.uri, c.headers, ""); r.StatusCode() != c.want {
+			t.Fatalf("GET %s: %d, want %d", c.uri, r.StatusCode(), c.want)
+		}
+	}
+	want := "[/api/v1/products/00000002 uid= /api/v1/products uid= /api/v1/cart uid=u-alice]"
+	if fmt.Sprint(charged) != want {
+		t.Fatalf("charged %v, want %s", charged, want)
+	}
+	refuse = true
+	for _, uri := range []string{"/api/v1/cart", "/api/v1/products/00000003", "/api/v1/products?limit=3"} {
+		if r := f.do("GET", uri, auth, ""); r.StatusCode() != 429 {
+			t.Fatalf("GET %s over budget: %d, want 429", uri, r.StatusCode())
+		}
+	}
+	if len(f.cart.got) != 1 {
+		t.Fatalf("cart saw %v, want only the call within budget", f.cart.got)
+	}
+	if r := f.do("GET", "/api/v1/products/00000001", nil, ""); r.StatusCode() != 200 {
+		t.Fatalf("cache hit over budget: %d, want 200 (hits are free)", r.StatusCode())
 	}
 }

@@ -1,5 +1,6 @@
 // Package guard holds the edge's abuse guards: a request budget per client address and per
-// user, an abuse budget that every refusal spends from, and the blacklist an empty abuse budget
+// user, a looser shopping budget (cart and order calls per user, cache misses of product reads
+// per address) that only slows down, an abuse budget that every refusal spends from, and the blacklist an empty abuse budget
 // leads to. Everything a request can make the edge do that reaches a backend or the store is
 // charged here first (see flashgate and the edge's run for where each route is charged).
 //
@@ -39,6 +40,15 @@ type Options struct {
 	// UserRate and UserBurst limit one user's guarded requests at this edge. Zero means 2/s and
 	// a burst of three times the rate; a negative rate disables the limit.
 	UserRate, UserBurst float64
+	// ShopAddrRate and ShopAddrBurst are the shopping budget of one client address: product
+	// reads and catalog pages that miss the edge's cache (they reach the store or the catalog).
+	// Zero means 1,000/s and a burst of twice the rate; negative disables it.
+	ShopAddrRate, ShopAddrBurst float64
+	// ShopUserRate and ShopUserBurst are the shopping budget of one user: every cart and order
+	// call (each reaches a backend). Zero means 300/s and a burst of twice the rate; negative
+	// disables it. The shopping budgets only refuse (429) while empty: they spend nothing from
+	// the abuse budget and never lead to a ban.
+	ShopUserRate, ShopUserBurst float64
 	// AbuseBurst is how many rate-limit refusals a client (address or user) may collect,
 	// refilled at one per 10 s, before it is blacklisted. Zero means 30.
 	AbuseBurst float64
@@ -70,6 +80,8 @@ const (
 	Blacklisted Reason = iota
 	RateAddr
 	RateUser
+	ShopAddr
+	ShopUser
 	numReasons
 )
 
@@ -82,12 +94,16 @@ func (r Reason) String() string {
 		return "rate_limit_ip"
 	case RateUser:
 		return "rate_limit_user"
+	case ShopAddr:
+		return "shop_limit_ip"
+	case ShopUser:
+		return "shop_limit_user"
 	}
 	return "unknown"
 }
 
 // Reasons lists every Reason, for metrics.
-var Reasons = [...]Reason{Blacklisted, RateAddr, RateUser}
+var Reasons = [...]Reason{Blacklisted, RateAddr, RateUser, ShopAddr, ShopUser}
 
 // Guard applies the limits and bans. Safe for concurrent use.
 type Guard struct {
@@ -96,6 +112,7 @@ type Guard struct {
 	o   Options
 
 	addrLimit, userLimit, abuse *ratelimit.Limiter
+	shopAddr, shopUser          *ratelimit.Limiter // nil when off
 	addrBans, userBans          bans
 
 	refused [numReasons]atomic.Uint64
@@ -117,6 +134,18 @@ func New(kv rueidis.Client, log *slog.Logger, o Options) (*Guard, error) {
 	}
 	if o.UserBurst == 0 {
 		o.UserBurst = 3 * o.UserRate
+	}
+	if o.ShopAddrRate == 0 {
+		o.ShopAddrRate = 1000
+	}
+	if o.ShopAddrBurst == 0 {
+		o.ShopAddrBurst = 2 * o.ShopAddrRate
+	}
+	if o.ShopUserRate == 0 {
+		o.ShopUserRate = 300
+	}
+	if o.ShopUserBurst == 0 {
+		o.ShopUserBurst = 2 * o.ShopUserRate
 	}
 	if o.AbuseBurst == 0 {
 		o.AbuseBurst = 30
@@ -150,6 +179,16 @@ func New(kv rueidis.Client, log *slog.Logger, o Options) (*Guard, error) {
 	}
 	if o.UserRate > 0 {
 		if g.userLimit, err = ratelimit.New(ratelimit.Options{Rate: o.UserRate, Burst: o.UserBurst, MaxKeys: o.MaxKeys, Now: o.Now}); err != nil {
+			return nil, err
+		}
+	}
+	if o.ShopAddrRate > 0 {
+		if g.shopAddr, err = ratelimit.New(ratelimit.Options{Rate: o.ShopAddrRate, Burst: o.ShopAddrBurst, MaxKeys: o.MaxKeys, Now: o.Now}); err != nil {
+			return nil, err
+		}
+	}
+	if o.ShopUserRate > 0 {
+		if g.shopUser, err = ratelimit.New(ratelimit.Options{Rate: o.ShopUserRate, Burst: o.ShopUserBurst, MaxKeys: o.MaxKeys, Now: o.Now}); err != nil {
 			return nil, err
 		}
 	}
@@ -262,6 +301,35 @@ func (g *Guard) Limit(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	}
 }
 
+// Shop charges a shopping request to its budget before it goes on to a backend or the store:
+// to the user uid when it is not empty (cart and order calls, after the session was verified),
+// else to the client address (product reads and catalog pages that missed the cache). Over
+// budget it answers 429 rate_limited with Retry-After and returns true. Unlike Refused it reads
+// no ban and spends nothing from the abuse budget: a busy shopper is slowed down, never banned.
+func (g *Guard) Shop(ctx *fasthttp.RequestCtx, uid string) bool {
+	var ok bool
+	var v Verdict
+	if uid != "" {
+		if g.shopUser == nil {
+			return false
+		}
+		ok, v.Wait = g.shopUser.Allow([]byte(uid))
+		v.Reason = ShopUser
+	} else {
+		if g.shopAddr == nil {
+			return false
+		}
+		var kb [clientaddr.KeyLen]byte
+		ok, v.Wait = g.shopAddr.Allow(g.AppendAddrKey(kb[:0], ctx))
+		v.Reason = ShopAddr
+	}
+	if ok {
+		return false
+	}
+	g.Write(ctx, g.refuse(v))
+	return true
+}
+
 // spendAbuse takes one refusal from the subject's abuse budget; an empty budget bans it.
 func (g *Guard) spendAbuse(kind string, subject []byte) {
 	abuseKey := append([]byte(kind+":"), subject...)
@@ -313,7 +381,7 @@ func (g *Guard) userBlacklisted(uid string) (bool, error) {
 
 // Sweep forgets idle buckets and expired bans; the edge calls it every few seconds.
 func (g *Guard) Sweep() {
-	for _, l := range []*ratelimit.Limiter{g.addrLimit, g.userLimit, g.abuse} {
+	for _, l := range []*ratelimit.Limiter{g.addrLimit, g.userLimit, g.shopAddr, g.shopUser, g.abuse} {
 		if l != nil {
 			l.Sweep()
 		}
@@ -327,7 +395,7 @@ func (g *Guard) Sweep() {
 // metrics of the bounds.
 func (g *Guard) Tracked() int {
 	n := g.abuse.Len() + g.addrBans.len() + g.userBans.len()
-	for _, l := range []*ratelimit.Limiter{g.addrLimit, g.userLimit} {
+	for _, l := range []*ratelimit.Limiter{g.addrLimit, g.userLimit, g.shopAddr, g.shopUser} {
 		if l != nil {
 			n += l.Len()
 		}

@@ -84,3 +84,56 @@ func TestRefusals(t *testing.T) {
 		t.Fatalf("stats %v", s)
 	}
 }
+
+func shopFrom(g *Guard, ip, uid string) (int, string) {
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.ParseIP(ip), Port: 1}, nil)
+	if !g.Shop(&ctx, uid) {
+		return 0, ""
+	}
+	return ctx.Response.StatusCode(), string(ctx.Response.Header.Peek("Retry-After"))
+}
+
+// TestShopBudget: the shopping budget refuses with 429 and Retry-After while it is empty and
+// never bans (however many refusals), keys IPv6 by /64, keeps users and addresses apart, and
+// its buckets are swept once refilled.
+func TestShopBudget(t *testing.T) {
+	g, c := newGuard(t, Options{ShopAddrRate: 1, ShopAddrBurst: 2, ShopUserRate: 1, ShopUserBurst: 2, AbuseBurst: 1})
+	var user, addr []int
+	for range 50 {
+		code, _ := shopFrom(g, "192.0.2.1", "u-a")
+		user = append(user, code)
+		code, _ = shopFrom(g, "2001:db8:1:1::1", "")
+		addr = append(addr, code)
+	}
+	for _, got := range [][]int{user, addr} {
+		if got[0] != 0 || got[1] != 0 || got[2] != 429 || got[49] != 429 {
+			t.Fatalf("answers %v: want 2 allowed then 429 (never 403)", got)
+		}
+	}
+	if code, ra := shopFrom(g, "2001:db8:1:1::2", ""); code != 429 || ra != "1" {
+		t.Fatalf("same /64: %d Retry-After %q, want 429 with Retry-After 1", code, ra)
+	}
+	if code, _ := shopFrom(g, "2001:db8:1:2::1", ""); code != 0 {
+		t.Fatalf("another /64: %d, want allowed", code)
+	}
+	if code, _ := shopFrom(g, "192.0.2.1", "u-b"); code != 0 {
+		t.Fatalf("another user: %d, want allowed", code)
+	}
+	// No ban anywhere: the flash-sale guard still lets the same user and address through.
+	if code := refusedFrom(g, "2001:db8:1:1::1", "u-a"); code != 0 {
+		t.Fatalf("flash-sale guard after shopping refusals: %d, want allowed", code)
+	}
+	if s := g.Stats(); s[ShopUser] != 48 || s[ShopAddr] != 49 || s[Blacklisted] != 0 {
+		t.Fatalf("stats %v", s)
+	}
+	c.ns.Add(int64(time.Minute))
+	if code, _ := shopFrom(g, "192.0.2.1", "u-a"); code != 0 {
+		t.Fatalf("user after the budget refilled: %d, want allowed", code)
+	}
+	c.ns.Add(int64(time.Minute))
+	g.Sweep()
+	if n := g.Tracked(); n != 0 {
+		t.Fatalf("%d keys tracked after every bucket refilled, want 0", n)
+	}
+}

@@ -285,6 +285,23 @@ func (c *Cache) Product(ctx context.Context, id []byte) (*httpcache.Rep, error) 
 		c.hits.Add(1)
 		return e.rep, nil
 	}
+	return c.productMiss(ctx, id, e, ok, epoch)
+}
+
+// CachedProduct returns product id's representation when it is cached and current, and
+// reports whether it was: a caller that must charge a miss before it reaches the store (the
+// edge's shopping budget) looks here first and calls Product only on a miss. A hit counts as
+// one; a miss is counted by the Product call that follows. It makes no allocation.
+func (c *Cache) CachedProduct(id []byte) (*httpcache.Rep, bool) {
+	e, ok := c.products.Get(id)
+	if ok && e.epoch == c.epoch.Load() {
+		c.hits.Add(1)
+		return e.rep, true
+	}
+	return nil, false
+}
+
+func (c *Cache) productMiss(ctx context.Context, id []byte, e *entry, ok bool, epoch uint64) (*httpcache.Rep, error) {
 	c.misses.Add(1)
 	gen := c.products.Gen(id)
 	if ok && c.servableStale(e) && c.storeDown() {
@@ -427,11 +444,7 @@ func EncodeCursor(id string) string { return base64.RawURLEncoding.EncodeToStrin
 // ids). next_cursor is "" on the last page. The representation (ETag, compressed copies) is
 // shared and immutable.
 func (c *Cache) Page(ctx context.Context, limit int, after string) (*httpcache.Rep, error) {
-	key := make([]byte, 0, 80)
-	key = append(key, 0) // pages and product ids never collide: ids cannot hold a NUL
-	key = strconv.AppendInt(key, int64(limit), 10)
-	key = append(key, ':')
-	key = append(key, after...)
+	key := appendPageKey(make([]byte, 0, 80), limit, after)
 	epoch := c.epoch.Load()
 	e, ok := c.pages.Get(key)
 	if ok && e.epoch == epoch {
@@ -458,6 +471,25 @@ func (c *Cache) Page(ctx context.Context, limit int, after string) (*httpcache.R
 		c.pages.PutCost(string(key), &entry{rep: rep, epoch: epoch, filledAt: c.o.Now().UnixNano()}, int64(rep.Size()+len(key)+entryOverhead), gen)
 	}
 	return rep, nil
+}
+
+// CachedPage is CachedProduct for a catalog page: the page when it is cached and current.
+func (c *Cache) CachedPage(limit int, after string) (*httpcache.Rep, bool) {
+	var kb [80]byte
+	e, ok := c.pages.Get(appendPageKey(kb[:0], limit, after))
+	if ok && e.epoch == c.epoch.Load() {
+		c.hits.Add(1)
+		return e.rep, true
+	}
+	return nil, false
+}
+
+// appendPageKey appends the cache key of a catalog page to dst.
+func appendPageKey(dst []byte, limit int, after string) []byte {
+	dst = append(dst, 0) // pages and product ids never collide: ids cannot hold a NUL
+	dst = strconv.AppendInt(dst, int64(limit), 10)
+	dst = append(dst, ':')
+	return append(dst, after...)
 }
 
 func (c *Cache) fetchPage(ctx context.Context, limit int, after string) ([]byte, error) {
