@@ -152,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		// The rush and the slow-client scenario give every client its own loopback address, so
 		// they run against the edge's default limits; the others send everything from 127.0.0.1.
 		limitsOn := onlyRush(cfg.Load.Scenarios)
-		edgeEnv := []string{"FLASHEDGE_RATE_IP=off", "FLASHEDGE_RATE_USER=off", "FLASHEDGE_MAX_CONNS_PER_ADDR=0"}
+		edgeEnv := []string{"FLASHEDGE_RATE_IP=off", "FLASHEDGE_RATE_USER=off", "FLASHEDGE_RATE_SHOP_IP=off", "FLASHEDGE_RATE_SHOP_USER=off", "FLASHEDGE_MAX_CONNS_PER_ADDR=0"}
 		if limitsOn {
 			edgeEnv = nil
 		}
@@ -177,7 +177,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if limitsOn {
 			rep.Note(stdout, "the spawned edge runs with its default limits (per address, per user, connections per address): every simulated shopper has its own loopback source address (127.1.0.1 up; bots 127.200.0.1 up)")
 		} else {
-			rep.Note(stdout, "the spawned edge runs with FLASHEDGE_RATE_IP=off, FLASHEDGE_RATE_USER=off and FLASHEDGE_MAX_CONNS_PER_ADDR=0: every simulated shopper comes from 127.0.0.1, so the per-IP limit (and the blacklist it feeds) and the per-address connection cap would refuse the run, not measure it")
+			rep.Note(stdout, "the spawned edge runs with FLASHEDGE_RATE_IP=off, FLASHEDGE_RATE_USER=off, FLASHEDGE_RATE_SHOP_IP=off, FLASHEDGE_RATE_SHOP_USER=off and FLASHEDGE_MAX_CONNS_PER_ADDR=0: every simulated shopper comes from 127.0.0.1 and a few users carry the load, so the per-IP and shopping limits (and the blacklist) and the per-address connection cap would refuse the run, not measure it")
 		}
 	} else if slices.Contains(cfg.Load.Scenarios, load.ScenarioWaitRoom) {
 		rep.Note(stdout, "waitroom against %s: every simulated shopper comes from 127.0.0.1; start the stack with FLASHEDGE_RATE_IP=off FLASHEDGE_RATE_USER=off, or the edge's rate limits answer 429 and then blacklist the address", cfg.URL)
