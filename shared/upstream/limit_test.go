@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -15,7 +17,7 @@ func feed(l *limiter, now *time.Time, windows, inFlight int, rtt time.Duration) 
 			n = min(inFlight, n)
 		}
 		for range n {
-			l.acquire()
+			l.acquire(context.Background())
 		}
 		for i := range limitMinSamples {
 			if i == limitMinSamples-1 {
@@ -34,7 +36,7 @@ func feed(l *limiter, now *time.Time, windows, inFlight int, rtt time.Duration) 
 // calls beyond it are refused and counted.
 func TestAdaptiveLimit(t *testing.T) {
 	now := time.Unix(1000, 0)
-	l := newLimiter(512, 8, true)
+	l := newLimiter(512, 8, true, 0, time.Second)
 	l.winStart, l.periodStart = now, now // windows aligned with feed's
 	feed(l, &now, 20, 0, time.Millisecond)
 	if limit, _ := l.state(); limit != 512 {
@@ -52,12 +54,12 @@ func TestAdaptiveLimit(t *testing.T) {
 
 	// At the limit, one more call is refused at once.
 	for range 8 {
-		if !l.acquire() {
+		if l.acquire(context.Background()) != nil {
 			t.Fatal("a call under the limit was refused")
 		}
 	}
-	if l.acquire() {
-		t.Fatal("a call over the limit was admitted")
+	if err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("a call over the limit without a queue: %v, want ErrOverloaded at once", err)
 	}
 	if got := l.shed.Load(); got != 1 {
 		t.Fatalf("shed = %d, want 1", got)
@@ -81,9 +83,122 @@ func TestAdaptiveLimit(t *testing.T) {
 // TestFixedLimit: without AdaptiveInFlight the bound never moves.
 func TestFixedLimit(t *testing.T) {
 	now := time.Unix(1000, 0)
-	l := newLimiter(16, 8, false)
+	l := newLimiter(16, 8, false, 0, time.Second)
 	feed(l, &now, 10, 0, 80*time.Millisecond)
 	if limit, _ := l.state(); limit != 16 {
 		t.Fatalf("a fixed limit moved to %d", limit)
+	}
+}
+
+// holdAll takes every slot of l's limit.
+func holdAll(t *testing.T, l *limiter) {
+	t.Helper()
+	limit, _ := l.state()
+	for range limit {
+		if err := l.acquire(context.Background()); err != nil {
+			t.Fatalf("a call under the limit: %v", err)
+		}
+	}
+}
+
+// queueTo starts a waiter on l and polls until l holds n waiters; the waiter's outcome goes to out.
+func queueTo(t *testing.T, l *limiter, ctx context.Context, n int64, id int, out chan<- [2]any) {
+	t.Helper()
+	go func() { out <- [2]any{id, l.acquire(ctx)} }()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.queued.Load() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiter %d: %d queued, want %d", id, l.queued.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestLimitQueue: calls over the limit wait in FIFO order for freed slots; a full queue refuses
+// at once; a wait that runs out is refused as overloaded; the caller's context ends a wait; no
+// waiter or slot is left behind.
+func TestLimitQueue(t *testing.T) {
+	t.Run("fifo and full", func(t *testing.T) {
+		l := newLimiter(2, 1, false, 3, time.Minute)
+		holdAll(t, l)
+		got := make(chan [2]any, 3)
+		for i := range 3 {
+			queueTo(t, l, context.Background(), int64(i+1), i, got)
+		}
+		if _, inFlight := l.state(); inFlight != 2 {
+			t.Fatalf("waiters counted in flight: %d, want 2", inFlight)
+		}
+		// Full: refused at once (a wait would take the minute and fail the test's deadline).
+		if err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) {
+			t.Fatalf("a call finding the queue full: %v, want ErrOverloaded", err)
+		}
+		for i := range 3 {
+			l.release()
+			r := <-got
+			if r[0] != i || r[1] != nil {
+				t.Fatalf("release %d served waiter %v (%v), want waiter %d with a slot", i, r[0], r[1], i)
+			}
+		}
+		for range 2 {
+			l.release()
+		}
+		if _, inFlight := l.state(); inFlight != 0 || l.queued.Load() != 0 || l.shed.Load() != 1 {
+			t.Fatalf("after all: in flight %d, queued %d, shed %d; want 0, 0, 1", inFlight, l.queued.Load(), l.shed.Load())
+		}
+	})
+	t.Run("wait runs out", func(t *testing.T) {
+		l := newLimiter(1, 1, false, 8, 20*time.Millisecond)
+		holdAll(t, l)
+		if err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) {
+			t.Fatalf("a wait that ran out: %v, want ErrOverloaded", err)
+		}
+		if _, inFlight := l.state(); inFlight != 1 || l.queued.Load() != 0 || l.shed.Load() != 1 {
+			t.Fatalf("after the timeout: in flight %d, queued %d, shed %d; want 1, 0, 1", inFlight, l.queued.Load(), l.shed.Load())
+		}
+	})
+	t.Run("caller cancels", func(t *testing.T) {
+		l := newLimiter(1, 1, false, 8, time.Minute)
+		holdAll(t, l)
+		ctx, cancel := context.WithCancel(context.Background())
+		got := make(chan [2]any, 1)
+		queueTo(t, l, ctx, 1, 0, got)
+		cancel()
+		if r := <-got; !errors.Is(r[1].(error), context.Canceled) {
+			t.Fatalf("a cancelled waiter: %v, want context.Canceled", r[1])
+		}
+		l.release()
+		if _, inFlight := l.state(); inFlight != 0 || l.queued.Load() != 0 || l.shed.Load() != 0 {
+			t.Fatalf("after the cancel: in flight %d, queued %d, shed %d; want 0, 0, 0", inFlight, l.queued.Load(), l.shed.Load())
+		}
+	})
+	t.Run("stalled queue refuses newcomers", func(t *testing.T) {
+		l := newLimiter(1, 1, false, 8, time.Minute)
+		holdAll(t, l)
+		got := make(chan [2]any, 1)
+		queueTo(t, l, context.Background(), 1, 0, got)
+		l.qmu.Lock()
+		l.head.since = l.head.since.Add(-time.Minute) // the oldest waiter waited past half the bound
+		l.qmu.Unlock()
+		if err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) {
+			t.Fatalf("a newcomer behind a stalled queue: %v, want ErrOverloaded at once", err)
+		}
+		l.release()
+		if r := <-got; r[1] != nil {
+			t.Fatalf("the queued waiter: %v, want a slot", r[1])
+		}
+		l.release()
+	})
+}
+
+// TestLimitFastPathAllocs: a call under the limit allocates nothing.
+func TestLimitFastPathAllocs(t *testing.T) {
+	l := newLimiter(8, 1, true, 16, time.Second)
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(1000, func() {
+		if l.acquire(ctx) == nil {
+			l.release()
+		}
+	}); n != 0 {
+		t.Fatalf("acquire+release under the limit: %.1f allocations, want 0", n)
 	}
 }

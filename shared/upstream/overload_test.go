@@ -12,8 +12,8 @@ import (
 	"flashedge/shared/upstream"
 )
 
-// TestOverloadIsShedAtOnce: with MaxInFlight calls held by a slow replica, every further call
-// is answered 503 overloaded with Retry-After without reaching the replica; once the held calls
+// TestOverloadIsShedAtOnce: with MaxInFlight calls held by a slow replica and no wait queue,
+// every further call is answered 503 overloaded with Retry-After without reaching the replica; once the held calls
 // finish, calls go through again at once.
 func TestOverloadIsShedAtOnce(t *testing.T) {
 	release := make(chan struct{})
@@ -66,6 +66,47 @@ func TestOverloadIsShedAtOnce(t *testing.T) {
 	}
 	if s := state(p, b.addr); s.Failures != 0 || s.Breaker != "closed" {
 		t.Fatalf("shed calls counted against the replica: %+v", s)
+	}
+}
+
+// TestOverloadWaitsInTheQueue: with MaxInFlight calls held by a slow replica, further calls wait
+// in the queue without reaching the replica, and are all served once the held calls finish.
+func TestOverloadWaitsInTheQueue(t *testing.T) {
+	release := make(chan struct{})
+	var inside atomic.Int64
+	b := startBackendWith(t, func(ctx *fasthttp.RequestCtx) {
+		inside.Add(1)
+		<-release
+		ctx.SetStatusCode(200)
+	})
+	const bound, extra = 4, 12
+	p := newPool(t, upstream.Options{Name: "cart", Addrs: addrs(b), MaxInFlight: bound, MaxQueued: upstream.DefaultMaxQueued, QueueWait: time.Minute, Timeout: time.Minute})
+	edge := startEdge(t, p.Forward)
+
+	var calls sync.WaitGroup
+	call := func() {
+		r := send(t, edge, func(req *fasthttp.Request) { req.SetRequestURI("http://" + edge + "/api/v1/cart") })
+		defer fasthttp.ReleaseResponse(r)
+		if r.StatusCode() != 200 {
+			t.Errorf("call: %d %s, want 200 after waiting", r.StatusCode(), r.Body())
+		}
+	}
+	for range bound {
+		calls.Go(call)
+	}
+	waitFor(t, 10*time.Second, "the held calls to reach the replica", func() bool { return inside.Load() == bound })
+	for range extra {
+		calls.Go(call)
+	}
+	waitFor(t, 10*time.Second, "the extra calls to queue", func() bool { return p.Queued() == extra })
+	if got := inside.Load(); got != bound || p.InFlight() != bound {
+		t.Fatalf("with %d queued: the replica saw %d calls, %d in flight; want %d and %d", extra, got, p.InFlight(), bound, bound)
+	}
+	close(release)
+	calls.Wait()
+	if got := inside.Load(); got != bound+extra || p.Shed() != 0 || p.InFlight() != 0 || p.Queued() != 0 {
+		t.Fatalf("after the release: replica saw %d, shed %d, in flight %d, queued %d; want %d, 0, 0, 0",
+			got, p.Shed(), p.InFlight(), p.Queued(), bound+extra)
 	}
 }
 

@@ -48,9 +48,9 @@ import (
 // has its breaker open. Callers answer it at once (Forward answers 503 with Retry-After).
 var ErrUnavailable = errors.New("upstream: no replica available")
 
-// ErrOverloaded is returned by Do when the pool already has MaxInFlight calls in flight: the
-// call is refused at once instead of queueing behind them (Forward answers 503 overloaded with
-// Retry-After 1).
+// ErrOverloaded is returned by Do when the pool already has MaxInFlight calls in flight and the
+// call found no room in the bounded wait queue, or waited QueueWait for a slot in vain (Forward
+// answers 503 overloaded with Retry-After 1).
 var ErrOverloaded = errors.New("upstream: too many calls in flight")
 
 // ErrClosed is returned by Do after Close.
@@ -86,7 +86,8 @@ type Options struct {
 	// MaxResponseBodySize refuses larger response bodies. Zero means 4 MiB.
 	MaxResponseBodySize int
 	// MaxInFlight bounds the calls in flight to the service, over all its replicas. A call
-	// beyond it is refused at once with ErrOverloaded, so an overload is shed at the caller in
+	// beyond it waits in a FIFO for a slot (see MaxQueued and QueueWait) or is refused with
+	// ErrOverloaded, so an overload is shed at the caller in
 	// microseconds while the replicas keep serving what they can, instead of every call queueing
 	// until its timeout (goodput collapse). Zero means MaxConnsPerHost per replica (a call then
 	// never waits for a connection); negative means no bound.
@@ -100,6 +101,15 @@ type Options struct {
 	// (by the refusals themselves) sees slow answers from a service that is not queueing, and a
 	// low floor would then cap the goodput at floor/latency. False means the fixed MaxInFlight.
 	AdaptiveInFlight bool
+	// MaxQueued bounds the calls waiting for a slot when MaxInFlight calls are in flight; a call
+	// finding the queue full, or its oldest waiter already waiting 3/4 of QueueWait (the queue is not
+	// draining), is refused at once with ErrOverloaded. Zero or negative means no queue: every
+	// call over the bound is refused at once. 1024 (DefaultMaxQueued) holds a thousand
+	// closed-loop clients behind a limit of a few hundred at ~100 bytes per waiter.
+	MaxQueued int
+	// QueueWait bounds one wait in that queue (and half the caller's remaining deadline does
+	// too); a waiter not served by then is refused with ErrOverloaded. Zero means 1s.
+	QueueWait time.Duration
 
 	// Retries is the number of extra attempts, each on another replica when there is one, for
 	// calls that are safe to repeat: idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS) or a
@@ -215,7 +225,7 @@ func New(o Options, log *slog.Logger) (*Pool, error) {
 		maintenance: maintenanceBody(),
 		log:         log,
 		onHealth:    o.OnHealthChange,
-		limit:       newLimiter(int64(o.MaxInFlight), int64(adaptiveFloor*len(o.Addrs)), o.AdaptiveInFlight),
+		limit:       newLimiter(int64(o.MaxInFlight), int64(adaptiveFloor*len(o.Addrs)), o.AdaptiveInFlight, o.MaxQueued, o.QueueWait),
 	}
 	for i, addr := range o.Addrs {
 		r := &replica{idx: i, addr: addr}
@@ -360,6 +370,9 @@ func (o *Options) fill() error {
 	if o.MaxInFlight == 0 {
 		o.MaxInFlight = o.MaxConnsPerHost * len(o.Addrs)
 	}
+	if o.QueueWait <= 0 {
+		o.QueueWait = defaultQueueWait
+	}
 	switch {
 	case o.Retries == 0:
 		o.Retries = 1
@@ -483,8 +496,8 @@ func (p *Pool) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !p.limit.acquire() {
-		return fmt.Errorf("upstream %s: %w", p.name, ErrOverloaded)
+	if err := p.limit.acquire(ctx); err != nil {
+		return fmt.Errorf("upstream %s: %w", p.name, err)
 	}
 	defer p.limit.release()
 	repeatable := Repeatable(req)
@@ -655,6 +668,9 @@ func (p *Pool) Shed() uint64 { return p.limit.shed.Load() }
 
 // InFlight returns the calls in flight now.
 func (p *Pool) InFlight() int64 { return p.limit.inFlight.Load() }
+
+// Queued returns the calls waiting for a slot now (see Options.MaxQueued); they are not in flight.
+func (p *Pool) Queued() int64 { return p.limit.queued.Load() }
 
 // Limit returns the bound on calls in flight in force now (with AdaptiveInFlight it moves
 // between 32 per replica and MaxInFlight); zero or negative means none.
