@@ -172,8 +172,10 @@ func TestStorefrontInChromium(t *testing.T) {
 		defer st.Restart("cart", 0)
 		b := newBrowser(t, chrome, 1280, 900)
 		b.open(base + "/?autotest=buy&user=maint")
-		b.waitText(ctx, "the banner", `document.getElementById('banner').hidden ? '' : document.getElementById('banner-text').textContent`,
-			60*time.Second, func(s string) bool { return s != "" })
+		// The banner may first greet the shopper ("Logged in as maint."); the add that fails
+		// replaces it with the maintenance message.
+		b.waitText(ctx, "the maintenance banner", `document.getElementById('banner').hidden ? '' : document.getElementById('banner-text').textContent`,
+			60*time.Second, func(s string) bool { return strings.Contains(s, upstream.MaintenanceMessage) })
 		banner := b.text(`document.getElementById('banner').outerHTML`)
 		if !strings.Contains(html.UnescapeString(banner), upstream.MaintenanceMessage) {
 			t.Errorf("banner %q, want the maintenance message %q", banner, upstream.MaintenanceMessage)

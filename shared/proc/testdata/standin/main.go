@@ -44,6 +44,13 @@ func run() error {
 		}
 	}
 
+	// Signals are set up before the started line: a supervisor that stops the process as soon as
+	// it reads the line must find SIGTERM already ignored (with -ignore-term) or handled.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	if *ignoreTerm {
+		signal.Ignore(syscall.SIGTERM)
+	}
 	fmt.Printf("%s started pid=%d\n", *name, os.Getpid())
 	if *spawn {
 		c := exec.Command("sleep", "1000")
@@ -68,11 +75,6 @@ func run() error {
 		return nil
 	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	if *ignoreTerm {
-		signal.Ignore(syscall.SIGTERM)
-	}
 	srv := &http.Server{ReadHeaderTimeout: time.Second}
 	if addr := os.Getenv(*listenEnv); addr != "" {
 		ln, err := net.Listen("tcp", addr)
