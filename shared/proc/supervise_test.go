@@ -4,19 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"flashedge/shared/proc/proctest"
 )
 
 // standin is the path of the stand-in service binary, built once by TestMain.
@@ -29,9 +27,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	standin = filepath.Join(dir, "standin")
-	out, err := exec.Command("go", "build", "-o", standin, "./testdata/standin").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build standin: %v\n%s", err, out)
+	if err := proctest.BuildStandin(dir, "standin"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -39,35 +36,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer is an io.Writer the supervisor writes to while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %s", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// get fetches path from the service at addr.
+func get(addr, path string) (string, error) { return proctest.Get("http://" + addr + path) }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -77,20 +47,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-func get(addr, path string) (string, error) {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + addr + path)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: status %d", path, resp.StatusCode)
-	}
-	return string(b), err
 }
 
 // gone reports whether pid no longer exists (a zombie waiting for init to reap it counts as gone).
@@ -107,9 +63,9 @@ func gone(pid int) bool {
 	return strings.HasPrefix(strings.TrimSpace(rest), "Z")
 }
 
-func newSup(t *testing.T, o Options) (*Supervisor, *syncBuffer) {
+func newSup(t *testing.T, o Options) (*Supervisor, *proctest.SyncBuffer) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &proctest.SyncBuffer{}
 	o.Out = out
 	s := New(context.Background(), o)
 	t.Cleanup(func() {
@@ -180,7 +136,7 @@ func TestOutputTaggedAndInterleavedWhole(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"a-1", "b-2"} {
-		waitFor(t, name+" exits", 10*time.Second, func() bool {
+		proctest.WaitFor(t, name+" exits", 10*time.Second, func() bool {
 			st, _ := s.Status(name)
 			return st.Starts == 1 && !st.Running
 		})
@@ -205,12 +161,12 @@ func TestOutputTaggedAndInterleavedWhole(t *testing.T) {
 }
 
 func TestCopyOutputAndPartialLine(t *testing.T) {
-	var raw syncBuffer
+	var raw proctest.SyncBuffer
 	s, out := newSup(t, Options{})
 	if err := s.Start(Spec{Name: "p", Path: standin, Args: []string{"-partial"}, NoRestart: true, CopyOutput: &raw}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "p exits", 10*time.Second, func() bool { st, _ := s.Status("p"); return st.Starts == 1 && !st.Running })
+	proctest.WaitFor(t, "p exits", 10*time.Second, func() bool { st, _ := s.Status("p"); return st.Starts == 1 && !st.Running })
 	if !strings.Contains(out.String(), "p          | no newline at the end\n") {
 		t.Errorf("partial last line missing from output:\n%s", out.String())
 	}
@@ -226,17 +182,17 @@ func TestKilledProcessIsRestarted(t *testing.T) {
 	if err := s.Start(Spec{Name: "svc", Path: standin, Env: env}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "svc healthy", 10*time.Second, func() bool { _, err := get(addr, "/health"); return err == nil })
+	proctest.WaitFor(t, "svc healthy", 10*time.Second, func() bool { _, err := get(addr, "/health"); return err == nil })
 	first, _ := s.Status("svc")
 
 	if err := s.Kill("svc"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "svc restarted", 10*time.Second, func() bool {
+	proctest.WaitFor(t, "svc restarted", 10*time.Second, func() bool {
 		st, _ := s.Status("svc")
 		return st.Starts == 2 && st.Running
 	})
-	waitFor(t, "svc healthy again", 10*time.Second, func() bool { _, err := get(addr, "/health"); return err == nil })
+	proctest.WaitFor(t, "svc healthy again", 10*time.Second, func() bool { _, err := get(addr, "/health"); return err == nil })
 	second, _ := s.Status("svc")
 	if second.PID == first.PID || !strings.Contains(second.LastExit, "killed") {
 		t.Errorf("after kill: status %+v (first %+v), want a new pid and a killed exit", second, first)
@@ -247,7 +203,7 @@ func TestKilledProcessIsRestarted(t *testing.T) {
 
 	// A crash from inside (exit status 3) is restarted too.
 	_, _ = get(addr, "/crash")
-	waitFor(t, "svc restarted after crash", 10*time.Second, func() bool {
+	proctest.WaitFor(t, "svc restarted after crash", 10*time.Second, func() bool {
 		st, _ := s.Status("svc")
 		return st.Starts == 3 && st.Running
 	})
@@ -262,7 +218,7 @@ func TestBackoffDoublesToCap(t *testing.T) {
 	if err := s.Start(Spec{Name: "crashy", Path: standin, Args: []string{"-exit", "2"}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "six starts", 10*time.Second, func() bool { st, _ := s.Status("crashy"); return st.Starts >= 6 })
+	proctest.WaitFor(t, "six starts", 10*time.Second, func() bool { st, _ := s.Status("crashy"); return st.Starts >= 6 })
 	var waits []string
 	for _, m := range regexp.MustCompile(`restarting in (\S+)`).FindAllStringSubmatch(out.String(), 5) {
 		waits = append(waits, m[1])
@@ -281,12 +237,12 @@ func TestBackoffResetsAfterStayingUp(t *testing.T) {
 	for i := range 3 {
 		// Each run stays up past ResetAfter (the kill waits for health and 60ms), so every
 		// restart waits MinBackoff.
-		waitFor(t, "healthy", 10*time.Second, func() bool { _, err := get(addr, "/health"); return err == nil })
+		proctest.WaitFor(t, "healthy", 10*time.Second, func() bool { _, err := get(addr, "/health"); return err == nil })
 		time.Sleep(60 * time.Millisecond) // stay up longer than ResetAfter, on purpose
 		if err := s.Kill("svc"); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "restarted", 10*time.Second, func() bool { st, _ := s.Status("svc"); return st.Starts == i+2 })
+		proctest.WaitFor(t, "restarted", 10*time.Second, func() bool { st, _ := s.Status("svc"); return st.Starts == i+2 })
 	}
 	if n := strings.Count(out.String(), "restarting in 10ms"); n != 3 {
 		t.Errorf("%d restarts waited 10ms, want 3:\n%s", n, out.String())
@@ -307,7 +263,7 @@ func TestStopReverseOrderNoOrphans(t *testing.T) {
 		if err := s.Start(spec); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, name+" healthy", 10*time.Second, func() bool { _, err := get(addr, "/health"); return err == nil })
+		proctest.WaitFor(t, name+" healthy", 10*time.Second, func() bool { _, err := get(addr, "/health"); return err == nil })
 	}
 	var pids []int
 	for _, name := range names {
@@ -332,7 +288,7 @@ func TestStopReverseOrderNoOrphans(t *testing.T) {
 		t.Errorf("want third, second, first to stop on SIGTERM in that order:\n%s", text)
 	}
 	for _, pid := range pids {
-		waitFor(t, fmt.Sprintf("pid %d gone", pid), 5*time.Second, func() bool { return gone(pid) })
+		proctest.WaitFor(t, fmt.Sprintf("pid %d gone", pid), 5*time.Second, func() bool { return gone(pid) })
 	}
 	if err := s.Start(Spec{Name: "late", Path: standin}); err != ErrStopped {
 		t.Errorf("Start after Stop: %v, want ErrStopped", err)
@@ -344,7 +300,7 @@ func TestStopKillsAfterGrace(t *testing.T) {
 	if err := s.Start(Spec{Name: "stubborn", Path: standin, Args: []string{"-ignore-term"}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "started line", 10*time.Second, func() bool { return strings.Contains(out.String(), "started pid=") })
+	proctest.WaitFor(t, "started line", 10*time.Second, func() bool { return strings.Contains(out.String(), "started pid=") })
 	st, _ := s.Status("stubborn")
 	start := time.Now()
 	s.Stop()
@@ -359,13 +315,13 @@ func TestStopKillsAfterGrace(t *testing.T) {
 // KillAll is the second Ctrl-C: a stop waiting out a long grace period ends at once.
 func TestKillAllCutsGraceShort(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &proctest.SyncBuffer{}
 	s := New(ctx, Options{Out: out, Grace: time.Minute})
 	defer s.Stop()
 	if err := s.Start(Spec{Name: "stubborn", Path: standin, Args: []string{"-ignore-term"}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "started line", 10*time.Second, func() bool { return strings.Contains(out.String(), "started pid=") })
+	proctest.WaitFor(t, "started line", 10*time.Second, func() bool { return strings.Contains(out.String(), "started pid=") })
 	st, _ := s.Status("stubborn")
 	start := time.Now()
 	cancel()
@@ -391,11 +347,11 @@ func TestNoRestartThenRestart(t *testing.T) {
 	if err := s.Start(Spec{Name: "svc", Path: standin, Env: append(os.Environ(), "STANDIN_LISTEN="+addr), NoRestart: true}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "healthy", 10*time.Second, func() bool { _, err := get(addr, "/health"); return err == nil })
+	proctest.WaitFor(t, "healthy", 10*time.Second, func() bool { _, err := get(addr, "/health"); return err == nil })
 	if err := s.Kill("svc"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "down", 10*time.Second, func() bool { st, _ := s.Status("svc"); return !st.Running })
+	proctest.WaitFor(t, "down", 10*time.Second, func() bool { st, _ := s.Status("svc"); return !st.Running })
 	if err := s.Kill("svc"); err == nil {
 		t.Error("Kill of a stopped process: want an error")
 	}
@@ -405,14 +361,14 @@ func TestNoRestartThenRestart(t *testing.T) {
 	if err := s.Restart("svc"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "healthy after Restart", 10*time.Second, func() bool { _, err := get(addr, "/health"); return err == nil })
+	proctest.WaitFor(t, "healthy after Restart", 10*time.Second, func() bool { _, err := get(addr, "/health"); return err == nil })
 
 	// Restart of a running process stops it gracefully first.
 	before, _ := s.Status("svc")
 	if err := s.Restart("svc"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "restarted while running", 10*time.Second, func() bool { st, _ := s.Status("svc"); return st.Starts == before.Starts+1 && st.Running })
+	proctest.WaitFor(t, "restarted while running", 10*time.Second, func() bool { st, _ := s.Status("svc"); return st.Starts == before.Starts+1 && st.Running })
 	if st, _ := s.Status("svc"); st.LastExit != "exit status 0" {
 		t.Errorf("graceful restart ended the old process with %q, want exit status 0", st.LastExit)
 	}

@@ -1,37 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"flashedge/shared/proc"
+	"flashedge/shared/proc/proctest"
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func noEnv(string) string { return "" }
 
@@ -57,7 +39,7 @@ func TestRunStopsOnSIGINT(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	out := &syncBuffer{}
+	out := &proctest.SyncBuffer{}
 	args := []string{"-bin", t.TempDir(), "-data", t.TempDir(), "-store", "redis", "-store-port", strconv.Itoa(port), "-services", "catalog"}
 	errc := make(chan error, 1)
 	go func() { errc <- run(context.Background(), args, noEnv, out) }()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"flashedge/shared/kv/kvserver"
 	"flashedge/shared/kv/kvtest"
 	"flashedge/shared/proc"
+	"flashedge/shared/proc/proctest"
 )
 
 // binDir holds copies of the stand-in service named catalog, cart and edge: each serves /health
@@ -34,44 +34,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	for _, name := range []string{"catalog", "cart", "edge"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), "../../../shared/proc/testdata/standin").CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build standin: %v\n%s", err, out)
-			os.Exit(1)
-		}
+	if err := proctest.BuildStandin(dir, "catalog", "cart", "edge"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func freePort(t *testing.T) int {
@@ -81,20 +50,6 @@ func freePort(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func httpGet(url string) (string, error) {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: status %d", url, resp.StatusCode)
-	}
-	return string(b), err
 }
 
 func TestStorePortTaken(t *testing.T) {
@@ -133,9 +88,9 @@ func TestStorePortTaken(t *testing.T) {
 
 // startRun runs the launcher in the background and returns its output and a stop function that
 // cancels it and returns Run's error.
-func startRun(t *testing.T, c Config) (*syncBuffer, func() error) {
+func startRun(t *testing.T, c Config) (*proctest.SyncBuffer, func() error) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &proctest.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- Run(ctx, c, out, os.Environ(), nil) }()
@@ -208,7 +163,7 @@ func alive(pid int) bool {
 func TestRunEndToEnd(t *testing.T) {
 	c := testConfig(t, "-replicas", "cart=2")
 	out, stop := startRun(t, c)
-	waitFor(t, "banner", 30*time.Second, func() bool { return strings.Contains(out.String(), "flashedge is up") })
+	proctest.WaitFor(t, "banner", 30*time.Second, func() bool { return strings.Contains(out.String(), "flashedge is up") })
 	text := out.String()
 
 	plan := c.Plan()
@@ -240,12 +195,12 @@ func TestRunEndToEnd(t *testing.T) {
 		"FLASHEDGE_STORE_ADDR":    fmt.Sprintf("127.0.0.1:%d", c.StorePort),
 		"FLASHEDGE_ADMIN_TOKEN":   c.adminTokenFromFile(t),
 	} {
-		got, err := httpGet("http://" + addr["edge-1"] + "/env/" + key)
+		got, err := proctest.Get("http://" + addr["edge-1"] + "/env/" + key)
 		if err != nil || got != want {
 			t.Errorf("edge %s = %q (%v), want %q", key, got, err, want)
 		}
 	}
-	if got, _ := httpGet("http://" + addr["catalog-1"] + "/env/FLASHEDGE_SEED_DEMO"); got != "1200" {
+	if got, _ := proctest.Get("http://" + addr["catalog-1"] + "/env/FLASHEDGE_SEED_DEMO"); got != "1200" {
 		t.Errorf("catalog FLASHEDGE_SEED_DEMO = %q, want 1200", got)
 	}
 	if _, err := os.Stat(filepath.Join(c.DataDir, "redis", "appendonlydir")); err != nil {
@@ -263,11 +218,11 @@ func TestRunEndToEnd(t *testing.T) {
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "cart-2 restarted", 10*time.Second, func() bool {
+	proctest.WaitFor(t, "cart-2 restarted", 10*time.Second, func() bool {
 		p := pidOf(out.String(), "cart-2")
 		return p != 0 && p != victim
 	})
-	waitFor(t, "cart-2 ready again", 10*time.Second, func() bool { _, err := httpGet("http://" + addr["cart-2"] + "/ready"); return err == nil })
+	proctest.WaitFor(t, "cart-2 ready again", 10*time.Second, func() bool { _, err := proctest.Get("http://" + addr["cart-2"] + "/ready"); return err == nil })
 	if !strings.Contains(out.String(), "cart-2    | [supervisor] exited (signal: killed)") {
 		t.Errorf("no supervisor line about the kill")
 	}
@@ -320,7 +275,7 @@ func TestRunFailsOnTakenServicePort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	out := &syncBuffer{}
+	out := &proctest.SyncBuffer{}
 	err = Run(context.Background(), c, out, os.Environ(), nil)
 	if err == nil || !strings.Contains(err.Error(), "catalog-1 cannot listen on") {
 		t.Fatalf("Run: %v, want a port-in-use error naming catalog-1", err)
@@ -336,11 +291,11 @@ func TestRunExternalStore(t *testing.T) {
 	c := testConfig(t, "-services", "catalog")
 	c.ExternalStore = srv.Addr
 	out, stop := startRun(t, c)
-	waitFor(t, "banner", 30*time.Second, func() bool { return strings.Contains(out.String(), "flashedge is up") })
+	proctest.WaitFor(t, "banner", 30*time.Second, func() bool { return strings.Contains(out.String(), "flashedge is up") })
 	if strings.Contains(out.String(), "store     |") || !strings.Contains(out.String(), "external store "+srv.Addr) {
 		t.Errorf("launcher started its own store or did not name the external one:\n%s", out.String())
 	}
-	got, err := httpGet("http://" + c.Plan()[0].Addr + "/env/FLASHEDGE_STORE_ADDR")
+	got, err := proctest.Get("http://" + c.Plan()[0].Addr + "/env/FLASHEDGE_STORE_ADDR")
 	if err != nil || got != srv.Addr {
 		t.Errorf("catalog store addr %q (%v), want %s", got, err, srv.Addr)
 	}
