@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"flashedge/shared/kv"
 	"fmt"
 	"sort"
 	"strings"
@@ -16,18 +15,9 @@ import (
 	"github.com/redis/rueidis"
 
 	"flashedge/deploy/stack"
+	"flashedge/shared/kv"
+	"flashedge/shared/waitroom"
 )
-
-type queueAnswer struct {
-	State         string `json:"state"`
-	Position      *int64 `json:"position"`
-	Ahead         *int64 `json:"ahead"`
-	ETASeconds    *int64 `json:"eta_seconds"`
-	PollAfterMs   *int64 `json:"poll_after_ms"`
-	QueueToken    string `json:"queue_token"`
-	Pass          string `json:"pass"`
-	PassExpiresAt string `json:"pass_expires_at"`
-}
 
 // shopper is a logged-in client with the queue token of its last answer, polling any edge.
 type shopper struct {
@@ -35,7 +25,7 @@ type shopper struct {
 	uid  string
 	cs   []*client // one per edge
 	n    int
-	last queueAnswer
+	last waitroom.Answer
 }
 
 func newShopper(t *testing.T, edges []string, name string) *shopper {
@@ -63,7 +53,7 @@ func (s *shopper) queue(t *testing.T, method, sale string) reply {
 	t.Helper()
 	r := s.next().do(method, "/api/v1/flash-sales/"+sale+"/queue", nil, "X-Queue-Token", s.last.QueueToken)
 	if r.status == 200 {
-		var a queueAnswer
+		var a waitroom.Answer
 		r.json(t, &a)
 		if a.QueueToken == "" { // final states carry no token: keep the last one
 			a.QueueToken = s.last.QueueToken

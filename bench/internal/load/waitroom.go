@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"flashedge/shared/kv"
 	"fmt"
 	"io"
 	"math"
@@ -21,6 +20,9 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"flashedge/shared/kv"
+	"flashedge/shared/waitroom"
 )
 
 // WaitRoomReport is the waiting-room rush's account (issue 12): shoppers join a sale's waiting
@@ -346,17 +348,9 @@ func (w *waitRush) storeCalls(ctx context.Context) int64 {
 	return n
 }
 
-type queueAnswer struct {
-	State       string `json:"state"`
-	Position    *int64 `json:"position"`
-	PollAfterMs *int64 `json:"poll_after_ms"`
-	QueueToken  string `json:"queue_token"`
-	Pass        string `json:"pass"`
-}
-
 // apply takes a join or poll answer into s and returns its state.
 func (w *waitRush) apply(s *wrShopper, b []byte, now time.Time) string {
-	var a queueAnswer
+	var a waitroom.Answer
 	if json.Unmarshal(b, &a) != nil {
 		return ""
 	}
@@ -457,7 +451,7 @@ func (w *waitRush) pollOne(ctx context.Context, next dueItem) (again bool, at ti
 		Header: [2]string{"X-Queue-Token", s.qtok}, Start: next.at}, func(status int, b []byte) {
 		if status == 200 {
 			state = w.apply(s, b, time.Now())
-			var a queueAnswer
+			var a waitroom.Answer
 			if state == "admitted" && json.Unmarshal(b, &a) == nil {
 				pass = a.Pass
 			}

@@ -221,18 +221,6 @@ func (r *Room) load(id string) (*sale, error) {
 	return s, nil
 }
 
-// answer is the body of join and poll.
-type answer struct {
-	State         string `json:"state"`
-	Position      *int64 `json:"position"`
-	Ahead         *int64 `json:"ahead"`
-	ETASeconds    *int64 `json:"eta_seconds"`
-	PollAfterMs   *int64 `json:"poll_after_ms"`
-	QueueToken    string `json:"queue_token,omitempty"`
-	Pass          string `json:"pass,omitempty"`
-	PassExpiresAt string `json:"pass_expires_at,omitempty"`
-}
-
 func ptr(n int64) *int64 { return &n }
 
 var statusTooEarly = 425
@@ -502,7 +490,7 @@ func (r *Room) respond(ctx *fasthttp.RequestCtx, s *sale, t waitroom.Ticket, pas
 	ctx.Response.Header.Set("Cache-Control", "no-store")
 	nowMs := now.UnixMilli()
 	hold := time.Duration(s.cfg.HoldSeconds) * time.Second
-	a := answer{}
+	a := waitroom.Answer{}
 	if t.Position > 0 && s.shuffled {
 		a.Position = ptr(t.Position)
 	}

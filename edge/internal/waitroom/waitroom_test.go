@@ -135,23 +135,11 @@ func (e *env) serve(id string, serving int64) {
 	e.do(e.store.B().Hset().Key(keyspace.WaitRoom(id)).FieldValue().FieldValue("serving", strconv.FormatInt(serving, 10)).Build())
 }
 
-// queueAnswer is the join and poll body.
-type queueAnswer struct {
-	State         string `json:"state"`
-	Position      *int64 `json:"position"`
-	Ahead         *int64 `json:"ahead"`
-	ETASeconds    *int64 `json:"eta_seconds"`
-	PollAfterMs   *int64 `json:"poll_after_ms"`
-	QueueToken    string `json:"queue_token"`
-	Pass          string `json:"pass"`
-	PassExpiresAt string `json:"pass_expires_at"`
-}
-
 type reply struct {
 	status int
 	code   string
 	header http.Header
-	q      queueAnswer
+	q      shared.Answer
 	body   string
 }
 
@@ -161,7 +149,7 @@ type shopper struct {
 	user  string
 	token string
 	qt    string
-	last  queueAnswer
+	last  shared.Answer
 }
 
 func (e *env) shopper(name string) *shopper {
