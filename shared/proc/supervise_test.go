@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"flashedge/shared/obs/obstest"
 	"flashedge/shared/proc/proctest"
 )
 
@@ -63,9 +64,9 @@ func gone(pid int) bool {
 	return strings.HasPrefix(strings.TrimSpace(rest), "Z")
 }
 
-func newSup(t *testing.T, o Options) (*Supervisor, *proctest.SyncBuffer) {
+func newSup(t *testing.T, o Options) (*Supervisor, *obstest.Buffer) {
 	t.Helper()
-	out := &proctest.SyncBuffer{}
+	out := &obstest.Buffer{}
 	o.Out = out
 	s := New(context.Background(), o)
 	t.Cleanup(func() {
@@ -161,7 +162,7 @@ func TestOutputTaggedAndInterleavedWhole(t *testing.T) {
 }
 
 func TestCopyOutputAndPartialLine(t *testing.T) {
-	var raw proctest.SyncBuffer
+	var raw obstest.Buffer
 	s, out := newSup(t, Options{})
 	if err := s.Start(Spec{Name: "p", Path: standin, Args: []string{"-partial"}, NoRestart: true, CopyOutput: &raw}); err != nil {
 		t.Fatal(err)
@@ -315,7 +316,7 @@ func TestStopKillsAfterGrace(t *testing.T) {
 // KillAll is the second Ctrl-C: a stop waiting out a long grace period ends at once.
 func TestKillAllCutsGraceShort(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &proctest.SyncBuffer{}
+	out := &obstest.Buffer{}
 	s := New(ctx, Options{Out: out, Grace: time.Minute})
 	defer s.Stop()
 	if err := s.Start(Spec{Name: "stubborn", Path: standin, Args: []string{"-ignore-term"}}); err != nil {

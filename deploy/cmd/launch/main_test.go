@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"flashedge/shared/obs/obstest"
 	"flashedge/shared/proc"
-	"flashedge/shared/proc/proctest"
 )
 
 func noEnv(string) string { return "" }
@@ -39,7 +39,7 @@ func TestRunStopsOnSIGINT(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	out := &proctest.SyncBuffer{}
+	out := &obstest.Buffer{}
 	args := []string{"-bin", t.TempDir(), "-data", t.TempDir(), "-store", "redis", "-store-port", strconv.Itoa(port), "-services", "catalog"}
 	errc := make(chan error, 1)
 	go func() { errc <- run(context.Background(), args, noEnv, out) }()

@@ -19,6 +19,7 @@ import (
 
 	"flashedge/shared/kv/kvserver"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/obs/obstest"
 	"flashedge/shared/proc"
 	"flashedge/shared/proc/proctest"
 )
@@ -88,9 +89,9 @@ func TestStorePortTaken(t *testing.T) {
 
 // startRun runs the launcher in the background and returns its output and a stop function that
 // cancels it and returns Run's error.
-func startRun(t *testing.T, c Config) (*proctest.SyncBuffer, func() error) {
+func startRun(t *testing.T, c Config) (*obstest.Buffer, func() error) {
 	t.Helper()
-	out := &proctest.SyncBuffer{}
+	out := &obstest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- Run(ctx, c, out, os.Environ(), nil) }()
@@ -275,7 +276,7 @@ func TestRunFailsOnTakenServicePort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	out := &proctest.SyncBuffer{}
+	out := &obstest.Buffer{}
 	err = Run(context.Background(), c, out, os.Environ(), nil)
 	if err == nil || !strings.Contains(err.Error(), "catalog-1 cannot listen on") {
 		t.Fatalf("Run: %v, want a port-in-use error naming catalog-1", err)

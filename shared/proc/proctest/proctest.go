@@ -1,38 +1,16 @@
-// Package proctest holds what tests of process supervision share: a buffer the supervised
-// processes write to while the test reads it, a poll with a deadline, the stand-in service binary
-// and a plain HTTP GET.
+// Package proctest holds what tests of process supervision share: a poll with a deadline, the
+// stand-in service binary and a plain HTTP GET (obstest.Buffer collects the processes' output).
 package proctest
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 )
-
-// SyncBuffer is an io.Writer that goroutines write to while the test reads it.
-type SyncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *SyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (b *SyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // WaitFor polls cond every 10 ms until it holds, and fails the test if it still does not after within.
 func WaitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
