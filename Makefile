@@ -112,8 +112,8 @@ bench: build deps-bench
 	$(BIN)/load -spawn -bin $(BIN) -scenario waitroom -users 100000 -stock 1000 -admit 250 -difficulty 8 \
 		-json bench/out/waitroom.json
 	@# Overload (issue 15): cart adds and attempts at 1x, 2x and 5x their measured capacity, then 1x
-	@# again; the backends and store pinned to the last CPU, the edge and the load tool to the others.
-	$(BIN)/load -spawn -bin $(BIN) -scenario overload -duration 5s -json bench/out/overload.json
+	@# again; the load tool alone on CPU 0, the whole stack (edge, backends, store) on CPU 1.
+	$(PIN_LOAD) $(BIN)/load -spawn -bin $(BIN) -scenario overload -duration 5s $(PIN_SERVERS) -json bench/out/overload.json
 	@# Slow clients (issue 15): 2,000 slowloris connections and 200 slow readers from 220 loopback
 	@# addresses against the default limits, shoppers' p99 against their baseline.
 	$(BIN)/load -spawn -bin $(BIN) -scenario slow -json bench/out/slow.json

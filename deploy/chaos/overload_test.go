@@ -25,7 +25,10 @@ func TestOverloadShedAtTheEdge(t *testing.T) {
 		ServiceEnv: map[string]map[string]string{
 			"catalog": {"FLASHEDGE_SEED_DEMO": fmt.Sprint(seeded)},
 			// Every worker is 127.0.0.1: the per-address limits would refuse the run, not shed it.
-			"edge": {"FLASHEDGE_RATE_IP": "off", "FLASHEDGE_RATE_USER": "off", "FLASHEDGE_RATE_SHOP_USER": "off", "FLASHEDGE_MAX_CONNS_PER_ADDR": "0"},
+			// A short wait queue at the cart pool's limit (the default holds 1,024 callers for up
+			// to 500ms: all 256 closed-loop workers would be queued and served, and nothing shed).
+			"edge": {"FLASHEDGE_RATE_IP": "off", "FLASHEDGE_RATE_USER": "off", "FLASHEDGE_RATE_SHOP_USER": "off", "FLASHEDGE_MAX_CONNS_PER_ADDR": "0",
+				"FLASHEDGE_BACKEND_QUEUE": "16", "FLASHEDGE_BACKEND_QUEUE_WAIT": "20ms"},
 		},
 	}))
 	hc := newHTTP(t)

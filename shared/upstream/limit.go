@@ -32,9 +32,14 @@ const (
 	// thousand of them behind a limit of a few hundred, and each waiter costs ~100 bytes beside
 	// the caller's goroutine that exists anyway, so memory stays bounded.
 	DefaultMaxQueued = 1024
-	// defaultQueueWait bounds a wait: a few service latencies under load, well below the edge's
-	// budgets, so a waiter that is served still answers within its deadline.
-	defaultQueueWait = time.Second
+	// DefaultQueueWait is the longest expected wait a call is queued for: long enough for a
+	// thousand closed-loop shoppers in front of a service serving a few thousand calls a
+	// second, short next to the edge's budgets, so a queued call is served well within its
+	// deadline, and an open-loop surge above capacity is refused at arrival instead.
+	DefaultQueueWait = 500 * time.Millisecond
+	// holdShift sets the weight of one call in the running mean of slot hold times: 1/16, so
+	// the mean follows a change in the service's latency within a few dozen calls.
+	holdShift = 4
 )
 
 // limiter bounds the calls in flight to one service. A fixed limiter refuses beyond max; an
@@ -42,14 +47,18 @@ const (
 // with: while a window's average latency stays near the lowest seen lately, a limit that was
 // reached grows by its square root; when it rises above limitTolerance x that + limitSlack
 // (calls are queueing inside the service), the limit shrinks by the ratio, at most by half per
-// window. A call beyond the limit waits for a slot in a FIFO of at most maxQueued waiters, for at
-// most wait; it is refused at once when the queue is full or when its oldest waiter has already
-// waited 3/4 of wait (the queue is not draining: a newcomer would most likely time out after
-// holding its client), and refused when its own wait runs out. A burst of closed-loop clients is
-// so served with a short queueing delay, while a lasting open-loop overload is answered at the
-// caller in microseconds and the service keeps serving near its capacity with short queues.
-// Waiters are not in flight: the latency signal and the peak only see dispatched calls. Safe for
-// concurrent use.
+// window.
+//
+// A call beyond the limit may wait for a slot in a FIFO of at most maxQueued waiters. Whether it
+// may is decided at arrival, from the rate at which slots free up (Little's law: limit / the
+// running mean of how long a call holds its slot): when the waiters ahead of it would take more
+// than target to drain, or the oldest waiter has already waited target (the estimate is wrong:
+// the queue is not draining), it is refused at once. So a burst of closed-loop clients is served
+// with a short queueing delay, the service never idles for lack of a queued call, and a lasting
+// open-loop overload is refused at the caller in microseconds rather than after a wait. A queued
+// call still not served after 2 x target (the service slowed down after it arrived), or after
+// half its caller's remaining deadline, is refused then. Waiters are not in flight: the latency
+// signal and the peak only see dispatched calls. Safe for concurrent use.
 type limiter struct {
 	adaptive bool
 	min, max int64
@@ -59,7 +68,8 @@ type limiter struct {
 	winPeak  atomic.Int64 // the most calls in flight since the window began
 
 	maxQueued int           // bound on waiters; 0 means none (refuse at once)
-	wait      time.Duration // bound on one wait
+	target    time.Duration // the longest expected wait a call is queued for
+	holdNs    atomic.Int64  // running mean of the time a call holds its slot; 0 before the first
 	queued    atomic.Int64  // waiters in the queue; read without qmu on the fast paths
 	qmu       sync.Mutex    // guards head, tail; taken after mu, never before
 	head      *waiter
@@ -77,9 +87,10 @@ type limiter struct {
 // newLimiter builds a limiter. max <= 0 means no bound. An adaptive limiter starts at max (it
 // behaves like the fixed bound until latency says the service is queueing) and never goes
 // below min.
-// maxQueued <= 0 means no queue: calls over the limit are refused at once.
-func newLimiter(max, min int64, adaptive bool, maxQueued int, wait time.Duration) *limiter {
-	l := &limiter{adaptive: adaptive && max > 0, min: min, max: max, maxQueued: maxQueued, wait: wait}
+// maxQueued <= 0 means no queue: calls over the limit are refused at once; target is the longest
+// expected wait a call is queued for.
+func newLimiter(max, min int64, adaptive bool, maxQueued int, target time.Duration) *limiter {
+	l := &limiter{adaptive: adaptive && max > 0, min: min, max: max, maxQueued: maxQueued, target: target}
 	if l.maxQueued < 0 {
 		l.maxQueued = 0
 	}
@@ -104,9 +115,10 @@ type waiter struct {
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
 
 // acquire takes a slot, waiting in the queue when the limit is reached. It returns nil with the
-// slot taken (give it back with release), ErrOverloaded when refused (counted as shed), or ctx's
-// error when ctx ended while waiting. The wait is bounded by l.wait and by half of ctx's
-// remaining time, so a waiter that gets a slot still has time for the call.
+// slot taken (give it back with release, saying how long it was held), ErrOverloaded when
+// refused (counted as shed), or ctx's error when ctx ended while waiting. The wait is bounded by
+// 2 x l.target and by half of ctx's remaining time, so a waiter that gets a slot still has time
+// for the call.
 func (l *limiter) acquire(ctx context.Context) error {
 	if l.max <= 0 {
 		l.inFlight.Add(1)
@@ -123,7 +135,7 @@ func (l *limiter) tryTake() bool {
 	n := l.inFlight.Add(1)
 	if n > l.limit.Load() {
 		// Give it back as a release would: a waiter may have missed the slot while we held it.
-		l.release()
+		l.giveBack()
 		return false
 	}
 	if l.adaptive {
@@ -136,13 +148,12 @@ func (l *limiter) tryTake() bool {
 // enqueue is acquire's slow path.
 func (l *limiter) enqueue(ctx context.Context) error {
 	now := time.Now()
-	wait := l.wait
+	wait := 2 * l.target
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, d.Sub(now)/2)
 	}
 	l.qmu.Lock()
-	if l.maxQueued == 0 || wait <= 0 || int(l.queued.Load()) >= l.maxQueued ||
-		l.head != nil && now.Sub(l.head.since) > l.wait*3/4 {
+	if !l.admitLocked(now, wait) {
 		l.dispatchLocked() // a slot we held for a moment in tryTake may be due to a waiter
 		l.qmu.Unlock()
 		l.shed.Add(1)
@@ -189,8 +200,32 @@ func (l *limiter) enqueue(ctx context.Context) error {
 	if err == ErrOverloaded {
 		return nil
 	}
-	l.release()
+	l.giveBack()
 	return err
+}
+
+// admitLocked says whether a call arriving at now may wait (for at most wait) rather than be
+// refused at once. qmu held.
+func (l *limiter) admitLocked(now time.Time, wait time.Duration) bool {
+	ahead := l.queued.Load()
+	switch {
+	case l.maxQueued == 0 || wait <= 0 || ahead >= int64(l.maxQueued):
+		return false
+	case l.head != nil && now.Sub(l.head.since) >= l.target:
+		return false // the queue is not draining as estimated
+	}
+	return l.expectedWait(ahead+1) <= min(l.target, wait)
+}
+
+// expectedWait is how long the n-th waiter in line is expected to wait: slots free up at
+// limit / mean hold time. Zero before any call completed (nothing is known yet: the bound on
+// the wait and the stalled-queue check still apply).
+func (l *limiter) expectedWait(n int64) time.Duration {
+	hold, limit := l.holdNs.Load(), l.limit.Load()
+	if hold <= 0 || limit <= 0 {
+		return 0
+	}
+	return time.Duration(float64(n) * float64(hold) / float64(limit))
 }
 
 // unlinkLocked removes w from the queue. qmu held.
@@ -227,8 +262,31 @@ func (l *limiter) dispatchLocked() {
 	}
 }
 
-// release gives a slot back, to the oldest waiter when there is one.
-func (l *limiter) release() {
+// release gives a slot back after a call that held it for hold (counted in the mean hold time
+// the queue's expected wait is computed from), to the oldest waiter when there is one.
+func (l *limiter) release(hold time.Duration) {
+	if l.max > 0 {
+		l.noteHold(hold)
+	}
+	l.giveBack()
+}
+
+// noteHold counts one call's hold time in the running mean.
+func (l *limiter) noteHold(hold time.Duration) {
+	for {
+		old := l.holdNs.Load()
+		mean := int64(hold)
+		if old > 0 {
+			mean = old + (int64(hold)-old)>>holdShift
+		}
+		if l.holdNs.CompareAndSwap(old, mean) {
+			return
+		}
+	}
+}
+
+// giveBack returns a slot that was not used for a call, to the oldest waiter when there is one.
+func (l *limiter) giveBack() {
 	l.inFlight.Add(-1)
 	if l.queued.Load() > 0 {
 		l.qmu.Lock()

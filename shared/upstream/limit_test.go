@@ -22,7 +22,7 @@ func feed(l *limiter, now *time.Time, windows, inFlight int, rtt time.Duration) 
 		for i := range limitMinSamples {
 			if i == limitMinSamples-1 {
 				for range n {
-					l.release()
+					l.release(rtt)
 				}
 			}
 			*now = now.Add(limitWindow / limitMinSamples)
@@ -65,7 +65,7 @@ func TestAdaptiveLimit(t *testing.T) {
 		t.Fatalf("shed = %d, want 1", got)
 	}
 	for range 8 {
-		l.release()
+		l.release(time.Millisecond)
 	}
 
 	// Latency back to normal and the limit reached each window: it climbs back to the ceiling.
@@ -133,14 +133,14 @@ func TestLimitQueue(t *testing.T) {
 			t.Fatalf("a call finding the queue full: %v, want ErrOverloaded", err)
 		}
 		for i := range 3 {
-			l.release()
+			l.release(time.Millisecond)
 			r := <-got
 			if r[0] != i || r[1] != nil {
 				t.Fatalf("release %d served waiter %v (%v), want waiter %d with a slot", i, r[0], r[1], i)
 			}
 		}
 		for range 2 {
-			l.release()
+			l.release(time.Millisecond)
 		}
 		if _, inFlight := l.state(); inFlight != 0 || l.queued.Load() != 0 || l.shed.Load() != 1 {
 			t.Fatalf("after all: in flight %d, queued %d, shed %d; want 0, 0, 1", inFlight, l.queued.Load(), l.shed.Load())
@@ -166,7 +166,7 @@ func TestLimitQueue(t *testing.T) {
 		if r := <-got; !errors.Is(r[1].(error), context.Canceled) {
 			t.Fatalf("a cancelled waiter: %v, want context.Canceled", r[1])
 		}
-		l.release()
+		l.release(time.Millisecond)
 		if _, inFlight := l.state(); inFlight != 0 || l.queued.Load() != 0 || l.shed.Load() != 0 {
 			t.Fatalf("after the cancel: in flight %d, queued %d, shed %d; want 0, 0, 0", inFlight, l.queued.Load(), l.shed.Load())
 		}
@@ -177,17 +177,87 @@ func TestLimitQueue(t *testing.T) {
 		got := make(chan [2]any, 1)
 		queueTo(t, l, context.Background(), 1, 0, got)
 		l.qmu.Lock()
-		l.head.since = l.head.since.Add(-time.Minute) // the oldest waiter waited past half the bound
+		l.head.since = l.head.since.Add(-time.Minute) // the oldest waiter waited the whole bound
 		l.qmu.Unlock()
 		if err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) {
 			t.Fatalf("a newcomer behind a stalled queue: %v, want ErrOverloaded at once", err)
 		}
-		l.release()
+		l.release(time.Millisecond)
 		if r := <-got; r[1] != nil {
 			t.Fatalf("the queued waiter: %v, want a slot", r[1])
 		}
-		l.release()
+		l.release(time.Millisecond)
 	})
+}
+
+// TestLimitQueueExpectedWait: a call over the limit is queued only while the waiters ahead of it
+// are expected to drain within the target, at the rate slots free up (limit / mean hold time);
+// beyond that it is refused at once, and a faster service lets more wait.
+func TestLimitQueueExpectedWait(t *testing.T) {
+	// Limit 4, calls holding their slot 100ms: a slot frees every 25ms, so with a 60ms target
+	// the first two waiters (25ms, 50ms) are queued and the third (75ms) is refused.
+	l := newLimiter(4, 1, false, 100, 60*time.Millisecond)
+	holdAll(t, l)
+	for range 4 {
+		l.release(100 * time.Millisecond)
+	}
+	if got := time.Duration(l.holdNs.Load()); got != 100*time.Millisecond {
+		t.Fatalf("mean hold after four 100ms calls: %s, want 100ms", got)
+	}
+	holdAll(t, l)
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan [2]any, 8)
+	queueTo(t, l, ctx, 1, 0, got)
+	queueTo(t, l, ctx, 2, 1, got)
+	if err := l.acquire(ctx); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("a third waiter expected to wait 75ms (target 60ms): %v, want ErrOverloaded at once", err)
+	}
+	if l.queued.Load() != 2 || l.shed.Load() != 1 {
+		t.Fatalf("after the refusal: queued %d, shed %d; want 2, 1", l.queued.Load(), l.shed.Load())
+	}
+
+	// The service got faster: calls hold their slot 10ms, so the mean drops, a slot frees every
+	// few ms, and the third waiter fits.
+	for range 64 {
+		l.noteHold(10 * time.Millisecond)
+	}
+	if w := l.expectedWait(3); w > 60*time.Millisecond {
+		t.Fatalf("after 64 calls of 10ms the third waiter's expected wait is %s, want under the 60ms target", w)
+	}
+	queueTo(t, l, ctx, 3, 2, got)
+	cancel()
+	for range 3 {
+		if r := <-got; !errors.Is(r[1].(error), context.Canceled) {
+			t.Fatalf("waiter %v: %v, want context.Canceled", r[0], r[1])
+		}
+	}
+	for range 4 {
+		l.release(10 * time.Millisecond)
+	}
+	if _, inFlight := l.state(); inFlight != 0 || l.queued.Load() != 0 {
+		t.Fatalf("after all: in flight %d, queued %d; want 0, 0", inFlight, l.queued.Load())
+	}
+}
+
+// TestLimitHoldMean: the mean hold time starts at the first call's and moves 1/16 of the way to
+// each later call's.
+func TestLimitHoldMean(t *testing.T) {
+	l := newLimiter(8, 1, false, 8, time.Second)
+	for _, tt := range []struct {
+		hold, want time.Duration
+	}{
+		{160 * time.Millisecond, 160 * time.Millisecond},
+		{320 * time.Millisecond, 170 * time.Millisecond},
+		{10 * time.Millisecond, 160 * time.Millisecond},
+	} {
+		if err := l.acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		l.release(tt.hold)
+		if got := time.Duration(l.holdNs.Load()); got != tt.want {
+			t.Fatalf("after a call of %s the mean hold is %s, want %s", tt.hold, got, tt.want)
+		}
+	}
 }
 
 // TestLimitFastPathAllocs: a call under the limit allocates nothing.
@@ -196,7 +266,7 @@ func TestLimitFastPathAllocs(t *testing.T) {
 	ctx := context.Background()
 	if n := testing.AllocsPerRun(1000, func() {
 		if l.acquire(ctx) == nil {
-			l.release()
+			l.release(time.Millisecond)
 		}
 	}); n != 0 {
 		t.Fatalf("acquire+release under the limit: %.1f allocations, want 0", n)

@@ -49,8 +49,8 @@ import (
 var ErrUnavailable = errors.New("upstream: no replica available")
 
 // ErrOverloaded is returned by Do when the pool already has MaxInFlight calls in flight and the
-// call found no room in the bounded wait queue, or waited QueueWait for a slot in vain (Forward
-// answers 503 overloaded with Retry-After 1).
+// call was not let into the bounded wait queue (full, or too long to drain: see
+// Options.QueueWait), or waited in it in vain (Forward answers 503 overloaded with Retry-After 1).
 var ErrOverloaded = errors.New("upstream: too many calls in flight")
 
 // ErrClosed is returned by Do after Close.
@@ -101,14 +101,18 @@ type Options struct {
 	// (by the refusals themselves) sees slow answers from a service that is not queueing, and a
 	// low floor would then cap the goodput at floor/latency. False means the fixed MaxInFlight.
 	AdaptiveInFlight bool
-	// MaxQueued bounds the calls waiting for a slot when MaxInFlight calls are in flight; a call
-	// finding the queue full, or its oldest waiter already waiting 3/4 of QueueWait (the queue is not
-	// draining), is refused at once with ErrOverloaded. Zero or negative means no queue: every
-	// call over the bound is refused at once. 1024 (DefaultMaxQueued) holds a thousand
-	// closed-loop clients behind a limit of a few hundred at ~100 bytes per waiter.
+	// MaxQueued bounds the calls waiting for a slot when MaxInFlight calls are in flight. Zero or
+	// negative means no queue: every call over the bound is refused at once with ErrOverloaded.
+	// DefaultMaxQueued (1024) holds a thousand closed-loop clients behind a limit of a few
+	// hundred at ~100 bytes per waiter.
 	MaxQueued int
-	// QueueWait bounds one wait in that queue (and half the caller's remaining deadline does
-	// too); a waiter not served by then is refused with ErrOverloaded. Zero means 1s.
+	// QueueWait is the longest expected wait a call is queued for. A call over the bound is
+	// refused at once with ErrOverloaded, never after a wait, when the queue is full, when the
+	// waiters ahead of it would take longer than QueueWait to drain at the rate calls complete
+	// (MaxInFlight / the mean time a call holds its slot), or when the oldest waiter has already
+	// waited QueueWait (the queue is not draining). A queued call is refused when it waited
+	// twice QueueWait, or half its caller's remaining deadline, in vain (the service slowed down
+	// after it arrived). Zero means DefaultQueueWait (500ms).
 	QueueWait time.Duration
 
 	// Retries is the number of extra attempts, each on another replica when there is one, for
@@ -371,7 +375,7 @@ func (o *Options) fill() error {
 		o.MaxInFlight = o.MaxConnsPerHost * len(o.Addrs)
 	}
 	if o.QueueWait <= 0 {
-		o.QueueWait = defaultQueueWait
+		o.QueueWait = DefaultQueueWait
 	}
 	switch {
 	case o.Retries == 0:
@@ -499,7 +503,8 @@ func (p *Pool) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 	if err := p.limit.acquire(ctx); err != nil {
 		return fmt.Errorf("upstream %s: %w", p.name, err)
 	}
-	defer p.limit.release()
+	held := time.Now()
+	defer func() { p.limit.release(time.Since(held)) }()
 	repeatable := Repeatable(req)
 	var tried uint64
 	var lastErr error

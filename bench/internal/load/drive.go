@@ -21,6 +21,11 @@ type Bounds struct {
 	Concurrency int
 	// Rate, when above zero, is the open-loop arrival rate in operations per second.
 	Rate float64
+	// Skip, when set (open loop only), bounds the operations outstanding to Concurrency: an
+	// operation due while every worker is busy is not run but handed to Skip (to count it as
+	// unanswered), so the schedule never slips behind a slow server and the generator's backlog
+	// never shows up as latency. Nil means it waits for a free worker.
+	Skip func(i int64, due time.Time)
 }
 
 // Op is one operation: worker is the worker's index (0 to Concurrency-1), i the operation's
@@ -79,12 +84,14 @@ func Drive(ctx context.Context, b Bounds, done *atomic.Int64, op Op) (time.Durat
 		due time.Time
 	}
 	jobs := make(chan job, b.Concurrency)
+	var busy atomic.Int64 // operations handed to the workers and not finished
 	for w := range b.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
 				op(w, j.i, j.due)
+				busy.Add(-1)
 				ran.Add(1)
 				if done != nil {
 					done.Add(1)
@@ -108,6 +115,13 @@ gen:
 			case <-ctx.Done():
 				break gen
 			}
+		}
+		if b.Skip != nil {
+			if busy.Load() >= int64(b.Concurrency) {
+				b.Skip(i, due)
+				continue
+			}
+			busy.Add(1) // the channel has room: at most Concurrency jobs are ever busy
 		}
 		select {
 		case jobs <- job{i, due}:

@@ -80,6 +80,34 @@ func TestDriveOpenLoopSchedule(t *testing.T) {
 	}
 }
 
+// TestDriveSkip: with Skip set, at most Concurrency operations are outstanding; one due while
+// every worker is busy is skipped, not queued, and every due operation is either run or skipped.
+func TestDriveSkip(t *testing.T) {
+	const conc, n = 2, 10
+	release := make(chan struct{})
+	var skipped []int64
+	var running atomic.Int64
+	b := Bounds{Requests: n, Rate: 100_000, Concurrency: conc, Skip: func(i int64, due time.Time) {
+		if due.IsZero() {
+			t.Errorf("skipped op %d without a due time", i)
+		}
+		skipped = append(skipped, i) // Skip runs on the generator's goroutine
+		if len(skipped) == n-conc {
+			close(release)
+		}
+	}}
+	_, ran := Drive(context.Background(), b, nil, func(_ int, i int64, _ time.Time) {
+		if r := running.Add(1); r > conc {
+			t.Errorf("%d operations outstanding, want at most %d", r, conc)
+		}
+		<-release
+		running.Add(-1)
+	})
+	if ran != conc || len(skipped) != n-conc {
+		t.Fatalf("ran %d, skipped %d (%v); want %d run (the workers were held) and %d skipped", ran, len(skipped), skipped, conc, n-conc)
+	}
+}
+
 func TestDriveStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)

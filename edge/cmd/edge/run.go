@@ -47,26 +47,30 @@ type config struct {
 	ForwardedFrom []netip.Prefix
 	// MaxConnsPerAddr caps the connections one client address (IPv6: /64) holds open; 0: none.
 	MaxConnsPerAddr int
-	CatalogAddrs    []string
-	CartAddrs       []string
-	OrderAddrs      []string
-	AdminToken      string
-	SessionKeys     map[string][]byte
-	SessionKid      string
-	SessionTTL      time.Duration
-	IPRate          float64 // attempts+challenges per second per client IP; negative: off
-	UserRate        float64 // per user; negative: off
-	ShopIPRate      float64 // cache misses of product/catalog reads per second per client IP; negative: off
-	ShopUserRate    float64 // cart and order calls per second per user; negative: off
-	CacheMB         int64
+	// BackendQueue bounds the calls waiting for a slot at each backend pool's in-flight limit;
+	// 0: none (refused at once). BackendQueueWait is the longest expected wait one is queued for.
+	BackendQueue     int
+	BackendQueueWait time.Duration
+	CatalogAddrs     []string
+	CartAddrs        []string
+	OrderAddrs       []string
+	AdminToken       string
+	SessionKeys      map[string][]byte
+	SessionKid       string
+	SessionTTL       time.Duration
+	IPRate           float64 // attempts+challenges per second per client IP; negative: off
+	UserRate         float64 // per user; negative: off
+	ShopIPRate       float64 // cache misses of product/catalog reads per second per client IP; negative: off
+	ShopUserRate     float64 // cart and order calls per second per user; negative: off
+	CacheMB          int64
 	// RequestMetrics off leaves out the per-request metrics (make bench measures their cost).
 	RequestMetrics bool
 }
 
 // String prints the config with secrets masked, for the start-up log.
 func (c config) String() string {
-	return fmt.Sprintf("addr=%s ops_addr=%s store={%s} catalog=%v cart=%v order=%v admin_token=*** session_keys=%d ttl=%s secure_cookie=%v proxy_protocol_from=%v forwarded_from=%v shutdown_grace=%s drain_delay=%s",
-		c.Addr, c.OpsListen, c.Store, c.CatalogAddrs, c.CartAddrs, c.OrderAddrs, len(c.SessionKeys), c.SessionTTL, c.SecureCookie, c.ProxyProtocolFrom, c.ForwardedFrom, c.Grace, c.DrainDelay)
+	return fmt.Sprintf("addr=%s ops_addr=%s store={%s} catalog=%v cart=%v order=%v backend_queue=%d backend_queue_wait=%s admin_token=*** session_keys=%d ttl=%s secure_cookie=%v proxy_protocol_from=%v forwarded_from=%v shutdown_grace=%s drain_delay=%s",
+		c.Addr, c.OpsListen, c.Store, c.CatalogAddrs, c.CartAddrs, c.OrderAddrs, c.BackendQueue, c.BackendQueueWait, len(c.SessionKeys), c.SessionTTL, c.SecureCookie, c.ProxyProtocolFrom, c.ForwardedFrom, c.Grace, c.DrainDelay)
 }
 
 func loadConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
@@ -81,6 +85,10 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	s.String(&fwdFrom, "forwarded-from", "", "CIDRs of the proxies whose X-Forwarded-For/Forwarded headers name the client, comma-separated; empty: none")
 	s.Int(&c.MaxConnsPerAddr, "max-conns-per-addr", 1024,
 		"connections one client address (IPv6: its /64) may hold open; 0 for no cap; raise it behind a balancer that hides client addresses")
+	s.Int(&c.BackendQueue, "backend-queue", upstream.DefaultMaxQueued,
+		"calls that may wait for a free slot when a backend's in-flight limit is reached, per backend; 0 refuses them at once (503 overloaded)")
+	s.Duration(&c.BackendQueueWait, "backend-queue-wait", upstream.DefaultQueueWait,
+		"the longest expected wait a call over a backend's in-flight limit is queued for; when the calls ahead would take longer to drain it is refused at once (503 overloaded, Retry-After)")
 	s.Addrs(&c.CatalogAddrs, "catalog", "127.0.0.1:5001", "catalog replicas, host:port comma-separated").Env("FLASHEDGE_CATALOG_ADDRS")
 	s.Addrs(&c.CartAddrs, "cart", "127.0.0.1:5002", "cart replicas, host:port comma-separated").Env("FLASHEDGE_CART_ADDRS")
 	s.Addrs(&c.OrderAddrs, "order", "127.0.0.1:5003", "order replicas, host:port comma-separated").Env("FLASHEDGE_ORDER_ADDRS")
@@ -133,8 +141,8 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	default:
 		return c, fmt.Errorf("-metrics=%q: want on or off", metrics)
 	}
-	if c.MaxConnsPerAddr < 0 || c.CacheMB <= 0 || c.SessionTTL <= 0 {
-		return c, errors.New("-max-conns-per-addr must be 0 or more; -cache-mb and -session-ttl positive")
+	if c.MaxConnsPerAddr < 0 || c.BackendQueue < 0 || c.CacheMB <= 0 || c.SessionTTL <= 0 || c.BackendQueueWait <= 0 {
+		return c, errors.New("-max-conns-per-addr and -backend-queue must be 0 or more; -cache-mb, -session-ttl and -backend-queue-wait positive")
 	}
 	return c, nil
 }
@@ -230,6 +238,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	newPool := func(name string, addrs []string) (*upstream.Pool, error) {
 		p, err := upstream.New(upstream.Options{
 			Name: name, Addrs: addrs, Timeout: budgets[name], AdaptiveInFlight: true,
+			// A short queue at the limit: closed-loop shoppers in a burst wait a moment instead
+			// of being refused, while a lasting surge is refused at arrival (Options.QueueWait).
+			MaxQueued: cfg.BackendQueue, QueueWait: cfg.BackendQueueWait,
 			OnStateChange: func(name, _ string, _, to string) {
 				reg.Counter("flashedge_edge_breaker_transitions_total", "backend", name, "to", to).Inc()
 			},
