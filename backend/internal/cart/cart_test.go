@@ -58,13 +58,25 @@ type env struct {
 	catalogIDs []string // X-Request-ID of every request the catalog saw
 }
 
+// Where an env's cart service reads prices.
+type pricing int
+
+const (
+	fromCatalog      pricing = iota // the catalog's batch route (CatalogPrices)
+	fromStore                       // the store's documents through DoCache (StorePrices)
+	fromStoreTracked                // the same, parses kept until a push drops them (the cart binary)
+)
+
+func (p pricing) String() string {
+	return [...]string{"catalog", "store", "store tracked"}[p]
+}
+
 // newEnv starts a redis-server, a real catalog service and the cart service in front of it,
 // pricing carts through the catalog's batch route.
-func newEnv(t *testing.T) *env { return newEnvWith(t, false) }
+func newEnv(t *testing.T) *env { return newEnvWith(t, fromCatalog) }
 
-// newEnvWith is newEnv; fromStore prices carts from the documents in the store (StorePrices, as
-// the cart binary does) instead of calling the catalog.
-func newEnvWith(t *testing.T, fromStore bool) *env {
+// newEnvWith is newEnv with carts priced as pricing says.
+func newEnvWith(t *testing.T, pricing pricing) *env {
 	t.Helper()
 	srv := kvtest.Start(t)
 	e := &env{t: t, store: srv.Client(t)}
@@ -87,9 +99,16 @@ func newEnvWith(t *testing.T, fromStore bool) *env {
 	t.Cleanup(pool.Close)
 
 	var prices cart.Prices = cart.CatalogPrices(pool)
-	if fromStore {
+	switch pricing {
+	case fromStore:
 		// Its own client, as the cart binary has: the catalog's writes reach it as invalidations.
 		prices = &cart.StorePrices{KV: srv.Client(t)}
+	case fromStoreTracked:
+		sp := &cart.StorePrices{Tracked: true}
+		o := srv.Options()
+		o.OnInvalidations = sp.Invalidate
+		sp.KV = srv.ClientWith(t, o)
+		prices = sp
 	}
 	r := router.New()
 	cart.New(cart.NewStore(e.store), prices, cart.Options{Log: discard()}).Register(r)
@@ -445,45 +464,64 @@ func TestOneCatalogCallPerRequest(t *testing.T) {
 	}
 }
 
-// TestPricesFromTheStore: with StorePrices (the cart binary's wiring) an add and a view are
-// priced from the catalog's documents through the client-side cache without a single call to
-// the catalog service, an unknown product is still refused, and a price the catalog changes
-// reaches the next view through the store's invalidation push.
+// TestPricesFromTheStore: with StorePrices (the cart binary's wiring, and without the pushes
+// wired) an add and a view are priced from the catalog's documents through the client-side
+// cache without a single call to the catalog service, an unknown product is still refused, and
+// a price the catalog changes or a product it withdraws reaches the next view through the
+// store's invalidation push.
 func TestPricesFromTheStore(t *testing.T) {
-	e := newEnvWith(t, true)
-	id := e.product("Khăn lụa", 120000, 10)
-	other := e.product("Quạt giấy", 30000, 10)
-	if st, body := e.do("PUT", "/api/v1/cart/items/"+id, "u-lan", `{"quantity":2}`); st != 200 {
-		t.Fatalf("add: %d %s", st, body)
+	for _, pricing := range []pricing{fromStore, fromStoreTracked} {
+		t.Run(pricing.String(), func(t *testing.T) {
+			e := newEnvWith(t, pricing)
+			id := e.product("Khăn lụa", 120000, 10)
+			other := e.product("Quạt giấy", 30000, 10)
+			if st, body := e.do("PUT", "/api/v1/cart/items/"+id, "u-lan", `{"quantity":2}`); st != 200 {
+				t.Fatalf("add: %d %s", st, body)
+			}
+			st, body := e.do("PUT", "/api/v1/cart/items/"+other, "u-lan", `{"quantity":1}`)
+			if st != 200 {
+				t.Fatalf("second add: %d %s", st, body)
+			}
+			if v := decodeView(t, body); len(v.Items) != 2 || v.Total != 2*120000+30000 || v.Items[0].Name != "Khăn lụa" {
+				t.Fatalf("view after two adds = %+v, want both lines and total 270000", v)
+			}
+			if st, body := e.do("PUT", "/api/v1/cart/items/99999999", "u-lan", `{"quantity":1}`); st != 404 || errCode(t, body) != "product_not_found" {
+				t.Fatalf("unknown product: %d %s, want 404 product_not_found", st, body)
+			}
+			// Changes reach the view: a price, a name, a withdrawal (each in an add's answer too).
+			price, name := int64(99000), "Khăn lụa tơ tằm"
+			if _, err := e.products.Update(context.Background(), id, product.Input{Price: &price, Name: &name}); err != nil {
+				t.Fatal(err)
+			}
+			e.eventually("the changed price and name", func() bool {
+				v := e.view("u-lan")
+				return v.Total == 2*99000+30000 && v.Items[0].Name == name
+			})
+			if err := e.products.Delete(context.Background(), other); err != nil {
+				t.Fatal(err)
+			}
+			e.eventually("the withdrawal", func() bool {
+				st, body := e.do("PUT", "/api/v1/cart/items/"+id, "u-lan", `{"quantity":3}`)
+				v := decodeView(t, body)
+				return st == 200 && len(v.Items) == 1 && v.Total == 3*99000
+			})
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if len(e.catalogIDs) != 0 {
+				t.Fatalf("the catalog service was called %d times, want 0 (prices come from the store)", len(e.catalogIDs))
+			}
+		})
 	}
-	st, body := e.do("PUT", "/api/v1/cart/items/"+other, "u-lan", `{"quantity":1}`)
-	if st != 200 {
-		t.Fatalf("second add: %d %s", st, body)
-	}
-	if v := decodeView(t, body); len(v.Items) != 2 || v.Total != 2*120000+30000 || v.Items[0].Name != "Khăn lụa" {
-		t.Fatalf("view after two adds = %+v, want both lines and total 270000", v)
-	}
-	if st, body := e.do("PUT", "/api/v1/cart/items/99999999", "u-lan", `{"quantity":1}`); st != 404 || errCode(t, body) != "product_not_found" {
-		t.Fatalf("unknown product: %d %s, want 404 product_not_found", st, body)
-	}
-	price := int64(99000)
-	if _, err := e.products.Update(context.Background(), id, product.Input{Price: &price}); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// eventually polls cond for up to 10s.
+func (e *env) eventually(what string, cond func() bool) {
+	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		v := e.view("u-lan")
-		if v.Total == 2*99000+30000 {
-			break
-		}
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("view 10s after a price change = %+v, want total %d", v, 2*99000+30000)
+			e.t.Fatalf("%s did not show within 10s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.catalogIDs) != 0 {
-		t.Fatalf("the catalog service was called %d times, want 0 (prices come from the store)", len(e.catalogIDs))
 	}
 }

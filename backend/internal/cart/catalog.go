@@ -24,20 +24,22 @@ type Product struct {
 	Name     string `json:"name"`
 	Price    int64  `json:"price"`
 	Currency string `json:"currency"`
+
+	// nameJSON is Name as a JSON string, when the lookup kept it encoded (StorePrices encodes
+	// it once per document); nil means the renderer encodes Name itself.
+	nameJSON []byte
 }
 
 // catalogClient reads products from the catalog service: a whole cart's in one call of its batch
 // route GET /internal/v1/products?ids=..., never one call per line.
 type catalogClient struct{ c Caller }
 
-// products returns the products ids (each checked with product.ValidID; at most MaxLines + 1) by
-// id, passing the caller's request id on. Every id asked for is a key of the map; an id the
-// catalog does not know maps to a Product with an empty ID. Failures wrap
-// ErrCatalogUnavailable.
-func (cc catalogClient) products(ctx context.Context, requestID []byte, ids []string) (map[string]Product, error) {
-	out := make(map[string]Product, len(ids))
+// products stores the product of ids[i] (each checked with product.ValidID; at most MaxLines +
+// 1) in out[i], passing the caller's request id on; an id the catalog does not know leaves a
+// Product with an empty ID. Failures wrap ErrCatalogUnavailable.
+func (cc catalogClient) products(ctx context.Context, requestID []byte, ids []string, out []Product) error {
 	if len(ids) == 0 {
-		return out, nil
+		return nil
 	}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -46,25 +48,28 @@ func (cc catalogClient) products(ctx context.Context, requestID []byte, ids []st
 	req.Header.SetMethod(fasthttp.MethodGet)
 	req.Header.SetBytesV(obs.HeaderRequestID, requestID)
 	if err := cc.c.Do(ctx, req, resp); err != nil {
-		return nil, fmt.Errorf("%w: products: %v", ErrCatalogUnavailable, err)
+		return fmt.Errorf("%w: products: %v", ErrCatalogUnavailable, err)
 	}
 	if resp.StatusCode() != fasthttp.StatusOK {
-		return nil, fmt.Errorf("%w: products: catalog answered %d %.200s", ErrCatalogUnavailable, resp.StatusCode(), resp.Body())
+		return fmt.Errorf("%w: products: catalog answered %d %.200s", ErrCatalogUnavailable, resp.StatusCode(), resp.Body())
 	}
 	var body struct {
 		Items []Product `json:"items"`
 	}
 	if err := json.Unmarshal(resp.Body(), &body); err != nil {
-		return nil, fmt.Errorf("%w: products: unexpected answer %.200q", ErrCatalogUnavailable, resp.Body())
+		return fmt.Errorf("%w: products: unexpected answer %.200q", ErrCatalogUnavailable, resp.Body())
 	}
-	for _, id := range ids {
-		out[id] = Product{}
+	at := make(map[string]int, len(ids))
+	for i, id := range ids {
+		at[id] = i
+		out[i] = Product{}
 	}
 	for _, p := range body.Items {
-		if _, asked := out[p.ID]; !asked {
-			return nil, fmt.Errorf("%w: products: answer names %q, which was not asked for", ErrCatalogUnavailable, p.ID)
+		i, asked := at[p.ID]
+		if !asked {
+			return fmt.Errorf("%w: products: answer names %q, which was not asked for", ErrCatalogUnavailable, p.ID)
 		}
-		out[p.ID] = p
+		out[i] = p
 	}
-	return out, nil
+	return nil
 }

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/fasthttp/router"
@@ -32,6 +33,50 @@ type Service struct {
 	prices  Prices
 	timeout time.Duration
 	log     *slog.Logger
+	scratch sync.Pool // *scratch
+}
+
+// scratch is one request's working memory, reused through Service.scratch so that an add
+// allocates nothing of its own: the cart's lines, their products, the lookups and the body.
+type scratch struct {
+	lines []Line
+	prods []Product // prods[i] is the product of lines[i]
+	ids   []string  // looked up before a write
+	found []Product // their products
+	miss  []string  // looked up while rendering
+	missP []Product
+	at    []int // where each of miss goes in prods
+	body  []byte
+}
+
+func (s *Service) getScratch() *scratch {
+	if sc, ok := s.scratch.Get().(*scratch); ok {
+		return sc
+	}
+	return &scratch{}
+}
+
+// putScratch returns sc to the pool, dropping what it refers to (the store's answers) so the
+// pool does not keep it alive; an outsized body buffer is dropped with it.
+func (s *Service) putScratch(sc *scratch) {
+	clear(sc.lines)
+	clear(sc.prods)
+	clear(sc.ids)
+	clear(sc.found)
+	clear(sc.miss)
+	clear(sc.missP)
+	if cap(sc.body) > 64<<10 {
+		sc.body = nil
+	}
+	s.scratch.Put(sc)
+}
+
+// sized returns s with length n, reusing its array when it is large enough.
+func sized[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n, max(n, 2*cap(s)))
+	}
+	return s[:n]
 }
 
 // New returns the cart service over store, reading product names and prices through prices
@@ -101,23 +146,40 @@ type putRequest struct {
 	Quantity *int `json:"quantity"`
 }
 
+// quantity reads a PUT body: the usual {"quantity":N} without a decoder, anything else through
+// httpapi.DecodeJSON, which refuses unknown fields (a price, a user id: prices only ever come
+// from the catalog and the user only from the edge) and answers 400 itself.
+func quantity(ctx *fasthttp.RequestCtx) (int, bool) {
+	q, ok := quickQuantity(ctx.PostBody())
+	if !ok {
+		var in putRequest
+		if !httpapi.DecodeJSON(ctx, &in) {
+			return 0, false
+		}
+		if in.Quantity == nil {
+			q = -1
+		} else {
+			q = *in.Quantity
+		}
+	}
+	if q < 0 || q > MaxQuantity {
+		httpapi.WriteError(ctx, fasthttp.StatusUnprocessableEntity, "invalid_quantity",
+			fmt.Sprintf("quantity must be a whole number from 0 (remove) to %d", MaxQuantity))
+		return 0, false
+	}
+	return q, true
+}
+
 func (s *Service) put(c context.Context, ctx *fasthttp.RequestCtx, user string) {
 	id, ok := productID(ctx)
 	if !ok {
 		return
 	}
-	// Unknown fields (a price, a user id) are refused here: prices only ever come from the
-	// catalog and the user only from the edge.
-	var in putRequest
-	if !httpapi.DecodeJSON(ctx, &in) {
+	q, ok := quantity(ctx)
+	if !ok {
 		return
 	}
-	if in.Quantity == nil || *in.Quantity < 0 || *in.Quantity > MaxQuantity {
-		httpapi.WriteError(ctx, fasthttp.StatusUnprocessableEntity, "invalid_quantity",
-			fmt.Sprintf("quantity must be a whole number from 0 (remove) to %d", MaxQuantity))
-		return
-	}
-	if *in.Quantity == 0 {
+	if q == 0 {
 		if err := s.store.Remove(c, user, id); err != nil {
 			s.fail(ctx, err)
 			return
@@ -125,33 +187,41 @@ func (s *Service) put(c context.Context, ctx *fasthttp.RequestCtx, user string) 
 		s.writeView(c, ctx, user)
 		return
 	}
-	// One lookup prices the product added and every line already in the cart (the product must
-	// exist before it is added); the set answers the whole cart as it is then, so the answer
-	// needs no second read (only a line another request added meanwhile is looked up again).
-	lines, err := s.store.Lines(c, user)
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	ids := make([]string, 0, len(lines)+1)
-	ids = append(ids, id)
-	for _, l := range lines {
-		if l.ProductID != id {
-			ids = append(ids, l.ProductID)
+	sc := s.getScratch()
+	defer s.putScratch(sc)
+	if s.prices.Local() {
+		// The product must exist before it is added: a lookup in memory. The set answers the
+		// whole cart as it is then, priced from memory too: one store round trip in all.
+		sc.ids, sc.found = append(sc.ids[:0], id), sized(sc.found, 1)
+	} else {
+		// One catalog call prices the product added and every line already in the cart; only a
+		// line another request added meanwhile is looked up again.
+		lines, err := s.store.Lines(c, user, sc.lines[:0])
+		if err != nil {
+			s.fail(ctx, err)
+			return
 		}
+		sc.lines = lines
+		sc.ids = append(sc.ids[:0], id)
+		for _, l := range lines {
+			if l.ProductID != id {
+				sc.ids = append(sc.ids, l.ProductID)
+			}
+		}
+		sc.found = sized(sc.found, len(sc.ids))
 	}
-	known, err := s.prices.Products(c, requestID(ctx), ids)
-	if err == nil && known[id].ID == "" {
+	err := s.prices.Products(c, requestID(ctx), sc.ids, sc.found)
+	if err == nil && sc.found[0].ID == "" {
 		err = fmt.Errorf("%w: %s", ErrProductNotFound, id)
 	}
 	if err == nil {
-		lines, err = s.store.Set(c, user, id, *in.Quantity)
+		sc.lines, err = s.store.Set(c, user, id, q, sc.lines[:0])
 	}
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	s.renderLines(c, ctx, lines, known)
+	s.renderLines(c, ctx, sc, sc.ids, sc.found)
 }
 
 func (s *Service) remove(c context.Context, ctx *fasthttp.RequestCtx, user string) {
@@ -176,10 +246,13 @@ type subtractBody struct {
 }
 
 func (s *Service) lines(c context.Context, ctx *fasthttp.RequestCtx, user string) {
-	lines, err := s.store.Lines(c, user)
+	lines, err := s.store.Lines(c, user, nil)
 	if err != nil {
 		s.fail(ctx, err)
 		return
+	}
+	if lines == nil {
+		lines = []Line{}
 	}
 	httpapi.WriteJSON(ctx, fasthttp.StatusOK, linesBody{Items: lines})
 }
@@ -213,55 +286,50 @@ func (s *Service) clear(c context.Context, ctx *fasthttp.RequestCtx, user string
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
-// writeView renders the user's cart with the catalog's names and prices.
+// writeView renders the user's cart as the store holds it now, with the catalog's names and
+// prices, looked up in one call.
 func (s *Service) writeView(c context.Context, ctx *fasthttp.RequestCtx, user string) {
-	s.renderView(c, ctx, user, nil)
-}
-
-// renderView renders the user's cart as the store holds it now, with the names and prices in
-// known (from Prices.Products; nil for none) and, in one more lookup, those of the lines known
-// lacks (a line another request of the same user added meanwhile, or every line).
-func (s *Service) renderView(c context.Context, ctx *fasthttp.RequestCtx, user string, known map[string]Product) {
-	lines, err := s.store.Lines(c, user)
+	sc := s.getScratch()
+	defer s.putScratch(sc)
+	lines, err := s.store.Lines(c, user, sc.lines[:0])
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	s.renderLines(c, ctx, lines, known)
+	sc.lines = lines
+	s.renderLines(c, ctx, sc, nil, nil)
 }
 
-// renderLines renders lines with the products in known, looking up those it lacks in one call.
-func (s *Service) renderLines(c context.Context, ctx *fasthttp.RequestCtx, lines []Line, known map[string]Product) {
-	var missing []string
-	for _, l := range lines {
-		if _, ok := known[l.ProductID]; !ok {
-			missing = append(missing, l.ProductID)
+// renderLines answers the View of sc.lines. The products of ids are in known (known[i] that of
+// ids[i], an empty ID for none); those of the lines they lack (a line another request of the
+// same user added meanwhile, or every line) are looked up in one call.
+func (s *Service) renderLines(c context.Context, ctx *fasthttp.RequestCtx, sc *scratch, ids []string, known []Product) {
+	lines := sc.lines
+	sc.prods = sized(sc.prods, len(lines))
+	sc.miss, sc.at = sc.miss[:0], sc.at[:0]
+	for i, l := range lines {
+		k := slices.Index(ids, l.ProductID)
+		if k >= 0 {
+			sc.prods[i] = known[k]
+			continue
 		}
+		sc.miss = append(sc.miss, l.ProductID)
+		sc.at = append(sc.at, i)
 	}
-	if len(missing) > 0 {
-		more, err := s.prices.Products(c, requestID(ctx), missing)
-		if err != nil {
+	if len(sc.miss) > 0 {
+		sc.missP = sized(sc.missP, len(sc.miss))
+		if err := s.prices.Products(c, requestID(ctx), sc.miss, sc.missP); err != nil {
 			s.fail(ctx, err)
 			return
 		}
-		if known == nil {
-			known = more
-		} else {
-			maps.Copy(known, more)
+		for k, i := range sc.at {
+			sc.prods[i] = sc.missP[k]
 		}
 	}
-	v := View{Items: make([]ViewItem, 0, len(lines))}
-	for _, l := range lines {
-		p := known[l.ProductID]
-		if p.ID == "" {
-			continue // withdrawn from the catalog: nothing to show or to charge
-		}
-		v.Items = append(v.Items, ViewItem{ProductID: l.ProductID, Name: p.Name, Quantity: l.Quantity, Price: p.Price})
-		v.Total += p.Price * int64(l.Quantity)
-	}
+	sc.body = appendView(sc.body[:0], lines, sc.prods)
 	// A cart is one shopper's: no shared cache may keep it, no browser cache either.
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
-	httpapi.WriteJSON(ctx, fasthttp.StatusOK, v)
+	httpapi.WriteRawJSON(ctx, fasthttp.StatusOK, sc.body)
 }
 
 // productID returns the {product_id} path parameter. An id that cannot name a product cannot be

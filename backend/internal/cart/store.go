@@ -19,6 +19,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"flashedge/shared/keyspace"
+	"flashedge/shared/product"
 )
 
 // Limits of a cart.
@@ -71,56 +72,83 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("%w: %s: %v", ErrStoreUnavailable, op, err)
 }
 
-// Lines returns the user's cart in product id order; an empty cart is an empty slice. Fields
-// that are not positive whole numbers (never written by this package) are skipped.
-func (s *Store) Lines(ctx context.Context, user string) ([]Line, error) {
-	m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(keyspace.Cart(user)).Build()).AsStrMap()
+// Lines appends the user's cart to dst (which may be nil) in product id order; an empty cart
+// appends nothing. Fields that are not product ids with positive whole quantities (never
+// written by this package) are skipped.
+func (s *Store) Lines(ctx context.Context, user string, dst []Line) ([]Line, error) {
+	res := s.c.Do(ctx, s.c.B().Hgetall().Key(keyspace.Cart(user)).Build())
+	if err := res.Error(); err != nil {
+		return nil, unavailable("read cart", err)
+	}
+	if m, err := res.ToMessage(); err == nil && m.IsMap() { // RESP3, what rueidis speaks
+		pairs, err := m.AsStrMap()
+		if err != nil {
+			return nil, unavailable("read cart", err)
+		}
+		n := len(dst)
+		for id, q := range pairs {
+			dst = appendLine(dst, id, q)
+		}
+		return sortLines(dst, n), nil
+	}
+	flat, err := res.ToArray() // RESP2: field, value pairs
 	if err != nil {
 		return nil, unavailable("read cart", err)
 	}
-	flat := make([]string, 0, 2*len(m))
-	for id, q := range m {
-		flat = append(flat, id, q)
-	}
-	return linesOf(flat), nil
+	return appendLines(dst, flat)
 }
 
-// linesOf turns a cart hash's field, value pairs into lines in product id order, skipping
-// quantities that are not positive whole numbers (never written by this package).
-func linesOf(flat []string) []Line {
-	lines := make([]Line, 0, len(flat)/2)
+// appendLines appends the lines of a cart hash's field, value pairs to dst in product id order.
+// The ids share the messages' memory: no allocation.
+func appendLines(dst []Line, flat []rueidis.RedisMessage) ([]Line, error) {
+	n := len(dst)
 	for i := 0; i+1 < len(flat); i += 2 {
-		n, err := strconv.Atoi(flat[i+1])
-		if err != nil || n <= 0 {
-			continue
+		id, err := flat[i].ToString()
+		if err != nil {
+			return nil, unavailable("read cart", err)
 		}
-		lines = append(lines, Line{ProductID: flat[i], Quantity: n})
+		q, err := flat[i+1].ToString()
+		if err != nil {
+			return nil, unavailable("read cart", err)
+		}
+		dst = appendLine(dst, id, q)
 	}
-	slices.SortFunc(lines, func(a, b Line) int { return strings.Compare(a.ProductID, b.ProductID) })
+	return sortLines(dst, n), nil
+}
+
+// appendLine appends the line of one field and value of a cart hash, skipping fields that are
+// not product ids and quantities that are not positive whole numbers (never written by this
+// package).
+func appendLine(dst []Line, id, q string) []Line {
+	v, err := strconv.Atoi(q)
+	if err != nil || v <= 0 || !product.ValidID([]byte(id)) {
+		return dst
+	}
+	return append(dst, Line{ProductID: id, Quantity: v})
+}
+
+// sortLines sorts lines[from:] by product id and returns lines.
+func sortLines(lines []Line, from int) []Line {
+	slices.SortFunc(lines[from:], func(a, b Line) int { return strings.Compare(a.ProductID, b.ProductID) })
 	return lines
 }
 
+// maxLinesArg is MaxLines as set.lua's argument.
+var maxLinesArg = strconv.Itoa(MaxLines)
+
 // Set sets the quantity (1..MaxQuantity, checked by the caller) of a product in the user's cart
-// and returns the cart as it is then (in product id order), in one round trip. It returns
+// and appends the cart as it is then (in product id order) to dst, in one round trip. It returns
 // ErrCartFull when the product is new and the cart holds MaxLines products already.
-func (s *Store) Set(ctx context.Context, user, productID string, quantity int) ([]Line, error) {
+func (s *Store) Set(ctx context.Context, user, productID string, quantity int, dst []Line) ([]Line, error) {
 	res, err := s.set.Exec(ctx, s.c, []string{keyspace.Cart(user)},
-		[]string{productID, strconv.Itoa(quantity), strconv.Itoa(MaxLines)}).ToArray()
+		[]string{productID, strconv.Itoa(quantity), maxLinesArg}).ToArray()
 	if err != nil {
 		return nil, unavailable("set cart line", err)
 	}
 	if len(res) == 0 {
 		return nil, ErrCartFull
 	}
-	flat := make([]string, 0, len(res))
-	for _, m := range res {
-		v, err := m.ToString()
-		if err != nil {
-			return nil, unavailable("set cart line", err)
-		}
-		flat = append(flat, v)
-	}
-	return linesOf(flat), nil
+	return appendLines(dst, res)
 }
 
 // Remove takes a product out of the user's cart; removing an absent product is not an error.

@@ -209,6 +209,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout)
 		load.WriteAdmit(stdout, rep.Admit)
 	}
+	if len(rep.Stress) > 0 {
+		fmt.Fprintln(stdout)
+		load.WriteStress(stdout, rep.Stress)
+	}
 	if runErr != nil {
 		rep.Fail("%v", runErr)
 	}

@@ -29,6 +29,8 @@ type Report struct {
 	WaitRoom *WaitRoomReport `json:"waitroom,omitempty"`
 	// Admit is the write path's account (the admit scenario).
 	Admit *AdmitReport `json:"admit,omitempty"`
+	// Stress is the stress scenario's levels with their CPU per add.
+	Stress []StressLevel `json:"stress,omitempty"`
 	// OK is false when an invariant failed or a scenario could not run.
 	OK       bool     `json:"ok"`
 	Failures []string `json:"failures,omitempty"`

@@ -4,13 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
+	"math"
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/rueidis"
+
+	"flashedge/shared/kv"
 )
 
 func cpuModel() string {
@@ -186,8 +194,11 @@ const CartChoices = 8
 
 // cartLine is the product a shopper puts in their cart, among CartChoices of their own.
 func cartLine(r *rand.Rand, user, products int) int {
-	return 1 + (user*(CartChoices+1)+r.IntN(CartChoices))%products
+	return cartChoice(r.IntN(CartChoices), user, products)
 }
+
+// cartChoice is the k-th of a shopper's CartChoices products.
+func cartChoice(k, user, products int) int { return 1 + (user*(CartChoices+1)+k)%products }
 
 func quantityBody(q int) []byte { return []byte(`{"quantity":` + strconv.Itoa(q) + `}`) }
 
@@ -274,11 +285,92 @@ func runCheckout(ctx context.Context, cfg Config, rep *Report, runID string) err
 	return nil
 }
 
+// StressLevel is one level of the stress scenario: N concurrent clients adding to their carts.
+type StressLevel struct {
+	Clients int `json:"clients"`
+	// Adds answered 200, per second of the level, and the share of requests they were.
+	Adds        int64   `json:"adds"`
+	AddsPS      float64 `json:"adds_per_s"`
+	SuccessRate float64 `json:"success_rate"`
+	P50US       float64 `json:"p50_us"`
+	P99US       float64 `json:"p99_us"`
+	// CPUPerAddUS is the CPU time (user + system) of every process of the spawned stack over the
+	// level, per successful add; CPUByProcessUS splits it by process and adds "load", the load
+	// tool's own share (not in CPUPerAddUS).
+	CPUPerAddUS    float64            `json:"cpu_per_add_us,omitempty"`
+	CPUByProcessUS map[string]float64 `json:"cpu_by_process_us,omitempty"`
+	// StoreCmdsPerAdd counts the store's commands (INFO commandstats, the calls made inside
+	// scripts included) per add; StoreScriptsPerAdd the EVALSHA/EVAL.
+	StoreCmdsPerAdd    float64 `json:"store_cmds_per_add,omitempty"`
+	StoreScriptsPerAdd float64 `json:"store_scripts_per_add,omitempty"`
+	// LoadAvg is /proc/loadavg's 1-minute figure at the start and the end of the level.
+	LoadAvg [2]float64 `json:"load_avg"`
+}
+
+// WriteStress prints the stress scenario's CPU account.
+func WriteStress(w io.Writer, levels []StressLevel) {
+	fmt.Fprintln(w, "stress: cart adds through the edge; CPU per add = CPU time of every process of the stack over the level / 200 answers (\"load\" is the load tool itself, not in the total)")
+	fmt.Fprintf(w, "  %7s %9s %8s %9s %9s %10s %10s %8s  %s\n", "clients", "adds/s", "success", "p50 ms", "p99 ms", "CPU/add µs", "store cmds", "scripts", "CPU per add by process (µs); load avg")
+	for _, l := range levels {
+		var parts []string
+		for _, p := range slices.Sorted(maps.Keys(l.CPUByProcessUS)) {
+			parts = append(parts, fmt.Sprintf("%s %.1f", p, l.CPUByProcessUS[p]))
+		}
+		fmt.Fprintf(w, "  %7d %9.0f %7.2f%% %9.2f %9.2f %10.1f %10.2f %8.2f  %s; load %.2f -> %.2f\n", l.Clients, l.AddsPS, 100*l.SuccessRate,
+			l.P50US/1000, l.P99US/1000, l.CPUPerAddUS, l.StoreCmdsPerAdd, l.StoreScriptsPerAdd, strings.Join(parts, ", "), l.LoadAvg[0], l.LoadAvg[1])
+	}
+}
+
+// stressSnap is the counters of one moment of a stress level.
+type stressSnap struct {
+	admitSnap
+	self time.Duration
+}
+
+func (c Config) stressSnap(ctx context.Context, store rueidis.Client) stressSnap {
+	var procs []string
+	if c.CPUByProcess != nil {
+		procs = slices.Collect(maps.Keys(c.CPUByProcess()))
+	}
+	return stressSnap{admitSnap: c.admitSnap(ctx, store, procs), self: selfCPU()}
+}
+
+// fill completes l from two snapshots around the level.
+func (l *StressLevel) fill(a, b stressSnap, adds int64) {
+	l.Adds = adds
+	if adds <= 0 {
+		return
+	}
+	per := func(d time.Duration) float64 { return round1(float64(d.Microseconds()) / float64(adds)) }
+	if len(b.cpu) > 0 {
+		l.CPUByProcessUS = map[string]float64{"load": per(b.self - a.self)}
+		var total time.Duration
+		for p, t := range b.cpu {
+			total += t - a.cpu[p]
+			l.CPUByProcessUS[p] = per(t - a.cpu[p])
+		}
+		l.CPUPerAddUS = per(total)
+	}
+	if a.storeCountsRead && b.storeCountsRead {
+		l.StoreCmdsPerAdd = round2(float64(b.cmds-a.cmds) / float64(adds))
+		l.StoreScriptsPerAdd = round2(float64(b.scripts-a.scripts) / float64(adds))
+	}
+}
+
 // runStress is the seed's stress test: for each level N, N shoppers log in and N concurrent
 // clients (closed loop, one connection each) add to their carts through the edge for the phase
-// duration; one table row per level.
+// duration; one table row per level, and CPU per add by process when the stack was spawned.
 func runStress(ctx context.Context, cfg Config, rep *Report, runID string) error {
 	dur := cfg.phaseDuration(10 * time.Second)
+	var store rueidis.Client
+	if cfg.StoreAddr != "" {
+		sc, err := kv.Open(ctx, kv.Options{Addrs: []string{cfg.StoreAddr}, DisableCache: true})
+		if err != nil {
+			return fmt.Errorf("store %s: %w", cfg.StoreAddr, err)
+		}
+		defer sc.Close()
+		store = sc
+	}
 	for _, n := range cfg.Levels {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -292,27 +384,58 @@ func runStress(ctx context.Context, cfg Config, rep *Report, runID string) error
 		}
 		row := NewRow(ScenarioStress, fmt.Sprintf("stress/%d", n), 200)
 		rands := make([]*rand.Rand, n)
+		paths := make([][CartChoices]string, n)
 		for w := range rands {
 			rands[w] = workerRand(cfg.Seed, w)
 		}
 		b := Bounds{Duration: dur, Concurrency: n}
 		fmt.Fprintf(cfg.Out, "stress: %d concurrent clients adding to carts for %s\n", n, dur)
-		var cpu0 time.Duration
-		if cfg.CPU != nil {
-			cpu0 = cfg.CPU()
-		}
+		lvl := StressLevel{Clients: n}
+		lvl.LoadAvg[0] = loadAvg()
+		s0 := cfg.stressSnap(ctx, store)
 		el := phase(ctx, cfg, row.Name, b, []*Row{row}, func(w int, _ int64, _ time.Time) {
 			r := rands[w]
-			c.Do(row, Call{Method: "PUT", Path: "/api/v1/cart/items/" + fmt.Sprintf("%08d", cartLine(r, w, cfg.Products)),
-				Bearer: tokens[w], Body: quantityBody(1 + r.IntN(5))}, nil)
+			k := r.IntN(CartChoices)
+			if paths[w][k] == "" {
+				paths[w][k] = "/api/v1/cart/items/" + fmt.Sprintf("%08d", cartChoice(k, w, cfg.Products))
+			}
+			c.Do(row, Call{Method: "PUT", Path: paths[w][k], Bearer: tokens[w], Body: quantityBodies[r.IntN(5)]}, nil)
 		})
+		s1 := cfg.stressSnap(ctx, store)
+		lvl.LoadAvg[1] = loadAvg()
 		c.Close()
 		addRows(rep, el, row)
-		if _, ok, _ := row.Counts(); cfg.CPU != nil && ok > 0 {
-			used := cfg.CPU() - cpu0
-			rep.Note(cfg.Out, "stress/%d: %.0f us of CPU per successful cart add across every process of the stack (edge, cart, catalog, store, ...; %s over %d adds)",
-				n, float64(used.Microseconds())/float64(ok), used.Round(time.Millisecond), ok)
+		reqs, ok, _ := row.Counts()
+		lvl.fill(s0, s1, ok)
+		lvl.AddsPS = math.Round(float64(ok) / el.Seconds())
+		if reqs > 0 {
+			lvl.SuccessRate = float64(ok) / float64(reqs)
+		}
+		lvl.P50US, lvl.P99US = us(row.Hist().Quantile(0.5)), us(row.Hist().Quantile(0.99))
+		rep.Stress = append(rep.Stress, lvl)
+		if lvl.CPUPerAddUS > 0 {
+			rep.Note(cfg.Out, "stress/%d: %.0f us of CPU per successful cart add across every process of the stack (%s over %d adds; the load tool %.0f us more)",
+				n, lvl.CPUPerAddUS, cpuParts(lvl.CPUByProcessUS), ok, lvl.CPUByProcessUS["load"])
 		}
 	}
 	return nil
+}
+
+// quantityBodies are the bodies {"quantity":1} to {"quantity":5}, built once.
+var quantityBodies = func() [5][]byte {
+	var b [5][]byte
+	for i := range b {
+		b[i] = quantityBody(i + 1)
+	}
+	return b
+}()
+
+func cpuParts(m map[string]float64) string {
+	var parts []string
+	for _, p := range slices.Sorted(maps.Keys(m)) {
+		if p != "load" {
+			parts = append(parts, fmt.Sprintf("%s %.0f", p, m[p]))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -1,0 +1,4 @@
+package cart
+
+// QuickQuantity is quickQuantity, for the fuzz target's differential check.
+var QuickQuantity = quickQuantity
