@@ -65,6 +65,9 @@ type Config struct {
 	Rate float64
 	// Timeout bounds every request. Zero means 10s.
 	Timeout time.Duration
+	// SlowSync makes the slow scenario open its slowloris connections all at once (they then
+	// time out and reconnect together every read timeout) instead of evenly over one.
+	SlowSync bool
 	// Users is how many shoppers log in. Zero means 1,000 (rush: 20,000). Cart and checkout
 	// need at least Concurrency (each worker owns its shoppers); fewer are raised to it.
 	Users int

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,8 +18,8 @@ import (
 
 // ScenarioSlow measures slow clients (issue 15): shoppers reading products get a baseline p99,
 // then 2,000 slowloris connections (a request line and headers sent one byte a second, each
-// reopened when the edge closes it) and 50 slow readers (catalog pages pipelined without end,
-// read a few bytes a second) are opened from many
+// reopened when the edge closes it) and 50 slow readers (catalog pages pipelined in batches,
+// answers read a few bytes a second) are opened from many
 // loopback addresses, so the edge's per-address connection cap is not what stops them; the
 // shoppers' p99 meanwhile is compared with the baseline (goal: at most 2x), and the tool
 // records when the edge closed each slow connection (goal: the slowloris ones at its read
@@ -29,6 +30,9 @@ const ScenarioSlow = "slow"
 const (
 	slowBase    = 127<<24 | 50<<16 | 1
 	slowPerAddr = 10
+	// slowReadTimeout is the edge's read timeout (gateway.ReadTimeout), after which it closes a
+	// slowloris connection.
+	slowReadTimeout = 5 * time.Second
 )
 
 func runSlow(ctx context.Context, cfg Config, rep *Report) error {
@@ -73,6 +77,15 @@ func runSlow(ctx context.Context, cfg Config, rep *Report) error {
 	}
 	for k := range lorises + readers {
 		wg.Go(func() {
+			// The slowloris connections are opened evenly over one read timeout, as a lasting
+			// attack keeps them: all at once, every one would time out and reconnect in the same
+			// instant, every 5s, and the shoppers would measure that burst of 2,000 closes and
+			// dials rather than what holding the connections costs (SlowSync keeps the burst).
+			if k < lorises && !cfg.SlowSync {
+				if sleepCtx(attackCtx, time.Duration(k)*slowReadTimeout/time.Duration(lorises)) != nil {
+					return
+				}
+			}
 			ip := SourceAddr(slowBase, k/slowPerAddr)
 			d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: ip}}
 			// A slowloris reconnects as soon as the edge closes it, as an attacker would: the
@@ -128,7 +141,52 @@ func runSlow(ctx context.Context, cfg Config, rep *Report) error {
 		lorises, readers, edgeFDs, ratio, verdict(ratio <= 2))
 	rep.Note(cfg.Out, "slow: slowloris connections closed by the edge after %s; slow readers after %s; %d dials failed",
 		closeSummary(lorisClosed, "slowloris connections"), closeSummary(readerClosed, fmt.Sprintf("of %d slow readers", readers)), refusedDial.Load())
+	held, cut := capProbe(ctx, cfg, slowCapProbe)
+	rep.Note(cfg.Out, "slow: per-address connection cap: %d connections opened from one address: %d held, %d closed by the edge at once (its default cap: 1024)",
+		slowCapProbe, held, cut)
 	return nil
+}
+
+// slowCapProbe is how many connections capProbe opens from one address: more than the edge's
+// default per-address cap (1024).
+const slowCapProbe = 1100
+
+// capProbe opens n idle connections from one loopback address of its own and counts those the
+// edge keeps open and those it closes at once (over its per-address cap); it closes them all.
+func capProbe(ctx context.Context, cfg Config, n int) (held, cut int) {
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: SourceAddr(slowBase|1<<16, 0)}}
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := d.DialContext(ctx, "tcp4", cfg.Target.Host)
+		if err != nil {
+			cut++
+			continue
+		}
+		conns = append(conns, c)
+	}
+	// A connection over the cap is closed as soon as it is accepted: its read ends at once. One
+	// the edge holds stays silent until the deadline (an idle connection, far below any timeout).
+	var wg sync.WaitGroup
+	var open atomic.Int64
+	deadline := time.Now().Add(time.Second)
+	for _, c := range conns {
+		wg.Go(func() {
+			c.SetReadDeadline(deadline)
+			if _, err := c.Read(make([]byte, 1)); err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					open.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	held = int(open.Load())
+	return held, n - held
 }
 
 func (c Config) slowConns() int {
@@ -160,24 +218,38 @@ func slowloris(ctx context.Context, c net.Conn, opened time.Time) time.Duration 
 	}
 }
 
-// slowReader pipelines catalog pages without end and reads their answers a few bytes a second
-// from a small receive buffer, so the edge's writes block once the socket buffers are full; it
-// returns when the edge closed the connection (a write then fails), 0 when ctx ended first.
+// slowReaderBatch is how many catalog pages a slow reader asks for at a time: their answers
+// (tens of KiB each) are more than the socket buffers on both sides hold, so the edge's write
+// blocks until its write timeout.
+const slowReaderBatch = 256
+
+// slowReader pipelines catalog pages, a batch of slowReaderBatch requests a second, and reads
+// their answers a few bytes a second from a small receive buffer, so the edge's writes block once
+// the socket buffers are full; it returns when the edge closed the connection (a write then
+// fails), 0 when ctx ended first. The requests go out in one write per batch: a loop of small
+// writes costs this process a core while the buffers fill (megabytes of 60-byte writes), and
+// the shoppers measured beside it would then wait for the generator, not the edge.
 func slowReader(ctx context.Context, c net.Conn, opened time.Time) time.Duration {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetReadBuffer(2048)
 	}
 	closed := make(chan time.Duration, 1)
 	go func() {
-		req := []byte("GET /api/v1/products?limit=100 HTTP/1.1\r\nHost: edge\r\n\r\n")
-		for ctx.Err() == nil {
+		batch := bytes.Repeat([]byte("GET /api/v1/products?limit=100 HTTP/1.1\r\nHost: edge\r\n\r\n"), slowReaderBatch)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
 			c.SetWriteDeadline(time.Now().Add(time.Second))
-			if _, err := c.Write(req); err != nil {
-				if ne, ok := err.(net.Error); ok && ne.Timeout() {
-					continue
+			if _, err := c.Write(batch); err != nil {
+				if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+					closed <- time.Since(opened)
+					return
 				}
-				closed <- time.Since(opened)
+			}
+			select {
+			case <-ctx.Done():
 				return
+			case <-t.C:
 			}
 		}
 	}()
