@@ -3,9 +3,10 @@
 -- KEYS[1] the cart (keyspace.Cart): a hash product id -> quantity
 -- ARGV[1] product id, ARGV[2] quantity (>= 1), ARGV[3] most distinct products a cart may hold
 -- Returns the cart's field, value pairs (HGETALL) when set; an empty array when the product is
--- new and the cart is already full.
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+-- new and the cart was already full (then nothing changed). The usual change, of a line already
+-- there, is two calls: HSET says whether the line is new, and only a new one is counted.
+if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 and redis.call('HLEN', KEYS[1]) > tonumber(ARGV[3]) then
+  redis.call('HDEL', KEYS[1], ARGV[1])
   return {}
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
