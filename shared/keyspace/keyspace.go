@@ -105,8 +105,8 @@ func CatalogSeedLock() string { return prefix + "lock:catalog-seed" }
 // create can be retried with the same body and a different body is refused.
 func SaleClaim(sale string) string { return salePrefix + sale + "}:claim" }
 
-// SaleChallenge is a one-time proof-of-work challenge for a sale, in the sale's slot so the
-// admission script can check and consume it in the same call as the gate.
+// SaleChallenge marks a flash-sale challenge id (shared/challenge) spent, until the id expires; in
+// the sale's slot so the admission script spends it in the same call as the gate.
 func SaleChallenge(sale, id string) string {
 	return salePrefix + sale + "}:challenge:" + id
 }

@@ -71,12 +71,13 @@ func startStack(t *testing.T, extraEnv map[string]string) *stack {
 	s.cartBase = "http://" + cartAddr
 
 	env := map[string]string{
-		"FLASHEDGE_STORE_ADDR":    s.srv.Addr,
-		"FLASHEDGE_ADMIN_TOKEN":   stackAdminToken,
-		"FLASHEDGE_ORDER_LISTEN":  "127.0.0.1:0",
-		"FLASHEDGE_CART_ADDRS":    cartAddr,
-		"FLASHEDGE_CATALOG_ADDRS": catalogAddr,
-		"FLASHEDGE_LOG_FORMAT":    "json",
+		"FLASHEDGE_STORE_ADDR":     s.srv.Addr,
+		"FLASHEDGE_ADMIN_TOKEN":    stackAdminToken,
+		"FLASHEDGE_SESSION_SECRET": testSessionSecret,
+		"FLASHEDGE_ORDER_LISTEN":   "127.0.0.1:0",
+		"FLASHEDGE_CART_ADDRS":     cartAddr,
+		"FLASHEDGE_CATALOG_ADDRS":  catalogAddr,
+		"FLASHEDGE_LOG_FORMAT":     "json",
 		// Every request logged (the default samples 1 in 100): the test follows one through.
 		"FLASHEDGE_ACCESS_LOG_SAMPLE": "1",
 	}

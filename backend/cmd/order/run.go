@@ -12,26 +12,31 @@ import (
 	"flashedge/backend/internal/flashsale"
 	"flashedge/backend/internal/order"
 	"flashedge/backend/internal/saleflags"
+	"flashedge/shared/challenge"
 	"flashedge/shared/flagenv"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
 	"flashedge/shared/metrics"
 	"flashedge/shared/obs"
 	"flashedge/shared/product"
+	"flashedge/shared/signkey"
 	"flashedge/shared/upstream"
 )
 
 // config is everything the order binary is told, from flags and the environment.
 type config struct {
-	flagenv.Service                   // -addr (FLASHEDGE_ORDER_LISTEN, default 127.0.0.1:5003), store, logs, grace, drain
-	CartAddrs       []string          // -cart, FLASHEDGE_CART_ADDRS; cart replicas, default 127.0.0.1:5002
-	CatalogAddrs    []string          // -catalog, FLASHEDGE_CATALOG_ADDRS; catalog replicas, default 127.0.0.1:5001
-	CheckoutTimeout time.Duration     // -checkout-timeout: all the work of one checkout; default 4s
-	PendingTTL      time.Duration     // -pending-ttl: how long a running checkout holds its Idempotency-Key; default 30s
-	Timeout         time.Duration     // -timeout: store calls of the read routes; default 3s
-	CallTimeout     time.Duration     // -call-timeout: one attempt of a call to cart or catalog; default 1.5s
-	AdminToken      string            // FLASHEDGE_ADMIN_TOKEN (environment only): the flash-sale admin routes
-	Flash           flashsale.Options // saleflags: -flashsale-*, FLASHEDGE_FLASHSALE_*
+	flagenv.Service               // -addr (FLASHEDGE_ORDER_LISTEN, default 127.0.0.1:5003), store, logs, grace, drain
+	CartAddrs       []string      // -cart, FLASHEDGE_CART_ADDRS; cart replicas, default 127.0.0.1:5002
+	CatalogAddrs    []string      // -catalog, FLASHEDGE_CATALOG_ADDRS; catalog replicas, default 127.0.0.1:5001
+	CheckoutTimeout time.Duration // -checkout-timeout: all the work of one checkout; default 4s
+	PendingTTL      time.Duration // -pending-ttl: how long a running checkout holds its Idempotency-Key; default 30s
+	Timeout         time.Duration // -timeout: store calls of the read routes; default 3s
+	CallTimeout     time.Duration // -call-timeout: one attempt of a call to cart or catalog; default 1.5s
+	AdminToken      string        // FLASHEDGE_ADMIN_TOKEN (environment only): the flash-sale admin routes
+	// ChallengeKeys verify the flash-sale challenges the edge mints: derived from
+	// FLASHEDGE_SESSION_SECRET (environment only), the secret list the edge is given.
+	ChallengeKeys *challenge.Keys
+	Flash         flashsale.Options // saleflags: -flashsale-*, FLASHEDGE_FLASHSALE_*
 }
 
 // String describes the config for the start-up log (it holds no secret besides the store's,
@@ -53,8 +58,17 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	s.Duration(&c.Timeout, "timeout", 3*time.Second, "bound on the store calls of the read routes").Env("FLASHEDGE_ORDER_TIMEOUT")
 	s.Duration(&c.CallTimeout, "call-timeout", 1500*time.Millisecond, "bound on one attempt of a call to the cart or catalog service").Env("FLASHEDGE_ORDER_CALL_TIMEOUT")
 	s.Secret(&c.AdminToken, "FLASHEDGE_ADMIN_TOKEN", "bearer token of the flash-sale admin routes; empty: they answer 401")
+	var sessionSecret string
+	s.Secret(&sessionSecret, "FLASHEDGE_SESSION_SECRET", "the edge's signing keys, kid:secret[,kid:secret...]: flash-sale challenges are verified with keys derived from them (required)")
 	flash := saleflags.Define(s)
 	if err := s.Parse(args); err != nil {
+		return config{}, err
+	}
+	keys, kid, err := signkey.Parse(sessionSecret)
+	if err != nil {
+		return config{}, fmt.Errorf("FLASHEDGE_SESSION_SECRET: %w", err)
+	}
+	if c.ChallengeKeys, err = challenge.NewKeys(keys, kid); err != nil {
 		return config{}, err
 	}
 	c.Service, c.Flash = *svc, *flash
@@ -158,6 +172,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// middlewares, probes and graceful shutdown; the worker binary decides the attempts.
 	fsOpts := cfg.Flash
 	fsOpts.Log = log
+	fsOpts.Challenges = cfg.ChallengeKeys
 	fsOpts.Metrics = flashsale.NewOrderMetrics(reg)
 	sales, err := flashsale.New(client, fsOpts)
 	if err != nil {

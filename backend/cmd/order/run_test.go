@@ -85,12 +85,13 @@ func TestRunChecksOut(t *testing.T) {
 	cartAddr := serve(t, cr.Handler)
 
 	env := map[string]string{
-		"FLASHEDGE_STORE_ADDR":    srv.Addr,
-		"FLASHEDGE_ADMIN_TOKEN":   "order-test-admin-token-0123",
-		"FLASHEDGE_ORDER_LISTEN":  "127.0.0.1:0",
-		"FLASHEDGE_CART_ADDRS":    cartAddr,
-		"FLASHEDGE_CATALOG_ADDRS": catalogAddr,
-		"FLASHEDGE_LOG_FORMAT":    "json",
+		"FLASHEDGE_STORE_ADDR":     srv.Addr,
+		"FLASHEDGE_ADMIN_TOKEN":    "order-test-admin-token-0123",
+		"FLASHEDGE_SESSION_SECRET": testSessionSecret,
+		"FLASHEDGE_ORDER_LISTEN":   "127.0.0.1:0",
+		"FLASHEDGE_CART_ADDRS":     cartAddr,
+		"FLASHEDGE_CATALOG_ADDRS":  catalogAddr,
+		"FLASHEDGE_LOG_FORMAT":     "json",
 	}
 	out := &obstest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -153,10 +154,18 @@ func TestConfig(t *testing.T) {
 		{"call outlasts the checkout", []string{"-call-timeout", "4s"}, nil, "lower -call-timeout"},
 		{"bad sample", nil, map[string]string{"FLASHEDGE_ACCESS_LOG_SAMPLE": "x"}, "FLASHEDGE_ACCESS_LOG_SAMPLE"},
 		{"stray argument", []string{"extra"}, nil, "unexpected arguments"},
+		{"no session secret", nil, map[string]string{"FLASHEDGE_SESSION_SECRET": " "}, "FLASHEDGE_SESSION_SECRET"},
+		{"short session secret", nil, map[string]string{"FLASHEDGE_SESSION_SECRET": "k1:short"}, "at least 32"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := loadConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			getenv := func(k string) string {
+				if v, ok := tt.env[k]; ok {
+					return v
+				}
+				return map[string]string{"FLASHEDGE_SESSION_SECRET": testSessionSecret}[k]
+			}
+			c, err := loadConfig(tt.args, getenv, io.Discard)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("loadConfig(%v, %v): %v", tt.args, tt.env, err)
@@ -173,4 +182,10 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-func TestServiceFlags(t *testing.T) { flagenvtest.CheckService(t, "order", nil, loadConfig, run) }
+// testSessionSecret is the FLASHEDGE_SESSION_SECRET of these tests (the order service derives the
+// challenge keys from it).
+const testSessionSecret = "k1:0123456789abcdef0123456789abcdef"
+
+func TestServiceFlags(t *testing.T) {
+	flagenvtest.CheckService(t, "order", map[string]string{"FLASHEDGE_SESSION_SECRET": testSessionSecret}, loadConfig, run)
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"flashedge/backend/internal/flashsale"
+	"flashedge/shared/challenge"
 	"flashedge/shared/flagenv/flagenvtest"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
@@ -132,7 +133,7 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	ans, err := svc.Attempt(bg, flashsale.AttemptInput{User: "alice", SaleID: "s1", ChallengeID: ch.ID,
-		Answer: flashsale.Solve(ch.Prefix, ch.Difficulty), IdempotencyKey: "k"})
+		Answer: challenge.Solve(ch.ID, ch.Difficulty), IdempotencyKey: "k"})
 	if err != nil || ans.Outcome != flashsale.OutcomeAdmitted {
 		t.Fatalf("attempt = %+v, %v", ans, err)
 	}
@@ -241,7 +242,7 @@ func TestRunMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 		ans, err := svc.Attempt(bg, flashsale.AttemptInput{User: user, SaleID: "s1", ChallengeID: ch.ID,
-			Answer: flashsale.Solve(ch.Prefix, ch.Difficulty), IdempotencyKey: "k"})
+			Answer: challenge.Solve(ch.ID, ch.Difficulty), IdempotencyKey: "k"})
 		if err != nil || ans.Outcome != flashsale.OutcomeAdmitted {
 			t.Fatalf("attempt of %s = %+v, %v", user, ans, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"flashedge/shared/challenge"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
@@ -59,14 +60,22 @@ func (s *Service) Attempt(ctx context.Context, in AttemptInput) (AttemptAnswer, 
 		return AttemptAnswer{}, ErrNotFound
 	case !httpapi.ValidIdempotencyKey([]byte(in.IdempotencyKey)):
 		return AttemptAnswer{}, invalid("the Idempotency-Key header is required: %s", httpapi.IdempotencyKeyRule)
-	case len(in.Answer) > MaxAnswerLen:
-		return AttemptAnswer{}, invalid("answer must be at most %d bytes", MaxAnswerLen)
-	case !validHexID(in.ChallengeID):
+	case len(in.Answer) > challenge.MaxAnswerLen:
+		return AttemptAnswer{}, invalid("answer must be at most %d bytes", challenge.MaxAnswerLen)
+	case len(in.ChallengeID) == 0 || len(in.ChallengeID) > challenge.MaxIDLen:
 		s.o.Metrics.BadChallenge.Inc()
 		return AttemptAnswer{}, ErrBadChallenge
 	}
-	sale, ticket := in.SaleID, newID()
-	zeros := LeadingZeroBits(in.ChallengeID, in.Answer)
+	sale, now := in.SaleID, s.now()
+	// The challenge is checked here (MAC, binding, expiry, work) and spent by the script, which
+	// refuses a bad one only after the replay and window checks, as it always did: a retry of an
+	// answered attempt gets its answer back even when its challenge has expired since.
+	verified, life := "0", "0"
+	if ch, err := s.o.Challenges.Verify(in.ChallengeID, sale, in.User, now); err == nil &&
+		challenge.LeadingZeroBits(in.ChallengeID, in.Answer) >= ch.Difficulty {
+		verified, life = "1", strconv.FormatInt(max(ch.ExpiresAt.UnixMilli()-now.UnixMilli(), 1), 10)
+	}
+	ticket := newID()
 	keys := []string{
 		keyspace.SaleChallenge(sale, in.ChallengeID),
 		keyspace.Sale(sale),
@@ -79,8 +88,8 @@ func (s *Service) Attempt(ctx context.Context, in AttemptInput) (AttemptAnswer, 
 		keyspace.SaleResult(sale, ticket),
 	}
 	args := []string{
-		in.User, ticket, ms(s.now()), s.gateArgs[0], s.gateArgs[1], s.gateArgs[2], s.gateArgs[3],
-		in.ChallengeID, strconv.Itoa(zeros),
+		in.User, ticket, ms(now), s.gateArgs[0], s.gateArgs[1], s.gateArgs[2], s.gateArgs[3],
+		in.ChallengeID, verified, life,
 	}
 	rep, err := strs(s.lua.gate.Exec(ctx, s.c, keys, args))
 	if err != nil {

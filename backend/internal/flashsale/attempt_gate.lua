@@ -1,10 +1,11 @@
--- Admission of one attempt (sale slot); the snippet in challenge.lua is prepended.
--- KEYS[1] challenge, KEYS[2] sale hash, KEYS[3] sold-out flag, KEYS[4] sale stats,
+-- Admission of one attempt (sale slot).
+-- KEYS[1] spent mark of the challenge, KEYS[2] sale hash, KEYS[3] sold-out flag, KEYS[4] sale stats,
 -- KEYS[5] users (units held), KEYS[6] in-flight attempts per user, KEYS[7] queue (backlog),
 -- KEYS[8] idempotency record, KEYS[9] result record of the new ticket
 -- ARGV[1] user, ARGV[2] new ticket, ARGV[3] now (unix ms), ARGV[4] k (admitted < k x supply),
 -- ARGV[5] max backlog, ARGV[6] idempotency TTL (ms), ARGV[7] busy Retry-After (s),
--- ARGV[8] challenge id, ARGV[9] leading zero bits of the answer
+-- ARGV[8] challenge id, ARGV[9] "1" when the caller verified the challenge (MAC, sale, user,
+-- expiry) and its answer, ARGV[10] the challenge's remaining life (ms, >= 1 when ARGV[9] is "1")
 -- Returns {origin, outcome, ticket, retry_after}: origin "new" or "dup" (the first answer for the
 -- same Idempotency-Key, unchanged); outcome admitted, sold_out, limit_reached, attempt_pending,
 -- busy_backlog, busy_admission, or without a record: reused_key, no_sale, not_started, ended,
@@ -29,7 +30,8 @@ if now >= tonumber(sale[4]) then
   redis.call('HINCRBY', KEYS[4], 'rejected:ended', 1)
   return {'new', 'ended', '', ''}
 end
-if take_challenge(ARGV[1], tonumber(ARGV[9])) ~= 'ok' then
+-- Spend the challenge: single use, the mark lives as long as the id could verify.
+if ARGV[9] ~= '1' or not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[10]) then
   redis.call('HINCRBY', KEYS[4], 'rejected:bad_challenge', 1)
   return {'new', 'bad_challenge', '', ''}
 end

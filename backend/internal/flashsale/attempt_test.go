@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"flashedge/backend/internal/order"
+	"flashedge/shared/challenge"
 	"flashedge/shared/keyspace"
 )
 
@@ -252,25 +254,46 @@ func TestChallenge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ch.Difficulty != 8 || ch.Prefix != ch.ID || !validHexID(ch.ID) {
+	if ch.Difficulty != 8 || ch.ID == "" {
 		t.Fatalf("challenge = %+v", ch)
 	}
 	use := func(user, sale, id, answer, key string) (AttemptAnswer, error) {
 		return e.svc.Attempt(ctx, AttemptInput{User: user, SaleID: sale, ChallengeID: id, Answer: answer, IdempotencyKey: key})
 	}
-	good := Solve(ch.Prefix, ch.Difficulty)
+	good := challenge.Solve(ch.ID, ch.Difficulty)
 	wrong := "x"
-	for LeadingZeroBits(ch.Prefix, wrong) >= 8 {
+	for challenge.LeadingZeroBits(ch.ID, wrong) >= 8 {
 		wrong += "x"
 	}
+	// A challenge minted with another secret (a forger's), and the real one with one character
+	// of its MAC or of its difficulty changed, each answered correctly for what it claims.
+	forger, err := challenge.NewKeys(map[string][]byte{"k1": []byte(strings.Repeat("f", 32))}, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := forger.Issue("a", "alice", 0, time.Now().Add(time.Minute))
+	last := len(ch.ID) - 1
+	tamperedMAC := ch.ID[:last] + string("01"[(ch.ID[last]-'0'+1)%2])
+	if tamperedMAC == ch.ID {
+		tamperedMAC = ch.ID[:last] + "2"
+	}
+	parts := strings.Split(ch.ID, ".")
+	parts[2] = "0"
+	easier := strings.Join(parts, ".")
+	otherSale, _ := e.svc.IssueChallenge(ctx, "alice", "b")
 	for _, tt := range []struct {
-		name, user, sale, answer string
+		name, user, sale, id, answer string
 	}{
-		{"wrong user", "bob", "a", good},
-		{"wrong sale", "alice", "b", good},
-		{"wrong answer", "alice", "a", wrong},
+		{"wrong user", "bob", "a", ch.ID, good},
+		{"wrong sale", "alice", "b", ch.ID, good},
+		{"wrong answer", "alice", "a", ch.ID, wrong},
+		{"forged with another key", "alice", "a", forged.ID, "0"},
+		{"tampered MAC", "alice", "a", tamperedMAC, challenge.Solve(tamperedMAC, 8)},
+		{"difficulty lowered", "alice", "a", easier, "0"},
+		{"another sale's challenge", "alice", "a", otherSale.ID, challenge.Solve(otherSale.ID, 8)},
+		{"old-style hex id", "alice", "a", newID(), "0"},
 	} {
-		if _, err := use(tt.user, tt.sale, ch.ID, tt.answer, "k-"+tt.user+"-"+tt.sale+"-"+tt.name[:5]); !errors.Is(err, ErrBadChallenge) {
+		if _, err := use(tt.user, tt.sale, tt.id, tt.answer, "k-"+tt.user+"-"+tt.sale+"-"+tt.name[:5]); !errors.Is(err, ErrBadChallenge) {
 			t.Errorf("%s: err = %v, want ErrBadChallenge", tt.name, err)
 		}
 	}
@@ -280,12 +303,13 @@ func TestChallenge(t *testing.T) {
 	if _, err := use("alice", "a", ch.ID, good, "k-again"); !errors.Is(err, ErrBadChallenge) {
 		t.Errorf("second use: err = %v, want ErrBadChallenge", err)
 	}
+	// The spent mark lives no longer than the challenge could verify.
+	if pttl, err := e.c.Do(ctx, e.c.B().Pttl().Key(keyspace.SaleChallenge("a", ch.ID)).Build()).AsInt64(); err != nil || pttl <= 0 || pttl > 300 {
+		t.Errorf("spent mark PTTL = %d, %v; want 1..300 ms", pttl, err)
+	}
 	late, _ := e.svc.IssueChallenge(ctx, "alice", "a")
-	waitFor(t, 5*time.Second, "challenge expiry", func() bool {
-		n, _ := e.c.Do(ctx, e.c.B().Exists().Key(keyspace.SaleChallenge("a", late.ID)).Build()).AsInt64()
-		return n == 0
-	})
-	if _, err := use("alice", "a", late.ID, Solve(late.Prefix, 8), "k-late"); !errors.Is(err, ErrBadChallenge) {
+	waitFor(t, 5*time.Second, "challenge expiry", func() bool { return time.Now().After(late.ExpiresAt) })
+	if _, err := use("alice", "a", late.ID, challenge.Solve(late.ID, 8), "k-late"); !errors.Is(err, ErrBadChallenge) {
 		t.Errorf("expired challenge: err = %v, want ErrBadChallenge", err)
 	}
 }
@@ -298,13 +322,13 @@ func TestHonestDifficulty(t *testing.T) {
 	r := e.do("POST", "/api/v1/flash-sales/pow/challenge", "alice", "", "", nil)
 	var ch challengeReply
 	r.decode(t, &ch)
-	if r.status != 200 || ch.Kind != ChallengeKind || ch.Payload.Difficulty != 16 || ch.ExpiresAt == "" {
+	if r.status != 200 || ch.Kind != challenge.Kind || ch.Payload.Difficulty != 16 || ch.ExpiresAt == "" {
 		t.Fatalf("challenge = %s", r)
 	}
 	start := time.Now()
-	nonce := Solve(ch.Payload.Prefix, ch.Payload.Difficulty)
+	nonce := challenge.Solve(ch.Payload.Prefix, ch.Payload.Difficulty)
 	t.Logf("solved difficulty 16 in %v", time.Since(start))
-	if z := LeadingZeroBits(ch.Payload.Prefix, nonce); z < 16 {
+	if z := challenge.LeadingZeroBits(ch.Payload.Prefix, nonce); z < 16 {
 		t.Fatalf("Solve gave %d zero bits", z)
 	}
 	ticket := admittedTicket(t, e.do("POST", "/api/v1/flash-sales/pow/attempts", "alice", "", "k",

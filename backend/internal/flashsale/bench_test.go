@@ -9,23 +9,9 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"flashedge/shared/challenge"
 	"flashedge/shared/httpapi"
 )
-
-func TestLeadingZeroBitsAllocs(t *testing.T) {
-	prefix, nonce := newID(), "123456789"
-	if n := testing.AllocsPerRun(100, func() { LeadingZeroBits(prefix, nonce) }); n != 0 {
-		t.Errorf("LeadingZeroBits allocates %.1f times per call, want 0", n)
-	}
-}
-
-func BenchmarkLeadingZeroBits(b *testing.B) {
-	prefix := newID()
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		LeadingZeroBits(prefix, "12345")
-	}
-}
 
 // benchEnv is a store with one big live sale for the admission and worker benchmarks.
 func benchEnv(b *testing.B) (*env, *Sale) {
@@ -90,8 +76,10 @@ func BenchmarkDecide(b *testing.B) {
 // reflection, and match what encoding/json rendered before byte for byte.
 func TestAnswerAllocs(t *testing.T) {
 	h := &Handler{s: &Service{o: Options{PollAfter: time.Second}}}
-	ch := Challenge{ID: newID(), Difficulty: 8, ExpiresAt: time.UnixMilli(1_700_000_000_123).UTC()}
-	ch.Prefix = ch.ID
+	ch, err := challenge.RandomKeys().Issue("s1", "alice", 8, time.UnixMilli(1_700_000_000_123))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ans := AttemptAnswer{Outcome: OutcomeAdmitted, Ticket: newID()}
 	var ctx fasthttp.RequestCtx
 	for _, tt := range []struct {
@@ -108,10 +96,10 @@ func TestAnswerAllocs(t *testing.T) {
 				Difficulty int    `json:"difficulty"`
 			} `json:"payload"`
 			ExpiresAt string `json:"expires_at"`
-		}{ch.ID, ChallengeKind, struct {
+		}{ch.ID, challenge.Kind, struct {
 			Prefix     string `json:"prefix"`
 			Difficulty int    `json:"difficulty"`
-		}{ch.Prefix, ch.Difficulty}, httpapi.FormatTime(ch.ExpiresAt)}, 200},
+		}{ch.ID, ch.Difficulty}, httpapi.FormatTime(ch.ExpiresAt)}, 200},
 		{"admitted", func() { h.writeAttempt(&ctx, ans) }, struct {
 			Ticket      string `json:"ticket"`
 			Status      string `json:"status"`

@@ -94,9 +94,12 @@
 //
 // # Choices worth knowing
 //
-//   - Challenges live in the sale's slot (keyspace.SaleChallenge, not keyspace.Challenge) so the
-//     gate spends one in the same atomic call as the rest of admission. The prefix is the
-//     challenge id, so the answer's hash is computed before that single store call.
+//   - A challenge costs the store nothing until it is spent: its id is self-authenticating
+//     (shared/challenge: a MAC over sale, user, difficulty, expiry and a nonce) and is minted by
+//     the edge. The order service checks the MAC, the expiry and the answer's hash in Go; the
+//     gate then marks the id spent (SET NX with a TTL to its expiry) in the same atomic call as
+//     the rest of admission, in the sale's slot (keyspace.SaleChallenge), so a replayed challenge
+//     is refused exactly once spent and the mark disappears when the id could no longer verify.
 //   - A reserved token has no store TTL: a key that expired on its own would take the unit's way
 //     back with it. Its life is expires_at, enforced by checkout and by the sweeper; an expired
 //     token is kept TokenGrace (so checkout answers 410), a paid one is deleted.
@@ -117,6 +120,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"flashedge/shared/challenge"
 )
 
 // Domain errors. The HTTP layer maps them to status codes.
@@ -144,7 +149,7 @@ const (
 	DefaultK              = 2.0
 	DefaultMaxBacklog     = 5000
 	DefaultDifficulty     = 12
-	DefaultChallengeTTL   = 60 * time.Second
+	DefaultChallengeTTL   = challenge.DefaultTTL
 	DefaultPollAfter      = time.Second
 	DefaultBusyRetryAfter = 2 * time.Second
 	DefaultIdempotencyTTL = 24 * time.Hour
@@ -170,8 +175,13 @@ type Options struct {
 	// Difficulty is the proof-of-work difficulty (leading zero bits) for sales that do not set
 	// their own. Zero means 12; a negative value means 0 (any nonce answers).
 	Difficulty int
-	// ChallengeTTL is how long a challenge can be answered. Zero means 60s.
+	// ChallengeTTL is how long a challenge issued by IssueChallenge can be answered. Zero means
+	// challenge.DefaultTTL (60s). The edge mints its own with challenge.DefaultTTL.
 	ChallengeTTL time.Duration
+	// Challenges verify the challenge ids of attempts and mint IssueChallenge's. Give every order
+	// service replica and the edge the keys derived from the same FLASHEDGE_SESSION_SECRET. Nil
+	// means challenge.RandomKeys(): only this Service verifies what it mints (tests, the worker).
+	Challenges *challenge.Keys
 	// PollAfter is the poll_after_ms hint in a 202. Zero means 1s.
 	PollAfter time.Duration
 	// BusyRetryAfter is the Retry-After of a 429 busy answer. Zero means 2s.
@@ -228,6 +238,9 @@ func (o *Options) fill() error {
 		}
 	}
 	def(&o.ChallengeTTL, DefaultChallengeTTL)
+	if o.Challenges == nil {
+		o.Challenges = challenge.RandomKeys()
+	}
 	def(&o.PollAfter, DefaultPollAfter)
 	def(&o.BusyRetryAfter, DefaultBusyRetryAfter)
 	def(&o.IdempotencyTTL, DefaultIdempotencyTTL)
@@ -278,11 +291,10 @@ type scripts struct {
 }
 
 func loadScripts() *scripts {
-	challenge := lua("challenge.lua")
 	return &scripts{
 		saleClaim:      rueidis.NewLuaScript(lua("sale_claim.lua")),
 		saleCommit:     rueidis.NewLuaScript(lua("sale_commit.lua")),
-		gate:           rueidis.NewLuaScript(challenge + lua("attempt_gate.lua")),
+		gate:           rueidis.NewLuaScript(lua("attempt_gate.lua")),
 		begin:          rueidis.NewLuaScript(lua("worker_begin.lua")),
 		shardClaim:     rueidis.NewLuaScript(lua("shard_claim.lua")),
 		shardSettle:    rueidis.NewLuaScript(lua("shard_settle.lua")),

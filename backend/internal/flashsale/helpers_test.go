@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"flashedge/shared/challenge"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
@@ -206,7 +207,7 @@ func (e *env) challenge(sale, user string) (id, answer string) {
 	}
 	var ch challengeReply
 	r.decode(e.t, &ch)
-	return ch.ChallengeID, Solve(ch.Payload.Prefix, ch.Payload.Difficulty)
+	return ch.ChallengeID, challenge.Solve(ch.Payload.Prefix, ch.Payload.Difficulty)
 }
 
 // attempt fetches and solves a challenge, then posts an attempt with a fresh Idempotency-Key.

@@ -9,6 +9,7 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 
+	"flashedge/shared/challenge"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/obs"
 	"flashedge/shared/sale"
@@ -238,16 +239,6 @@ func (h *Handler) get(ctx *fasthttp.RequestCtx) {
 	h.writeSales(ctx, fasthttp.StatusOK, []SaleView{v}, false)
 }
 
-type challengeJSON struct {
-	ChallengeID string `json:"challenge_id"`
-	Kind        string `json:"kind"`
-	Payload     struct {
-		Prefix     string `json:"prefix"`
-		Difficulty int    `json:"difficulty"`
-	} `json:"payload"`
-	ExpiresAt string `json:"expires_at"`
-}
-
 func (h *Handler) challenge(ctx *fasthttp.RequestCtx, user string) {
 	sctx, cancel := h.s.storeCtx()
 	defer cancel()
@@ -259,22 +250,13 @@ func (h *Handler) challenge(ctx *fasthttp.RequestCtx, user string) {
 	writeChallenge(ctx, ch)
 }
 
-// writeChallenge answers a challenge: {"challenge_id","kind","payload":{"prefix","difficulty"},
-// "expires_at"}, rendered into the response body without reflection (a rush fetches one per
-// attempt). Ids and prefixes are hex, so nothing needs escaping.
+// writeChallenge answers a challenge in the public form (challenge.AppendJSON, shared with the
+// edge, which mints them itself).
 func writeChallenge(ctx *fasthttp.RequestCtx, ch Challenge) {
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
-	var buf [256]byte
-	b := append(buf[:0], `{"challenge_id":"`...)
-	b = append(b, ch.ID...)
-	b = append(b, `","kind":"`+ChallengeKind+`","payload":{"prefix":"`...)
-	b = append(b, ch.Prefix...)
-	b = append(b, `","difficulty":`...)
-	b = strconv.AppendInt(b, int64(ch.Difficulty), 10)
-	b = append(b, `},"expires_at":"`...)
-	b = httpapi.AppendTime(b, ch.ExpiresAt)
-	ctx.SetBody(append(b, "\"}\n"...))
+	var buf [320]byte
+	ctx.SetBody(challenge.AppendJSON(buf[:0], ch))
 }
 
 type attemptBody struct {

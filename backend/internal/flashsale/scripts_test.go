@@ -147,23 +147,6 @@ func TestUndeclaredKeysCatches(t *testing.T) {
 	}
 }
 
-func TestSolve(t *testing.T) {
-	for _, d := range []int{0, 1, 4, 8, 12} {
-		t.Run(fmt.Sprint(d), func(t *testing.T) {
-			n := Solve("abc123", d)
-			if got := LeadingZeroBits("abc123", n); got < d {
-				t.Errorf("Solve(abc123, %d) = %q with %d zero bits", d, n, got)
-			}
-		})
-	}
-	if got := zeroBits([32]byte{0, 0, 0x10}); got != 19 {
-		t.Errorf("zeroBits(00 00 10 ..) = %d, want 19", got)
-	}
-	if got := zeroBits([32]byte{}); got != 256 {
-		t.Errorf("zeroBits(all zero) = %d, want 256", got)
-	}
-}
-
 func TestSplitStock(t *testing.T) {
 	tests := []struct {
 		stock int64

@@ -303,7 +303,6 @@ func scriptNames() map[string]string {
 	for _, n := range names {
 		src := lua(n)
 		out[sha1hex(src)] = strings.TrimSuffix(n, ".lua")
-		out[sha1hex(lua("challenge.lua")+src)] = strings.TrimSuffix(n, ".lua")
 	}
 	return out
 }

@@ -27,6 +27,7 @@ import (
 	"flashedge/edge/internal/session"
 	"flashedge/edge/internal/waitroom"
 	"flashedge/edge/internal/web"
+	"flashedge/shared/challenge"
 	"flashedge/shared/flagenv"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/kv"
@@ -288,7 +289,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	fg, err := flashgate.New(store, gateway.WithRequestID(order), signer, guards, log, flashgate.Options{Pass: room.Pass})
+	// Challenges are minted here and verified by the order service with keys from the same secret.
+	challenges, err := challenge.NewKeys(cfg.SessionKeys, cfg.SessionKid)
+	if err != nil {
+		return err
+	}
+	fg, err := flashgate.New(store, gateway.WithRequestID(order), signer, guards, log, flashgate.Options{Pass: room.Pass, Challenges: challenges})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package flashgate
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 
 	"flashedge/edge/internal/guard"
 	"flashedge/edge/internal/session"
+	"flashedge/shared/challenge"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
 )
@@ -39,6 +41,7 @@ type fixture struct {
 	guard  *guard.Guard
 	order  *countingOrder
 	signer *session.Signer
+	keys   *challenge.Keys
 	h      fasthttp.RequestHandler
 	now    atomic.Int64
 }
@@ -67,7 +70,11 @@ func newFixture(t testing.TB, lo guard.Options) *fixture {
 	if f.guard, err = guard.New(edgeKV, log, lo); err != nil {
 		t.Fatal(err)
 	}
-	f.gate, err = New(edgeKV, f.order, f.signer, f.guard, log, Options{Now: clock})
+	f.keys, err = challenge.NewKeys(map[string][]byte{"k1": []byte(strings.Repeat("c", 32))}, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.gate, err = New(edgeKV, f.order, f.signer, f.guard, log, Options{Now: clock, Challenges: f.keys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,13 +174,14 @@ func TestAttemptAnsweredAtTheEdge(t *testing.T) {
 			}
 		})
 	}
-	// Challenges for a sale that cannot sell are answered at the edge too.
-	for sale, want := range map[string]int{"gone": 410, "later": 425, "over": 410, "nope": 404, "live": 202} {
+	// Challenges are answered at the edge: refused for a sale that cannot sell, minted for a
+	// live one, never forwarded.
+	for sale, want := range map[string]int{"gone": 410, "later": 425, "over": 410, "nope": 404, "live": 200} {
 		before := f.order.n.Load()
 		if r := f.do("POST", "/api/v1/flash-sales/"+sale+"/challenge", tok); r.StatusCode() != want {
 			t.Errorf("challenge on %s: %d, want %d", sale, r.StatusCode(), want)
 		}
-		if got := f.order.n.Load() - before; (got == 1) != (want == 202) {
+		if got := f.order.n.Load() - before; got != 0 {
 			t.Errorf("challenge on %s forwarded %d times", sale, got)
 		}
 	}
@@ -403,6 +411,54 @@ func TestUnknownSalesSpendTheAddressBudget(t *testing.T) {
 	for range 20 {
 		if r := f.do("POST", "/api/v1/flash-sales/known/attempts", ""); r.StatusCode() != 410 {
 			t.Fatalf("known sold-out sale after the budget is spent: %d, want 410", r.StatusCode())
+		}
+	}
+}
+
+// TestChallengeMintedAtTheEdge: a live sale's challenge is minted by the edge with the sale's
+// difficulty, for the session's user, verifiable by whoever holds the same keys (the order
+// service), without any store command or call to the order service.
+func TestChallengeMintedAtTheEdge(t *testing.T) {
+	f := newFixture(t, guard.Options{AddrRate: -1, UserRate: -1})
+	now := f.clock()
+	f.putSale(t, "hard", now.Add(-time.Minute), now.Add(time.Hour), false)
+	if err := f.writer.Do(context.Background(), f.writer.B().Hset().Key(keyspace.Sale("hard")).FieldValue().
+		FieldValue("difficulty", "6").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	tok := f.token("u-alice")
+	// The first challenge brings the sale and the user's ban record into the edge's memory.
+	if r := f.do("POST", "/api/v1/flash-sales/hard/challenge", tok); r.StatusCode() != 200 {
+		t.Fatalf("first challenge: %d", r.StatusCode())
+	}
+	before := f.storeReads(t)
+	r := f.do("POST", "/api/v1/flash-sales/hard/challenge", tok)
+	var got struct {
+		ChallengeID string `json:"challenge_id"`
+		Kind        string `json:"kind"`
+		Payload     struct {
+			Prefix     string `json:"prefix"`
+			Difficulty int    `json:"difficulty"`
+		} `json:"payload"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	if err := json.Unmarshal(r.Body(), &got); err != nil || r.StatusCode() != 200 {
+		t.Fatalf("challenge: %d %s (%v)", r.StatusCode(), r.Body(), err)
+	}
+	if got.Kind != challenge.Kind || got.Payload.Prefix != got.ChallengeID || got.Payload.Difficulty != 6 ||
+		!got.ExpiresAt.Equal(now.Add(challenge.DefaultTTL)) || string(r.Header.Peek("Cache-Control")) != "no-store" {
+		t.Fatalf("challenge = %s (Cache-Control %q)", r.Body(), r.Header.Peek("Cache-Control"))
+	}
+	if n := f.storeReads(t) - before; n != 0 || f.order.n.Load() != 0 {
+		t.Fatalf("minting a challenge made %d store commands and %d forwards, want none", n, f.order.n.Load())
+	}
+	ch, err := f.keys.Verify(got.ChallengeID, "hard", "u-alice", now)
+	if err != nil || ch.Difficulty != 6 {
+		t.Fatalf("Verify(edge's challenge) = %+v, %v", ch, err)
+	}
+	for _, other := range []struct{ sale, user string }{{"hard", "u-bob"}, {"live", "u-alice"}} {
+		if _, err := f.keys.Verify(got.ChallengeID, other.sale, other.user, now); !errors.Is(err, challenge.ErrBadMAC) {
+			t.Errorf("Verify for sale %s, user %s: %v, want ErrBadMAC", other.sale, other.user, err)
 		}
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"flashedge/edge/internal/guard"
 	"flashedge/edge/internal/invcache"
 	"flashedge/edge/internal/session"
+	"flashedge/shared/challenge"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
@@ -63,6 +64,11 @@ type Options struct {
 	MaxNoReplay int
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Challenges mint the flash-sale challenges this edge answers itself: keys derived from
+	// FLASHEDGE_SESSION_SECRET, the same the order service verifies them with. Required.
+	Challenges *challenge.Keys
+	// ChallengeTTL is how long a challenge can be answered. Zero means challenge.DefaultTTL.
+	ChallengeTTL time.Duration
 	// Pass, when set, checks an attempt that passed every other check, last before it is
 	// forwarded (the waiting room's pass); false means it wrote the refusal itself.
 	Pass func(ctx *fasthttp.RequestCtx, sale []byte, uid string) bool
@@ -113,6 +119,12 @@ type Gate struct {
 func New(kv rueidis.Client, order Forwarder, sessions Sessions, g *guard.Guard, log *slog.Logger, o Options) (*Gate, error) {
 	if kv == nil || order == nil || sessions == nil || g == nil || log == nil {
 		return nil, errors.New("flashgate: store client, order forwarder, sessions, guard and logger are required")
+	}
+	if o.Challenges == nil {
+		return nil, errors.New("flashgate: Options.Challenges is required: challenge.NewKeys over the keys of FLASHEDGE_SESSION_SECRET")
+	}
+	if o.ChallengeTTL <= 0 {
+		o.ChallengeTTL = challenge.DefaultTTL
 	}
 	if o.ClientTTL == 0 {
 		o.ClientTTL = time.Hour
@@ -225,7 +237,7 @@ const AttemptsRoute = "/api/v1/flash-sales/{id}/attempts"
 func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id, idempotencyKey, authorization []byte) {
 	// The sale's own refusals come first: they are the cheapest (no MAC to verify), reveal
 	// nothing the public sale view does not, and are what a rush hammers once sold out.
-	if !g.open(ctx, id) {
+	if g.openSale(ctx, id) == nil {
 		g.replay(ctx, id, idempotencyKey, authorization)
 		return
 	}
@@ -290,34 +302,34 @@ func (g *Gate) saleFor(ctx *fasthttp.RequestCtx, id []byte) *sale {
 	return s
 }
 
-// open answers the request itself, and returns false, unless sale id is known, inside its
-// window and not sold out: the refusals that need no backend, cheapest first.
-func (g *Gate) open(ctx *fasthttp.RequestCtx, id []byte) bool {
+// openSale returns sale id when it is known, inside its window and not sold out; otherwise it
+// answers the request itself and returns nil: the refusals that need no backend, cheapest first.
+func (g *Gate) openSale(ctx *fasthttp.RequestCtx, id []byte) *sale {
 	s := g.saleFor(ctx, id)
 	if s == nil {
-		return false
+		return nil
 	}
 	now := g.nowMs(ctx)
 	switch {
 	case !s.exists:
 		g.reject(unknown)
 		httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, unknownBody)
-		return false
+		return nil
 	case now < s.startMs:
 		g.reject(notStarted)
 		httpapi.SetRetryAfter(ctx, time.Duration(s.startMs-now)*time.Millisecond)
 		httpapi.WriteRawJSON(ctx, statusTooEarly, notStartedBody)
-		return false
+		return nil
 	case now >= s.endMs:
 		g.reject(ended)
 		httpapi.WriteRawJSON(ctx, fasthttp.StatusGone, endedBody)
-		return false
+		return nil
 	case s.soldOut:
 		g.reject(soldOut)
 		httpapi.WriteRawJSON(ctx, fasthttp.StatusGone, soldOutBody)
-		return false
+		return nil
 	}
-	return true
+	return s
 }
 
 // replay forwards, instead of the edge's refusal already written to ctx, a retried attempt whose

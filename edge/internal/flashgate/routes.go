@@ -8,6 +8,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/valyala/fasthttp"
 
+	"flashedge/shared/challenge"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
@@ -41,19 +42,32 @@ func (g *Gate) Register(r *router.Router, admin func(fasthttp.RequestHandler) fa
 	r.GET("/api/v1/admin/flash-sales/{id}/ledger", admin(g.order.Forward))
 }
 
-// challenge answers a challenge request at the edge when the sale cannot sell (unknown, outside
-// its window, sold out), charges the rest to the guard like an attempt (a challenge costs the
-// store a write) and forwards it.
+// challenge answers a challenge request at the edge, without a store call or a call to the order
+// service: a sale that cannot sell (unknown, outside its window, sold out) is refused as for an
+// attempt; otherwise the request is charged to the guard like an attempt, then a challenge for
+// this user and sale, with the sale's difficulty, is minted (shared/challenge: the id carries its
+// own MAC, which the order service checks when an attempt spends it).
 func (g *Gate) challenge(ctx *fasthttp.RequestCtx) {
 	id, _ := ctx.UserValue("id").(string)
-	if !g.open(ctx, []byte(id)) {
+	s := g.openSale(ctx, []byte(id))
+	if s == nil {
 		return
 	}
 	uid, ok := g.user(ctx)
 	if !ok || g.guard.Refused(ctx, uid) {
 		return
 	}
-	g.forward(ctx, uid)
+	ch, err := g.o.Challenges.Issue(s.id, uid, s.difficulty, g.o.Now().Add(g.o.ChallengeTTL))
+	if err != nil { // a difficulty the order service would not have stored
+		g.log.Error("flash sale challenge", "sale", s.id, "err", err)
+		httpapi.WriteError(ctx, fasthttp.StatusServiceUnavailable, "challenge_unavailable", "no challenge can be issued for this sale now")
+		return
+	}
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("application/json")
+	var buf [320]byte
+	ctx.SetBody(challenge.AppendJSON(buf[:0], ch))
 }
 
 // checkout is charged to the client's address (it reaches the order service and the store);

@@ -18,6 +18,7 @@ type sale struct {
 	id             string
 	startMs, endMs int64
 	soldOut        bool
+	difficulty     int             // of its challenges, in leading zero bits
 	view           publicsale.View // the public JSON around the state, so rendering is two appends
 }
 
@@ -87,7 +88,7 @@ func (ss *sales) fetch(id string) (*sale, error) {
 		return s, nil
 	}
 	s.exists = true
-	s.startMs, s.endMs = def.StartsAt.UnixMilli(), def.EndsAt.UnixMilli()
+	s.startMs, s.endMs, s.difficulty = def.StartsAt.UnixMilli(), def.EndsAt.UnixMilli(), def.Difficulty
 	s.view = publicsale.Render(def)
 	return s, nil
 }

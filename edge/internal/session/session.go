@@ -28,11 +28,11 @@ import (
 	"fmt"
 	"hash"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"flashedge/shared/httpapi"
+	"flashedge/shared/signkey"
 )
 
 // Errors returned by Verify. Callers answer all of them with 401; they differ for logs and tests.
@@ -53,13 +53,13 @@ var (
 // Limits of the format.
 const (
 	// MinSecretLen is the shortest secret accepted: 32 bytes, the HMAC-SHA256 output size.
-	MinSecretLen = 32
+	MinSecretLen = signkey.MinSecretLen
 	// MaxKidLen is the longest key id.
-	MaxKidLen = 16
+	MaxKidLen = signkey.MaxKidLen
 	// MaxUserIDLen is the longest user id a token can carry.
 	MaxUserIDLen = httpapi.MaxUserIDLen
 	// DefaultKid is the key id of a secret given without one.
-	DefaultKid = "k1"
+	DefaultKid = signkey.DefaultKid
 
 	version    = '1'
 	macLen     = sha256.Size
@@ -125,41 +125,11 @@ func NewSigner(keys map[string][]byte, currentKid string, ttl time.Duration) (*S
 	return s, nil
 }
 
-// ParseKeys reads secrets from configuration text. Two forms are accepted:
-//
-//	"kid1:secret1,kid2:secret2"  several keys; the first one signs, all verify
-//	"secret"                     one key with kid "k1" (the text has no ':' at all)
-//
-// Secrets are taken as the bytes written (not decoded) and may not contain ',' or, in the
-// single form, ':'. It refuses empty, duplicate or invalid kids and secrets shorter than
-// MinSecretLen, with a message that says how to fix it.
+// ParseKeys reads secrets from configuration text (signkey.Parse, which documents the forms).
 func ParseKeys(spec string) (keys map[string][]byte, currentKid string, err error) {
-	spec = strings.TrimSpace(spec)
-	if spec == "" {
-		return nil, "", errors.New("session: no signing secret configured: want \"secret\" or \"kid:secret[,kid:secret...]\" with secrets of at least 32 bytes")
-	}
-	if !strings.Contains(spec, ":") {
-		if len(spec) < MinSecretLen {
-			return nil, "", fmt.Errorf("session: the secret is %d bytes; it must be at least %d (for example from `openssl rand -base64 48`)", len(spec), MinSecretLen)
-		}
-		return map[string][]byte{DefaultKid: []byte(spec)}, DefaultKid, nil
-	}
-	keys = make(map[string][]byte)
-	for i, part := range strings.Split(spec, ",") {
-		kid, secret, ok := strings.Cut(strings.TrimSpace(part), ":")
-		if !ok || !validKid(kid) {
-			return nil, "", fmt.Errorf("session: entry %d of the secret list is not kid:secret with a kid of 1 to %d of A-Z a-z 0-9 _ -", i+1, MaxKidLen)
-		}
-		if _, dup := keys[kid]; dup {
-			return nil, "", fmt.Errorf("session: key id %q appears twice in the secret list", kid)
-		}
-		if len(secret) < MinSecretLen {
-			return nil, "", fmt.Errorf("session: secret of key %q is %d bytes; it must be at least %d (for example from `openssl rand -base64 48`)", kid, len(secret), MinSecretLen)
-		}
-		keys[kid] = []byte(secret)
-		if i == 0 {
-			currentKid = kid
-		}
+	keys, currentKid, err = signkey.Parse(spec)
+	if err != nil {
+		return nil, "", fmt.Errorf("session: %w", err)
 	}
 	return keys, currentKid, nil
 }
@@ -291,15 +261,4 @@ func parseUnix(b []byte) (int64, bool) {
 	return n, true
 }
 
-func validKid(kid string) bool {
-	if len(kid) == 0 || len(kid) > MaxKidLen {
-		return false
-	}
-	for i := 0; i < len(kid); i++ {
-		c := kid[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func validKid(kid string) bool { return signkey.ValidKid(kid) }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package challenge_test
+
+const raceEnabled = false
