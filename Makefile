@@ -78,7 +78,8 @@ FUZZ_TARGETS := \
 	./backend/internal/cart:FuzzCartBodies:$(FUZZSTORE) \
 	./backend/internal/catalog:FuzzAdminProductBody:$(FUZZSTORE) \
 	./backend/internal/flashsale:FuzzSaleCreate:$(FUZZSTORE) \
-	./backend/internal/flashsale:FuzzAttempt:$(FUZZSTORE)
+	./backend/internal/flashsale:FuzzAttempt:$(FUZZSTORE) \
+	./backend/internal/flashsale:FuzzAttemptBody
 fuzz: deps-test
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; n=$(FUZZTIME); \

@@ -3,6 +3,7 @@ package flashsale
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/url"
 	"strings"
 	"testing"
@@ -118,4 +119,74 @@ func FuzzAttempt(f *testing.F) {
 // an empty or dot segment is another route, not a sale id).
 func utf8Path(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
+}
+
+// FuzzAttemptBody holds parseAttemptBody to encoding/json's verdict: whatever it accepts,
+// httpapi.DecodeJSON's rules (known fields only, nothing after the value) accept with the same
+// fields; what it leaves to the decoder is decided there.
+func FuzzAttemptBody(f *testing.F) {
+	for _, b := range attemptBodies {
+		f.Add([]byte(b))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fast, ok := parseAttemptBody(body)
+		if !ok {
+			return
+		}
+		var slow attemptBody
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&slow); err != nil {
+			t.Fatalf("parseAttemptBody accepted %q, encoding/json refuses it: %v", body, err)
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			t.Fatalf("parseAttemptBody accepted %q, which has data after the value (%v)", body, err)
+		}
+		if fast != slow {
+			t.Fatalf("parseAttemptBody(%q) = %+v, encoding/json %+v", body, fast, slow)
+		}
+	})
+}
+
+var attemptBodies = []string{
+	`{"challenge_id":"k1.1700000000000.8.00112233445566778899aabb.00112233445566778899aabbccddeeff","answer":"123"}`,
+	` { "challenge_id" : "c" , "answer" : "" , "pass" : "p.q_r-s" } ` + "\n",
+	`{}`, `{"answer":"1"}`, `{"challenge_id":"a","challenge_id":"b"}`, `{"Challenge_ID":"a"}`,
+	`{"challenge_id":"a\"b"}`, `{"challenge_id":"a\u0041"}`, `{"challenge_id":1}`, `{"challenge_id":null}`,
+	`{"challenge_id":"a",}`, `{"challenge_id":"a"}}`, `{"challenge_id":"a"} x`, `{"user":"x"}`, "{\"answer\":\"\xff\"}",
+	`[]`, ``, `{"answer":"1"`, `{"answer" "1"}`,
+}
+
+// TestParseAttemptBody: the usual bodies are read without the decoder, the rest left to it.
+func TestParseAttemptBody(t *testing.T) {
+	for _, tt := range []struct {
+		body string
+		ok   bool
+		want attemptBody
+	}{
+		{attemptBodies[0], true, attemptBody{ChallengeID: "k1.1700000000000.8.00112233445566778899aabb.00112233445566778899aabbccddeeff", Answer: "123"}},
+		{attemptBodies[1], true, attemptBody{ChallengeID: "c", Pass: "p.q_r-s"}},
+		{`{}`, true, attemptBody{}},
+		{`{"challenge_id":"a","challenge_id":"b"}`, false, attemptBody{}},
+		{`{"Challenge_ID":"a"}`, false, attemptBody{}},
+		{`{"challenge_id":"a\"b"}`, false, attemptBody{}},
+		{`{"challenge_id":1}`, false, attemptBody{}},
+		{`{"challenge_id":"a",}`, false, attemptBody{}},
+		{`{"challenge_id":"a"} x`, false, attemptBody{}},
+		{`{"user":"x"}`, false, attemptBody{}},
+		{``, false, attemptBody{}},
+	} {
+		got, ok := parseAttemptBody([]byte(tt.body))
+		if ok != tt.ok || (ok && got != tt.want) {
+			t.Errorf("parseAttemptBody(%q) = %+v, %v; want %+v, %v", tt.body, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestParseAttemptBodyAllocs(t *testing.T) {
+	body := []byte(attemptBodies[0])
+	// The two strings the attempt keeps; nothing else.
+	if n := testing.AllocsPerRun(100, func() { parseAttemptBody(body) }); n > 2 {
+		t.Errorf("parseAttemptBody allocates %.1f times, want at most 2", n)
+	}
 }
