@@ -34,6 +34,7 @@ func Contract() []Spec {
 		Spec{"flashedge_edge_shed_total", "counter", []string{"backend"}},
 		Spec{"flashedge_edge_inflight_limit", "gauge", []string{"backend"}},
 		Spec{"flashedge_edge_inflight", "gauge", []string{"backend"}},
+		Spec{"flashedge_edge_queued", "gauge", []string{"backend"}},
 		Spec{"flashedge_order_admission_total", "counter", []string{"decision"}},
 		Spec{"flashedge_order_stream_backlog", "gauge", nil},
 		Spec{"flashedge_order_stream_pending", "gauge", nil},

@@ -50,11 +50,13 @@
 //	                                                      rate_limit_user | shop_limit_ip |
 //	                                                      shop_limit_user | blacklist | sold_out |
 //	                                                      not_started | ended
-//	flashedge_edge_shed_total{backend}                    counter; requests refused at once with 503
-//	                                                      overloaded (the backend's in-flight bound)
+//	flashedge_edge_shed_total{backend}                    counter; requests refused with 503 overloaded
+//	                                                      (the backend's in-flight bound and its queue)
 //	flashedge_edge_inflight_limit{backend}                gauge; that bound now (adaptive: it follows
 //	                                                      the backend's latency)
 //	flashedge_edge_inflight{backend}                      gauge; calls to the backend in flight now
+//	flashedge_edge_queued{backend}                        gauge; calls waiting for a slot under that
+//	                                                      bound now (-backend-queue)
 //
 // Order service:
 //

@@ -53,7 +53,9 @@ const (
 // may is decided at arrival, from the rate at which slots free up (Little's law: limit / the
 // running mean of how long a call holds its slot): when the waiters ahead of it would take more
 // than target to drain, or the oldest waiter has already waited target (the estimate is wrong:
-// the queue is not draining), it is refused at once. So a burst of closed-loop clients is served
+// the queue is not draining), it is refused at once; and when the estimate grows (the limit
+// shrank, calls got slower), the newest waiters beyond what drains within target are refused
+// then, not left to wait in vain. So a burst of closed-loop clients is served
 // with a short queueing delay, the service never idles for lack of a queued call, and a lasting
 // open-loop overload is refused at the caller in microseconds rather than after a wait. A queued
 // call still not served after 2 x target (the service slowed down after it arrived), or after
@@ -110,6 +112,7 @@ type waiter struct {
 	since      time.Time
 	prev, next *waiter
 	queued     bool // still in the list; guarded by qmu
+	refused    bool // set before ch is sent to when the waiter is refused, not given a slot
 }
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
@@ -160,7 +163,7 @@ func (l *limiter) enqueue(ctx context.Context) error {
 		return ErrOverloaded
 	}
 	w := waiterPool.Get().(*waiter)
-	w.since, w.queued, w.prev, w.next = now, true, l.tail, nil
+	w.since, w.queued, w.refused, w.prev, w.next = now, true, false, l.tail, nil
 	if l.tail != nil {
 		l.tail.next = w
 	} else {
@@ -176,7 +179,11 @@ func (l *limiter) enqueue(ctx context.Context) error {
 	var err error
 	select {
 	case <-w.ch:
+		refused := w.refused
 		waiterPool.Put(w)
+		if refused {
+			return ErrOverloaded
+		}
 		return nil
 	case <-t.C:
 		err = ErrOverloaded
@@ -194,10 +201,14 @@ func (l *limiter) enqueue(ctx context.Context) error {
 		return err
 	}
 	l.qmu.Unlock()
-	// Handed a slot just as the wait ended: take it unless the caller is gone.
+	// Handed a slot (or refused) just as the wait ended: take the slot unless the caller is gone.
 	<-w.ch
+	refused := w.refused
 	waiterPool.Put(w)
-	if err == ErrOverloaded {
+	switch {
+	case refused:
+		return err
+	case err == ErrOverloaded:
 		return nil
 	}
 	l.giveBack()
@@ -244,13 +255,15 @@ func (l *limiter) unlinkLocked(w *waiter) {
 	l.queued.Add(-1)
 }
 
-// dispatchLocked hands free slots to the waiters in FIFO order. qmu held.
+// dispatchLocked hands free slots to the waiters in FIFO order, then refuses the newest waiters
+// that the queue is no longer expected to drain within target (the limit shrank or calls got
+// slower since they arrived): they are answered now rather than after waiting in vain. qmu held.
 func (l *limiter) dispatchLocked() {
 	for l.head != nil {
 		n := l.inFlight.Add(1)
 		if n > l.limit.Load() {
 			l.inFlight.Add(-1)
-			return
+			break
 		}
 		if l.adaptive {
 			for p := l.winPeak.Load(); n > p && !l.winPeak.CompareAndSwap(p, n); p = l.winPeak.Load() {
@@ -258,6 +271,13 @@ func (l *limiter) dispatchLocked() {
 		}
 		w := l.head
 		l.unlinkLocked(w)
+		w.ch <- struct{}{}
+	}
+	for l.tail != nil && l.expectedWait(l.queued.Load()) > l.target {
+		w := l.tail
+		l.unlinkLocked(w)
+		w.refused = true
+		l.shed.Add(1)
 		w.ch <- struct{}{}
 	}
 }

@@ -225,12 +225,28 @@ func TestLimitQueueExpectedWait(t *testing.T) {
 		t.Fatalf("after 64 calls of 10ms the third waiter's expected wait is %s, want under the 60ms target", w)
 	}
 	queueTo(t, l, ctx, 3, 2, got)
-	cancel()
-	for range 3 {
-		if r := <-got; !errors.Is(r[1].(error), context.Canceled) {
-			t.Fatalf("waiter %v: %v, want context.Canceled", r[0], r[1])
-		}
+
+	// The service slows down (calls now hold their slot ~400ms): when the next slot frees, the
+	// oldest waiter gets it and the newest ones, no longer expected to be served within the
+	// target, are refused then instead of waiting in vain.
+	for range 64 {
+		l.noteHold(400 * time.Millisecond)
 	}
+	l.release(400 * time.Millisecond)
+	outcome := map[any]any{}
+	for range 3 {
+		r := <-got
+		outcome[r[0]] = r[1]
+	}
+	e1, _ := outcome[1].(error)
+	e2, _ := outcome[2].(error)
+	if outcome[0] != nil || !errors.Is(e1, ErrOverloaded) || !errors.Is(e2, ErrOverloaded) {
+		t.Fatalf("after the slowdown and a freed slot: %v; want waiter 0 served, 1 and 2 refused", outcome)
+	}
+	if l.queued.Load() != 0 || l.shed.Load() != 3 {
+		t.Fatalf("after the trim: queued %d, shed %d; want 0, 3", l.queued.Load(), l.shed.Load())
+	}
+	cancel()
 	for range 4 {
 		l.release(10 * time.Millisecond)
 	}

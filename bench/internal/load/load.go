@@ -65,6 +65,10 @@ type Config struct {
 	Rate float64
 	// Timeout bounds every request. Zero means 10s.
 	Timeout time.Duration
+	// OverloadEdgeWithTool makes the overload scenario pin the edge to the load generator's CPU
+	// and leave the backends and the store the other one, instead of the generator alone on
+	// its CPU and the whole stack on the other.
+	OverloadEdgeWithTool bool
 	// SlowSync makes the slow scenario open its slowloris connections all at once (they then
 	// time out and reconnect together every read timeout) instead of evenly over one.
 	SlowSync bool

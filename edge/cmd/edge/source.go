@@ -167,6 +167,11 @@ func (s *edgeSource) register() {
 			emit(float64(p.InFlight()), p.Name())
 		}
 	})
+	s.reg.GaugeFamily("flashedge_edge_queued", []string{"backend"}, func(emit metrics.Emit) {
+		for _, p := range s.pools {
+			emit(float64(p.Queued()), p.Name())
+		}
+	})
 	s.reg.GaugeFamily("flashedge_edge_breaker_state", []string{"backend", "addr"}, func(emit metrics.Emit) {
 		for _, p := range s.pools {
 			for _, r := range p.Snapshot() {
