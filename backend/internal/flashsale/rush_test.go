@@ -159,6 +159,7 @@ func TestRush(t *testing.T) {
 		users[i] = fmt.Sprintf("u%03d", i%nUsers)
 	}
 	start := time.Now()
+	before := samples.Load()
 	outs := e.rush("rush", users)
 	answered := time.Since(start)
 	e.settleAll("rush", outs, 60*time.Second)
@@ -195,8 +196,10 @@ func TestRush(t *testing.T) {
 			t.Errorf("user %s won %d times with limit 1", u, n)
 		}
 	}
-	if samples.Load() < 10 {
-		t.Errorf("only %d ledger samples during the run", samples.Load())
+	// A count, not a rate: a fast run takes few samples (each waits behind the rush's commands),
+	// but some must have been taken while attempts and decisions were in flight.
+	if during := samples.Load() - before; during < 2 {
+		t.Errorf("only %d ledger samples while the rush ran (%d in all)", during, samples.Load())
 	}
 	if audits.Load() == 0 {
 		t.Error("no audit ran during the rush")
