@@ -73,6 +73,7 @@ FUZZ_TARGETS := \
 	./edge/internal/proxyproto:FuzzParse \
 	./edge/internal/clientaddr:FuzzForwarded \
 	./edge/internal/session:FuzzVerify \
+	./shared/challenge:FuzzVerify \
 	./edge/internal/productcache:FuzzParsePage \
 	./edge/internal/flashgate:FuzzIDs \
 	./backend/internal/cart:FuzzCartBodies:$(FUZZSTORE) \
