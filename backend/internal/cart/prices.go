@@ -44,7 +44,9 @@ type StorePrices struct {
 	KV rueidis.Client
 	// ClientTTL caps how long a document stays cached without an invalidation. Zero means 1h.
 	ClientTTL time.Duration
-	// Tracked says Invalidate is wired to KV's invalidation pushes (kv.Options.OnInvalidations).
+	// Tracked says Invalidate is wired to KV's invalidation pushes (kv.Options.OnInvalidations),
+	// with the client-side cache on (not kv.Options.DisableCache: no key is tracked then, and a
+	// kept parse would only expire with ClientTTL).
 	Tracked bool
 
 	mu     sync.RWMutex

@@ -1,5 +1,6 @@
-// Package cart is the cart service: per-user carts in the store (Store), validated against the
-// catalog service over HTTP, and the HTTP routes that read and change them (Service).
+// Package cart is the cart service: per-user carts in the store (Store), priced from the
+// catalog's product documents (Prices: StorePrices reads them from the store, CatalogPrices asks
+// the catalog service), and the HTTP routes that read and change them (Service).
 //
 // The user id comes only from the header httpapi.HeaderUserID, which the edge sets after
 // verifying the session; there is no route that names a user, so a request can only ever touch
