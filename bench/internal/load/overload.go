@@ -231,10 +231,10 @@ func overloadRun(ctx context.Context, cfg Config, rep *Report, rt overloadRoute,
 		reqs, _, failed := row.Counts()
 		// What the generator achieved: operations sent per second (each an HTTP request, two for
 		// an attempt) and its own CPU, to show it was not what limited the round.
-		line := fmt.Sprintf("overload %s %s: offered %.0f/s, sent %.0f/s (%d not sent: %d already outstanding; load tool CPU %.0f%% of one core), goodput %.0f/s = %.0f%% of capacity, successes p99 %s, refusals %d (p99 %s), no answer %d of %d, edge peak RSS %.1f MiB, CPU: edge %s/request, backends+store %s/success",
+		line := fmt.Sprintf("overload %s %s: offered %.0f/s, sent %.0f/s (%d not sent: %d already outstanding; load tool CPU %.0f%% of one core), goodput %.0f/s = %.0f%% of capacity, successes p50/p99 %s/%s, refusals %d (p50/p99 %s/%s), no answer %d of %d, edge peak RSS %.1f MiB, CPU: edge %s/request, backends+store %s/success",
 			rt.name, name, m*capacity, float64(sent)/el.Seconds(), skipped.Load(), overloadOutstanding, 100*self.Seconds()/el.Seconds(),
-			goodput, 100*goodput/capacity, lv.good.Quantile(0.99).Round(time.Microsecond),
-			lv.refused.Count(), lv.refused.Quantile(0.99).Round(time.Microsecond), failed, reqs, lv.peakRSS,
+			goodput, 100*goodput/capacity, lv.good.Quantile(0.5).Round(time.Microsecond), lv.good.Quantile(0.99).Round(time.Microsecond),
+			lv.refused.Count(), lv.refused.Quantile(0.5).Round(time.Microsecond), lv.refused.Quantile(0.99).Round(time.Microsecond), failed, reqs, lv.peakRSS,
 			perOp(cpu1.edge-cpu0.edge, uint64(reqs)), perOp(cpu1.backends-cpu0.backends, lv.good.Count()))
 		switch {
 		case m == 5:
