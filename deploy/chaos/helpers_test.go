@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,7 +201,12 @@ type load struct {
 	mu      sync.Mutex
 	samples []sample
 	once    sync.Once
+	oks     atomic.Int64 // 2xx answers so far
 }
+
+// OKs is the number of 2xx answers so far, for tests that wait until the load has done enough
+// instead of for a fixed time.
+func (l *load) OKs() int64 { return l.oks.Load() }
 
 func startLoad(t testing.TB, workers int, every time.Duration, perWorker int, next func(w, i int) (op string, send func() reply)) *load {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -220,7 +226,11 @@ func startLoad(t testing.TB, workers int, every time.Duration, perWorker int, ne
 					}
 				}
 				op, send := next(w, i)
-				mine = append(mine, sample{op: op, reply: send()})
+				r := send()
+				if r.ok() {
+					l.oks.Add(1)
+				}
+				mine = append(mine, sample{op: op, reply: r})
 			}
 			l.mu.Lock()
 			l.samples = append(l.samples, mine...)
