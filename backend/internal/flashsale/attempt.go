@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"flashedge/shared/challenge"
 	"flashedge/shared/httpapi"
@@ -44,6 +45,10 @@ type AttemptAnswer struct {
 	Replay     bool
 }
 
+// SpentMarkSkew is how much longer than its id a spent challenge's mark is kept: the largest
+// clock difference between order replicas (and the edges that mint) that cannot reopen a spent id.
+const SpentMarkSkew = 30 * time.Second
+
 // Attempt runs admission for one attempt: one script in the sale's slot checks the sale window,
 // checks and spends the challenge (before any stock is looked at), the sold-out flag, the
 // per-user limit, the backlog and the admitted count, and records the answer; an admitted attempt
@@ -73,7 +78,9 @@ func (s *Service) Attempt(ctx context.Context, in AttemptInput) (AttemptAnswer, 
 	verified, life := "0", "0"
 	if ch, err := s.o.Challenges.Verify(in.ChallengeID, sale, in.User, now); err == nil &&
 		challenge.LeadingZeroBits(in.ChallengeID, in.Answer) >= ch.Difficulty {
-		verified, life = "1", strconv.FormatInt(max(ch.ExpiresAt.UnixMilli()-now.UnixMilli(), 1), 10)
+		// The mark outlives the id by SpentMarkSkew: another replica whose clock runs behind this
+		// one still accepts the id after it expired here, and must still find it spent.
+		verified, life = "1", strconv.FormatInt(max(ch.ExpiresAt.UnixMilli()-now.UnixMilli(), 1)+SpentMarkSkew.Milliseconds(), 10)
 	}
 	ticket := newID()
 	keys := []string{

@@ -52,18 +52,20 @@ type config struct {
 	// 0: none (refused at once). BackendQueueWait is the longest expected wait one is queued for.
 	BackendQueue     int
 	BackendQueueWait time.Duration
-	CatalogAddrs     []string
-	CartAddrs        []string
-	OrderAddrs       []string
-	AdminToken       string
-	SessionKeys      map[string][]byte
-	SessionKid       string
-	SessionTTL       time.Duration
-	IPRate           float64 // attempts+challenges per second per client IP; negative: off
-	UserRate         float64 // per user; negative: off
-	ShopIPRate       float64 // cache misses of product/catalog reads per second per client IP; negative: off
-	ShopUserRate     float64 // cart and order calls per second per user; negative: off
-	CacheMB          int64
+	// ChallengeTTL is how long a flash-sale challenge minted here can be answered.
+	ChallengeTTL time.Duration
+	CatalogAddrs []string
+	CartAddrs    []string
+	OrderAddrs   []string
+	AdminToken   string
+	SessionKeys  map[string][]byte
+	SessionKid   string
+	SessionTTL   time.Duration
+	IPRate       float64 // attempts+challenges per second per client IP; negative: off
+	UserRate     float64 // per user; negative: off
+	ShopIPRate   float64 // cache misses of product/catalog reads per second per client IP; negative: off
+	ShopUserRate float64 // cart and order calls per second per user; negative: off
+	CacheMB      int64
 	// RequestMetrics off leaves out the per-request metrics (make bench measures their cost).
 	RequestMetrics bool
 }
@@ -90,6 +92,8 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 		"calls that may wait for a free slot when a backend's in-flight limit is reached, per backend; 0 refuses them at once (503 overloaded)")
 	s.Duration(&c.BackendQueueWait, "backend-queue-wait", upstream.DefaultQueueWait,
 		"the longest expected wait a call over a backend's in-flight limit is queued for; when the calls ahead would take longer to drain it is refused at once (503 overloaded, Retry-After)")
+	s.Duration(&c.ChallengeTTL, "challenge-ttl", challenge.DefaultTTL,
+		"how long a flash-sale challenge minted by the edge can be answered (the variable the order service reads for its own)").Env("FLASHEDGE_FLASHSALE_CHALLENGE_TTL")
 	s.Addrs(&c.CatalogAddrs, "catalog", "127.0.0.1:5001", "catalog replicas, host:port comma-separated").Env("FLASHEDGE_CATALOG_ADDRS")
 	s.Addrs(&c.CartAddrs, "cart", "127.0.0.1:5002", "cart replicas, host:port comma-separated").Env("FLASHEDGE_CART_ADDRS")
 	s.Addrs(&c.OrderAddrs, "order", "127.0.0.1:5003", "order replicas, host:port comma-separated").Env("FLASHEDGE_ORDER_ADDRS")
@@ -142,8 +146,8 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	default:
 		return c, fmt.Errorf("-metrics=%q: want on or off", metrics)
 	}
-	if c.MaxConnsPerAddr < 0 || c.BackendQueue < 0 || c.CacheMB <= 0 || c.SessionTTL <= 0 || c.BackendQueueWait <= 0 {
-		return c, errors.New("-max-conns-per-addr and -backend-queue must be 0 or more; -cache-mb, -session-ttl and -backend-queue-wait positive")
+	if c.MaxConnsPerAddr < 0 || c.BackendQueue < 0 || c.CacheMB <= 0 || c.SessionTTL <= 0 || c.BackendQueueWait <= 0 || c.ChallengeTTL <= 0 {
+		return c, errors.New("-max-conns-per-addr and -backend-queue must be 0 or more; -cache-mb, -session-ttl, -backend-queue-wait and -challenge-ttl positive")
 	}
 	return c, nil
 }
@@ -294,7 +298,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	fg, err := flashgate.New(store, gateway.WithRequestID(order), signer, guards, log, flashgate.Options{Pass: room.Pass, Challenges: challenges})
+	fg, err := flashgate.New(store, gateway.WithRequestID(order), signer, guards, log, flashgate.Options{Pass: room.Pass, Challenges: challenges, ChallengeTTL: cfg.ChallengeTTL})
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,7 @@ func (g *Gate) challenge(ctx *fasthttp.RequestCtx) {
 	ch, err := g.o.Challenges.Issue(s.id, uid, s.difficulty, g.o.Now().Add(g.o.ChallengeTTL))
 	if err != nil { // a difficulty the order service would not have stored
 		g.log.Error("flash sale challenge", "sale", s.id, "err", err)
+		httpapi.SetRetryAfter(ctx, time.Second)
 		httpapi.WriteError(ctx, fasthttp.StatusServiceUnavailable, "challenge_unavailable", "no challenge can be issued for this sale now")
 		return
 	}
