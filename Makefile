@@ -115,7 +115,7 @@ bench: build deps-bench
 		-json bench/out/waitroom.json
 	@# Overload (issue 15): cart adds and attempts at 1x, 2x and 5x their measured capacity, then 1x
 	@# again; the load tool alone on CPU 0, the whole stack (edge, backends, store) on CPU 1.
-	$(PIN_LOAD) $(BIN)/load -spawn -bin $(BIN) -scenario overload -duration 5s $(PIN_SERVERS) -json bench/out/overload.json
+	$(PIN_LOAD) $(BIN)/load -spawn -bin $(BIN) -scenario overload -duration 5s $(PIN_SERVERS) -overload-backend-cpu 0.2 -json bench/out/overload.json
 	@# Slow clients (issue 15): 2,000 slowloris connections and 50 slow readers from 205 loopback
 	@# addresses against the default limits, shoppers' p99 against their baseline, the per-address
 	@# connection cap; the load tool on CPU 0, the stack on CPU 1.

@@ -66,6 +66,7 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	fs.String(&c.Load.StoreAddr, "store-addr", "", "waitroom: the store's host:port, for its command rate (set by -spawn)").Env("FLASHEDGE_STORE_ADDR")
 	fs.Alias("store", "store-addr")
 	fs.String(&c.Load.ServerCPU, "server-cpu", "", "pin the spawned stack (and the admit scenario's nginx peer) to this CPU with taskset; run load itself on another (taskset -c 0 load ... -server-cpu 1)")
+	fs.Float64(&c.Load.OverloadBackendCPU, "overload-backend-cpu", 0, "overload: cap the store and the backend services together at this fraction of one CPU (a cgroup CPU quota) so that they bound the capacity and the edge has CPU to refuse the excess; 0: no cap")
 	fs.Bool(&c.Load.OverloadEdgeWithTool, "overload-edge-with-tool", false, "overload: the edge on the load tool's CPU, the backends and the store alone on the other (default: the tool alone on CPU 0, the whole stack on the other)")
 	fs.Bool(&c.Load.SlowSync, "slow-sync", false, "slow: open the slowloris connections all at once (they then reconnect together every read timeout) instead of evenly over one")
 	fs.Int(&c.Load.Admit, "admit", 250, "waitroom: admit_per_second of the sale's waiting room")

@@ -69,6 +69,12 @@ type Config struct {
 	// and leave the backends and the store the other one, instead of the generator alone on
 	// its CPU and the whole stack on the other.
 	OverloadEdgeWithTool bool
+	// OverloadBackendCPU, when above 0, caps the spawned store and backend services together at
+	// that fraction of one CPU (a cgroup CPU quota) in the overload scenario, so that the
+	// backends, not the edge or the load generator, bound the capacity: the deployment the
+	// scenario stands for, with edges on machines of their own. Where no cgroup can be made the
+	// scenario says so and runs without the cap.
+	OverloadBackendCPU float64
 	// SlowSync makes the slow scenario open its slowloris connections all at once (they then
 	// time out and reconnect together every read timeout) instead of evenly over one.
 	SlowSync bool

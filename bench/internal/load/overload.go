@@ -296,9 +296,32 @@ func verdict(ok bool) string {
 // stack, one CPU, no taskset). With -server-cpu the stack was pinned when it was spawned and
 // only this process is moved off that CPU (make bench also starts the tool under taskset).
 func pinOverload(cfg Config) (string, func()) {
-	n := runtime.NumCPU()
+	if cfg.Pids == nil {
+		return "", func() {}
+	}
+	uncapUndo := func() {}
+	capped := ""
+	if cfg.OverloadBackendCPU > 0 {
+		var pids []int
+		for svc, pid := range cfg.Pids() {
+			if svc != "edge" {
+				pids = append(pids, pid)
+			}
+		}
+		uncap, err := capCPU(pids, cfg.OverloadBackendCPU)
+		if err != nil {
+			capped = fmt.Sprintf("; the backends' CPU cap could not be set (%v): uncapped", err)
+		} else {
+			capped = fmt.Sprintf("; the store and the backends capped together at %.2f of a CPU (cgroup quota)", cfg.OverloadBackendCPU)
+			uncapUndo = uncap
+		}
+	}
+	n := runtime.NumCPU() // the CPUs this process may use: 1 under make bench's taskset
 	ts, err := exec.LookPath("taskset")
-	if cfg.Pids == nil || n < 2 || err != nil {
+	if n < 2 || err != nil {
+		if capped != "" {
+			return capped[2:], uncapUndo
+		}
 		return "", func() {}
 	}
 	stack, tool := "1-"+strconv.Itoa(n-1), "0"
@@ -325,14 +348,14 @@ func pinOverload(cfg Config) (string, func()) {
 	if pin(os.Getpid(), tool) != nil {
 		return "", func() {}
 	}
-	undo := func() { _ = pin(os.Getpid(), "0-"+strconv.Itoa(n-1)) }
+	undo := func() { uncapUndo(); _ = pin(os.Getpid(), "0-"+strconv.Itoa(n-1)) }
 	if cfg.OverloadEdgeWithTool {
 		// The backends and the store keep their CPU to themselves, as behind edges on machines
 		// of their own; the edge shares the generator's.
 		if pid, ok := cfg.Pids()["edge"]; !ok || pin(pid, tool) != nil {
 			return "", undo
 		}
-		return fmt.Sprintf("the backends and the store on CPU %s; the edge and the load generator on CPU %s", stack, tool), undo
+		return fmt.Sprintf("the backends and the store on CPU %s; the edge and the load generator on CPU %s%s", stack, tool, capped), undo
 	}
 	// The edge gets the stack's CPU first (nice -5; the backends stay at 0, above the niced
 	// builds and tests a shared machine runs): it stands for an edge on machines of its own, and
@@ -341,7 +364,42 @@ func pinOverload(cfg Config) (string, func()) {
 	if pid, ok := cfg.Pids()["edge"]; !ok || renice(pid, -5) != nil {
 		prio = "the edge at the backends' priority (renice refused)"
 	}
-	return fmt.Sprintf("the spawned stack (store, services, edge) on CPU %s, %s; the load generator alone on CPU %s", stack, prio, tool), undo
+	return fmt.Sprintf("the spawned stack (store, services, edge) on CPU %s, %s; the load generator alone on CPU %s%s", stack, prio, tool, capped), undo
+}
+
+// capCPU moves the processes pids into a new cgroup (v1 cpu controller) whose CPU quota is frac
+// of one CPU, and returns how to move them back and remove it.
+func capCPU(pids []int, frac float64) (func(), error) {
+	const root, period = "/sys/fs/cgroup/cpu", 10_000 // a short period: throttling stalls of up to 100 ms would read as backend queueing
+	if _, err := os.Stat(root + "/cpu.cfs_quota_us"); err != nil {
+		return nil, fmt.Errorf("no cgroup v1 cpu controller at %s", root)
+	}
+	dir := fmt.Sprintf("%s/flashedge-overload-%d", root, os.Getpid())
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	write := func(file, v string) error { return os.WriteFile(dir+"/"+file, []byte(v), 0o644) }
+	remove := func() {
+		for _, pid := range pids {
+			_ = os.WriteFile(root+"/cgroup.procs", []byte(strconv.Itoa(pid)), 0o644)
+		}
+		_ = os.Remove(dir)
+	}
+	if err := write("cpu.cfs_period_us", strconv.Itoa(period)); err != nil {
+		remove()
+		return nil, err
+	}
+	if err := write("cpu.cfs_quota_us", strconv.Itoa(max(1000, int(frac*period)))); err != nil {
+		remove()
+		return nil, err
+	}
+	for _, pid := range pids {
+		if err := write("cgroup.procs", strconv.Itoa(pid)); err != nil {
+			remove()
+			return nil, err
+		}
+	}
+	return remove, nil
 }
 
 // renice sets the nice value of every thread of process pid (Linux applies a process's nice
