@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"flashedge/deploy/stack"
+	"flashedge/shared/challenge"
 )
 
 // TestSaleRenderedAlikeByEdgeAndOrder asks the edge (which renders from its cache of the sale
@@ -89,11 +90,11 @@ func TestSaleRenderedAlikeByEdgeAndOrder(t *testing.T) {
 	// A late shopper: the edge refuses from its cache, the order service from the store.
 	bob := login(t, edgeURL, "bob")
 	atEdge := attempt(t, bob, "alike", "alike-2")
-	var ch challenge
+	var ch challenge.Body
 	order.do("POST", "/api/v1/flash-sales/alike/challenge", nil, "X-Flashedge-User", bob.user).
 		want(t, "challenge at the order service", 200, "").json(t, &ch)
 	atOrder := order.do("POST", "/api/v1/flash-sales/alike/attempts",
-		map[string]string{"challenge_id": ch.ID, "answer": solve(ch.Payload.Prefix, ch.Payload.Difficulty)},
+		map[string]string{"challenge_id": ch.ChallengeID, "answer": solve(ch.Payload.Prefix, ch.Payload.Difficulty)},
 		"X-Flashedge-User", bob.user, "Idempotency-Key", "alike-3")
 	if atEdge.status != 410 || atOrder.status != 410 || !bytes.Equal(atEdge.body, atOrder.body) {
 		t.Fatalf("sold-out refusal: edge %d %s, order service %d %s", atEdge.status, atEdge.body, atOrder.status, atOrder.body)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"flashedge/deploy/stack"
+	"flashedge/shared/challenge"
 )
 
 type ledger struct {
@@ -82,25 +83,16 @@ func solve(prefix string, difficulty int) string {
 	}
 }
 
-type challenge struct {
-	ID      string `json:"challenge_id"`
-	Kind    string `json:"kind"`
-	Payload struct {
-		Prefix     string `json:"prefix"`
-		Difficulty int    `json:"difficulty"`
-	} `json:"payload"`
-}
-
 // attempt fetches a challenge, solves it and posts the attempt.
 func attempt(t testing.TB, c *client, sale, key string) reply {
-	var ch challenge
+	var ch challenge.Body
 	r := c.do("POST", "/api/v1/flash-sales/"+sale+"/challenge", nil)
 	if r.status != 200 {
 		return r
 	}
 	r.json(t, &ch)
 	return c.do("POST", "/api/v1/flash-sales/"+sale+"/attempts",
-		map[string]string{"challenge_id": ch.ID, "answer": solve(ch.Payload.Prefix, ch.Payload.Difficulty)},
+		map[string]string{"challenge_id": ch.ChallengeID, "answer": solve(ch.Payload.Prefix, ch.Payload.Difficulty)},
 		"Idempotency-Key", key)
 }
 
@@ -247,9 +239,9 @@ func TestAttemptIdempotencyAndWindow(t *testing.T) {
 		}).want(t, "create sale "+s.id, 201, "")
 	}
 	dan := login(t, edgeURL, "dan")
-	var ch challenge
+	var ch challenge.Body
 	dan.do("POST", "/api/v1/flash-sales/now/challenge", nil).want(t, "challenge", 200, "").json(t, &ch)
-	body := map[string]string{"challenge_id": ch.ID, "answer": solve(ch.Payload.Prefix, ch.Payload.Difficulty)}
+	body := map[string]string{"challenge_id": ch.ChallengeID, "answer": solve(ch.Payload.Prefix, ch.Payload.Difficulty)}
 	first := dan.do("POST", "/api/v1/flash-sales/now/attempts", body, "Idempotency-Key", "same-key").want(t, "first attempt", 202, "")
 	// A client retrying after a lost answer sends the same request again: it gets the first
 	// answer, not a second ticket.
@@ -269,9 +261,9 @@ func TestAttemptIdempotencyAndWindow(t *testing.T) {
 		"starts_at": now.Add(-time.Second).Format(time.RFC3339), "ends_at": now.Add(time.Hour).Format(time.RFC3339), "difficulty": 0,
 	}).want(t, "create sale one", 201, "")
 	fay := login(t, edgeURL, "fay")
-	var ch2 challenge
+	var ch2 challenge.Body
 	fay.do("POST", "/api/v1/flash-sales/one/challenge", nil).want(t, "challenge", 200, "").json(t, &ch2)
-	body2 := map[string]string{"challenge_id": ch2.ID, "answer": solve(ch2.Payload.Prefix, ch2.Payload.Difficulty)}
+	body2 := map[string]string{"challenge_id": ch2.ChallengeID, "answer": solve(ch2.Payload.Prefix, ch2.Payload.Difficulty)}
 	won := fay.do("POST", "/api/v1/flash-sales/one/attempts", body2, "Idempotency-Key", "lost-answer").want(t, "winning attempt", 202, "")
 	poll(t, "sale one sold out at the edge", 5*time.Second, func() error {
 		var s map[string]any

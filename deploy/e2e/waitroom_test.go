@@ -15,6 +15,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"flashedge/deploy/stack"
+	"flashedge/shared/challenge"
 	"flashedge/shared/kv"
 	"flashedge/shared/waitroom"
 )
@@ -273,10 +274,10 @@ func TestWaitingRoomThroughTheEdge(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var ch challenge
+			var ch challenge.Body
 			c := s.next()
 			c.do("POST", "/api/v1/flash-sales/wr/challenge", nil).want(t, "challenge", 200, "").json(t, &ch)
-			c.do("POST", "/api/v1/flash-sales/wr/attempts", map[string]string{"challenge_id": ch.ID, "answer": solve(ch.Payload.Prefix, ch.Payload.Difficulty), "pass": s.last.Pass},
+			c.do("POST", "/api/v1/flash-sales/wr/attempts", map[string]string{"challenge_id": ch.ChallengeID, "answer": solve(ch.Payload.Prefix, ch.Payload.Difficulty), "pass": s.last.Pass},
 				"Idempotency-Key", "buy").want(t, "attempt with a pass", 202, "")
 		}()
 	}

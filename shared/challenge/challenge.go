@@ -273,6 +273,22 @@ func AppendJSON(b []byte, ch Challenge) []byte {
 	return append(b, "\"}\n"...)
 }
 
+// Body is the public answer to a challenge request as a client decodes it: the JSON AppendJSON
+// renders. ExpiresAt decodes from its RFC 3339 text.
+type Body struct {
+	ChallengeID string    `json:"challenge_id"`
+	Kind        string    `json:"kind"`
+	Payload     Payload   `json:"payload"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// Payload is the puzzle in a Body: an answer such that SHA-256(Prefix + answer) starts with
+// Difficulty zero bits.
+type Payload struct {
+	Prefix     string `json:"prefix"`
+	Difficulty int    `json:"difficulty"`
+}
+
 // LeadingZeroBits returns the number of leading zero bits of SHA-256(prefix + answer).
 func LeadingZeroBits(prefix, answer string) int {
 	var buf [MaxIDLen + MaxAnswerLen]byte
@@ -295,12 +311,19 @@ func zeroBits(sum [32]byte) int {
 // difficulty zero bits, by counting up from zero: the honest client's work, for tools and tests.
 // It takes about 2^difficulty hashes.
 func Solve(prefix string, difficulty int) string {
+	answer, _ := SolveCount(prefix, difficulty)
+	return answer
+}
+
+// SolveCount is Solve that also returns how many hashes it took: the answer's value + 1.
+// Difficulty 0 accepts "0" at once.
+func SolveCount(prefix string, difficulty int) (answer string, hashes int) {
 	buf := make([]byte, 0, len(prefix)+20)
 	buf = append(buf, prefix...)
 	for n := uint64(0); ; n++ {
 		b := strconv.AppendUint(buf, n, 10)
 		if zeroBits(sha256.Sum256(b)) >= difficulty {
-			return string(b[len(prefix):])
+			return string(b[len(prefix):]), int(n) + 1
 		}
 	}
 }

@@ -3,6 +3,7 @@ package challenge_test
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,28 +131,44 @@ func TestSolve(t *testing.T) {
 		if got := challenge.LeadingZeroBits("abc123", n); got < d {
 			t.Errorf("Solve(abc123, %d) = %q with %d zero bits", d, n, got)
 		}
+		if a, hashes := challenge.SolveCount("abc123", d); a != n || strconv.Itoa(hashes-1) != n {
+			t.Errorf("SolveCount(abc123, %d) = %q after %d hashes, want %q after its value + 1", d, a, hashes, n)
+		}
 	}
 }
 
+// TestAppendJSON is the round trip: what AppendJSON renders decodes into Body with the same
+// values, and the expiry is written in the API's millisecond UTC form.
 func TestAppendJSON(t *testing.T) {
 	k := keys(t, map[string][]byte{"k1": secretA}, "k1")
 	ch, _ := k.Issue("s1", "alice", 4, time.UnixMilli(1_700_000_000_123))
-	var got struct {
-		ChallengeID string `json:"challenge_id"`
-		Kind        string `json:"kind"`
-		Payload     struct {
-			Prefix     string `json:"prefix"`
-			Difficulty int    `json:"difficulty"`
-		} `json:"payload"`
-		ExpiresAt string `json:"expires_at"`
-	}
 	body := challenge.AppendJSON(nil, ch)
+	var got challenge.Body
 	if err := json.Unmarshal(body, &got); err != nil {
 		t.Fatalf("AppendJSON = %s: %v", body, err)
 	}
-	if got.ChallengeID != ch.ID || got.Payload.Prefix != ch.ID || got.Kind != challenge.Kind ||
-		got.Payload.Difficulty != 4 || got.ExpiresAt != "2023-11-14T22:13:20.123Z" {
-		t.Errorf("AppendJSON = %s", body)
+	want := challenge.Body{ChallengeID: ch.ID, Kind: challenge.Kind,
+		Payload: challenge.Payload{Prefix: ch.ID, Difficulty: 4}, ExpiresAt: ch.ExpiresAt}
+	if got.ChallengeID != want.ChallengeID || got.Kind != want.Kind || got.Payload != want.Payload ||
+		!got.ExpiresAt.Equal(want.ExpiresAt) {
+		t.Errorf("AppendJSON = %s, decoded %+v, want %+v", body, got, want)
+	}
+	if !strings.Contains(string(body), `"expires_at":"2023-11-14T22:13:20.123Z"`) || !strings.HasSuffix(string(body), "}\n") {
+		t.Errorf("AppendJSON = %q", body)
+	}
+}
+
+func TestZeroBits(t *testing.T) {
+	for _, c := range []struct {
+		sum  [32]byte
+		want int
+	}{
+		{[32]byte{0x80}, 0}, {[32]byte{0x40}, 1}, {[32]byte{0x01}, 7}, {[32]byte{0, 0x80}, 8},
+		{[32]byte{0, 0, 0x10}, 19}, {[32]byte{}, 256},
+	} {
+		if got := challenge.ZeroBits(c.sum); got != c.want {
+			t.Errorf("zeroBits(%x...) = %d, want %d", c.sum[:3], got, c.want)
+		}
 	}
 }
 

@@ -320,9 +320,9 @@ func TestHonestDifficulty(t *testing.T) {
 	e.createSale(saleSpec{id: "pow", stock: 1, shards: 1, difficulty: 16})
 	e.startWorkers(1, WorkerOptions{})
 	r := e.do("POST", "/api/v1/flash-sales/pow/challenge", "alice", "", "", nil)
-	var ch challengeReply
+	var ch challenge.Body
 	r.decode(t, &ch)
-	if r.status != 200 || ch.Kind != challenge.Kind || ch.Payload.Difficulty != 16 || ch.ExpiresAt == "" {
+	if r.status != 200 || ch.Kind != challenge.Kind || ch.Payload.Difficulty != 16 || ch.ExpiresAt.IsZero() {
 		t.Fatalf("challenge = %s", r)
 	}
 	start := time.Now()

@@ -10,7 +10,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"flashedge/shared/challenge"
-	"flashedge/shared/httpapi"
 )
 
 // benchEnv is a store with one big live sale for the admission and worker benchmarks.
@@ -88,18 +87,8 @@ func TestAnswerAllocs(t *testing.T) {
 		want   any
 		status int
 	}{
-		{"challenge", func() { writeChallenge(&ctx, ch) }, struct {
-			ChallengeID string `json:"challenge_id"`
-			Kind        string `json:"kind"`
-			Payload     struct {
-				Prefix     string `json:"prefix"`
-				Difficulty int    `json:"difficulty"`
-			} `json:"payload"`
-			ExpiresAt string `json:"expires_at"`
-		}{ch.ID, challenge.Kind, struct {
-			Prefix     string `json:"prefix"`
-			Difficulty int    `json:"difficulty"`
-		}{ch.ID, ch.Difficulty}, httpapi.FormatTime(ch.ExpiresAt)}, 200},
+		{"challenge", func() { writeChallenge(&ctx, ch) }, challenge.Body{ChallengeID: ch.ID, Kind: challenge.Kind,
+			Payload: challenge.Payload{Prefix: ch.ID, Difficulty: ch.Difficulty}, ExpiresAt: ch.ExpiresAt}, 200},
 		{"admitted", func() { h.writeAttempt(&ctx, ans) }, struct {
 			Ticket      string `json:"ticket"`
 			Status      string `json:"status"`

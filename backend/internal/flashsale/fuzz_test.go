@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"flashedge/shared/challenge"
 	"flashedge/shared/httpapi"
 )
 
@@ -103,7 +104,7 @@ func FuzzAttempt(f *testing.F) {
 		path := "/api/v1/flash-sales/" + url.PathEscape(sale)
 		if bytes.Contains(body, []byte("CHALLENGE")) {
 			status, answer := fuzzSend(t, e, "POST", path+"/challenge", "u-fuzz", "", "", nil)
-			var ch challengeReply
+			var ch challenge.Body
 			if status == 200 && json.Unmarshal(answer, &ch) == nil {
 				body = bytes.ReplaceAll(body, []byte("CHALLENGE"), []byte(ch.ChallengeID))
 			}

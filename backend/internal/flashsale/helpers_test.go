@@ -187,16 +187,6 @@ func (e *env) createSale(s saleSpec) saleJSON {
 	return out
 }
 
-type challengeReply struct {
-	ChallengeID string `json:"challenge_id"`
-	Kind        string `json:"kind"`
-	Payload     struct {
-		Prefix     string `json:"prefix"`
-		Difficulty int    `json:"difficulty"`
-	} `json:"payload"`
-	ExpiresAt string `json:"expires_at"`
-}
-
 // challenge fetches a challenge for user and solves it honestly.
 func (e *env) challenge(sale, user string) (id, answer string) {
 	e.t.Helper()
@@ -205,7 +195,7 @@ func (e *env) challenge(sale, user string) (id, answer string) {
 		e.t.Errorf("challenge for %s: %s", user, r)
 		return "", ""
 	}
-	var ch challengeReply
+	var ch challenge.Body
 	r.decode(e.t, &ch)
 	return ch.ChallengeID, challenge.Solve(ch.Payload.Prefix, ch.Payload.Difficulty)
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"flashedge/shared/challenge"
 )
 
 // Bots: each bot address runs botWorkers workers, each sending a request every botEvery or as
@@ -134,13 +136,7 @@ func (r *rush) bot(ctx context.Context, a, w int) {
 		}
 		sent := int64(time.Since(r.start))
 		if chID == "" {
-			var ch struct {
-				ID      string `json:"challenge_id"`
-				Payload struct {
-					Prefix     string `json:"prefix"`
-					Difficulty int    `json:"difficulty"`
-				} `json:"payload"`
-			}
+			var ch challenge.Body
 			var code string
 			res := c.Do(nil, Call{Method: "POST", Path: r.salePath("/challenge"), Bearer: tok}, func(s int, b []byte) {
 				if s == 200 {
@@ -150,8 +146,8 @@ func (r *rush) bot(ctx context.Context, a, w int) {
 				}
 			})
 			r.botSt.note(a, sent, "challenge", res.Status, code, res.ErrKind)
-			if res.Status == 200 && ch.ID != "" {
-				chID = ch.ID
+			if res.Status == 200 && ch.ChallengeID != "" {
+				chID = ch.ChallengeID
 				answer, _ = SolvePoW(ch.Payload.Prefix, ch.Payload.Difficulty)
 			}
 			continue

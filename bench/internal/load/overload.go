@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"flashedge/bench/internal/cpustat"
+	"flashedge/shared/challenge"
 )
 
 // ScenarioOverload measures shedding on two routes that reach a backend, cart adds (edge ->
@@ -100,24 +101,18 @@ func runOverload(ctx context.Context, cfg Config, rep *Report, runID string) err
 	attempt := overloadRoute{name: "attempt", success: 202, op: func(w int, i int64, due time.Time) Result {
 		u := int(i % int64(users))
 		key := runID + "-o" + strconv.FormatInt(seq.Add(1), 10)
-		var ch struct {
-			ID      string `json:"challenge_id"`
-			Payload struct {
-				Prefix     string `json:"prefix"`
-				Difficulty int    `json:"difficulty"`
-			} `json:"payload"`
-		}
+		var ch challenge.Body
 		res := c.Do(nil, Call{Method: "POST", Path: "/api/v1/flash-sales/" + sale + "/challenge", Bearer: tokens[u], Start: due},
 			func(status int, b []byte) {
 				if status == 200 && json.Unmarshal(b, &ch) != nil {
-					ch.ID = ""
+					ch.ChallengeID = ""
 				}
 			})
-		if res.Status != 200 || ch.ID == "" {
+		if res.Status != 200 || ch.ChallengeID == "" {
 			return res
 		}
 		nonce, _ := SolvePoW(ch.Payload.Prefix, ch.Payload.Difficulty)
-		body, _ := json.Marshal(map[string]string{"challenge_id": ch.ID, "answer": nonce})
+		body, _ := json.Marshal(map[string]string{"challenge_id": ch.ChallengeID, "answer": nonce})
 		return c.Do(nil, Call{Method: "POST", Path: "/api/v1/flash-sales/" + sale + "/attempts", Bearer: tokens[u],
 			IdempotencyKey: key, Body: body}, nil)
 	}}

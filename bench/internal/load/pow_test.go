@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"flashedge/shared/challenge"
 )
 
 // zeroBitsByText counts leading zero bits through the hash's binary text: a second, independent
@@ -29,7 +31,7 @@ func TestSolvePoW(t *testing.T) {
 				if got := zeroBitsByText(prefix + nonce); got < d {
 					t.Fatalf("SHA-256(%q + %q) has %d leading zero bits, want >= %d", prefix, nonce, got, d)
 				}
-				if got := LeadingZeroBits(prefix, nonce); got != zeroBitsByText(prefix+nonce) {
+				if got := challenge.LeadingZeroBits(prefix, nonce); got != zeroBitsByText(prefix+nonce) {
 					t.Fatalf("LeadingZeroBits = %d, the binary text says %d", got, zeroBitsByText(prefix+nonce))
 				}
 				// Honest search counts up from 0: every smaller nonce fails.
@@ -49,19 +51,7 @@ func TestSolvePoW(t *testing.T) {
 func TestLeadingZeroBitsKnownHash(t *testing.T) {
 	// SHA-256("abc") = ba7816bf...: first byte 0xba = 1011 1010, no leading zero bit.
 	sum := sha256.Sum256([]byte("abc"))
-	if hex.EncodeToString(sum[:4]) != "ba7816bf" || LeadingZeroBits("ab", "c") != 0 {
-		t.Fatalf("SHA-256(abc) starts %x, LeadingZeroBits %d; want ba7816bf and 0", sum[:4], LeadingZeroBits("ab", "c"))
-	}
-	cases := []struct {
-		sum  [32]byte
-		want int
-	}{
-		{[32]byte{0x80}, 0}, {[32]byte{0x40}, 1}, {[32]byte{0x01}, 7}, {[32]byte{0, 0x80}, 8},
-		{[32]byte{0, 0, 0x10}, 19}, {[32]byte{}, 256},
-	}
-	for _, c := range cases {
-		if got := zeroBits(c.sum); got != c.want {
-			t.Errorf("zeroBits(%x...) = %d, want %d", c.sum[:3], got, c.want)
-		}
+	if hex.EncodeToString(sum[:4]) != "ba7816bf" || challenge.LeadingZeroBits("ab", "c") != 0 {
+		t.Fatalf("SHA-256(abc) starts %x, LeadingZeroBits %d; want ba7816bf and 0", sum[:4], challenge.LeadingZeroBits("ab", "c"))
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"flashedge/shared/challenge"
 )
 
 // RushReport is the flash-sale rush's account: the sale, what the attempts were answered, the
@@ -447,24 +449,18 @@ func (r *rush) one(pollCtx context.Context, _ int, i int64, due time.Time) {
 	tok := r.tokens[u]
 	c := r.src.Client(u)
 	r.honestTries.Add(1)
-	var ch struct {
-		ID      string `json:"challenge_id"`
-		Payload struct {
-			Prefix     string `json:"prefix"`
-			Difficulty int    `json:"difficulty"`
-		} `json:"payload"`
-	}
+	var ch challenge.Body
 	var code string
 	res := c.Do(r.challenge, Call{Method: "POST", Path: r.salePath("/challenge"), Bearer: tok, Start: due}, func(status int, b []byte) {
 		if status == 200 {
 			if json.Unmarshal(b, &ch) != nil {
-				ch.ID = ""
+				ch.ChallengeID = ""
 			}
 		} else {
 			code = errCode(b)
 		}
 	})
-	if res.Status != 200 || ch.ID == "" {
+	if res.Status != 200 || ch.ChallengeID == "" {
 		if servedBySale(res.Status, code) {
 			r.honestServed.Add(1) // the sale's own answer (sold out), not a refusal
 		}
@@ -473,7 +469,7 @@ func (r *rush) one(pollCtx context.Context, _ int, i int64, due time.Time) {
 	}
 	nonce, hashes := SolvePoW(ch.Payload.Prefix, ch.Payload.Difficulty)
 	r.hashes.Add(int64(hashes))
-	body, _ := json.Marshal(map[string]string{"challenge_id": ch.ID, "answer": nonce})
+	body, _ := json.Marshal(map[string]string{"challenge_id": ch.ChallengeID, "answer": nonce})
 	r.attemptsByUser[u].Add(1)
 	var ticket string
 	pollAfter := time.Second

@@ -21,6 +21,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"flashedge/shared/challenge"
 	"flashedge/shared/kv"
 	"flashedge/shared/waitroom"
 )
@@ -488,24 +489,18 @@ func (w *waitRush) pollOne(ctx context.Context, next dueItem) (again bool, at ti
 func (w *waitRush) buy(ctx context.Context, i int, pass string) {
 	s := &w.shop[i]
 	path := "/api/v1/flash-sales/" + w.sale
-	var ch struct {
-		ID      string `json:"challenge_id"`
-		Payload struct {
-			Prefix     string `json:"prefix"`
-			Difficulty int    `json:"difficulty"`
-		} `json:"payload"`
-	}
+	var ch challenge.Body
 	res := w.c.Do(nil, Call{Method: "POST", Path: path + "/challenge", Bearer: s.tok}, func(status int, b []byte) {
 		if status == 200 {
 			_ = json.Unmarshal(b, &ch)
 		}
 	})
-	if res.Status != 200 || ch.ID == "" {
+	if res.Status != 200 || ch.ChallengeID == "" {
 		w.count(fmt.Sprintf("challenge %d", res.Status))
 		return
 	}
 	nonce, _ := SolvePoW(ch.Payload.Prefix, ch.Payload.Difficulty)
-	body, _ := json.Marshal(map[string]string{"challenge_id": ch.ID, "answer": nonce, "pass": pass})
+	body, _ := json.Marshal(map[string]string{"challenge_id": ch.ChallengeID, "answer": nonce, "pass": pass})
 	var ticket, code string
 	res = w.c.Do(w.attempt, Call{Method: "POST", Path: path + "/attempts", Bearer: s.tok, IdempotencyKey: "wr" + strconv.Itoa(i), Body: body},
 		func(status int, b []byte) {

@@ -433,15 +433,7 @@ func TestChallengeMintedAtTheEdge(t *testing.T) {
 	}
 	before := f.storeReads(t)
 	r := f.do("POST", "/api/v1/flash-sales/hard/challenge", tok)
-	var got struct {
-		ChallengeID string `json:"challenge_id"`
-		Kind        string `json:"kind"`
-		Payload     struct {
-			Prefix     string `json:"prefix"`
-			Difficulty int    `json:"difficulty"`
-		} `json:"payload"`
-		ExpiresAt time.Time `json:"expires_at"`
-	}
+	var got challenge.Body
 	if err := json.Unmarshal(r.Body(), &got); err != nil || r.StatusCode() != 200 {
 		t.Fatalf("challenge: %d %s (%v)", r.StatusCode(), r.Body(), err)
 	}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"flashedge/deploy/stack"
+	"flashedge/shared/challenge"
 	"flashedge/shared/upstream"
 )
 
@@ -390,19 +391,13 @@ func seedStorefront(t *testing.T, base, admin string) []seeded {
 func buyOut(t *testing.T, base, sale, user string) {
 	t.Helper()
 	tok := sessionFor(t, base, user)
-	var ch struct {
-		ID      string `json:"challenge_id"`
-		Payload struct {
-			Prefix     string `json:"prefix"`
-			Difficulty int    `json:"difficulty"`
-		} `json:"payload"`
-	}
+	var ch challenge.Body
 	apiCall(t, base, tok, "POST", "/api/v1/flash-sales/"+sale+"/challenge", "", nil, 200, &ch)
 	nonce := 0
 	for leadingZeroBits(ch.Payload.Prefix, strconv.Itoa(nonce)) < ch.Payload.Difficulty {
 		nonce++
 	}
-	body, _ := json.Marshal(map[string]string{"challenge_id": ch.ID, "answer": strconv.Itoa(nonce)})
+	body, _ := json.Marshal(map[string]string{"challenge_id": ch.ChallengeID, "answer": strconv.Itoa(nonce)})
 	status, b := rawCall(t, base, tok, "POST", "/api/v1/flash-sales/"+sale+"/attempts", string(body), "Idempotency-Key", "buy-out-"+sale)
 	if status != 202 {
 		t.Fatalf("buying out %s: %d %s", sale, status, b)
