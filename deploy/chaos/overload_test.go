@@ -25,10 +25,11 @@ func TestOverloadShedAtTheEdge(t *testing.T) {
 		ServiceEnv: map[string]map[string]string{
 			"catalog": {"FLASHEDGE_SEED_DEMO": fmt.Sprint(seeded)},
 			// Every worker is 127.0.0.1: the per-address limits would refuse the run, not shed it.
-			// A short wait queue at the cart pool's limit (the default holds 1,024 callers for up
-			// to 500ms: all 256 closed-loop workers would be queued and served, and nothing shed).
+			// A low ceiling on the cart pool's limit and a short wait queue: 256 closed-loop
+			// workers exceed 8 in flight + 16 waiting however fast the cart answers (a fast cart
+			// kept the adaptive limit above 256 and nothing was shed: 70 refusals in 60 s).
 			"edge": {"FLASHEDGE_RATE_IP": "off", "FLASHEDGE_RATE_USER": "off", "FLASHEDGE_RATE_SHOP_USER": "off", "FLASHEDGE_MAX_CONNS_PER_ADDR": "0",
-				"FLASHEDGE_BACKEND_QUEUE": "16", "FLASHEDGE_BACKEND_QUEUE_WAIT": "20ms"},
+				"FLASHEDGE_BACKEND_MAX_INFLIGHT": "8", "FLASHEDGE_BACKEND_QUEUE": "16", "FLASHEDGE_BACKEND_QUEUE_WAIT": "20ms"},
 		},
 	}))
 	hc := newHTTP(t)

@@ -36,6 +36,10 @@ func TestBackendQueueConfig(t *testing.T) {
 	if err != nil || c.BackendQueue != 7 {
 		t.Fatalf("the flag wins over the variable: %d (%v)", c.BackendQueue, err)
 	}
+	c, err = load(nil, map[string]string{"FLASHEDGE_BACKEND_MAX_INFLIGHT": "8"})
+	if err != nil || c.BackendMaxInFlight != 8 {
+		t.Fatalf("FLASHEDGE_BACKEND_MAX_INFLIGHT=8: %d (%v)", c.BackendMaxInFlight, err)
+	}
 	// The order service reads the same variable for the challenges it mints itself.
 	c, err = load(nil, map[string]string{"FLASHEDGE_FLASHSALE_CHALLENGE_TTL": "90s"})
 	if err != nil || c.ChallengeTTL != 90*time.Second {
@@ -52,6 +56,7 @@ func TestBackendQueueConfig(t *testing.T) {
 		{nil, map[string]string{"FLASHEDGE_BACKEND_QUEUE_WAIT": "soon"}},
 		{nil, map[string]string{"FLASHEDGE_BACKEND_QUEUE": "lots"}},
 		{[]string{"-challenge-ttl", "0s"}, nil},
+		{nil, map[string]string{"FLASHEDGE_BACKEND_MAX_INFLIGHT": "-1"}},
 	} {
 		if _, err := load(bad.args, bad.env); err == nil {
 			t.Errorf("accepted %v %v", bad.args, bad.env)

@@ -52,6 +52,9 @@ type config struct {
 	// 0: none (refused at once). BackendQueueWait is the longest expected wait one is queued for.
 	BackendQueue     int
 	BackendQueueWait time.Duration
+	// BackendMaxInFlight is the ceiling of each backend pool's adaptive in-flight limit; 0: the
+	// pool's connection cap (its replicas x connections per replica).
+	BackendMaxInFlight int
 	// ChallengeTTL is how long a flash-sale challenge minted here can be answered.
 	ChallengeTTL time.Duration
 	CatalogAddrs []string
@@ -90,6 +93,8 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 		"connections one client address (IPv6: its /64) may hold open; 0 for no cap; raise it behind a balancer that hides client addresses")
 	s.Int(&c.BackendQueue, "backend-queue", upstream.DefaultMaxQueued,
 		"calls that may wait for a free slot when a backend's in-flight limit is reached, per backend; 0 refuses them at once (503 overloaded)")
+	s.Int(&c.BackendMaxInFlight, "backend-max-inflight", 0,
+		"the most calls in flight to one backend at once, the ceiling of its adaptive limit; 0: its replicas' connection cap")
 	s.Duration(&c.BackendQueueWait, "backend-queue-wait", upstream.DefaultQueueWait,
 		"the longest expected wait a call over a backend's in-flight limit is queued for; when the calls ahead would take longer to drain it is refused at once (503 overloaded, Retry-After)")
 	s.Duration(&c.ChallengeTTL, "challenge-ttl", challenge.DefaultTTL,
@@ -146,8 +151,8 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	default:
 		return c, fmt.Errorf("-metrics=%q: want on or off", metrics)
 	}
-	if c.MaxConnsPerAddr < 0 || c.BackendQueue < 0 || c.CacheMB <= 0 || c.SessionTTL <= 0 || c.BackendQueueWait <= 0 || c.ChallengeTTL <= 0 {
-		return c, errors.New("-max-conns-per-addr and -backend-queue must be 0 or more; -cache-mb, -session-ttl, -backend-queue-wait and -challenge-ttl positive")
+	if c.MaxConnsPerAddr < 0 || c.BackendQueue < 0 || c.BackendMaxInFlight < 0 || c.CacheMB <= 0 || c.SessionTTL <= 0 || c.BackendQueueWait <= 0 || c.ChallengeTTL <= 0 {
+		return c, errors.New("-max-conns-per-addr, -backend-queue and -backend-max-inflight must be 0 or more; -cache-mb, -session-ttl, -backend-queue-wait and -challenge-ttl positive")
 	}
 	return c, nil
 }
@@ -245,7 +250,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			Name: name, Addrs: addrs, Timeout: budgets[name], AdaptiveInFlight: true,
 			// A short queue at the limit: closed-loop shoppers in a burst wait a moment instead
 			// of being refused, while a lasting surge is refused at arrival (Options.QueueWait).
-			MaxQueued: cfg.BackendQueue, QueueWait: cfg.BackendQueueWait,
+			MaxQueued: cfg.BackendQueue, QueueWait: cfg.BackendQueueWait, MaxInFlight: cfg.BackendMaxInFlight,
 			OnStateChange: func(name, _ string, _, to string) {
 				reg.Counter("flashedge_edge_breaker_transitions_total", "backend", name, "to", to).Inc()
 			},
