@@ -99,7 +99,8 @@ PIN_SERVERS := $(if $(PIN_OK),-server-cpu 1)
 
 # The peer comparison (wrk against the ceiling, the edge and nginx + Lua), then the flash-sale
 # rush with its invariant checks (the edge's default limits on, every shopper from its own loopback
-# address: a baseline round, then the same rush with bots) and the seed's cart stress test: about seven minutes in all.
+# address: a baseline round, then the same rush with bots), the seed's cart stress test, the waiting room,
+# overload and slow clients: about twelve minutes in all.
 bench: build deps-bench
 	@mkdir -p bench/out
 	$(BIN)/benchrun -bin $(BIN)
