@@ -16,13 +16,7 @@ import (
 // every further call is answered 503 overloaded with Retry-After without reaching the replica; once the held calls
 // finish, calls go through again at once.
 func TestOverloadIsShedAtOnce(t *testing.T) {
-	release := make(chan struct{})
-	var inside atomic.Int64
-	b := startBackendWith(t, func(ctx *fasthttp.RequestCtx) {
-		inside.Add(1)
-		<-release
-		ctx.SetStatusCode(200)
-	})
+	release, inside, b := heldBackend(t)
 	const bound = 8
 	p := newPool(t, upstream.Options{Name: "cart", Addrs: addrs(b), MaxInFlight: bound, Timeout: 10 * time.Second})
 	edge := startEdge(t, p.Forward)
@@ -72,13 +66,7 @@ func TestOverloadIsShedAtOnce(t *testing.T) {
 // TestOverloadWaitsInTheQueue: with MaxInFlight calls held by a slow replica, further calls wait
 // in the queue without reaching the replica, and are all served once the held calls finish.
 func TestOverloadWaitsInTheQueue(t *testing.T) {
-	release := make(chan struct{})
-	var inside atomic.Int64
-	b := startBackendWith(t, func(ctx *fasthttp.RequestCtx) {
-		inside.Add(1)
-		<-release
-		ctx.SetStatusCode(200)
-	})
+	release, inside, b := heldBackend(t)
 	const bound, extra = 4, 12
 	p := newPool(t, upstream.Options{Name: "cart", Addrs: addrs(b), MaxInFlight: bound, MaxQueued: upstream.DefaultMaxQueued, QueueWait: time.Minute, Timeout: time.Minute})
 	edge := startEdge(t, p.Forward)
@@ -149,4 +137,16 @@ func TestForwardSendsTheRoutedPath(t *testing.T) {
 			}
 		})
 	}
+}
+
+// heldBackend starts a replica that counts the calls it gets (inside) and holds each one until
+// release is closed.
+func heldBackend(t *testing.T) (release chan struct{}, inside *atomic.Int64, b *backend) {
+	release, inside = make(chan struct{}), new(atomic.Int64)
+	b = startBackendWith(t, func(ctx *fasthttp.RequestCtx) {
+		inside.Add(1)
+		<-release
+		ctx.SetStatusCode(200)
+	})
+	return release, inside, b
 }
