@@ -14,12 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -263,26 +261,6 @@ func WaitHTTP(ctx context.Context, url string, exited func() string) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// FreePort asks the kernel for a free loopback TCP port. Another process may take it before the
-// caller binds it; starters retry on another port when that happens.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// FreeAddr returns "127.0.0.1:<free port>".
-func FreeAddr() (string, error) {
-	port, err := FreePort()
-	if err != nil {
-		return "", err
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 }
 
 // ErrMissing says a binary was not found; callers skip what needs it.
