@@ -72,6 +72,12 @@ func TestSaleRenderedAlikeByEdgeAndOrder(t *testing.T) {
 	same("a sale with a waiting room", "/api/v1/flash-sales/alike-room")
 	same("an unknown sale", "/api/v1/flash-sales/nosuchsale")
 
+	// Bob takes a challenge from the edge while the sale can still sell (the edge mints them; once
+	// sold out it refuses to), and spends it at the order service after the sell-out below.
+	bob := login(t, edgeURL, "bob")
+	var ch challenge.Body
+	bob.do("POST", "/api/v1/flash-sales/alike/challenge", nil).want(t, "challenge at the edge", 200, "").json(t, &ch)
+
 	r := attempt(t, alice, "alike", "alike-1").want(t, "attempt", 202, "")
 	var q struct {
 		Ticket string `json:"ticket"`
@@ -88,11 +94,7 @@ func TestSaleRenderedAlikeByEdgeAndOrder(t *testing.T) {
 	same("the sold-out sale", "/api/v1/flash-sales/alike")
 
 	// A late shopper: the edge refuses from its cache, the order service from the store.
-	bob := login(t, edgeURL, "bob")
 	atEdge := attempt(t, bob, "alike", "alike-2")
-	var ch challenge.Body
-	order.do("POST", "/api/v1/flash-sales/alike/challenge", nil, "X-Flashedge-User", bob.user).
-		want(t, "challenge at the order service", 200, "").json(t, &ch)
 	atOrder := order.do("POST", "/api/v1/flash-sales/alike/attempts",
 		map[string]string{"challenge_id": ch.ChallengeID, "answer": solve(ch.Payload.Prefix, ch.Payload.Difficulty)},
 		"X-Flashedge-User", bob.user, "Idempotency-Key", "alike-3")

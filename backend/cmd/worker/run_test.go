@@ -113,7 +113,8 @@ func TestRun(t *testing.T) {
 
 	// An attempt admitted by the order-service side is decided by the running binary.
 	c := srv.Client(t)
-	svc, err := flashsale.New(c, flashsale.Options{Difficulty: -1})
+	keys := challenge.RandomKeys() // the edge's, which mints the challenges
+	svc, err := flashsale.New(c, flashsale.Options{Difficulty: -1, Challenges: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func TestRun(t *testing.T) {
 		ID: ptr("s1")}); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := svc.IssueChallenge(bg, "alice", "s1")
+	ch, err := keys.Issue("s1", "alice", 0, time.Now().Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +222,8 @@ func TestRunMetrics(t *testing.T) {
 
 	// Two attempts for one unit: one wins, the other finds the shards empty.
 	c := srv.Client(t)
-	svc, err := flashsale.New(c, flashsale.Options{Difficulty: -1})
+	keys := challenge.RandomKeys() // the edge's, which mints the challenges
+	svc, err := flashsale.New(c, flashsale.Options{Difficulty: -1, Challenges: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +239,7 @@ func TestRunMetrics(t *testing.T) {
 	}
 	tickets := map[string]string{}
 	for _, user := range []string{"alice", "bob"} {
-		ch, err := svc.IssueChallenge(bg, user, "s1")
+		ch, err := keys.Issue("s1", user, 0, time.Now().Add(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -145,9 +145,6 @@ func TestAttemptAnswers(t *testing.T) {
 			id, _ := e.challenge("hard", "alice")
 			return post("hard", "alice", "k", map[string]string{"challenge_id": id, "answer": "not-it"})
 		}, 403, "bad_challenge"},
-		{"challenge of an ended sale", func() reply { return e.do("POST", "/api/v1/flash-sales/over/challenge", "alice", "", "", nil) }, 410, "ended"},
-		{"challenge of an unknown sale", func() reply { return e.do("POST", "/api/v1/flash-sales/nope/challenge", "alice", "", "", nil) }, 404, "not_found"},
-		{"challenge without user", func() reply { return e.do("POST", "/api/v1/flash-sales/live/challenge", "", "", "", nil) }, 401, "unauthorized"},
 		{"sold out", func() reply { return e.attempt("none", "alice", "k") }, 410, "sold_out"},
 		{"poll unknown ticket", func() reply { return e.do("GET", "/api/v1/flash-sales/live/attempts/"+newID(), "alice", "", "", nil) }, 404, "ticket_not_found"},
 		{"poll garbage ticket", func() reply { return e.do("GET", "/api/v1/flash-sales/live/attempts/x", "alice", "", "", nil) }, 404, "ticket_not_found"},
@@ -246,11 +243,11 @@ func (e *env) lastChallenge(t testing.TB, sale, user, key string) string {
 
 // TestChallenge checks the challenge as the attempt spends it: binding, single use, expiry.
 func TestChallenge(t *testing.T) {
-	e := newEnv(t, Options{ChallengeTTL: 300 * time.Millisecond})
+	e := newEnv(t, Options{})
 	e.createSale(saleSpec{id: "a", stock: 5, shards: 1, difficulty: 8})
 	e.createSale(saleSpec{id: "b", stock: 5, shards: 1, difficulty: 8})
 	ctx := context.Background()
-	ch, err := e.svc.IssueChallenge(ctx, "alice", "a")
+	ch, err := e.svc.mintChallenge(ctx, "alice", "a", 300*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +277,7 @@ func TestChallenge(t *testing.T) {
 	parts := strings.Split(ch.ID, ".")
 	parts[2] = "0"
 	easier := strings.Join(parts, ".")
-	otherSale, _ := e.svc.IssueChallenge(ctx, "alice", "b")
+	otherSale, _ := e.svc.mintChallenge(ctx, "alice", "b", 300*time.Millisecond)
 	for _, tt := range []struct {
 		name, user, sale, id, answer string
 	}{
@@ -307,7 +304,7 @@ func TestChallenge(t *testing.T) {
 	if pttl, err := e.c.Do(ctx, e.c.B().Pttl().Key(keyspace.SaleChallenge("a", ch.ID)).Build()).AsInt64(); err != nil || pttl <= SpentMarkSkew.Milliseconds() || pttl > 300+SpentMarkSkew.Milliseconds() {
 		t.Errorf("spent mark PTTL = %d, %v; want the skew allowance + 1..300 ms", pttl, err)
 	}
-	late, _ := e.svc.IssueChallenge(ctx, "alice", "a")
+	late, _ := e.svc.mintChallenge(ctx, "alice", "a", 300*time.Millisecond)
 	waitFor(t, 5*time.Second, "challenge expiry", func() bool { return time.Now().After(late.ExpiresAt) })
 	if _, err := use("alice", "a", late.ID, challenge.Solve(late.ID, 8), "k-late"); !errors.Is(err, ErrBadChallenge) {
 		t.Errorf("expired challenge: err = %v, want ErrBadChallenge", err)
@@ -319,20 +316,18 @@ func TestHonestDifficulty(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.createSale(saleSpec{id: "pow", stock: 1, shards: 1, difficulty: 16})
 	e.startWorkers(1, WorkerOptions{})
-	r := e.do("POST", "/api/v1/flash-sales/pow/challenge", "alice", "", "", nil)
-	var ch challenge.Body
-	r.decode(t, &ch)
-	if r.status != 200 || ch.Kind != challenge.Kind || ch.Payload.Difficulty != 16 || ch.ExpiresAt.IsZero() {
-		t.Fatalf("challenge = %s", r)
+	ch, err := e.svc.mintChallenge(context.Background(), "alice", "pow", 0)
+	if err != nil || ch.Difficulty != 16 {
+		t.Fatalf("challenge = %+v, %v; want difficulty 16", ch, err)
 	}
 	start := time.Now()
-	nonce := challenge.Solve(ch.Payload.Prefix, ch.Payload.Difficulty)
+	nonce := challenge.Solve(ch.ID, ch.Difficulty)
 	t.Logf("solved difficulty 16 in %v", time.Since(start))
-	if z := challenge.LeadingZeroBits(ch.Payload.Prefix, nonce); z < 16 {
+	if z := challenge.LeadingZeroBits(ch.ID, nonce); z < 16 {
 		t.Fatalf("Solve gave %d zero bits", z)
 	}
 	ticket := admittedTicket(t, e.do("POST", "/api/v1/flash-sales/pow/attempts", "alice", "", "k",
-		map[string]string{"challenge_id": ch.ChallengeID, "answer": nonce}))
+		map[string]string{"challenge_id": ch.ID, "answer": nonce}))
 	if p := e.decided("pow", "alice", ticket, 5*time.Second); p.Status != StatusWon {
 		t.Errorf("result = %+v, want won", p)
 	}

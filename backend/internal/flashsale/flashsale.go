@@ -1,7 +1,7 @@
-// Package flashsale is the backend core of a flash sale: sales and their split stock, the
-// proof-of-work challenge, attempt admission, the stream worker that decides attempts, seckill
-// tokens, checkout, the expiry sweeper and the ledger. The order service mounts its HTTP routes
-// (Handler.Register); the worker binary runs Worker.
+// Package flashsale is the backend core of a flash sale: sales and their split stock, the check
+// of the proof-of-work challenges the edge mints, attempt admission, the stream worker that
+// decides attempts, seckill tokens, checkout, the expiry sweeper and the ledger. The order
+// service mounts its HTTP routes (Handler.Register); the worker binary runs Worker.
 //
 // # Store layout
 //
@@ -149,7 +149,6 @@ const (
 	DefaultK              = 2.0
 	DefaultMaxBacklog     = 5000
 	DefaultDifficulty     = 12
-	DefaultChallengeTTL   = challenge.DefaultTTL
 	DefaultPollAfter      = time.Second
 	DefaultBusyRetryAfter = 2 * time.Second
 	DefaultIdempotencyTTL = 24 * time.Hour
@@ -175,12 +174,9 @@ type Options struct {
 	// Difficulty is the proof-of-work difficulty (leading zero bits) for sales that do not set
 	// their own. Zero means 12; a negative value means 0 (any nonce answers).
 	Difficulty int
-	// ChallengeTTL is how long a challenge issued by IssueChallenge can be answered. Zero means
-	// challenge.DefaultTTL (60s). The edge mints its own with challenge.DefaultTTL.
-	ChallengeTTL time.Duration
-	// Challenges verify the challenge ids of attempts and mint IssueChallenge's. Give every order
+	// Challenges verify the challenge ids of attempts (the edge mints them). Give every order
 	// service replica and the edge the keys derived from the same FLASHEDGE_SESSION_SECRET. Nil
-	// means challenge.RandomKeys(): only this Service verifies what it mints (tests, the worker).
+	// means challenge.RandomKeys(): no challenge minted elsewhere verifies (the worker, tests).
 	Challenges *challenge.Keys
 	// PollAfter is the poll_after_ms hint in a 202. Zero means 1s.
 	PollAfter time.Duration
@@ -237,7 +233,6 @@ func (o *Options) fill() error {
 			*d = v
 		}
 	}
-	def(&o.ChallengeTTL, DefaultChallengeTTL)
 	if o.Challenges == nil {
 		o.Challenges = challenge.RandomKeys()
 	}

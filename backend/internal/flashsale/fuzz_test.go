@@ -2,6 +2,7 @@ package flashsale
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/url"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"flashedge/shared/challenge"
 	"flashedge/shared/httpapi"
 )
 
@@ -85,7 +85,7 @@ func FuzzSaleCreate(f *testing.F) {
 
 // FuzzAttempt sends arbitrary attempt bodies, Idempotency-Keys and sale ids to the attempt
 // route against a real store and a live sale. The word CHALLENGE in a body is replaced by a
-// challenge id fetched for that attempt, so the fuzzer reaches past the challenge check.
+// challenge id minted for that attempt (as the edge mints them), so the fuzzer reaches past the challenge check.
 func FuzzAttempt(f *testing.F) {
 	e := newEnv(f, Options{})
 	e.createSale(saleSpec{id: "s-fuzz", stock: 1_000_000, shards: 2, limit: 1_000_000})
@@ -103,10 +103,8 @@ func FuzzAttempt(f *testing.F) {
 		}
 		path := "/api/v1/flash-sales/" + url.PathEscape(sale)
 		if bytes.Contains(body, []byte("CHALLENGE")) {
-			status, answer := fuzzSend(t, e, "POST", path+"/challenge", "u-fuzz", "", "", nil)
-			var ch challenge.Body
-			if status == 200 && json.Unmarshal(answer, &ch) == nil {
-				body = bytes.ReplaceAll(body, []byte("CHALLENGE"), []byte(ch.ChallengeID))
+			if ch, err := e.svc.mintChallenge(context.Background(), "u-fuzz", sale, 0); err == nil {
+				body = bytes.ReplaceAll(body, []byte("CHALLENGE"), []byte(ch.ID))
 			}
 		}
 		status, answer := fuzzSend(t, e, "POST", path+"/attempts", "u-fuzz", "", key, body)

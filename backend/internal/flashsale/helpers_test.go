@@ -20,6 +20,7 @@ import (
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/product"
 )
 
 const testAdmin = "admin-secret"
@@ -187,17 +188,31 @@ func (e *env) createSale(s saleSpec) saleJSON {
 	return out
 }
 
-// challenge fetches a challenge for user and solves it honestly.
+// mintChallenge issues user a challenge for a sale with the sale's difficulty, valid for ttl
+// (zero: challenge.DefaultTTL), as the edge mints them (the order service only verifies them).
+func (s *Service) mintChallenge(ctx context.Context, user, saleID string, ttl time.Duration) (challenge.Challenge, error) {
+	if !product.ValidID([]byte(saleID)) {
+		return challenge.Challenge{}, ErrNotFound
+	}
+	sl, err := s.loadSale(ctx, saleID)
+	if err != nil {
+		return challenge.Challenge{}, err
+	}
+	if ttl <= 0 {
+		ttl = challenge.DefaultTTL
+	}
+	return s.o.Challenges.Issue(saleID, user, sl.Difficulty, s.now().Add(ttl))
+}
+
+// challenge mints a challenge for user and solves it honestly.
 func (e *env) challenge(sale, user string) (id, answer string) {
 	e.t.Helper()
-	r := e.do("POST", "/api/v1/flash-sales/"+sale+"/challenge", user, "", "", nil)
-	if r.status != 200 {
-		e.t.Errorf("challenge for %s: %s", user, r)
+	ch, err := e.svc.mintChallenge(context.Background(), user, sale, 0)
+	if err != nil {
+		e.t.Errorf("challenge for %s: %v", user, err)
 		return "", ""
 	}
-	var ch challenge.Body
-	r.decode(e.t, &ch)
-	return ch.ChallengeID, challenge.Solve(ch.Payload.Prefix, ch.Payload.Difficulty)
+	return ch.ID, challenge.Solve(ch.ID, ch.Difficulty)
 }
 
 // attempt fetches and solves a challenge, then posts an attempt with a fresh Idempotency-Key.

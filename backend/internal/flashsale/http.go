@@ -9,7 +9,6 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 
-	"flashedge/shared/challenge"
 	"flashedge/shared/httpapi"
 	"flashedge/shared/obs"
 	"flashedge/shared/sale"
@@ -54,7 +53,6 @@ func NewHandler(s *Service, o HandlerOptions) (*Handler, error) {
 //	GET  /api/v1/admin/flash-sales/{id}/ledger        the ledger and its audit (admin)
 //	GET  /api/v1/flash-sales                          list
 //	GET  /api/v1/flash-sales/{id}                     one sale with its state
-//	POST /api/v1/flash-sales/{id}/challenge           a proof-of-work challenge (user)
 //	POST /api/v1/flash-sales/{id}/attempts            an attempt (user, Idempotency-Key)
 //	GET  /api/v1/flash-sales/{id}/attempts/{ticket}   a ticket's result (user)
 //	POST /api/v1/flash-sales/{id}/checkout            buy with a seckill token (user)
@@ -66,7 +64,6 @@ func (h *Handler) Register(r *router.Router) {
 	r.GET("/api/v1/admin/flash-sales/{id}/ledger", h.adminOnly(h.ledger))
 	r.GET("/api/v1/flash-sales", h.list)
 	r.GET("/api/v1/flash-sales/{id}", h.get)
-	r.POST("/api/v1/flash-sales/{id}/challenge", httpapi.RequireUser(h.challenge))
 	r.POST("/api/v1/flash-sales/{id}/attempts", httpapi.RequireUser(h.attempt))
 	r.GET("/api/v1/flash-sales/{id}/attempts/{ticket}", httpapi.RequireUser(h.poll))
 	r.POST("/api/v1/flash-sales/{id}/checkout", httpapi.RequireUser(h.checkout))
@@ -237,26 +234,6 @@ func (h *Handler) get(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	h.writeSales(ctx, fasthttp.StatusOK, []SaleView{v}, false)
-}
-
-func (h *Handler) challenge(ctx *fasthttp.RequestCtx, user string) {
-	sctx, cancel := h.s.storeCtx()
-	defer cancel()
-	ch, err := h.s.IssueChallenge(sctx, user, param(ctx, "id"))
-	if err != nil {
-		h.fail(ctx, err)
-		return
-	}
-	writeChallenge(ctx, ch)
-}
-
-// writeChallenge answers a challenge in the public form (challenge.AppendJSON, shared with the
-// edge, which mints them itself).
-func writeChallenge(ctx *fasthttp.RequestCtx, ch Challenge) {
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType("application/json")
-	var buf [320]byte
-	ctx.SetBody(challenge.AppendJSON(buf[:0], ch))
 }
 
 // attemptBody is the body of an attempt. parseAttemptBody reads the usual form; anything else

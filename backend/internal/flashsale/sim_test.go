@@ -567,7 +567,7 @@ func (w *simWorld) task(a *simActor) func(ctx context.Context) {
 		w.nextKey++
 		key := "k" + strconv.Itoa(w.nextKey)
 		return func(ctx context.Context) {
-			ch, err := a.svc.IssueChallenge(ctx, u, simSale)
+			ch, err := a.svc.mintChallenge(ctx, u, simSale, 0)
 			if err != nil {
 				return
 			}

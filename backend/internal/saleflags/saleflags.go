@@ -20,7 +20,6 @@ func Define(s *flagenv.Set) *flashsale.Options {
 	s.Float64(&o.K, "flashsale-k", flashsale.DefaultK, "admission factor k: attempts admitted per sale <= k x supply (>= 1)")
 	s.Int(&o.MaxBacklog, "flashsale-max-backlog", flashsale.DefaultMaxBacklog, "undecided attempts per sale before 429")
 	s.Int(&difficulty, "flashsale-difficulty", flashsale.DefaultDifficulty, fmt.Sprintf("proof-of-work bits for sales without their own, 0 to %d (0: none)", flashsale.MaxDifficulty))
-	s.Duration(&o.ChallengeTTL, "flashsale-challenge-ttl", flashsale.DefaultChallengeTTL, "how long a challenge can be answered")
 	s.Duration(&o.Reservation, "flashsale-reservation", flashsale.DefaultReservation, "how long a winner may check out")
 	s.Duration(&o.PollAfter, "flashsale-poll-after", flashsale.DefaultPollAfter, "the poll_after_ms hint of an admitted attempt")
 	s.Duration(&o.BusyRetryAfter, "flashsale-busy-retry-after", flashsale.DefaultBusyRetryAfter, "Retry-After of a busy answer")
@@ -34,8 +33,8 @@ func Define(s *flagenv.Set) *flashsale.Options {
 			return fmt.Errorf("%s %d: want 1 to 10000000", s.Label("flashsale-max-backlog"), o.MaxBacklog)
 		case difficulty < 0 || difficulty > flashsale.MaxDifficulty:
 			return fmt.Errorf("%s %d: want 0 to %d", s.Label("flashsale-difficulty"), difficulty, flashsale.MaxDifficulty)
-		case o.ChallengeTTL <= 0 || o.Reservation <= 0 || o.PollAfter <= 0 || o.BusyRetryAfter <= 0 || o.RequeueAfter <= 0:
-			return errors.New("-flashsale-challenge-ttl, -reservation, -poll-after, -busy-retry-after and -requeue-after (FLASHEDGE_FLASHSALE_*) must be positive durations")
+		case o.Reservation <= 0 || o.PollAfter <= 0 || o.BusyRetryAfter <= 0 || o.RequeueAfter <= 0:
+			return errors.New("-flashsale-reservation, -flashsale-poll-after, -flashsale-busy-retry-after and -flashsale-requeue-after (FLASHEDGE_FLASHSALE_*) must be positive durations")
 		case o.MaxRequeues < 1 || o.MaxRequeues > 1000:
 			return fmt.Errorf("%s %d: want 1 to 1000", s.Label("flashsale-max-requeues"), o.MaxRequeues)
 		}

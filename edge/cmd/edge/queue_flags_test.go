@@ -10,7 +10,7 @@ import (
 
 // TestBackendQueueConfig: -backend-queue and -backend-queue-wait, from flags and from
 // FLASHEDGE_BACKEND_QUEUE*: defaults, 0 = no queue, negatives and a zero wait refused; and
-// -challenge-ttl from the variable the order service shares.
+// -challenge-ttl from FLASHEDGE_FLASHSALE_CHALLENGE_TTL.
 func TestBackendQueueConfig(t *testing.T) {
 	base := map[string]string{
 		"FLASHEDGE_ADMIN_TOKEN":    "admin-token-for-tests-0123",

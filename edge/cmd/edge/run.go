@@ -98,7 +98,7 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	s.Duration(&c.BackendQueueWait, "backend-queue-wait", upstream.DefaultQueueWait,
 		"the longest expected wait a call over a backend's in-flight limit is queued for; when the calls ahead would take longer to drain it is refused at once (503 overloaded, Retry-After)")
 	s.Duration(&c.ChallengeTTL, "challenge-ttl", challenge.DefaultTTL,
-		"how long a flash-sale challenge minted by the edge can be answered (the variable the order service reads for its own)").Env("FLASHEDGE_FLASHSALE_CHALLENGE_TTL")
+		"how long a flash-sale challenge minted by the edge can be answered").Env("FLASHEDGE_FLASHSALE_CHALLENGE_TTL")
 	s.Addrs(&c.CatalogAddrs, "catalog", "127.0.0.1:5001", "catalog replicas, host:port comma-separated").Env("FLASHEDGE_CATALOG_ADDRS")
 	s.Addrs(&c.CartAddrs, "cart", "127.0.0.1:5002", "cart replicas, host:port comma-separated").Env("FLASHEDGE_CART_ADDRS")
 	s.Addrs(&c.OrderAddrs, "order", "127.0.0.1:5003", "order replicas, host:port comma-separated").Env("FLASHEDGE_ORDER_ADDRS")
