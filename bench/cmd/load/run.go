@@ -65,6 +65,8 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	fs.String(&c.Load.SaleProduct, "sale-product", "00000001", "rush: the product on sale")
 	fs.String(&c.Load.StoreAddr, "store-addr", "", "waitroom: the store's host:port, for its command rate (set by -spawn)").Env("FLASHEDGE_STORE_ADDR")
 	fs.Alias("store", "store-addr")
+	fs.String(&c.Load.EdgeOpsAddr, "edge-ops-addr", "", "rush: the edge's operations listener (host:port), read for the edge's own latency and queue figures (set by -spawn)")
+	fs.String(&c.Load.OrderAddr, "order-addr", "", "rush: the order service's host:port, read for its attempt latency and the attempts forwarded (set by -spawn)")
 	fs.String(&c.Load.ServerCPU, "server-cpu", "", "pin the spawned stack (and the admit scenario's nginx peer) to this CPU with taskset; run load itself on another (taskset -c 0 load ... -server-cpu 1)")
 	fs.Float64(&c.Load.OverloadBackendCPU, "overload-backend-cpu", 0, "overload: cap the store and the backend services together at this fraction of one CPU (a cgroup CPU quota) so that they bound the capacity and the edge has CPU to refuse the excess; 0: no cap")
 	fs.Bool(&c.Load.OverloadEdgeWithTool, "overload-edge-with-tool", false, "overload: the edge on the load tool's CPU, the backends and the store alone on the other (default: the tool alone on CPU 0, the whole stack on the other)")
@@ -72,6 +74,7 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	fs.Int(&c.Load.Admit, "admit", 250, "waitroom: admit_per_second of the sale's waiting room")
 	fs.Duration(&soldOut, "soldout-duration", 3*time.Second, "rush: closed-loop burst of attempts after the sell-out (0: skip)")
 	fs.Int(&c.Load.Bots, "bots", 0, "rush: bot addresses (two bot users each, far above the edge's limits); above 0 the rush runs a baseline round without bots and then a bot-mix round")
+	fs.Bool(&c.Load.SolveAhead, "solve-ahead", true, "rush: every shopper fetches and solves a challenge for their first attempt before the attempts begin, as on the sale's page (false: every attempt fetches and solves its challenge in the loop, as before)")
 	fs.Duration(&c.Load.TicketTimeout, "ticket-timeout", 30*time.Second, "rush: how long an admitted ticket may stay undecided")
 	fs.String(&levels, "levels", "100,500,1000", "stress: concurrent clients per level, comma-separated")
 	fs.String(&c.JSON, "json", "", "write the report as JSON to this file")
@@ -122,8 +125,16 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 		return c, errors.New("-attempts, -shards, -limit and -products must be >= 1, -stock and -users >= 0")
 	}
 	if !c.Spawn {
-		if _, err := load.ParseTarget(c.URL); err != nil {
-			return c, err
+		for _, u := range []string{c.URL, c.Load.EdgeOpsAddr, c.Load.OrderAddr} {
+			if u == "" {
+				continue
+			}
+			if !strings.Contains(u, "://") {
+				u = "http://" + u
+			}
+			if _, err := load.ParseTarget(u); err != nil {
+				return c, err
+			}
 		}
 	}
 	return c, nil
@@ -170,6 +181,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		defer st.Stop()
 		cfg.URL, cfg.AdminToken = st.URL, st.AdminToken
 		cfg.Load.StoreAddr = st.Addrs["store"]
+		cfg.Load.EdgeOpsAddr, cfg.Load.OrderAddr = st.Addrs["edge-ops"], st.Addrs["order"]
 		cfg.Load.CPU = st.CPU
 		cfg.Load.CPUByProcess = st.CPUByProcess
 		cfg.Load.Pids = st.Pids

@@ -89,7 +89,8 @@ func TestRushEndToEnd(t *testing.T) {
 	}
 	text := out.String()
 	for _, want := range []string{"invariants: OK", "runs with its default limits", "rush/attempt", "rush-baseline/attempt",
-		"bots refused:", "bots' wins:", "honest success:", "invariants:           baseline OK, bot mix OK", "p99.9", "time to sell out", "sold-out answers:"} {
+		"bots refused:", "bots' wins:", "honest success:", "invariants:           baseline OK, bot mix OK", "p99.9", "time to sell out", "sold-out answers:",
+		"attempts while open:", "server side:", "edge -> order:", "CPU over the phase:", "rush-baseline/challenge-ahead"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
@@ -105,6 +106,11 @@ func TestRushEndToEnd(t *testing.T) {
 	}
 	if !rep.OK || rep.Rush == nil || !rep.Rush.InvariantsOK || rep.Rush.Won != 20 || !rep.Spawned {
 		t.Fatalf("JSON report: ok %v, rush %+v", rep.OK, rep.Rush)
+	}
+	// Every shopper solved a challenge ahead; the servers' view counts the attempts the order
+	// service received (at least the admitted ones) from its own metrics.
+	if rr := rep.Rush; rr.SolvedAhead != 60 || rr.Server == nil || rr.Server.Forwarded < rr.Admitted || rr.Server.EdgeAttempts < rr.AttemptsSent {
+		t.Fatalf("JSON report: solved ahead %d (want 60), admitted %d, attempts sent %d, server view %+v", rr.SolvedAhead, rr.Admitted, rr.AttemptsSent, rr.Server)
 	}
 	if b := rep.Rush.Bots; b == nil || b.Addresses != 2 || b.Users != 4 || b.Requests == 0 || b.Won > b.WinBound || b.WinBound != 4 ||
 		rep.Baseline == nil || !rep.Baseline.InvariantsOK || rep.Baseline.Won != 20 || rep.Baseline.Bots.Requests != 0 {

@@ -103,12 +103,20 @@ type Config struct {
 	// Bots, above zero, makes the rush two rounds: a baseline without bots, then the same rush
 	// with this many bot addresses (two bot users each) far above the edge's limits.
 	Bots int
+	// SolveAhead makes every rush shopper fetch and solve one challenge before the attempts
+	// begin, for their first attempt (see RushReport.AttemptP99US).
+	SolveAhead bool
 	// TicketTimeout is how long an admitted ticket may stay undecided. Zero means 30s.
 	TicketTimeout time.Duration
 
 	// StoreAddr is the store's address (host:port), for the waiting-room scenario's store
 	// command counts (INFO commandstats). Empty skips them.
 	StoreAddr string
+	// EdgeOpsAddr and OrderAddr (host:port) are the edge's operations listener and the order
+	// service: the rush reads their /metrics around its attempt phase for the servers' own view
+	// of it (ServerView). Empty skips it.
+	EdgeOpsAddr string
+	OrderAddr   string
 	// Admit is the waiting room's admit_per_second. Zero means 250.
 	Admit int
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,9 +36,27 @@ type RushReport struct {
 	AttemptAnswers map[string]int64 `json:"attempt_answers"`
 	Admitted       int64            `json:"admitted"`
 	AdmittedPerS   float64          `json:"admitted_per_s"`
-	// AttemptP50US and AttemptP99US are the attempt answer's latency (the attempts row).
+	// AttemptP50US and AttemptP99US are the attempt answer's latency (the attempts row): from
+	// sending the attempt to its answer, over every attempt sent. With SolvedAhead the first
+	// attempt of every shopper carries a challenge fetched and solved before the attempts began
+	// (as a shopper waiting on the sale's page does, on their own machine); later ones, and every
+	// attempt without SolvedAhead, fetch and solve theirs in the loop first (not timed here: the
+	// challenge row times the fetch).
 	AttemptP50US float64 `json:"attempt_p50_us"`
 	AttemptP99US float64 `json:"attempt_p99_us"`
+	// AttemptOpenP50US and AttemptOpenP99US are the same over the attempts sent before the first
+	// sold-out answer: the attempts the order service decides, which is what the attempts row held
+	// when every attempt fetched its challenge in the loop (a challenge is refused once the edge
+	// holds the sale sold out). AttemptsOpen counts them.
+	AttemptOpenP50US float64 `json:"attempt_open_p50_us"`
+	AttemptOpenP99US float64 `json:"attempt_open_p99_us"`
+	AttemptsOpen     int64   `json:"attempts_open"`
+	// AttemptsSent is the attempts posted (operations that got a challenge, or had one ahead).
+	AttemptsSent int64 `json:"attempts_sent"`
+	// SolvedAhead is the challenges fetched and solved before the attempts began (one per
+	// shopper; 0 when the tool ran with -solve-ahead=false); SolveAheadS the time it took.
+	SolvedAhead int64   `json:"solved_ahead"`
+	SolveAheadS float64 `json:"solve_ahead_s"`
 	// AttemptsElapsedS is the attempts phase; AttemptsPerS the attempts answered per second.
 	AttemptsElapsedS float64 `json:"attempts_elapsed_s"`
 	AttemptsPerS     float64 `json:"attempts_per_s"`
@@ -62,6 +81,9 @@ type RushReport struct {
 	// the edge, measured by this client (which shares the machine with every server).
 	SoldOutPerS      float64 `json:"sold_out_answers_per_s"`
 	SoldOutBurstSize int64   `json:"sold_out_burst_requests"`
+
+	// Server is the servers' own view of the attempt phase (nil when not read).
+	Server *ServerView `json:"server,omitempty"`
 
 	// Bots is the round's bots and honest shoppers' success (zero bots in a plain rush).
 	Bots *BotReport `json:"bots,omitempty"`
@@ -147,6 +169,10 @@ type rush struct {
 
 	challenge, attempt, poll, checkout, burst *Row
 	decision                                  *Histogram
+	// attemptOpen takes the attempts sent before the first sold-out answer.
+	attemptOpen *Histogram
+	// ahead holds shopper u's challenge, fetched and solved before the attempts (SolveAhead).
+	ahead []solved
 
 	attemptsByUser []atomic.Int32
 	wins           []atomic.Int32
@@ -172,6 +198,9 @@ type rush struct {
 	pollers      sync.WaitGroup
 	burstElapsed time.Duration
 }
+
+// solved is a challenge and its answer; empty when none.
+type solved struct{ id, answer string }
 
 func (r *rush) count(m map[string]int64, key string) {
 	r.mu.Lock()
@@ -253,6 +282,9 @@ func runRushRounds(ctx context.Context, cfg Config, rep *Report, runID string) e
 	fmt.Fprintf(cfg.Out, "  honest success:       %.1f%% with bots vs %.1f%% without (attempts answered by the sale, not refused by a limit); honest wins %d vs %d\n",
 		b.HonestSuccessPct, b.BaselineSuccessPct, b.HonestWon, b.BaselineHonestWon)
 	fmt.Fprintf(cfg.Out, "  invariants:           baseline %s, bot mix %s\n", okWord(base.InvariantsOK), okWord(mix.InvariantsOK))
+	fmt.Fprintf(cfg.Out, "baseline round (no bots): attempt answer p50 %s, p99 %s (while open: p50 %s, p99 %s over %d); sold out after %s; %d admitted, %.0f/s\n",
+		FormatUS(base.AttemptP50US), FormatUS(base.AttemptP99US), FormatUS(base.AttemptOpenP50US), FormatUS(base.AttemptOpenP99US), base.AttemptsOpen, secs(base.SellOutS), base.Admitted, base.AdmittedPerS)
+	writeServerView(cfg.Out, base.Server, runtime.NumCPU())
 	if b.Won > b.WinBound {
 		rep.Fail("bots won %d units, above their bound %d", b.Won, b.WinBound)
 	}
@@ -289,8 +321,8 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID, round string, 
 		poll:      NewRow(ScenarioRush, round+"/poll", 200),
 		checkout:  NewRow(ScenarioRush, round+"/checkout", 201),
 		burst:     NewRow(ScenarioRush, round+"/soldout-burst", 410),
-		decision:  NewHistogram(),
-		answers:   map[string]int64{}, lost: map[string]int64{},
+		decision:  NewHistogram(), attemptOpen: NewHistogram(),
+		answers: map[string]int64{}, lost: map[string]int64{},
 		attemptsByUser: make([]atomic.Int32, users+botUsers), wins: make([]atomic.Int32, users+botUsers),
 	}
 	defer r.c.Close()
@@ -333,6 +365,12 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID, round string, 
 		r.tokens = append(r.tokens, bt...)
 	}
 
+	if cfg.SolveAhead {
+		if err := r.solveAhead(ctx, NewRow(ScenarioRush, round+"/challenge-ahead", 200), min(conc, 128)); err != nil {
+			return nil, err
+		}
+	}
+
 	// Attempts, with the ledger sampled alongside.
 	b := Bounds{Requests: cfg.Attempts, Duration: cfg.phaseDuration(5 * time.Minute), Concurrency: conc, Rate: cfg.Rate}
 	fmt.Fprintf(cfg.Out, "rush: %d attempts from %d shoppers, %s, bounded by %s\n", cfg.Attempts, users, cfg.mode(256), describeBounds(b))
@@ -344,6 +382,7 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID, round string, 
 	var samples []string
 	monWG.Add(1)
 	r.start = time.Now()
+	probe := startServerProbe(ctx, cfg, r.start)
 	go func() { defer monWG.Done(); samples = r.monitor(monCtx) }()
 	botCtx, stopBots := context.WithCancel(ctx)
 	botWG := r.runBots(botCtx)
@@ -352,6 +391,7 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID, round string, 
 	})
 	stopBots()
 	botWG.Wait()
+	rr.Server = probe.finish(time.Since(r.start))
 	fmt.Fprintf(cfg.Out, "rush: attempts done in %.1fs; waiting for %d admitted tickets to be decided and checked out\n", el.Seconds(), r.admitted.Load())
 	r.pollers.Wait()
 	stopMonitor()
@@ -449,31 +489,39 @@ func (r *rush) one(pollCtx context.Context, _ int, i int64, due time.Time) {
 	tok := r.tokens[u]
 	c := r.src.Client(u)
 	r.honestTries.Add(1)
-	var ch challenge.Body
 	var code string
-	res := c.Do(r.challenge, Call{Method: "POST", Path: r.salePath("/challenge"), Bearer: tok, Start: due}, func(status int, b []byte) {
-		if status == 200 {
-			if json.Unmarshal(b, &ch) != nil {
-				ch.ChallengeID = ""
-			}
-		} else {
-			code = errCode(b)
-		}
-	})
-	if res.Status != 200 || ch.ChallengeID == "" {
-		if servedBySale(res.Status, code) {
-			r.honestServed.Add(1) // the sale's own answer (sold out), not a refusal
-		}
-		r.count(r.answers, fmt.Sprintf("challenge %d %s", res.Status, code))
-		return
+	var sv solved
+	if i < int64(len(r.ahead)) {
+		sv = r.ahead[u] // this shopper's first attempt: solved before the clock
 	}
-	nonce, hashes := SolvePoW(ch.Payload.Prefix, ch.Payload.Difficulty)
-	r.hashes.Add(int64(hashes))
-	body, _ := json.Marshal(map[string]string{"challenge_id": ch.ChallengeID, "answer": nonce})
+	if sv.id == "" {
+		var ch challenge.Body
+		res := c.Do(r.challenge, Call{Method: "POST", Path: r.salePath("/challenge"), Bearer: tok, Start: due}, func(status int, b []byte) {
+			if status == 200 {
+				if json.Unmarshal(b, &ch) != nil {
+					ch.ChallengeID = ""
+				}
+			} else {
+				code = errCode(b)
+			}
+		})
+		if res.Status != 200 || ch.ChallengeID == "" {
+			if servedBySale(res.Status, code) {
+				r.honestServed.Add(1) // the sale's own answer (sold out), not a refusal
+			}
+			r.count(r.answers, fmt.Sprintf("challenge %d %s", res.Status, code))
+			return
+		}
+		nonce, hashes := SolvePoW(ch.Payload.Prefix, ch.Payload.Difficulty)
+		r.hashes.Add(int64(hashes))
+		sv = solved{ch.ChallengeID, nonce}
+	}
+	body, _ := json.Marshal(map[string]string{"challenge_id": sv.id, "answer": sv.answer})
 	r.attemptsByUser[u].Add(1)
 	var ticket string
 	pollAfter := time.Second
-	res = c.Do(r.attempt, Call{Method: "POST", Path: r.salePath("/attempts"), Bearer: tok,
+	open := r.firstSoldOut.Load() == 0
+	res := c.Do(r.attempt, Call{Method: "POST", Path: r.salePath("/attempts"), Bearer: tok,
 		IdempotencyKey: r.runID + "-a" + strconv.FormatInt(i, 10), Body: body}, func(status int, b []byte) {
 		if status == 202 {
 			var q struct {
@@ -490,6 +538,9 @@ func (r *rush) one(pollCtx context.Context, _ int, i int64, due time.Time) {
 		}
 		code = errCode(b)
 	})
+	if open {
+		r.attemptOpen.Record(res.Latency)
+	}
 	switch {
 	case res.Err != nil:
 		r.count(r.answers, res.ErrKind)
@@ -523,6 +574,51 @@ func (r *rush) one(pollCtx context.Context, _ int, i int64, due time.Time) {
 		defer r.pollers.Done()
 		r.follow(pollCtx, u, ticket, pollAfter, admittedAt)
 	}()
+}
+
+// solveAhead fetches one challenge for every shopper from its own address and solves it, before
+// the attempts begin: a shopper waiting on the sale's page does this on their own machine, so
+// neither the fetch nor the proof of work belongs in the attempt's answer time or on the CPUs
+// the servers share with this tool during the rush. A challenge that could not be fetched is
+// left empty (that shopper fetches one in the loop like any later attempt).
+func (r *rush) solveAhead(ctx context.Context, row *Row, conc int) error {
+	fmt.Fprintf(r.cfg.Out, "rush: %d shoppers fetch and solve a challenge before the attempts (as on the sale's page)\n", r.users)
+	r.ahead = make([]solved, r.users)
+	var done atomic.Int64
+	start := time.Now()
+	stop := r.cfg.Progress.Start(row.Name, int64(r.users), 0, &done, func() int64 { _, _, f := row.Counts(); return f })
+	Drive(ctx, Bounds{Requests: int64(r.users), Concurrency: conc}, &done, func(_ int, i int64, _ time.Time) {
+		u := int(i)
+		var ch challenge.Body
+		r.src.Client(u).Do(row, Call{Method: "POST", Path: r.salePath("/challenge"), Bearer: r.tokens[u]}, func(status int, b []byte) {
+			if status == 200 && json.Unmarshal(b, &ch) != nil {
+				ch.ChallengeID = ""
+			}
+		})
+		if ch.ChallengeID == "" {
+			return
+		}
+		nonce, hashes := SolvePoW(ch.Payload.Prefix, ch.Payload.Difficulty)
+		r.hashes.Add(int64(hashes))
+		r.ahead[u] = solved{ch.ChallengeID, nonce}
+	})
+	stop()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var n int64
+	for _, sv := range r.ahead {
+		if sv.id != "" {
+			n++
+		}
+	}
+	r.rep.SolvedAhead, r.rep.SolveAheadS = n, round3(time.Since(start).Seconds())
+	if n < int64(r.users) {
+		snap := row.Snapshot(0)
+		fmt.Fprintf(r.cfg.Out, "rush: %d of %d challenges fetched ahead (answers %s, errors %s); the others are fetched in the loop\n",
+			n, r.users, formatCounts(snap.Answers), formatCounts(snap.Errors))
+	}
+	return nil
 }
 
 // follow polls a ticket every pollAfter until it is decided (or TicketTimeout passes) and

@@ -53,7 +53,8 @@ type Stack struct {
 	URL string
 	// AdminToken is the generated FLASHEDGE_ADMIN_TOKEN.
 	AdminToken string
-	// Addrs maps each service to its listen address, plus "store".
+	// Addrs maps each service to its listen address, plus "store" and "edge-ops" (the edge's
+	// operations listener: /metrics, /metrics.json).
 	Addrs map[string]string
 	// Commands lists what was started, with secrets masked, for the report.
 	Commands []string
@@ -114,7 +115,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	s.Commands = append(s.Commands, strings.Join(s.redis.Argv(), " "))
 	logf("store: redis-server on %s", s.redis.Addr)
 
-	for _, svc := range Services {
+	for _, svc := range append(Services, "edge-ops") {
 		if s.Addrs[svc], err = proc.FreeAddr(); err != nil {
 			return nil, err
 		}
@@ -124,10 +125,10 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		Seed: o.Seed, Addrs: map[string]string{"catalog": s.Addrs["catalog"], "cart": s.Addrs["cart"], "order": s.Addrs["order"]},
 	}
 	for _, svc := range Services {
-		// The edge's ops listener is not read by a load run.
+		// The rush reads the edge's own view of its latency and queues from the ops listener.
 		in := wiring.Process{Service: svc, Name: svc + "-1", Addr: s.Addrs[svc]}
 		if svc == "edge" {
-			in.OpsAddr = "127.0.0.1:0"
+			in.OpsAddr = s.Addrs["edge-ops"]
 		}
 		var env []string
 		for k, v := range w.Env(in) {
