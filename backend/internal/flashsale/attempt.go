@@ -129,8 +129,15 @@ func (s *Service) Attempt(ctx context.Context, in AttemptInput) (AttemptAnswer, 
 		s.o.Metrics.admission(outcome).Inc()
 	}
 	if outcome == OutcomeAdmitted && !ans.Replay {
+		// The message carries the user and the return epoch read by the gate, so the worker can
+		// claim at once (Worker.process); a message without them goes through worker_begin.lua.
+		epoch := "0"
+		if len(rep) > 4 {
+			epoch = rep[4]
+		}
 		err := s.c.Do(ctx, s.c.B().Xadd().Key(keyspace.AttemptStream()).Id("*").FieldValue().
-			FieldValue("sale", sale).FieldValue("ticket", ticket).FieldValue("user", in.User).Build()).Error()
+			FieldValue("sale", sale).FieldValue("ticket", ticket).FieldValue("user", in.User).
+			FieldValue("epoch", epoch).Build()).Error()
 		if err != nil {
 			s.o.Log.Warn("flash-sale attempt admitted but not enqueued; maintenance will requeue it",
 				"sale", sale, "ticket", ticket, "err", err)

@@ -9,7 +9,8 @@
 -- Returns {origin, outcome, ticket, retry_after}: origin "new" or "dup" (the first answer for the
 -- same Idempotency-Key, unchanged); outcome admitted, sold_out, limit_reached, attempt_pending,
 -- busy_backlog, busy_admission, or without a record: reused_key, no_sale, not_started, ended,
--- bad_challenge.
+-- bad_challenge. A new admission has a fifth element: the sale's return epoch now (the worker
+-- sets the sold-out flag against it, as worker_begin.lua's).
 local prev = redis.call('HMGET', KEYS[8], 'outcome', 'ticket', 'retry_after', 'challenge')
 if prev[1] then
   if prev[4] ~= ARGV[8] then
@@ -73,4 +74,6 @@ redis.call('HINCRBY', KEYS[4], 'admitted', 1)
 redis.call('HINCRBY', KEYS[6], ARGV[1], 1)
 redis.call('ZADD', KEYS[7], now, ARGV[2])
 redis.call('HSET', KEYS[9], 'status', 'queued', 'user', ARGV[1], 'created_at', ARGV[3])
-return answer('admitted', ARGV[2], '')
+local rep = answer('admitted', ARGV[2], '')
+rep[5] = stats[2] or '0'
+return rep

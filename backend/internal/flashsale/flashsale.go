@@ -29,7 +29,9 @@
 // A unit moves in steps, each one Lua call in one slot, each idempotent, so a process that dies
 // between two steps leaves work a retry finishes and never a unit counted twice:
 //
-//  1. Worker, sale slot (worker_begin.lua): ticket already decided? user at the limit?
+//  1. Worker, sale slot (worker_begin.lua): ticket already decided? user at the limit? Only for a
+//     requeued ticket's message: an admission's carries the user and the return epoch the gate
+//     read, and steps 2-3 (and worker_finish.lua) check again what begin checks.
 //  2. Worker, shard slot (shard_claim.lua), per shard probed: if the ticket has a claim marker,
 //     reuse it; else DECR when above zero and mark "r", or mark "-" (no unit here). A redelivered
 //     message finds its marker and takes nothing more; two workers on one ticket follow the same

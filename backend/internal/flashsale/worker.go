@@ -175,14 +175,17 @@ func (w *Worker) ensureGroup(ctx context.Context) error {
 	}
 }
 
+// message is one stream entry. An admission's carries the user and the sale's return epoch the
+// gate read (Attempt); a requeued ticket's has no epoch.
 type message struct {
-	id, sale, ticket, user string
+	id, sale, ticket, user, epoch string
 }
 
 func toMessages(entries []rueidis.XRangeEntry) []message {
 	out := make([]message, 0, len(entries))
 	for _, e := range entries {
-		out = append(out, message{id: e.ID, sale: e.FieldValues["sale"], ticket: e.FieldValues["ticket"], user: e.FieldValues["user"]})
+		f := e.FieldValues
+		out = append(out, message{id: e.ID, sale: f["sale"], ticket: f["ticket"], user: f["user"], epoch: f["epoch"]})
 	}
 	return out
 }
@@ -366,6 +369,9 @@ func (w *Worker) process(m message) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if m.user != "" && m.epoch != "" {
+		return w.s.claim(ctx, sl, m.ticket, m.user, m.epoch, w.crashAt)
+	}
 	return w.s.decide(ctx, sl, m.ticket, w.crashAt)
 }
 
@@ -388,6 +394,21 @@ func (s *Service) decide(ctx context.Context, sl *Sale, ticket string, crash fun
 	case "over_limit":
 		return s.loseOverLimit(ctx, sl, ticket, epoch, crash)
 	}
+	return s.claim(ctx, sl, ticket, user, epoch, crash)
+}
+
+// claim is decide after begin: it probes the shards for ticket of user, then records the win,
+// or ends the ticket sold out, with the sold-out flag set against epoch (the sale's return epoch
+// read before the probe). The worker calls it directly for a message that carries the user and
+// the epoch the gate read at admission (one script fewer per ticket): begin's checks are
+// repeated where they matter, so skipping them changes no outcome. A ticket decided already
+// finds its own claim or markers in the shards and worker_win.lua or worker_finish.lua answers
+// "done" (a claim taken meanwhile for a ticket decided without a win is given back, as for two
+// runs at once); an unknown ticket's claim goes back as an orphan; the per-user limit is checked
+// by worker_win.lua. An older epoch (a unit went back since the admission) only keeps this run
+// from setting the flag, which a ticket admitted after the return then sets; never wrongly.
+func (s *Service) claim(ctx context.Context, sl *Sale, ticket, user, epoch string, crash func(stage, ticket string) bool) (string, error) {
+	sale := sl.ID
 	start := int(fnv32(ticket) % uint32(sl.Shards))
 	for j := range sl.Shards {
 		i := (start + j) % sl.Shards
