@@ -22,6 +22,7 @@ import (
 	"flashedge/shared/challenge"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
+	"flashedge/shared/waitroom"
 )
 
 // countingOrder stands in for the order service's pool: it counts what the edge forwards and
@@ -452,5 +453,34 @@ func TestChallengeMintedAtTheEdge(t *testing.T) {
 		if _, err := f.keys.Verify(got.ChallengeID, other.sale, other.user, now); !errors.Is(err, challenge.ErrBadMAC) {
 			t.Errorf("Verify for sale %s, user %s: %v, want ErrBadMAC", other.sale, other.user, err)
 		}
+	}
+}
+
+// TestPassOnlyForWaitingRooms: the waiting room's check (Options.Pass) is asked about attempts on
+// sales whose definition has a waiting room, and only those: the others are forwarded without
+// it (it would read the sale again for nothing on every attempt).
+func TestPassOnlyForWaitingRooms(t *testing.T) {
+	f := newFixture(t, guard.Options{AddrRate: -1, UserRate: -1})
+	asked := map[string]int{}
+	f.gate.o.Pass = func(_ *fasthttp.RequestCtx, sale []byte, _ string) bool { asked[string(sale)]++; return true }
+	now := f.clock()
+	f.putSale(t, "plain", now.Add(-time.Minute), now.Add(time.Hour), false)
+	f.putSale(t, "roomy", now.Add(-time.Minute), now.Add(time.Hour), false)
+	room := waitroom.Config{OpensAt: now.Add(-2 * time.Minute), AdmitPerSecond: 5, PassSeconds: 60, HoldSeconds: 30}
+	hset := f.writer.B().Hset().Key(keyspace.Sale("roomy")).FieldValue()
+	for kv := room.HashFields(); len(kv) >= 2; kv = kv[2:] {
+		hset = hset.FieldValue(kv[0], kv[1])
+	}
+	if err := f.writer.Do(context.Background(), hset.Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	tok := f.token("u-alice")
+	for _, sale := range []string{"plain", "roomy", "plain", "roomy"} {
+		if resp := f.do("POST", "/api/v1/flash-sales/"+sale+"/attempts", tok); resp.StatusCode() != 202 {
+			t.Fatalf("attempt on %s: %d %s, want 202", sale, resp.StatusCode(), resp.Body())
+		}
+	}
+	if asked["plain"] != 0 || asked["roomy"] != 2 {
+		t.Errorf("Pass asked %v; want roomy twice and plain never", asked)
 	}
 }

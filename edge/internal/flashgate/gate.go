@@ -70,7 +70,8 @@ type Options struct {
 	// ChallengeTTL is how long a challenge can be answered. Zero means challenge.DefaultTTL.
 	ChallengeTTL time.Duration
 	// Pass, when set, checks an attempt that passed every other check, last before it is
-	// forwarded (the waiting room's pass); false means it wrote the refusal itself.
+	// forwarded (the waiting room's pass); false means it wrote the refusal itself. It is only
+	// asked about sales that have a waiting room (their definition says so, and never changes).
 	Pass func(ctx *fasthttp.RequestCtx, sale []byte, uid string) bool
 }
 
@@ -237,7 +238,8 @@ const AttemptsRoute = "/api/v1/flash-sales/{id}/attempts"
 func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id, idempotencyKey, authorization []byte) {
 	// The sale's own refusals come first: they are the cheapest (no MAC to verify), reveal
 	// nothing the public sale view does not, and are what a rush hammers once sold out.
-	if g.openSale(ctx, id) == nil {
+	s := g.openSale(ctx, id)
+	if s == nil {
 		g.replay(ctx, id, idempotencyKey, authorization)
 		return
 	}
@@ -245,7 +247,7 @@ func (g *Gate) attempt(ctx *fasthttp.RequestCtx, id, idempotencyKey, authorizati
 	if !ok || g.guard.Refused(ctx, uid) {
 		return
 	}
-	if g.o.Pass != nil && !g.o.Pass(ctx, id, uid) {
+	if g.o.Pass != nil && s.room && !g.o.Pass(ctx, id, uid) {
 		return
 	}
 	g.forward(ctx, uid)

@@ -19,6 +19,7 @@ type sale struct {
 	startMs, endMs int64
 	soldOut        bool
 	difficulty     int             // of its challenges, in leading zero bits
+	room           bool            // it has a waiting room (Options.Pass checks attempts)
 	view           publicsale.View // the public JSON around the state, so rendering is two appends
 }
 
@@ -89,6 +90,7 @@ func (ss *sales) fetch(id string) (*sale, error) {
 	}
 	s.exists = true
 	s.startMs, s.endMs, s.difficulty = def.StartsAt.UnixMilli(), def.EndsAt.UnixMilli(), def.Difficulty
+	s.room = def.WaitingRoom.Enabled()
 	s.view = publicsale.Render(def)
 	return s, nil
 }
