@@ -543,11 +543,11 @@ func (w *simWorld) task(a *simActor) func(ctx context.Context) {
 		return func(ctx context.Context) {
 			msgs, _, err := wk.autoclaim(name, "0-0")
 			if err == nil {
-				wk.handle(name, msgs)
+				wk.handle(nil, name, msgs)
 			}
 			msgs, err = simRead(wk, name)
 			if err == nil {
-				wk.handle(name, msgs)
+				wk.handle(nil, name, msgs)
 			}
 		}
 	case "sweeper":

@@ -193,6 +193,12 @@ func toMessages(entries []rueidis.XRangeEntry) []message {
 // consume is one consumer loop. Reads use a context that a stop does not cancel, so a message
 // delivered to this consumer is always seen and decided; the loop checks ctx between reads.
 func (w *Worker) consume(ctx context.Context, name string) {
+	var jobs chan<- decision
+	if w.o.Parallel > 1 {
+		var stop func()
+		jobs, stop = w.startDeciders()
+		defer stop()
+	}
 	cursor := "0-0"
 	nextClaim := time.Now() // take over stale messages at start
 	backoff := func() {
@@ -213,7 +219,7 @@ func (w *Worker) consume(ctx context.Context, name string) {
 				if next == "0-0" {
 					nextClaim = time.Now().Add(w.o.ClaimEvery)
 				}
-				if !w.handle(name, msgs) {
+				if !w.handle(jobs, name, msgs) {
 					return
 				}
 			}
@@ -230,7 +236,7 @@ func (w *Worker) consume(ctx context.Context, name string) {
 			backoff()
 			continue
 		}
-		if !w.handle(name, msgs) {
+		if !w.handle(jobs, name, msgs) {
 			return
 		}
 	}
@@ -287,16 +293,41 @@ func (w *Worker) autoclaim(name, cursor string) ([]message, string, error) {
 	return toMessages(live), next, nil
 }
 
-// handle decides msgs, up to Parallel at once, and acknowledges those decided with one XACK. It
-// returns false when the test hook simulated a crash (the loop must stop at once, acknowledging
-// nothing).
-func (w *Worker) handle(name string, msgs []message) bool {
+// decision is one message handed to a decider, with where its outcome goes.
+type decision struct {
+	m   message
+	res *string
+	err *error
+	wg  *sync.WaitGroup
+}
+
+// startDeciders starts the Parallel goroutines a consumer loop hands its messages to, kept for
+// the loop's life: a goroutine per message grew a new stack through the store client's calls
+// every time (about a tenth of the worker's CPU in the admit bench). stop ends them and waits.
+func (w *Worker) startDeciders() (jobs chan<- decision, stop func()) {
+	ch := make(chan decision)
+	var wg sync.WaitGroup
+	for range w.o.Parallel {
+		wg.Go(func() {
+			for d := range ch {
+				*d.res, *d.err = w.process(d.m)
+				d.wg.Done()
+			}
+		})
+	}
+	return ch, func() { close(ch); wg.Wait() }
+}
+
+// handle decides msgs, up to Parallel at once on jobs (the loop's deciders; nil: one after
+// another), and acknowledges those decided with one XACK. It returns false when the test hook
+// simulated a crash (the loop must stop at once, acknowledging nothing).
+func (w *Worker) handle(jobs chan<- decision, name string, msgs []message) bool {
 	if len(msgs) == 0 {
 		return true
 	}
 	errs := make([]error, len(msgs))
 	results := make([]string, len(msgs))
-	if w.o.Parallel <= 1 || len(msgs) == 1 {
+	if jobs == nil || len(msgs) == 1 {
 		for i, m := range msgs {
 			results[i], errs[i] = w.process(m)
 			if errors.Is(errs[i], errCrash) {
@@ -305,13 +336,9 @@ func (w *Worker) handle(name string, msgs []message) bool {
 		}
 	} else {
 		var wg sync.WaitGroup
-		sem := make(chan struct{}, w.o.Parallel)
+		wg.Add(len(msgs))
 		for i, m := range msgs {
-			sem <- struct{}{}
-			wg.Go(func() {
-				results[i], errs[i] = w.process(m)
-				<-sem
-			})
+			jobs <- decision{m: m, res: &results[i], err: &errs[i], wg: &wg}
 		}
 		wg.Wait()
 	}
