@@ -14,10 +14,12 @@ end
 if r[1] ~= 'queued' then
   return {'done', r[1], r[2] or ''}
 end
-if tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0') >= tonumber(ARGV[3]) then
+-- Count the unit first and take it back when it passes the limit (one command fewer on a win;
+-- the limit is at least 1, so a step back never leaves a field at zero that was absent).
+if redis.call('HINCRBY', KEYS[4], ARGV[2], 1) > tonumber(ARGV[3]) then
+  redis.call('HINCRBY', KEYS[4], ARGV[2], -1)
   return {'over_limit'}
 end
-redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
 redis.call('HSET', KEYS[2], 'user', ARGV[2], 'ticket', ARGV[1], 'shard', ARGV[4], 'state', 'reserved',
   'expires_at', ARGV[6], 'won_at', ARGV[7], 'price', ARGV[8], 'product_id', ARGV[9])
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
