@@ -52,6 +52,8 @@
 //	                                                      not_started | ended
 //	flashedge_edge_shed_total{backend}                    counter; requests refused with 503 overloaded
 //	                                                      (the backend's in-flight bound and its queue)
+//	flashedge_edge_queue_expired_total{backend}           counter; of those, the ones refused after
+//	                                                      waiting in the queue, not at arrival
 //	flashedge_edge_inflight_limit{backend}                gauge; that bound now (adaptive: it follows
 //	                                                      the backend's latency)
 //	flashedge_edge_inflight{backend}                      gauge; calls to the backend in flight now

@@ -80,6 +80,8 @@ var overloadedBody = []byte(`{"error":{"code":"overloaded","message":"too many r
 func (p *Pool) writeOverloaded(rctx *fasthttp.RequestCtx) {
 	rctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
 	rctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	// The time the refusal took inside this process, for the load tool's overload figures.
+	httpapi.SetServiceTime(rctx)
 	httpapi.WriteRawJSON(rctx, fasthttp.StatusServiceUnavailable, overloadedBody)
 }
 

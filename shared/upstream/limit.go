@@ -32,11 +32,20 @@ const (
 	// thousand of them behind a limit of a few hundred, and each waiter costs ~100 bytes beside
 	// the caller's goroutine that exists anyway, so memory stays bounded.
 	DefaultMaxQueued = 1024
-	// DefaultQueueWait is the longest expected wait a call is queued for: long enough for a
-	// thousand closed-loop shoppers in front of a service serving a few thousand calls a
-	// second, short next to the edge's budgets, so a queued call is served well within its
-	// deadline, and an open-loop surge above capacity is refused at arrival instead.
-	DefaultQueueWait = 500 * time.Millisecond
+	// DefaultQueueWait is the longest expected wait a call is queued for. The queue is there to
+	// keep the service busy, not to hold a surge: 100ms of calls at the rate the service
+	// completes them is several times its in-flight limit, so the service never idles between
+	// a completion and the next arrival (goodput), while a queued call waits a fraction of the
+	// edge's budgets and an open-loop surge above capacity is refused at arrival.
+	DefaultQueueWait = 100 * time.Millisecond
+	// A queued call waits at most max(stallFactor x the target, minStall), and half its
+	// caller's remaining deadline: a safety net for a service that stopped completing calls
+	// after the call was queued, far beyond any wait the admission lets in (it refuses
+	// newcomers as soon as the oldest waiter has waited the target), and beyond the stalls of
+	// a busy machine (a throttled cgroup, a descheduled process), which must not turn queued
+	// calls into late refusals.
+	stallFactor = 4
+	minStall    = time.Second
 	// holdShift sets the weight of one call in the running mean of slot hold times: 1/16, so
 	// the mean follows a change in the service's latency within a few dozen calls.
 	holdShift = 4
@@ -50,24 +59,26 @@ const (
 // window.
 //
 // A call beyond the limit may wait for a slot in a FIFO of at most maxQueued waiters. Whether it
-// may is decided at arrival, from the rate at which slots free up (Little's law: limit / the
-// running mean of how long a call holds its slot): when the waiters ahead of it would take more
-// than target to drain, or the oldest waiter has already waited target (the estimate is wrong:
-// the queue is not draining), it is refused at once; and when the estimate grows (the limit
-// shrank, calls got slower), the newest waiters beyond what drains within target are refused
-// then, not left to wait in vain. So a burst of closed-loop clients is served
-// with a short queueing delay, the service never idles for lack of a queued call, and a lasting
-// open-loop overload is refused at the caller in microseconds rather than after a wait. A queued
-// call still not served after 2 x target (the service slowed down after it arrived), or after
-// half its caller's remaining deadline, is refused then. Waiters are not in flight: the latency
-// signal and the peak only see dispatched calls. Safe for concurrent use.
+// may is decided once, at arrival: it is refused at once (ErrOverloaded, in microseconds) when
+// the queue is full, when the waiters ahead of it are expected to take more than target to
+// drain at the rate slots free up (Little's law: limit / the running mean of how long a call
+// holds its slot), or when the oldest waiter has already waited target (the estimate is wrong:
+// the queue is not draining as expected; CoDel's signal, read at arrival). A call that was
+// queued is served: it is never refused later because the estimate grew, so every refusal is
+// answered at arrival, and the queue's length adapts to what keeps the service busy between a
+// completion and the next arrival. Only a waiter whose wait exceeds max(stallFactor x target,
+// minStall) (the service stopped completing calls after it arrived) or half its caller's
+// remaining deadline is refused after waiting; those are counted apart (expired), and should stay near zero.
+// Waiters are not in flight: the latency signal and the peak only see dispatched calls. Safe
+// for concurrent use.
 type limiter struct {
 	adaptive bool
 	min, max int64
 	limit    atomic.Int64
 	inFlight atomic.Int64
-	shed     atomic.Uint64
-	winPeak  atomic.Int64 // the most calls in flight since the window began
+	shed     atomic.Uint64 // every refusal, at arrival or after a wait
+	expired  atomic.Uint64 // the refusals after a wait (counted in shed too)
+	winPeak  atomic.Int64  // the most calls in flight since the window began
 
 	maxQueued int           // bound on waiters; 0 means none (refuse at once)
 	target    time.Duration // the longest expected wait a call is queued for
@@ -106,22 +117,21 @@ func newLimiter(max, min int64, adaptive bool, maxQueued int, target time.Durati
 	return l
 }
 
-// waiter is one call queued for a slot. ch receives once when the slot is handed over.
+// waiter is one call queued for a slot. ch receives once, when the slot is handed over.
 type waiter struct {
 	ch         chan struct{}
 	since      time.Time
 	prev, next *waiter
 	queued     bool // still in the list; guarded by qmu
-	refused    bool // set before ch is sent to when the waiter is refused, not given a slot
 }
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
 
-// acquire takes a slot, waiting in the queue when the limit is reached. It returns nil with the
-// slot taken (give it back with release, saying how long it was held), ErrOverloaded when
-// refused (counted as shed), or ctx's error when ctx ended while waiting. The wait is bounded by
-// 2 x l.target and by half of ctx's remaining time, so a waiter that gets a slot still has time
-// for the call.
+// acquire takes a slot, waiting in the queue when the limit is reached and the queue admits the
+// call. It returns nil with the slot taken (give it back with release, saying how long it was
+// held), ErrOverloaded when refused (counted as shed), or ctx's error when ctx ended while
+// waiting. A queued call waits at most max(stallFactor x l.target, minStall) and half of
+// ctx's remaining time, so a waiter that gets a slot still has time for the call.
 func (l *limiter) acquire(ctx context.Context) error {
 	if l.max <= 0 {
 		l.inFlight.Add(1)
@@ -151,7 +161,7 @@ func (l *limiter) tryTake() bool {
 // enqueue is acquire's slow path.
 func (l *limiter) enqueue(ctx context.Context) error {
 	now := time.Now()
-	wait := 2 * l.target
+	wait := max(stallFactor*l.target, minStall)
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, d.Sub(now)/2)
 	}
@@ -163,7 +173,7 @@ func (l *limiter) enqueue(ctx context.Context) error {
 		return ErrOverloaded
 	}
 	w := waiterPool.Get().(*waiter)
-	w.since, w.queued, w.refused, w.prev, w.next = now, true, false, l.tail, nil
+	w.since, w.queued, w.prev, w.next = now, true, l.tail, nil
 	if l.tail != nil {
 		l.tail.next = w
 	} else {
@@ -179,11 +189,7 @@ func (l *limiter) enqueue(ctx context.Context) error {
 	var err error
 	select {
 	case <-w.ch:
-		refused := w.refused
 		waiterPool.Put(w)
-		if refused {
-			return ErrOverloaded
-		}
 		return nil
 	case <-t.C:
 		err = ErrOverloaded
@@ -197,18 +203,15 @@ func (l *limiter) enqueue(ctx context.Context) error {
 		waiterPool.Put(w)
 		if err == ErrOverloaded {
 			l.shed.Add(1)
+			l.expired.Add(1)
 		}
 		return err
 	}
 	l.qmu.Unlock()
-	// Handed a slot (or refused) just as the wait ended: take the slot unless the caller is gone.
+	// Handed a slot just as the wait ended: take it unless the caller is gone.
 	<-w.ch
-	refused := w.refused
 	waiterPool.Put(w)
-	switch {
-	case refused:
-		return err
-	case err == ErrOverloaded:
+	if err == ErrOverloaded {
 		return nil
 	}
 	l.giveBack()
@@ -230,7 +233,7 @@ func (l *limiter) admitLocked(now time.Time, wait time.Duration) bool {
 
 // expectedWait is how long the n-th waiter in line is expected to wait: slots free up at
 // limit / mean hold time. Zero before any call completed (nothing is known yet: the bound on
-// the wait and the stalled-queue check still apply).
+// the queue's length and the stalled-queue check still apply).
 func (l *limiter) expectedWait(n int64) time.Duration {
 	hold, limit := l.holdNs.Load(), l.limit.Load()
 	if hold <= 0 || limit <= 0 {
@@ -255,9 +258,7 @@ func (l *limiter) unlinkLocked(w *waiter) {
 	l.queued.Add(-1)
 }
 
-// dispatchLocked hands free slots to the waiters in FIFO order, then refuses the newest waiters
-// that the queue is no longer expected to drain within target (the limit shrank or calls got
-// slower since they arrived): they are answered now rather than after waiting in vain. qmu held.
+// dispatchLocked hands free slots to the waiters in FIFO order. qmu held.
 func (l *limiter) dispatchLocked() {
 	for l.head != nil {
 		n := l.inFlight.Add(1)
@@ -271,13 +272,6 @@ func (l *limiter) dispatchLocked() {
 		}
 		w := l.head
 		l.unlinkLocked(w)
-		w.ch <- struct{}{}
-	}
-	for l.tail != nil && l.expectedWait(l.queued.Load()) > l.target {
-		w := l.tail
-		l.unlinkLocked(w)
-		w.refused = true
-		l.shed.Add(1)
 		w.ch <- struct{}{}
 	}
 }

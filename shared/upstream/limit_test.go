@@ -147,13 +147,16 @@ func TestLimitQueue(t *testing.T) {
 		}
 	})
 	t.Run("wait runs out", func(t *testing.T) {
+		// The held slot is never given back: the waiter gives up after stallFactor x the
+		// target, refused as overloaded and counted as expired (refused after a wait).
 		l := newLimiter(1, 1, false, 8, 20*time.Millisecond)
 		holdAll(t, l)
 		if err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) {
 			t.Fatalf("a wait that ran out: %v, want ErrOverloaded", err)
 		}
-		if _, inFlight := l.state(); inFlight != 1 || l.queued.Load() != 0 || l.shed.Load() != 1 {
-			t.Fatalf("after the timeout: in flight %d, queued %d, shed %d; want 1, 0, 1", inFlight, l.queued.Load(), l.shed.Load())
+		if _, inFlight := l.state(); inFlight != 1 || l.queued.Load() != 0 || l.shed.Load() != 1 || l.expired.Load() != 1 {
+			t.Fatalf("after the timeout: in flight %d, queued %d, shed %d, expired %d; want 1, 0, 1, 1",
+				inFlight, l.queued.Load(), l.shed.Load(), l.expired.Load())
 		}
 	})
 	t.Run("caller cancels", func(t *testing.T) {
@@ -192,7 +195,8 @@ func TestLimitQueue(t *testing.T) {
 
 // TestLimitQueueExpectedWait: a call over the limit is queued only while the waiters ahead of it
 // are expected to drain within the target, at the rate slots free up (limit / mean hold time);
-// beyond that it is refused at once, and a faster service lets more wait.
+// beyond that it is refused at once, a faster service lets more wait, and a slower one refuses
+// newcomers while the waiters already queued are all served.
 func TestLimitQueueExpectedWait(t *testing.T) {
 	// Limit 4, calls holding their slot 100ms: a slot frees every 25ms, so with a 60ms target
 	// the first two waiters (25ms, 50ms) are queued and the third (75ms) is refused.
@@ -208,6 +212,9 @@ func TestLimitQueueExpectedWait(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan [2]any, 8)
 	queueTo(t, l, ctx, 1, 0, got)
+	l.qmu.Lock()
+	l.head.since = time.Now() // not stalled, however slow this machine is
+	l.qmu.Unlock()
 	queueTo(t, l, ctx, 2, 1, got)
 	if err := l.acquire(ctx); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("a third waiter expected to wait 75ms (target 60ms): %v, want ErrOverloaded at once", err)
@@ -224,27 +231,29 @@ func TestLimitQueueExpectedWait(t *testing.T) {
 	if w := l.expectedWait(3); w > 60*time.Millisecond {
 		t.Fatalf("after 64 calls of 10ms the third waiter's expected wait is %s, want under the 60ms target", w)
 	}
+	l.qmu.Lock()
+	l.head.since = time.Now() // however slow this machine was so far, the queue is not stalled
+	l.qmu.Unlock()
 	queueTo(t, l, ctx, 3, 2, got)
 
-	// The service slows down (calls now hold their slot ~400ms): when the next slot frees, the
-	// oldest waiter gets it and the newest ones, no longer expected to be served within the
-	// target, are refused then instead of waiting in vain.
+	// The service slows down (calls now hold their slot ~400ms): the waiters already queued
+	// keep their place and are served in order as slots free up, never refused because the
+	// estimate grew; a newcomer, expected to wait far beyond the target now, is refused at once.
 	for range 64 {
 		l.noteHold(400 * time.Millisecond)
 	}
-	l.release(400 * time.Millisecond)
-	outcome := map[any]any{}
-	for range 3 {
-		r := <-got
-		outcome[r[0]] = r[1]
+	if err := l.acquire(ctx); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("a newcomer behind three waiters after the slowdown: %v, want ErrOverloaded at once", err)
 	}
-	e1, _ := outcome[1].(error)
-	e2, _ := outcome[2].(error)
-	if outcome[0] != nil || !errors.Is(e1, ErrOverloaded) || !errors.Is(e2, ErrOverloaded) {
-		t.Fatalf("after the slowdown and a freed slot: %v; want waiter 0 served, 1 and 2 refused", outcome)
+	for i := range 3 {
+		l.release(400 * time.Millisecond)
+		if r := <-got; r[0] != i || r[1] != nil {
+			t.Fatalf("release %d after the slowdown served waiter %v (%v), want waiter %d with a slot", i, r[0], r[1], i)
+		}
 	}
-	if l.queued.Load() != 0 || l.shed.Load() != 3 {
-		t.Fatalf("after the trim: queued %d, shed %d; want 0, 3", l.queued.Load(), l.shed.Load())
+	if l.queued.Load() != 0 || l.shed.Load() != 2 || l.expired.Load() != 0 {
+		t.Fatalf("after the slowdown: queued %d, shed %d, expired %d; want 0, 2 (both at arrival), 0",
+			l.queued.Load(), l.shed.Load(), l.expired.Load())
 	}
 	cancel()
 	for range 4 {

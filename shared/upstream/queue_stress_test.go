@@ -169,8 +169,9 @@ func TestQueueWaitHalfTheDeadline(t *testing.T) {
 	start := time.Now()
 	err := l.acquire(ctx)
 	waited := time.Since(start)
-	if !errors.Is(err, ErrOverloaded) || ctx.Err() != nil {
-		t.Fatalf("after %v: %v (ctx %v), want ErrOverloaded with the caller's deadline not reached", waited, err, ctx.Err())
+	if !errors.Is(err, ErrOverloaded) || ctx.Err() != nil || l.expired.Load() != 1 {
+		t.Fatalf("after %v: %v (ctx %v, expired %d), want ErrOverloaded counted as expired with the caller's deadline not reached",
+			waited, err, ctx.Err(), l.expired.Load())
 	}
 	if waited < 900*time.Millisecond {
 		t.Fatalf("gave up after %v, want about half of 2s", waited)

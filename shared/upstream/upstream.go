@@ -106,13 +106,14 @@ type Options struct {
 	// DefaultMaxQueued (1024) holds a thousand closed-loop clients behind a limit of a few
 	// hundred at ~100 bytes per waiter.
 	MaxQueued int
-	// QueueWait is the longest expected wait a call is queued for. A call over the bound is
-	// refused at once with ErrOverloaded, never after a wait, when the queue is full, when the
-	// waiters ahead of it would take longer than QueueWait to drain at the rate calls complete
-	// (MaxInFlight / the mean time a call holds its slot), or when the oldest waiter has already
-	// waited QueueWait (the queue is not draining). A queued call is refused when it waited
-	// twice QueueWait, or half its caller's remaining deadline, in vain (the service slowed down
-	// after it arrived). Zero means DefaultQueueWait (500ms).
+	// QueueWait is the longest expected wait a call is queued for. Whether a call over the
+	// bound waits is decided once, at arrival: it is refused at once with ErrOverloaded when the
+	// queue is full, when the waiters ahead of it would take longer than QueueWait to drain at
+	// the rate calls complete (the bound in force / the mean time a call holds its slot), or
+	// when the oldest waiter has already waited QueueWait (the queue is not draining). A queued
+	// call is served, even when the service slows down after it arrived; only one that waited
+	// max(4 x QueueWait, 1s), or half its caller's remaining deadline, in vain is refused then
+	// (counted by Expired). Zero means DefaultQueueWait (100ms).
 	QueueWait time.Duration
 
 	// Retries is the number of extra attempts, each on another replica when there is one, for
@@ -670,6 +671,11 @@ func (p *Pool) Snapshot() []ReplicaState {
 
 // Shed returns how many calls were refused with ErrOverloaded since New.
 func (p *Pool) Shed() uint64 { return p.limit.shed.Load() }
+
+// Expired returns how many of the Shed calls were refused after waiting in the queue (the
+// service stopped completing calls after they were queued) rather than at arrival; near zero
+// while the queue's admission estimates hold.
+func (p *Pool) Expired() uint64 { return p.limit.expired.Load() }
 
 // InFlight returns the calls in flight now.
 func (p *Pool) InFlight() int64 { return p.limit.inFlight.Load() }

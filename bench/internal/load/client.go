@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"flashedge/shared/httpapi"
 )
 
 // Client sends requests to one loopback target over keep-alive connections (a fasthttp
@@ -90,6 +92,10 @@ type Result struct {
 	ErrKind string
 	Err     error
 	Latency time.Duration
+	// ServiceTime is the server's own time on the request, from its X-Service-Time-Us header
+	// (set by the edge on its 503 overloaded answers); 0 when absent. Latency minus it is
+	// the time spent in sockets, in run queues and in this tool.
+	ServiceTime time.Duration
 }
 
 // Do sends call, records it in row (when not nil) and, when read is not nil and an answer came,
@@ -139,7 +145,8 @@ func (c *Client) Do(row *Row, call Call, read func(status int, body []byte)) Res
 	if read != nil {
 		read(status, resp.Body())
 	}
-	return Result{Status: status, Latency: d}
+	st, _ := httpapi.ServiceTime(resp)
+	return Result{Status: status, Latency: d, ServiceTime: st}
 }
 
 func classify(err error) string {

@@ -193,7 +193,7 @@ func overloadRun(ctx context.Context, cfg Config, rep *Report, rt overloadRoute,
 			name = "recovery-1x"
 		}
 		row := NewRow(ScenarioOverload, "overload/"+slug+"/"+name, rt.success, 503, 429)
-		lv := &overloadLevel{good: NewHistogram(), refused: NewHistogram()}
+		lv := &overloadLevel{good: NewHistogram(), refused: NewHistogram(), refusedInside: NewHistogram()}
 		stopRSS := sampleRSS(cfg, &lv.peakRSS)
 		cpu0 := serverTicks(cfg)
 		var skipped atomic.Int64
@@ -212,6 +212,9 @@ func overloadRun(ctx context.Context, cfg Config, rep *Report, rt overloadRoute,
 				lv.good.Record(res.Latency)
 			case 503, 429:
 				lv.refused.Record(res.Latency)
+				if res.ServiceTime > 0 {
+					lv.refusedInside.Record(res.ServiceTime)
+				}
 			}
 		})
 		self := selfCPU() - self0
@@ -226,10 +229,12 @@ func overloadRun(ctx context.Context, cfg Config, rep *Report, rt overloadRoute,
 		reqs, _, failed := row.Counts()
 		// What the generator achieved: operations sent per second (each an HTTP request, two for
 		// an attempt) and its own CPU, to show it was not what limited the round.
-		line := fmt.Sprintf("overload %s %s: offered %.0f/s, sent %.0f/s (%d not sent: %d already outstanding; load tool CPU %.0f%% of one core), goodput %.0f/s = %.0f%% of capacity, successes p50/p99 %s/%s, refusals %d (p50/p99 %s/%s), no answer %d of %d, edge peak RSS %.1f MiB, CPU: edge %s/request, backends+store %s/success",
+		line := fmt.Sprintf("overload %s %s: offered %.0f/s, sent %.0f/s (%d not sent: %d already outstanding; load tool CPU %.0f%% of one core), goodput %.0f/s = %.0f%% of capacity, successes p50/p99 %s/%s, refusals %d (p50/p99 %s/%s; time inside the server, %d timed: p50/p99 %s/%s), no answer %d of %d, edge peak RSS %.1f MiB, CPU: edge %s/request, backends+store %s/success",
 			rt.name, name, m*capacity, float64(sent)/el.Seconds(), skipped.Load(), overloadOutstanding, 100*self.Seconds()/el.Seconds(),
 			goodput, 100*goodput/capacity, lv.good.Quantile(0.5).Round(time.Microsecond), lv.good.Quantile(0.99).Round(time.Microsecond),
-			lv.refused.Count(), lv.refused.Quantile(0.5).Round(time.Microsecond), lv.refused.Quantile(0.99).Round(time.Microsecond), failed, reqs, lv.peakRSS,
+			lv.refused.Count(), lv.refused.Quantile(0.5).Round(time.Microsecond), lv.refused.Quantile(0.99).Round(time.Microsecond),
+			lv.refusedInside.Count(), lv.refusedInside.Quantile(0.5).Round(time.Microsecond), lv.refusedInside.Quantile(0.99).Round(time.Microsecond),
+			failed, reqs, lv.peakRSS,
 			perOp(cpu1.edge-cpu0.edge, uint64(reqs)), perOp(cpu1.backends-cpu0.backends, lv.good.Count()))
 		switch {
 		case m == 5:
@@ -263,6 +268,9 @@ func warmConns(ctx context.Context, c *Client, n int) {
 
 type overloadLevel struct {
 	good, refused *Histogram
+	// refusedInside is the refusals' time inside the edge (X-Service-Time-Us: from the request
+	// read to the answer); the rest of their latency is sockets, run queues and the tool.
+	refusedInside *Histogram
 	peakRSS       float64
 }
 

@@ -96,7 +96,7 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	s.Int(&c.BackendMaxInFlight, "backend-max-inflight", 0,
 		"the most calls in flight to one backend at once, the ceiling of its adaptive limit; 0: its replicas' connection cap")
 	s.Duration(&c.BackendQueueWait, "backend-queue-wait", upstream.DefaultQueueWait,
-		"the longest expected wait a call over a backend's in-flight limit is queued for; when the calls ahead would take longer to drain it is refused at once (503 overloaded, Retry-After)")
+		"the longest expected wait a call over a backend's in-flight limit is queued for; when the calls ahead would take longer to drain it is refused at once (503 overloaded, Retry-After), and a call that was queued is served")
 	s.Duration(&c.ChallengeTTL, "challenge-ttl", challenge.DefaultTTL,
 		"how long a flash-sale challenge minted by the edge can be answered").Env("FLASHEDGE_FLASHSALE_CHALLENGE_TTL")
 	s.Addrs(&c.CatalogAddrs, "catalog", "127.0.0.1:5001", "catalog replicas, host:port comma-separated").Env("FLASHEDGE_CATALOG_ADDRS")

@@ -157,6 +157,11 @@ func (s *edgeSource) register() {
 			emit(float64(p.Shed()), p.Name())
 		}
 	})
+	s.reg.CounterFamily("flashedge_edge_queue_expired_total", []string{"backend"}, func(emit metrics.Emit) {
+		for _, p := range s.pools {
+			emit(float64(p.Expired()), p.Name())
+		}
+	})
 	s.reg.GaugeFamily("flashedge_edge_inflight_limit", []string{"backend"}, func(emit metrics.Emit) {
 		for _, p := range s.pools {
 			emit(float64(p.Limit()), p.Name())
