@@ -309,7 +309,18 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID, round string, 
 	conc := cfg.concurrency(256)
 	users := cfg.users(20_000)
 	botUsers := bots * botUsersPerAddr
-	shopperOpts := ClientOptions{MaxConns: 16, Timeout: cfg.Timeout, IdleTimeout: 2 * time.Second}
+	// A shopper keeps its connection from the challenge to the attempts, as a browser on the
+	// sale's page does, when this process and the servers (which inherit the limit) may hold one
+	// per shopper. Otherwise only the first half of the shoppers do (shopper i mod users makes
+	// attempt i, so they are the ones attempting while the sale is open) and the others close a
+	// connection idle for 200ms, reopening one when next needed.
+	shopperOpts := ClientOptions{MaxConns: 16, Timeout: cfg.Timeout, IdleTimeout: 50 * time.Second} // below the edge's 60s
+	warm := users
+	if lim := int(fileLimit()); lim < 2*users {
+		warm = lim / 2 // the other half for everything else, on the edge's side too
+		fmt.Fprintf(cfg.Out, "rush: open files limited to %d: shoppers 0-%d keep their connections, the other %d close theirs after 200ms idle (and reconnect, at a cost to the edge and this tool)\n",
+			lim, warm-1, users-warm)
+	}
 	r := &rush{
 		users: users, botSt: newBotState(bots),
 		src:  NewSources(cfg.Target, shopperBase, users, shopperOpts),
@@ -325,6 +336,7 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID, round string, 
 		answers: map[string]int64{}, lost: map[string]int64{},
 		attemptsByUser: make([]atomic.Int32, users+botUsers), wins: make([]atomic.Int32, users+botUsers),
 	}
+	r.src.SetCold(warm, 200*time.Millisecond)
 	defer r.c.Close()
 	defer r.src.Close()
 	defer r.bots.Close()
