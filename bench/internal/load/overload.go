@@ -295,15 +295,26 @@ func verdict(ok bool) string {
 // pinOverload gives the load generator a CPU of its own: this process on CPU 0 and every
 // spawned process (store, services, edge) on the others, so the generator's sending never
 // competes with the servers and the capacity measured is the stack's on the remaining CPUs. It
-// returns what it did and how to undo this process's pinning; "" when it cannot (no spawned
-// stack, one CPU, no taskset). With -server-cpu the stack was pinned when it was spawned and
-// only this process is moved off that CPU (make bench also starts the tool under taskset).
+// returns what it did and how to undo it; "" when it did nothing (no spawned stack). With
+// -server-cpu the stack was pinned when it was spawned and only this process is moved off that
+// CPU (make bench also starts the tool under taskset, and then no pinning is left to do here).
+//
+// Whatever the layout, the edge and this process run at nice -5 (the backends stay at 0, above
+// the niced builds and tests a shared machine runs): the edge stands for an edge on machines of
+// its own, and one that waits for CPU behind the backends it protects, or behind another
+// session's processes, cannot refuse anything fast; and the generator's own run-queue delays
+// would read as the edge's latency.
 func pinOverload(cfg Config) (string, func()) {
 	if cfg.Pids == nil {
 		return "", func() {}
 	}
-	uncapUndo := func() {}
-	capped := ""
+	var did []string
+	var undos []func()
+	undo := func() {
+		for i := len(undos) - 1; i >= 0; i-- {
+			undos[i]()
+		}
+	}
 	if cfg.OverloadBackendCPU > 0 {
 		var pids []int
 		for svc, pid := range cfg.Pids() {
@@ -313,19 +324,17 @@ func pinOverload(cfg Config) (string, func()) {
 		}
 		uncap, err := capCPU(pids, cfg.OverloadBackendCPU)
 		if err != nil {
-			capped = fmt.Sprintf("; the backends' CPU cap could not be set (%v): uncapped", err)
+			did = append(did, fmt.Sprintf("the backends' CPU cap could not be set (%v): uncapped", err))
 		} else {
-			capped = fmt.Sprintf("; the store and the backends capped together at %.2f of a CPU (cgroup quota)", cfg.OverloadBackendCPU)
-			uncapUndo = uncap
+			did = append(did, fmt.Sprintf("the store and the backends capped together at %.2f of a CPU (cgroup quota)", cfg.OverloadBackendCPU))
+			undos = append(undos, uncap)
 		}
 	}
+	did = append(did, overloadPriority(cfg, &undos))
 	n := runtime.NumCPU() // the CPUs this process may use: 1 under make bench's taskset
 	ts, err := exec.LookPath("taskset")
 	if n < 2 || err != nil {
-		if capped != "" {
-			return capped[2:], uncapUndo
-		}
-		return "", func() {}
+		return strings.Join(did, "; "), undo
 	}
 	stack, tool := "1-"+strconv.Itoa(n-1), "0"
 	if n == 2 {
@@ -344,30 +353,39 @@ func pinOverload(cfg Config) (string, func()) {
 	if cfg.ServerCPU == "" {
 		for svc, pid := range cfg.Pids() {
 			if pin(pid, stack) != nil {
-				return fmt.Sprintf("could not pin %s", svc), func() {}
+				return strings.Join(append(did, "could not pin "+svc), "; "), undo
 			}
 		}
 	}
 	if pin(os.Getpid(), tool) != nil {
-		return "", func() {}
+		return strings.Join(did, "; "), undo
 	}
-	undo := func() { uncapUndo(); _ = pin(os.Getpid(), "0-"+strconv.Itoa(n-1)) }
+	undos = append(undos, func() { _ = pin(os.Getpid(), "0-"+strconv.Itoa(n-1)) })
 	if cfg.OverloadEdgeWithTool {
 		// The backends and the store keep their CPU to themselves, as behind edges on machines
 		// of their own; the edge shares the generator's.
 		if pid, ok := cfg.Pids()["edge"]; !ok || pin(pid, tool) != nil {
-			return "", undo
+			return strings.Join(did, "; "), undo
 		}
-		return fmt.Sprintf("the backends and the store on CPU %s; the edge and the load generator on CPU %s%s", stack, tool, capped), undo
+		return strings.Join(append(did, fmt.Sprintf("the backends and the store on CPU %s; the edge and the load generator on CPU %s", stack, tool)), "; "), undo
 	}
-	// The edge gets the stack's CPU first (nice -5; the backends stay at 0, above the niced
-	// builds and tests a shared machine runs): it stands for an edge on machines of its own, and
-	// an edge that waits for CPU behind the backends it protects cannot refuse anything fast.
-	prio := "the edge at nice -5"
+	return strings.Join(append(did, fmt.Sprintf("the spawned stack (store, services, edge) on CPU %s; the load generator alone on CPU %s", stack, tool)), "; "), undo
+}
+
+// overloadPriority runs the spawned edge and this process at nice -5 (see pinOverload), adds
+// how to give this process its nice value back to undos, and says what it did.
+func overloadPriority(cfg Config, undos *[]func()) string {
+	edge := "the edge at nice -5"
 	if pid, ok := cfg.Pids()["edge"]; !ok || renice(pid, -5) != nil {
-		prio = "the edge at the backends' priority (renice refused)"
+		edge = "the edge at the backends' priority (renice refused)"
 	}
-	return fmt.Sprintf("the spawned stack (store, services, edge) on CPU %s, %s; the load generator alone on CPU %s%s", stack, prio, tool, capped), undo
+	// Getpriority answers 20 - nice on Linux.
+	prev, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil || renice(os.Getpid(), -5) != nil {
+		return edge + ", the load generator at its own priority (renice refused)"
+	}
+	*undos = append(*undos, func() { _ = renice(os.Getpid(), 20-prev) })
+	return edge + " and the load generator too"
 }
 
 // capCPU moves the processes pids into a new cgroup (v1 cpu controller) whose CPU quota is frac
