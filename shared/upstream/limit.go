@@ -62,15 +62,15 @@ const (
 // may is decided once, at arrival: it is refused at once (ErrOverloaded, in microseconds) when
 // the queue is full, when the waiters ahead of it are expected to take more than target to
 // drain at the rate slots free up (Little's law: limit / the running mean of how long a call
-// holds its slot), or when the oldest waiter has already waited target (the estimate is wrong:
-// the queue is not draining as expected; CoDel's signal, read at arrival). A call that was
-// queued is served: it is never refused later because the estimate grew, so every refusal is
-// answered at arrival, and the queue's length adapts to what keeps the service busy between a
-// completion and the next arrival. Only a waiter whose wait exceeds max(stallFactor x target,
-// minStall) (the service stopped completing calls after it arrived) or half its caller's
-// remaining deadline is refused after waiting; those are counted apart (expired), and should stay near zero.
-// Waiters are not in flight: the latency signal and the peak only see dispatched calls. Safe
-// for concurrent use.
+// holds its slot), or when the oldest waiter has already waited target while a full round of
+// the limit's calls is queued (the estimate is wrong: the queue is not draining as expected;
+// CoDel's signal, read at arrival). A call that was queued is served: it is never refused
+// later because the estimate grew, so every refusal is answered at arrival, and the queue's
+// length adapts to what keeps the service busy between a completion and the next arrival.
+// Only a waiter whose wait exceeds max(stallFactor x target, minStall) (the service stopped
+// completing calls after it arrived) or half its caller's remaining deadline is refused after
+// waiting; those are counted apart (expired), and should stay near zero. Waiters are not in
+// flight: the latency signal and the peak only see dispatched calls. Safe for concurrent use.
 type limiter struct {
 	adaptive bool
 	min, max int64
@@ -225,8 +225,13 @@ func (l *limiter) admitLocked(now time.Time, wait time.Duration) bool {
 	switch {
 	case l.maxQueued == 0 || wait <= 0 || ahead >= int64(l.maxQueued):
 		return false
-	case l.head != nil && now.Sub(l.head.since) >= l.target:
-		return false // the queue is not draining as estimated
+	case ahead >= l.limit.Load() && now.Sub(l.head.since) >= l.target:
+		// The queue is not draining as estimated: refuse newcomers, but only while a full
+		// round of the limit's calls is queued. Refusing them all until the queue is empty
+		// would let the service idle before the next arrival (the waiters admitted just
+		// before the oldest one ran late run late too); a backlog of one round keeps it
+		// busy, and waits about one hold time.
+		return false
 	}
 	return l.expectedWait(ahead+1) <= min(l.target, wait)
 }

@@ -191,6 +191,34 @@ func TestLimitQueue(t *testing.T) {
 		}
 		l.release(time.Millisecond)
 	})
+	t.Run("stalled queue keeps one round", func(t *testing.T) {
+		// Limit 3: behind a stalled oldest waiter, newcomers still queue until three (one
+		// round of the limit's calls) wait, so the service has work when slots free up.
+		l := newLimiter(3, 1, false, 8, time.Minute)
+		holdAll(t, l)
+		got := make(chan [2]any, 3)
+		queueTo(t, l, context.Background(), 1, 0, got)
+		l.qmu.Lock()
+		l.head.since = l.head.since.Add(-time.Minute)
+		l.qmu.Unlock()
+		queueTo(t, l, context.Background(), 2, 1, got)
+		queueTo(t, l, context.Background(), 3, 2, got)
+		if err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) {
+			t.Fatalf("a newcomer behind a stalled queue of one round: %v, want ErrOverloaded at once", err)
+		}
+		for i := range 3 {
+			l.release(time.Millisecond)
+			if r := <-got; r[0] != i || r[1] != nil {
+				t.Fatalf("release %d served waiter %v (%v), want waiter %d with a slot", i, r[0], r[1], i)
+			}
+		}
+		for range 3 {
+			l.release(time.Millisecond)
+		}
+		if _, inFlight := l.state(); inFlight != 0 || l.queued.Load() != 0 || l.shed.Load() != 1 || l.expired.Load() != 0 {
+			t.Fatalf("after all: in flight %d, queued %d, shed %d, expired %d; want 0, 0, 1, 0", inFlight, l.queued.Load(), l.shed.Load(), l.expired.Load())
+		}
+	})
 }
 
 // TestLimitQueueExpectedWait: a call over the limit is queued only while the waiters ahead of it
