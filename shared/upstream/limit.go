@@ -23,7 +23,7 @@ const (
 	limitTolerance = 2.0
 	limitSlack     = 2 * time.Millisecond
 	// adaptiveFloor is the lowest adaptive limit per replica (see Options.AdaptiveInFlight).
-	adaptiveFloor = 32
+	adaptiveFloor = 64
 )
 
 // Queue sizes (see Options.MaxQueued and Options.QueueWait).
