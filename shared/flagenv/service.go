@@ -21,7 +21,7 @@ import (
 //	-log-format         FLASHEDGE_LOG_FORMAT         text or json; default text
 //	-log-level          FLASHEDGE_LOG_LEVEL          debug, info, warn, error; default info
 //	-log-file           FLASHEDGE_LOG_FILE           append logs to a file instead of stdout
-//	-access-log-sample  FLASHEDGE_ACCESS_LOG_SAMPLE  log one request in N (errors always)
+//	-access-log-sample  FLASHEDGE_ACCESS_LOG_SAMPLE  log one request in N (5xx errors up to 100 lines a second)
 //	-shutdown-grace     FLASHEDGE_SHUTDOWN_GRACE     how long in-flight requests may finish at shutdown
 //	-drain-delay        FLASHEDGE_DRAIN_DELAY        how long /ready says draining before the listener closes
 //
@@ -92,7 +92,7 @@ func (s *Set) Service(d ServiceDefaults) *Service {
 	s.String(&c.Log.Format, "log-format", "text", "log format: text or json")
 	s.String(&c.Log.Level, "log-level", "info", "log level: debug, info, warn or error")
 	s.String(&c.Log.File, "log-file", "", "append logs to this file instead of stdout")
-	s.Uint64(&c.AccessLogSample, "access-log-sample", d.AccessLogSample, "log one request in N, errors always")
+	s.Uint64(&c.AccessLogSample, "access-log-sample", d.AccessLogSample, "log one request in N; 5xx errors up to 100 lines a second, then a count of those left out")
 	s.Duration(&c.Grace, "shutdown-grace", d.Grace, "how long in-flight requests may finish at shutdown")
 	s.Alias("grace", "shutdown-grace")
 	s.Duration(&c.DrainDelay, "drain-delay", 0, "how long /ready answers draining before the listener closes at shutdown (give balancers a probe interval)")

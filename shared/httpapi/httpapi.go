@@ -198,8 +198,10 @@ func RequestIDs(next fasthttp.RequestHandler, ids *obs.IDs) fasthttp.RequestHand
 
 // AccessLog logs one line per request at info: method, route pattern (metrics.Route), path,
 // status, duration, request id and user id (from the header named userHeader, when set). Every
-// sample-th request is logged; sample <= 1 logs all; errors (status >= 500) are always logged;
-// successful /health and /ready probes never are.
+// sample-th request is logged; sample <= 1 logs all; errors (status >= 500) are logged up to
+// ErrorLinesPerSecond a second, and past that one line a second counts the error lines left out
+// (an overloaded edge answering thousands of 503s a second would otherwise spend its CPU on the
+// log); successful /health and /ready probes are never logged.
 func AccessLog(next fasthttp.RequestHandler, log *slog.Logger, sample uint64, userHeader string) fasthttp.RequestHandler {
 	a := NewAccessLogger(log, sample, userHeader)
 	return func(ctx *fasthttp.RequestCtx) {
@@ -246,7 +248,15 @@ type AccessLogger struct {
 	sample     uint64
 	userHeader string
 	n          atomic.Uint64
+
+	// The error lines' budget: the second it counts (unix), lines logged and left out in it.
+	errSecond  atomic.Int64
+	errLogged  atomic.Int64
+	errSkipped atomic.Int64
 }
+
+// ErrorLinesPerSecond is how many error (5xx) lines an AccessLogger writes in one second.
+const ErrorLinesPerSecond = 100
 
 // NewAccessLogger returns an AccessLogger with AccessLog's arguments.
 func NewAccessLogger(log *slog.Logger, sample uint64, userHeader string) *AccessLogger {
@@ -265,6 +275,8 @@ func (a *AccessLogger) Done(ctx *fasthttp.RequestCtx, route string) {
 		if isProbe(ctx.Path()) {
 			return // health checks arrive every second from every balancer: not worth a line
 		}
+	} else if !a.errorBudget(time.Now().Unix()) {
+		return
 	}
 	if route == "" {
 		route = metrics.Route(ctx)
@@ -282,6 +294,22 @@ func (a *AccessLogger) Done(ctx *fasthttp.RequestCtx, route string) {
 		}
 	}
 	a.log.Info("request", attrs...)
+}
+
+// errorBudget reports whether an error line may be written in second now; the first error of a
+// new second first reports how many lines the previous seconds left out.
+func (a *AccessLogger) errorBudget(now int64) bool {
+	if prev := a.errSecond.Load(); prev != now && a.errSecond.CompareAndSwap(prev, now) {
+		a.errLogged.Store(0)
+		if n := a.errSkipped.Swap(0); n > 0 {
+			a.log.Warn("request log: error lines left out", "count", n, "limit_per_second", ErrorLinesPerSecond)
+		}
+	}
+	if a.errLogged.Add(1) > ErrorLinesPerSecond {
+		a.errSkipped.Add(1)
+		return false
+	}
+	return true
 }
 
 func isProbe(path []byte) bool {

@@ -52,7 +52,7 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Draining reports shutdown in progress (for /ready). Nil means never.
 	Draining func() bool
-	// AccessLogSample logs one request in this many (errors always). Zero means 1000.
+	// AccessLogSample logs one request in this many (5xx errors up to httpapi.ErrorLinesPerSecond a second). Zero means 1000.
 	AccessLogSample uint64
 	// Metrics counts and times every request per route (flashedge_edge_requests_total and
 	// _request_duration_seconds). Nil means no per-request metrics.
