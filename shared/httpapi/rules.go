@@ -45,6 +45,20 @@ func ValidUserID(b []byte) bool {
 	return true
 }
 
+// Base64URL reports whether b is spelled only in the unpadded base64url alphabet (A-Z a-z 0-9 -
+// _). Go's base64 decoders skip CR and LF, even in Strict mode, so a signed token or a cursor
+// with a line break put into it would decode to the same bytes and be accepted under a second
+// spelling: every decoder of client input checks this first.
+func Base64URL[T string | []byte](b T) bool {
+	for i := range len(b) {
+		c := b[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // UserID returns the verified user id the edge put in HeaderUserID, and false when it is missing
 // or not a valid user id. Backends call it; only the edge sets the header (SetUser).
 func UserID(ctx *fasthttp.RequestCtx) (string, bool) {

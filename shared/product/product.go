@@ -7,12 +7,15 @@
 package product
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"flashedge/shared/httpapi"
 )
 
 // Doc is a product as stored (without stock) and as rendered (plus stock_state).
@@ -125,6 +128,30 @@ func ValidID(id []byte) bool {
 		}
 	}
 	return true
+}
+
+// AppendCursor appends the opaque catalog-page cursor for a page that starts after id: base64url
+// without padding of the id, or nothing when id is "" (no further page). The catalog service and
+// the edge's cached pages both spell cursors this way.
+func AppendCursor(dst []byte, id string) []byte {
+	return base64.RawURLEncoding.AppendEncode(dst, []byte(id))
+}
+
+// DecodeCursor returns the id a cursor names; an empty cursor is the start (""), and ok is false
+// for anything AppendCursor could not have made (httpapi.Base64URL: a line break the decoder
+// would skip included).
+func DecodeCursor(c []byte) (after string, ok bool) {
+	if len(c) == 0 {
+		return "", true
+	}
+	if !httpapi.Base64URL(c) {
+		return "", false
+	}
+	id, err := base64.RawURLEncoding.Strict().AppendDecode(nil, c)
+	if err != nil || !ValidID(id) {
+		return "", false
+	}
+	return string(id), true
 }
 
 // StockState names a stock level for shoppers: "out_of_stock", "low" or "in_stock".

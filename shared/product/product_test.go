@@ -72,3 +72,27 @@ func TestAppendPublicAllocs(t *testing.T) {
 		t.Errorf("AppendPublic allocates %v times per call, want 0", n)
 	}
 }
+
+// A cursor has one spelling: what AppendCursor makes decodes back, and the same bytes with a line
+// break put in (Go's decoder would skip it) or with non-zero trailing bits are refused.
+func TestCursorRoundTrip(t *testing.T) {
+	for _, id := range []string{"00000001", "99999999", "a_B-9"} {
+		c := product.AppendCursor(nil, id)
+		got, ok := product.DecodeCursor(c)
+		if !ok || got != id {
+			t.Errorf("DecodeCursor(AppendCursor(%q)=%q) = %q, %v", id, c, got, ok)
+		}
+		for _, bad := range []string{string(c[:2]) + "\n" + string(c[2:]), string(c) + "\r", string(c) + "="} {
+			if got, ok := product.DecodeCursor([]byte(bad)); ok {
+				t.Errorf("DecodeCursor(%q) = %q, accepted", bad, got)
+			}
+		}
+	}
+	if got, ok := product.DecodeCursor(nil); !ok || got != "" {
+		t.Errorf(`DecodeCursor("") = %q, %v, want the start`, got, ok)
+	}
+	// "MDB" ends in bits AppendCursor never sets ("MDA" is "00").
+	if got, ok := product.DecodeCursor([]byte("MDB")); ok {
+		t.Errorf(`DecodeCursor("MDB") = %q, accepted`, got)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"flashedge/shared/httpapi"
 )
 
 // Ticket is what a signed queue token carries: whose place it is and what the edge last told
@@ -83,7 +85,7 @@ func (s *Sealer) open(tok string, kind string, n int) ([]string, error) {
 		return nil, ErrMalformed
 	}
 	p, mac, ok := strings.Cut(tok, ".")
-	if !ok {
+	if !ok || !httpapi.Base64URL(p) || !httpapi.Base64URL(mac) {
 		return nil, ErrMalformed
 	}
 	payload, err1 := b64.DecodeString(p)

@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -109,7 +108,7 @@ func (a *api) list(ctx *fasthttp.RequestCtx) {
 		}
 		limit = n
 	}
-	after, ok := DecodeCursor(args.Peek("cursor"))
+	after, ok := product.DecodeCursor(args.Peek("cursor"))
 	if !ok {
 		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_cursor",
 			"cursor is not one this service handed out; start again without it")
@@ -130,7 +129,7 @@ func (a *api) list(ctx *fasthttp.RequestCtx) {
 		b = appendProduct(b, p, false)
 	}
 	b = append(b, `],"next_cursor":"`...)
-	b = AppendCursor(b, page.Next)
+	b = product.AppendCursor(b, page.Next)
 	b = append(b, `"}`...)
 	httpapi.WriteRawJSON(ctx, fasthttp.StatusOK, b)
 }
@@ -271,23 +270,4 @@ func appendProduct(dst []byte, p Product, withStock bool) []byte {
 		dst = append(dst, '}')
 	}
 	return dst
-}
-
-// AppendCursor appends the opaque cursor for a page that starts after id: base64url without
-// padding of the id, or nothing when id is "" (no further page).
-func AppendCursor(dst []byte, id string) []byte {
-	return base64.RawURLEncoding.AppendEncode(dst, []byte(id))
-}
-
-// DecodeCursor returns the id a cursor names; an empty cursor is the start (""), and ok is false
-// for anything AppendCursor could not have made.
-func DecodeCursor(c []byte) (after string, ok bool) {
-	if len(c) == 0 {
-		return "", true
-	}
-	id, err := base64.RawURLEncoding.AppendDecode(nil, c)
-	if err != nil || !product.ValidID(id) {
-		return "", false
-	}
-	return string(id), true
 }

@@ -502,19 +502,6 @@ func TestNewHandlerNeedsAToken(t *testing.T) {
 	}
 }
 
-func TestCursorRoundTrip(t *testing.T) {
-	for _, id := range []string{"00000001", "99999999", "a_B-9"} {
-		c := catalog.AppendCursor(nil, id)
-		got, ok := catalog.DecodeCursor(c)
-		if !ok || got != id {
-			t.Errorf("DecodeCursor(AppendCursor(%q)=%q) = %q, %v", id, c, got, ok)
-		}
-	}
-	if got, ok := catalog.DecodeCursor(nil); !ok || got != "" {
-		t.Errorf(`DecodeCursor("") = %q, %v, want the start`, got, ok)
-	}
-}
-
 // TestBatchRead: one GET /internal/v1/products answers every product asked for, in the order
 // asked, byte for byte as the single reads do, without the unknown ones; bad lists are 400.
 func TestBatchRead(t *testing.T) {

@@ -26,7 +26,6 @@ package productcache
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"slices"
 	"strconv"
@@ -426,18 +425,15 @@ func ParsePage(limit, cursor []byte) (n int, after string, err error) {
 		}
 		n = v
 	}
-	if len(cursor) > 0 {
-		raw, err := base64.RawURLEncoding.DecodeString(string(cursor))
-		if err != nil || !product.ValidID(raw) {
-			return 0, "", ErrBadCursor
-		}
-		after = string(raw)
+	after, ok := product.DecodeCursor(cursor)
+	if !ok {
+		return 0, "", ErrBadCursor
 	}
 	return n, after, nil
 }
 
 // EncodeCursor makes the opaque cursor that follows product id.
-func EncodeCursor(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+func EncodeCursor(id string) string { return string(product.AppendCursor(nil, id)) }
 
 // Page returns the JSON of a catalog page: {"items":[...],"next_cursor":"..."}, limit products
 // with ids after the given one (lexicographic, which is numeric for the catalog's zero-padded

@@ -188,7 +188,7 @@ func (s *Signer) AppendVerify(dst, token []byte, now time.Time) ([]byte, error) 
 		return dst, ErrMalformed
 	}
 	p64, m64 := token[:dot], token[dot+1:]
-	if len(m64) != macB64Len || len(p64) == 0 {
+	if len(m64) != macB64Len || len(p64) == 0 || !httpapi.Base64URL(p64) || !httpapi.Base64URL(m64) {
 		return dst, ErrMalformed
 	}
 	var mac [macLen]byte
