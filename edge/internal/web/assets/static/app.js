@@ -1217,7 +1217,11 @@
       for (;;) {
         const v = fn();
         if (v) return v;
-        if (Date.now() > end) throw new Error('timed out waiting for ' + what);
+        if (Date.now() > end) {
+          // What the shopper was last told (an error answer shows in the banner) says why.
+          const told = $('banner').hidden ? '' : ' (banner: ' + $('banner-text').textContent + ')';
+          throw new Error('timed out waiting for ' + what + told);
+        }
         await sleep(50);
       }
     };
