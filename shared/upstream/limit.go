@@ -32,15 +32,12 @@ const (
 	// thousand of them behind a limit of a few hundred, and each waiter costs ~100 bytes beside
 	// the caller's goroutine that exists anyway, so memory stays bounded.
 	DefaultMaxQueued = 1024
-	// DefaultQueueWait is the longest expected wait a call is queued for. The queue keeps the
-	// service busy between a completion and the next arrival (goodput) and holds the shoppers
-	// a service at capacity is already serving: 1,000 closed-loop shoppers adding to carts at
-	// ~7,000-13,000 adds/s wait 80-140 ms in it (Little's law), and refusing them gains nothing,
-	// since a closed loop offers only what is served (at 100ms, 54 % of the seed's stress test
-	// at 1,000 clients was refused; make bench, 2026-12-04). The decision is taken at arrival,
-	// so the target does not slow refusals: an open-loop surge above capacity is refused at
-	// once when its expected wait passes the target.
-	DefaultQueueWait = 500 * time.Millisecond
+	// DefaultQueueWait is the longest expected wait a call is queued for. The queue is there to
+	// keep the service busy, not to hold a surge: 100ms of calls at the rate the service
+	// completes them is several times its in-flight limit, so the service never idles between
+	// a completion and the next arrival (goodput), while a queued call waits a fraction of the
+	// edge's budgets and an open-loop surge above capacity is refused at arrival.
+	DefaultQueueWait = 100 * time.Millisecond
 	// A queued call waits at most max(stallFactor x the target, minStall), and half its
 	// caller's remaining deadline: a safety net for a service that stopped completing calls
 	// after the call was queued, far beyond any wait the admission lets in (it refuses
