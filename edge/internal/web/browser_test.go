@@ -168,6 +168,45 @@ func TestStorefrontInChromium(t *testing.T) {
 		b.checkConsole()
 	})
 
+	t.Run("an add right after login builds on the cart as loaded", func(t *testing.T) {
+		// The shopper's cart holds 2 of the first product from an earlier visit.
+		tok := sessionFor(t, base, "cart1")
+		apiCall(t, base, tok, "PUT", "/api/v1/cart/items/00000001", "", map[string]any{"quantity": 2}, 200, nil)
+		b := newBrowser(t, chrome, 1280, 900)
+		b.open(base + "/")
+		// Hold the answers to the page's GET /cart back 1.5 s inside the page (a slow network
+		// for that one call), so the cart loaded at login is still on its way when Add is
+		// pressed; window.heldCart counts the held answers handed on.
+		b.waitText(ctx, "the page's script", `typeof window.flashedge === 'object' ? 'yes' : ''`, 30*time.Second, func(s string) bool { return s == "yes" })
+		b.eval(`(() => { const f = window.fetch; window.heldCart = 0; window.fetch = async (u, o) => {
+			const r = await f(u, o);
+			if (String(u).endsWith('/api/v1/cart') && (!o || !o.method || o.method === 'GET')) {
+				await new Promise((ok) => setTimeout(ok, 1500));
+				window.heldCart++;
+			}
+			return r;
+		}; return true; })()`, nil)
+		login(ctx, b, "cart1")
+		b.eval(`document.querySelector('li[data-product-id="00000001"] button.add').click(); true`, nil)
+		b.waitText(ctx, "the held cart answers", `String(window.heldCart)`, 30*time.Second, func(s string) bool { return s != "0" })
+		b.waitText(ctx, "the cart after the add", `document.getElementById('cart-count').textContent`, 30*time.Second, func(s string) bool { return s == "3" })
+		var c struct {
+			Items []struct {
+				ProductID string `json:"product_id"`
+				Quantity  int    `json:"quantity"`
+			} `json:"items"`
+		}
+		apiCall(t, base, tok, "GET", "/api/v1/cart", "", nil, 200, &c)
+		if len(c.Items) != 1 || c.Items[0].Quantity != 3 {
+			t.Errorf("cart after the add is %+v, want 3 of 00000001 (2 from before and the one added)", c.Items)
+		}
+		// The view loaded at login came back after the add's: the page still shows the add.
+		if got := b.text(`document.getElementById('cart-count').textContent`); got != "3" {
+			t.Errorf("cart count on the page %q after every answer came, want 3", got)
+		}
+		b.checkConsole()
+	})
+
 	t.Run("maintenance message in the banner", func(t *testing.T) {
 		st.Kill("cart", 0)
 		defer st.Restart("cart", 0)

@@ -356,6 +356,7 @@
     $('who').hidden = !token;
     $('who-name').textContent = user;
     if (!token) {
+      cartShown = ++cartSeq; // a cart answer still on its way belongs to the session that ended
       renderCart(null);
       renderOrders(null);
     }
@@ -594,23 +595,50 @@
     $('checkout').hidden = items.length === 0;
   }
 
-  async function loadCart() {
-    if (!session.token) return renderCart(null);
-    const res = await call('GET', '/cart', undefined, loadCart);
-    if (!res) return;
-    if (!res.ok) return report(res, loadCart);
-    renderCart(res.data);
+  // Cart answers can arrive out of order (the GET /cart sent at login and an add clicked at
+  // once): each request takes a number and an answer older than the one on screen is dropped,
+  // so a slow view of the cart before the add never replaces the view after it.
+  let cartSeq = 0;
+  let cartShown = 0;
+  let cartLoading = null; // the GET /cart in flight, awaited before an add reads the quantities
+
+  function showCart(seq, data) {
+    if (seq < cartShown) return;
+    cartShown = seq;
+    renderCart(data);
+  }
+
+  function loadCart() {
+    if (!session.token) {
+      cartShown = ++cartSeq;
+      renderCart(null);
+      return Promise.resolve();
+    }
+    const seq = ++cartSeq;
+    const p = (async () => {
+      const res = await call('GET', '/cart', undefined, loadCart);
+      if (!res) return;
+      if (!res.ok) return report(res, loadCart);
+      showCart(seq, res.data);
+    })();
+    cartLoading = p;
+    const done = () => {
+      if (cartLoading === p) cartLoading = null;
+    };
+    p.then(done, done);
+    return p;
   }
 
   async function putQuantity(productID, quantity) {
     const path = '/cart/items/' + encodeURIComponent(productID);
+    const seq = ++cartSeq;
     const res = await call('PUT', path, { body: { quantity } }, () => putQuantity(productID, quantity));
     if (!res) return false;
     if (!res.ok) {
       report(res);
       return false;
     }
-    renderCart(res.data);
+    showCart(seq, res.data);
     return true;
   }
 
@@ -618,6 +646,8 @@
     if (needLogin()) return;
     if (btn) btn.disabled = true;
     try {
+      // The quantity sent is absolute: read it from the cart as loaded, not from before it was.
+      if (cartLoading) await cartLoading.catch(() => {});
       const line = cart && Array.isArray(cart.items) ? cart.items.find((i) => i.product_id === productID) : null;
       if (await putQuantity(productID, (line ? line.quantity : 0) + n)) {
         const p = products.get(productID);
@@ -634,10 +664,11 @@
 
   async function removeItem(productID) {
     const path = '/cart/items/' + encodeURIComponent(productID);
+    const seq = ++cartSeq;
     const res = await call('DELETE', path, undefined, () => removeItem(productID));
     if (!res) return;
     if (!res.ok) return report(res);
-    renderCart(res.data);
+    showCart(seq, res.data);
   }
 
   function orderSummary(o) {
