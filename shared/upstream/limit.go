@@ -32,12 +32,14 @@ const (
 	// thousand of them behind a limit of a few hundred, and each waiter costs ~100 bytes beside
 	// the caller's goroutine that exists anyway, so memory stays bounded.
 	DefaultMaxQueued = 1024
-	// DefaultQueueWait is the longest expected wait a call is queued for. The queue is there to
-	// keep the service busy, not to hold a surge: 100ms of calls at the rate the service
-	// completes them is several times its in-flight limit, so the service never idles between
-	// a completion and the next arrival (goodput), while a queued call waits a fraction of the
-	// edge's budgets and an open-loop surge above capacity is refused at arrival.
-	DefaultQueueWait = 100 * time.Millisecond
+	// DefaultQueueWait is the longest expected wait a call is queued for. The queue keeps the
+	// service busy between a completion and the next arrival (goodput), and holds a closed
+	// loop of shoppers at capacity: 1,000 of them in front of a service completing ~10,000
+	// calls a second wait ~100ms (Little's law), and refusing them gains nothing, since a closed
+	// loop offers only what is served (a 100ms target refused half of them). 500ms is a
+	// fraction of the edge's budgets; an open-loop surge above capacity is still refused at
+	// arrival, in microseconds, once the queue holds that much work.
+	DefaultQueueWait = 500 * time.Millisecond
 	// A queued call waits at most max(stallFactor x the target, minStall), and half its
 	// caller's remaining deadline: a safety net for a service that stopped completing calls
 	// after the call was queued, far beyond any wait the admission lets in (it refuses

@@ -116,7 +116,7 @@ type Options struct {
 	// when the oldest waiter has already waited QueueWait (the queue is not draining). A queued
 	// call is served, even when the service slows down after it arrived; only one that waited
 	// max(4 x QueueWait, 1s), or half its caller's remaining deadline, in vain is refused then
-	// (counted by Expired). Zero means DefaultQueueWait (100ms).
+	// (counted by Expired). Zero means DefaultQueueWait (500ms).
 	QueueWait time.Duration
 
 	// Retries is the number of extra attempts, each on another replica when there is one, for
