@@ -45,6 +45,23 @@ func (p *Pool) Forward(rctx *fasthttp.RequestCtx) {
 	p.ForwardContext(context.Background(), rctx)
 }
 
+// ForwardFirst is Forward for a request that waits for a slot ahead of the others when the
+// pool's in-flight limit is reached (a checkout: the last step of a purchase, not to be refused
+// behind a crowd of new attempts; see First).
+func (p *Pool) ForwardFirst(rctx *fasthttp.RequestCtx) {
+	p.ForwardContext(firstCtx, rctx)
+}
+
+// First marks ctx's calls (Do, ForwardContext) to wait for a slot ahead of the others, behind
+// earlier first calls only, when the pool's in-flight limit is reached. A first call is refused
+// at arrival only when a full round of the limit's first calls is queued already or the queue
+// is full: keep it for the few requests that finish what a shopper started (checkouts).
+func First(ctx context.Context) context.Context { return context.WithValue(ctx, firstKey{}, true) }
+
+type firstKey struct{}
+
+var firstCtx = First(context.Background())
+
 // ForwardContext is Forward with the caller's context, e.g. one carrying a deadline for the
 // whole call (every attempt then ends by it).
 func (p *Pool) ForwardContext(ctx context.Context, rctx *fasthttp.RequestCtx) {

@@ -86,9 +86,14 @@ type limiter struct {
 	target    time.Duration // the longest expected wait a call is queued for
 	holdNs    atomic.Int64  // running mean of the time a call holds its slot; 0 before the first
 	queued    atomic.Int64  // waiters in the queue; read without qmu on the fast paths
-	qmu       sync.Mutex    // guards head, tail; taken after mu, never before
+	qmu       sync.Mutex    // guards head, tail, firstTail, firstQueued; taken after mu, never before
 	head      *waiter
 	tail      *waiter
+	// The first waiters (acquire with first set) stand at the front of the queue, in FIFO
+	// order among themselves: firstTail is the last of them (nil when none), firstQueued how
+	// many there are.
+	firstTail   *waiter
+	firstQueued int
 
 	mu          sync.Mutex
 	winStart    time.Time
@@ -125,6 +130,7 @@ type waiter struct {
 	since      time.Time
 	prev, next *waiter
 	queued     bool // still in the list; guarded by qmu
+	first      bool // queued ahead of the others (acquire's first); guarded by qmu
 }
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
@@ -134,7 +140,13 @@ var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct
 // held), ErrOverloaded when refused (counted as shed), or ctx's error when ctx ended while
 // waiting. A queued call waits at most max(stallFactor x l.target, minStall) and half of
 // ctx's remaining time, so a waiter that gets a slot still has time for the call.
-func (l *limiter) acquire(ctx context.Context) error {
+//
+// A first call (a checkout: the shopper's last step, worth more than a new attempt) waits ahead
+// of every other waiter, behind earlier first calls only, and is refused at arrival only when a
+// full round of the limit's first calls is queued already (or the queue is full): the
+// expected-wait and stalled-queue checks, which keep the others' wait near the target, are not
+// applied to it, since it jumps the line they measure.
+func (l *limiter) acquire(ctx context.Context, first bool) error {
 	if l.max <= 0 {
 		l.inFlight.Add(1)
 		return nil
@@ -142,7 +154,7 @@ func (l *limiter) acquire(ctx context.Context) error {
 	if l.queued.Load() == 0 && l.tryTake() {
 		return nil
 	}
-	return l.enqueue(ctx)
+	return l.enqueue(ctx, first)
 }
 
 // tryTake takes a slot when one is free under the limit.
@@ -161,27 +173,26 @@ func (l *limiter) tryTake() bool {
 }
 
 // enqueue is acquire's slow path.
-func (l *limiter) enqueue(ctx context.Context) error {
+func (l *limiter) enqueue(ctx context.Context, first bool) error {
 	now := time.Now()
 	wait := max(stallFactor*l.target, minStall)
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, d.Sub(now)/2)
 	}
 	l.qmu.Lock()
-	if !l.admitLocked(now, wait) {
+	admit := l.admitLocked(now, wait)
+	if first {
+		admit = l.admitFirstLocked(wait)
+	}
+	if !admit {
 		l.dispatchLocked() // a slot we held for a moment in tryTake may be due to a waiter
 		l.qmu.Unlock()
 		l.shed.Add(1)
 		return ErrOverloaded
 	}
 	w := waiterPool.Get().(*waiter)
-	w.since, w.queued, w.prev, w.next = now, true, l.tail, nil
-	if l.tail != nil {
-		l.tail.next = w
-	} else {
-		l.head = w
-	}
-	l.tail = w
+	w.since, w.queued, w.first = now, true, first
+	l.linkLocked(w)
 	l.queued.Add(1) // before dispatching: a release from now on takes qmu and sees w
 	l.dispatchLocked()
 	l.qmu.Unlock()
@@ -227,7 +238,7 @@ func (l *limiter) admitLocked(now time.Time, wait time.Duration) bool {
 	switch {
 	case l.maxQueued == 0 || wait <= 0 || ahead >= int64(l.maxQueued):
 		return false
-	case ahead >= l.limit.Load() && now.Sub(l.head.since) >= l.target:
+	case ahead >= l.limit.Load() && now.Sub(l.oldestLocked()) >= l.target:
 		// The queue is not draining as estimated: refuse newcomers, but only while a full
 		// round of the limit's calls is queued. Refusing them all until the queue is empty
 		// would let the service idle before the next arrival (the waiters admitted just
@@ -236,6 +247,52 @@ func (l *limiter) admitLocked(now time.Time, wait time.Duration) bool {
 		return false
 	}
 	return l.expectedWait(ahead+1) <= min(l.target, wait)
+}
+
+// oldestLocked is when the longest waiting call in the queue arrived: the head, or the first
+// waiter behind the first waiters (which jumped the line). qmu held, queue not empty.
+func (l *limiter) oldestLocked() time.Time {
+	t := l.head.since
+	if l.firstTail != nil && l.firstTail.next != nil && l.firstTail.next.since.Before(t) {
+		t = l.firstTail.next.since
+	}
+	return t
+}
+
+// admitFirstLocked says whether a first call may wait (see acquire). qmu held.
+func (l *limiter) admitFirstLocked(wait time.Duration) bool {
+	return l.maxQueued > 0 && wait > 0 && l.queued.Load() < int64(l.maxQueued) &&
+		int64(l.firstQueued) < max(l.limit.Load(), 1)
+}
+
+// linkLocked puts w in the queue: a first waiter behind the first waiters, any other at the
+// tail. qmu held.
+func (l *limiter) linkLocked(w *waiter) {
+	if !w.first {
+		w.prev, w.next = l.tail, nil
+		if l.tail != nil {
+			l.tail.next = w
+		} else {
+			l.head = w
+		}
+		l.tail = w
+		return
+	}
+	w.prev = l.firstTail
+	if w.prev != nil {
+		w.next = w.prev.next
+		w.prev.next = w
+	} else {
+		w.next = l.head
+		l.head = w
+	}
+	if w.next != nil {
+		w.next.prev = w
+	} else {
+		l.tail = w
+	}
+	l.firstTail = w
+	l.firstQueued++
 }
 
 // expectedWait is how long the n-th waiter in line is expected to wait: slots free up at
@@ -251,6 +308,12 @@ func (l *limiter) expectedWait(n int64) time.Duration {
 
 // unlinkLocked removes w from the queue. qmu held.
 func (l *limiter) unlinkLocked(w *waiter) {
+	if w.first {
+		if l.firstTail == w {
+			l.firstTail = w.prev // first waiters are contiguous from the head
+		}
+		l.firstQueued--
+	}
 	if w.prev != nil {
 		w.prev.next = w.next
 	} else {
@@ -261,7 +324,7 @@ func (l *limiter) unlinkLocked(w *waiter) {
 	} else {
 		l.tail = w.prev
 	}
-	w.prev, w.next, w.queued = nil, nil, false
+	w.prev, w.next, w.queued, w.first = nil, nil, false, false
 	l.queued.Add(-1)
 }
 

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -17,7 +18,7 @@ func feed(l *limiter, now *time.Time, windows, inFlight int, rtt time.Duration) 
 			n = min(inFlight, n)
 		}
 		for range n {
-			l.acquire(context.Background())
+			l.acquire(context.Background(), false)
 		}
 		for i := range limitMinSamples {
 			if i == limitMinSamples-1 {
@@ -54,11 +55,11 @@ func TestAdaptiveLimit(t *testing.T) {
 
 	// At the limit, one more call is refused at once.
 	for range 8 {
-		if l.acquire(context.Background()) != nil {
+		if l.acquire(context.Background(), false) != nil {
 			t.Fatal("a call under the limit was refused")
 		}
 	}
-	if err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) {
+	if err := l.acquire(context.Background(), false); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("a call over the limit without a queue: %v, want ErrOverloaded at once", err)
 	}
 	if got := l.shed.Load(); got != 1 {
@@ -95,7 +96,7 @@ func holdAll(t *testing.T, l *limiter) {
 	t.Helper()
 	limit, _ := l.state()
 	for range limit {
-		if err := l.acquire(context.Background()); err != nil {
+		if err := l.acquire(context.Background(), false); err != nil {
 			t.Fatalf("a call under the limit: %v", err)
 		}
 	}
@@ -104,7 +105,13 @@ func holdAll(t *testing.T, l *limiter) {
 // queueTo starts a waiter on l and polls until l holds n waiters; the waiter's outcome goes to out.
 func queueTo(t *testing.T, l *limiter, ctx context.Context, n int64, id int, out chan<- [2]any) {
 	t.Helper()
-	go func() { out <- [2]any{id, l.acquire(ctx)} }()
+	queueAs(t, l, ctx, n, id, false, out)
+}
+
+// queueAs is queueTo for a first (first set) or an ordinary waiter.
+func queueAs(t *testing.T, l *limiter, ctx context.Context, n int64, id int, first bool, out chan<- [2]any) {
+	t.Helper()
+	go func() { out <- [2]any{id, l.acquire(ctx, first)} }()
 	deadline := time.Now().Add(10 * time.Second)
 	for l.queued.Load() != n {
 		if time.Now().After(deadline) {
@@ -129,7 +136,7 @@ func TestLimitQueue(t *testing.T) {
 			t.Fatalf("waiters counted in flight: %d, want 2", inFlight)
 		}
 		// Full: refused at once (a wait would take the minute and fail the test's deadline).
-		if err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) {
+		if err := l.acquire(context.Background(), false); !errors.Is(err, ErrOverloaded) {
 			t.Fatalf("a call finding the queue full: %v, want ErrOverloaded", err)
 		}
 		for i := range 3 {
@@ -151,7 +158,7 @@ func TestLimitQueue(t *testing.T) {
 		// target, refused as overloaded and counted as expired (refused after a wait).
 		l := newLimiter(1, 1, false, 8, 20*time.Millisecond)
 		holdAll(t, l)
-		if err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) {
+		if err := l.acquire(context.Background(), false); !errors.Is(err, ErrOverloaded) {
 			t.Fatalf("a wait that ran out: %v, want ErrOverloaded", err)
 		}
 		if _, inFlight := l.state(); inFlight != 1 || l.queued.Load() != 0 || l.shed.Load() != 1 || l.expired.Load() != 1 {
@@ -182,7 +189,7 @@ func TestLimitQueue(t *testing.T) {
 		l.qmu.Lock()
 		l.head.since = l.head.since.Add(-time.Minute) // the oldest waiter waited the whole bound
 		l.qmu.Unlock()
-		if err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) {
+		if err := l.acquire(context.Background(), false); !errors.Is(err, ErrOverloaded) {
 			t.Fatalf("a newcomer behind a stalled queue: %v, want ErrOverloaded at once", err)
 		}
 		l.release(time.Millisecond)
@@ -203,7 +210,7 @@ func TestLimitQueue(t *testing.T) {
 		l.qmu.Unlock()
 		queueTo(t, l, context.Background(), 2, 1, got)
 		queueTo(t, l, context.Background(), 3, 2, got)
-		if err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) {
+		if err := l.acquire(context.Background(), false); !errors.Is(err, ErrOverloaded) {
 			t.Fatalf("a newcomer behind a stalled queue of one round: %v, want ErrOverloaded at once", err)
 		}
 		for i := range 3 {
@@ -244,7 +251,7 @@ func TestLimitQueueExpectedWait(t *testing.T) {
 	l.head.since = time.Now() // not stalled, however slow this machine is
 	l.qmu.Unlock()
 	queueTo(t, l, ctx, 2, 1, got)
-	if err := l.acquire(ctx); !errors.Is(err, ErrOverloaded) {
+	if err := l.acquire(ctx, false); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("a third waiter expected to wait 75ms (target 60ms): %v, want ErrOverloaded at once", err)
 	}
 	if l.queued.Load() != 2 || l.shed.Load() != 1 {
@@ -270,7 +277,7 @@ func TestLimitQueueExpectedWait(t *testing.T) {
 	for range 64 {
 		l.noteHold(400 * time.Millisecond)
 	}
-	if err := l.acquire(ctx); !errors.Is(err, ErrOverloaded) {
+	if err := l.acquire(ctx, false); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("a newcomer behind three waiters after the slowdown: %v, want ErrOverloaded at once", err)
 	}
 	for i := range 3 {
@@ -303,7 +310,7 @@ func TestLimitHoldMean(t *testing.T) {
 		{320 * time.Millisecond, 170 * time.Millisecond},
 		{10 * time.Millisecond, 160 * time.Millisecond},
 	} {
-		if err := l.acquire(context.Background()); err != nil {
+		if err := l.acquire(context.Background(), false); err != nil {
 			t.Fatal(err)
 		}
 		l.release(tt.hold)
@@ -318,10 +325,60 @@ func TestLimitFastPathAllocs(t *testing.T) {
 	l := newLimiter(8, 1, true, 16, time.Second)
 	ctx := context.Background()
 	if n := testing.AllocsPerRun(1000, func() {
-		if l.acquire(ctx) == nil {
+		if l.acquire(ctx, false) == nil {
 			l.release(time.Millisecond)
 		}
 	}); n != 0 {
 		t.Fatalf("acquire+release under the limit: %.1f allocations, want 0", n)
+	}
+}
+
+// TestLimitFirstCalls: a first call (a checkout) waits ahead of the ordinary waiters, behind
+// earlier first calls, in FIFO order among them; it is queued where an ordinary call is refused
+// for its expected wait, and refused once a full round of the limit's first calls is queued;
+// ending a first waiter's wait leaves the queue consistent.
+func TestLimitFirstCalls(t *testing.T) {
+	l := newLimiter(2, 1, false, 16, time.Minute)
+	holdAll(t, l)
+	got := make(chan [2]any, 16)
+	queueAs(t, l, context.Background(), 1, 0, false, got) // ordinary 0
+	queueAs(t, l, context.Background(), 2, 1, false, got) // ordinary 1
+	queueAs(t, l, context.Background(), 3, 10, true, got) // first 10
+	gone, cancel := context.WithCancel(context.Background())
+	queueAs(t, l, gone, 4, 11, true, got) // first 11, leaves
+	// A full round of first calls (the limit, 2) waits: a third is refused.
+	if err := l.acquire(context.Background(), true); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("a third first waiter behind a limit of 2: %v, want ErrOverloaded", err)
+	}
+	cancel()
+	if r := <-got; r[0] != 11 || !errors.Is(r[1].(error), context.Canceled) {
+		t.Fatalf("the cancelled first waiter got %v", r)
+	}
+	queueAs(t, l, context.Background(), 4, 12, true, got) // first 12, in 11's place
+	if err := l.acquire(context.Background(), true); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("a third first waiter behind a limit of 2: %v, want ErrOverloaded", err)
+	}
+	// An ordinary call now expected to wait beyond the target is refused; a first call is not.
+	l.noteHold(time.Hour)
+	if err := l.acquire(context.Background(), false); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("an ordinary call expected to wait hours: %v, want ErrOverloaded", err)
+	}
+	var order []any
+	for range 4 {
+		l.release(time.Millisecond)
+		r := <-got
+		if r[1] != nil {
+			t.Fatalf("waiter %v: %v", r[0], r[1])
+		}
+		order = append(order, r[0])
+	}
+	if fmt.Sprint(order) != "[10 12 0 1]" {
+		t.Errorf("slots handed over in the order %v, want the first calls 10 and 12, then 0 and 1", order)
+	}
+	if q := l.queued.Load(); q != 0 || l.firstQueued != 0 || l.head != nil || l.tail != nil || l.firstTail != nil {
+		t.Errorf("queue left: queued %d, first %d, head %p tail %p firstTail %p", q, l.firstQueued, l.head, l.tail, l.firstTail)
+	}
+	if _, inFlight := l.state(); inFlight != 2 {
+		t.Errorf("in flight %d after four hand-overs of two held slots, want 2", inFlight)
 	}
 }

@@ -16,7 +16,7 @@ import (
 
 // TestLimitQueueStress: many callers over a small limit, some cancelling while queued,
 // some with short deadlines, some holding their slot long enough to shrink the expected-wait
-// budget; every slot handed out is released once. Afterwards nothing is in flight or queued,
+// budget, one call in five a first call (ahead of the others); every slot handed out is released once. Afterwards nothing is in flight or queued,
 // and at no moment did more than the limit hold a slot.
 func TestLimitQueueStress(t *testing.T) {
 	const limit, callers, rounds = 4, 64, 40
@@ -38,7 +38,7 @@ func TestLimitQueueStress(t *testing.T) {
 					ctx, cancel = context.WithCancel(ctx)
 					go func(d time.Duration) { time.Sleep(d); cancel() }(time.Duration(rng.IntN(2000)) * time.Microsecond)
 				}
-				err := l.acquire(ctx)
+				err := l.acquire(ctx, rng.IntN(5) == 0)
 				switch {
 				case err == nil:
 					n := holding.Add(1)
@@ -63,12 +63,12 @@ func TestLimitQueueStress(t *testing.T) {
 	wg.Wait()
 	_, inFlight := l.state()
 	l.qmu.Lock()
-	head, tail := l.head, l.tail
+	head, tail, firstTail, firstQueued := l.head, l.tail, l.firstTail, l.firstQueued
 	l.qmu.Unlock()
 	t.Logf("served %d, refused %d, cancelled %d, peak %d", served.Load(), refused.Load(), cancelled.Load(), peak.Load())
-	if inFlight != 0 || l.queued.Load() != 0 || head != nil || tail != nil {
-		t.Fatalf("after all callers returned: in flight %d, queued %d, head %p, tail %p; want 0, 0, nil, nil",
-			inFlight, l.queued.Load(), head, tail)
+	if inFlight != 0 || l.queued.Load() != 0 || head != nil || tail != nil || firstTail != nil || firstQueued != 0 {
+		t.Fatalf("after all callers returned: in flight %d, queued %d (first %d), head %p, tail %p, first tail %p; want 0, 0, nil",
+			inFlight, l.queued.Load(), firstQueued, head, tail, firstTail)
 	}
 	if peak.Load() > limit {
 		t.Fatalf("%d callers held a slot at once, limit %d", peak.Load(), limit)
@@ -161,13 +161,13 @@ func TestPoolQueueNoLeak(t *testing.T) {
 // queue are clean afterwards.
 func TestQueueWaitHalfTheDeadline(t *testing.T) {
 	l := newLimiter(1, 1, false, 8, time.Minute)
-	if err := l.acquire(context.Background()); err != nil {
+	if err := l.acquire(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := l.acquire(ctx)
+	err := l.acquire(ctx, false)
 	waited := time.Since(start)
 	if !errors.Is(err, ErrOverloaded) || ctx.Err() != nil || l.expired.Load() != 1 {
 		t.Fatalf("after %v: %v (ctx %v, expired %d), want ErrOverloaded counted as expired with the caller's deadline not reached",

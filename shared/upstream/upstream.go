@@ -504,7 +504,7 @@ func (p *Pool) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := p.limit.acquire(ctx); err != nil {
+	if err := p.limit.acquire(ctx, ctx.Value(firstKey{}) != nil); err != nil {
 		return fmt.Errorf("upstream %s: %w", p.name, err)
 	}
 	held := time.Now()

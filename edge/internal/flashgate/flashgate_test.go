@@ -27,12 +27,18 @@ import (
 
 // countingOrder stands in for the order service's pool: it counts what the edge forwards and
 // answers 202, so a test tells a forwarded attempt from one answered at the edge.
-type countingOrder struct{ n atomic.Int64 }
+// first counts the requests sent with ForwardFirst (ahead of the others), counted in n too.
+type countingOrder struct{ n, first atomic.Int64 }
 
 func (o *countingOrder) Forward(ctx *fasthttp.RequestCtx) {
 	o.n.Add(1)
 	ctx.SetStatusCode(202)
 	ctx.SetBodyString(`{"ticket":"00","status":"queued","poll_after_ms":1000}`)
+}
+
+func (o *countingOrder) ForwardFirst(ctx *fasthttp.RequestCtx) {
+	o.first.Add(1)
+	o.Forward(ctx)
 }
 
 type fixture struct {
@@ -482,5 +488,28 @@ func TestPassOnlyForWaitingRooms(t *testing.T) {
 	}
 	if asked["plain"] != 0 || asked["roomy"] != 2 {
 		t.Errorf("Pass asked %v; want roomy twice and plain never", asked)
+	}
+}
+
+// TestCheckoutGoesFirst: a flash-sale checkout is forwarded ahead of the attempts waiting for
+// the order service (ForwardFirst); an attempt is not.
+func TestCheckoutGoesFirst(t *testing.T) {
+	f := newFixture(t, guard.Options{AddrRate: -1, UserRate: -1})
+	now := f.clock()
+	f.putSale(t, "fs-1", now.Add(-time.Minute), now.Add(time.Hour), false)
+	tok := f.token("u1")
+	f.do("POST", "/api/v1/flash-sales/fs-1/checkout", tok)
+	if n, first := f.order.n.Load(), f.order.first.Load(); n != 1 || first != 1 {
+		t.Fatalf("checkout: %d forwarded, %d first; want 1 and 1", n, first)
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.SetRequestURI("/api/v1/flash-sales/fs-1/attempts")
+	ctx.Request.Header.Set("Authorization", "Bearer "+tok)
+	ctx.Request.Header.Set("Idempotency-Key", "k-1")
+	ctx.Request.SetBodyString(`{"challenge_id":"c","answer":"0"}`)
+	f.h(&ctx)
+	if first := f.order.first.Load(); first != 1 {
+		t.Errorf("an attempt went first (%d first calls)", first)
 	}
 }

@@ -45,6 +45,12 @@ type Forwarder interface {
 	Forward(ctx *fasthttp.RequestCtx)
 }
 
+// FirstForwarder is a Forwarder that can send a request ahead of the others waiting for the
+// order service (*upstream.Pool, gateway.WithRequestID's wrapper of one).
+type FirstForwarder interface {
+	ForwardFirst(ctx *fasthttp.RequestCtx)
+}
+
 // Sessions verifies a request's session and returns its user id.
 type Sessions interface {
 	FromRequest(ctx *fasthttp.RequestCtx) (string, error)
@@ -268,6 +274,20 @@ func (g *Gate) forward(ctx *fasthttp.RequestCtx, uid string) {
 	httpapi.SetUser(ctx, uid)
 	g.forwarded.Add(1)
 	g.order.Forward(ctx)
+}
+
+// forwardFirst is forward for a checkout: it waits for the order service ahead of the attempts
+// when the edge's limit on calls to it is reached (a winner's payment must not be refused
+// behind the crowd still trying), when the forwarder can (an *upstream.Pool).
+func (g *Gate) forwardFirst(ctx *fasthttp.RequestCtx, uid string) {
+	ff, ok := g.order.(FirstForwarder)
+	if !ok {
+		g.forward(ctx, uid)
+		return
+	}
+	httpapi.SetUser(ctx, uid)
+	g.forwarded.Add(1)
+	ff.ForwardFirst(ctx)
 }
 
 func (g *Gate) reject(r reason) { g.rejected[r].Add(1) }

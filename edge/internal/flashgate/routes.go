@@ -73,13 +73,14 @@ func (g *Gate) challenge(ctx *fasthttp.RequestCtx) {
 
 // checkout is charged to the client's address (it reaches the order service and the store);
 // not to the user's budget, which a winner has spent on the challenge and the attempt, nor is
-// a banned user kept from paying for what they won before the ban.
+// a banned user kept from paying for what they won before the ban. It waits for the order
+// service ahead of the attempts (forwardFirst).
 func (g *Gate) checkout(ctx *fasthttp.RequestCtx) {
 	uid, ok := g.user(ctx)
 	if !ok || g.guard.Refused(ctx, "") {
 		return
 	}
-	g.forward(ctx, uid)
+	g.forwardFirst(ctx, uid)
 }
 
 func (g *Gate) get(ctx *fasthttp.RequestCtx) {

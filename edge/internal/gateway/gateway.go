@@ -142,7 +142,8 @@ func New(cfg Config) (*Gateway, error) {
 	r.PUT("/api/v1/cart/items/{product_id}", cart)
 	r.DELETE("/api/v1/cart/items/{product_id}", cart)
 	order := g.user(forwardOrUnavailable(cfg.Order))
-	r.POST("/api/v1/orders", order)
+	// A checkout finishes a purchase: it waits for the order service ahead of other calls.
+	r.POST("/api/v1/orders", g.user(forwardFirstOrUnavailable(cfg.Order)))
 	r.GET("/api/v1/orders", order)
 	r.GET("/api/v1/orders/{id}", order)
 	if cfg.Extra != nil {
@@ -249,10 +250,24 @@ func WithRequestID(f Forwarder) Forwarder { return idForwarder{f} }
 type idForwarder struct{ next Forwarder }
 
 func (f idForwarder) Forward(ctx *fasthttp.RequestCtx) {
+	f.setID(ctx)
+	f.next.Forward(ctx)
+}
+
+// ForwardFirst is the next forwarder's ForwardFirst when it has one, else its Forward.
+func (f idForwarder) ForwardFirst(ctx *fasthttp.RequestCtx) {
+	f.setID(ctx)
+	if ff, ok := f.next.(FirstForwarder); ok {
+		ff.ForwardFirst(ctx)
+		return
+	}
+	f.next.Forward(ctx)
+}
+
+func (f idForwarder) setID(ctx *fasthttp.RequestCtx) {
 	if id := ctx.Response.Header.PeekBytes(requestIDKey); len(id) > 0 {
 		ctx.Request.Header.SetCanonical(requestIDKey, id)
 	}
-	f.next.Forward(ctx)
 }
 
 // Handler returns the request handler to give to httpapi.NewServer.
@@ -354,6 +369,20 @@ func forwardOrUnavailable(f Forwarder) fasthttp.RequestHandler {
 		}
 	}
 	return f.Forward
+}
+
+// FirstForwarder is a Forwarder that can also send a request ahead of the others queued for
+// the same backend (*upstream.Pool's ForwardFirst), for the requests that finish a purchase.
+type FirstForwarder interface {
+	ForwardFirst(ctx *fasthttp.RequestCtx)
+}
+
+// forwardFirstOrUnavailable is forwardOrUnavailable with ForwardFirst when f has it.
+func forwardFirstOrUnavailable(f Forwarder) fasthttp.RequestHandler {
+	if ff, ok := f.(FirstForwarder); ok {
+		return ff.ForwardFirst
+	}
+	return forwardOrUnavailable(f)
 }
 
 // Timeouts the edge server uses; a backend call's budget (upstream Timeout) must stay below

@@ -452,3 +452,51 @@ func TestShopCharged(t *testing.T) {
 		t.Fatalf("cache hit over budget: %d, want 200 (hits are free)", r.StatusCode())
 	}
 }
+
+// firstRecorder is a backend pool stand-in that tells Forward from ForwardFirst.
+type firstRecorder struct{ got []string }
+
+func (f *firstRecorder) Forward(ctx *fasthttp.RequestCtx) {
+	f.got = append(f.got, string(ctx.Method())+" "+string(ctx.Path()))
+	ctx.SetStatusCode(299)
+}
+
+func (f *firstRecorder) ForwardFirst(ctx *fasthttp.RequestCtx) {
+	f.got = append(f.got, "first "+string(ctx.Method())+" "+string(ctx.Path()))
+	ctx.SetStatusCode(299)
+}
+
+// TestCheckoutGoesFirst: the cart checkout (POST /api/v1/orders) is forwarded with
+// ForwardFirst, ahead of other calls waiting for the order service; the order reads are not,
+// and WithRequestID keeps the difference.
+func TestCheckoutGoesFirst(t *testing.T) {
+	srv := kvtest.Start(t)
+	pc, err := productcache.New(srv.Client(t), productcache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pc.Close)
+	order := &firstRecorder{}
+	g, err := New(Config{
+		Products: pc, Catalog: &recordingForwarder{}, Order: order, Sessions: staticSessions{},
+		AdminToken: testAdminToken, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), IDs: obs.NewIDs(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{tb: t, g: g}
+	auth := map[string]string{"Authorization": "Bearer good", "Idempotency-Key": "k1"}
+	f.do("POST", "/api/v1/orders", auth, "")
+	f.do("GET", "/api/v1/orders", auth, "")
+	f.do("GET", "/api/v1/orders/o1", auth, "")
+	want := "[first POST /api/v1/orders GET /api/v1/orders GET /api/v1/orders/o1]"
+	if got := fmt.Sprint(order.got); got != want {
+		t.Errorf("order service got %s, want %s", got, want)
+	}
+	order.got = nil
+	var ctx fasthttp.RequestCtx
+	WithRequestID(order).(FirstForwarder).ForwardFirst(&ctx)
+	if got := fmt.Sprint(order.got); got != "[first GET /]" {
+		t.Errorf("ForwardFirst through WithRequestID reached the pool as %s", got)
+	}
+}
