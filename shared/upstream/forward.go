@@ -54,8 +54,8 @@ func (p *Pool) ForwardFirst(rctx *fasthttp.RequestCtx) {
 
 // First marks ctx's calls (Do, ForwardContext) to wait for a slot ahead of the others, behind
 // earlier first calls only, when the pool's in-flight limit is reached. A first call is refused
-// at arrival only when a full round of the limit's first calls is queued already or the queue
-// is full: keep it for the few requests that finish what a shopper started (checkouts).
+// at arrival only when the queue is full: keep it for the requests that finish what a shopper
+// started (checkouts).
 func First(ctx context.Context) context.Context { return context.WithValue(ctx, firstKey{}, true) }
 
 type firstKey struct{}

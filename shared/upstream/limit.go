@@ -142,10 +142,11 @@ var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct
 // ctx's remaining time, so a waiter that gets a slot still has time for the call.
 //
 // A first call (a checkout: the shopper's last step, worth more than a new attempt) waits ahead
-// of every other waiter, behind earlier first calls only, and is refused at arrival only when a
-// full round of the limit's first calls is queued already (or the queue is full): the
-// expected-wait and stalled-queue checks, which keep the others' wait near the target, are not
-// applied to it, since it jumps the line they measure.
+// of every other waiter, behind earlier first calls only, and is refused at arrival only when
+// the queue is full: the expected-wait and stalled-queue checks, which keep the others' wait
+// near the target, are not applied to it, since it jumps the line they measure. (A rush's
+// winners check out together: hundreds of first calls at once behind a limit of 64 must wait,
+// not be refused; the edge's per-address limits bound how many a client can send.)
 func (l *limiter) acquire(ctx context.Context, first bool) error {
 	if l.max <= 0 {
 		l.inFlight.Add(1)
@@ -261,8 +262,7 @@ func (l *limiter) oldestLocked() time.Time {
 
 // admitFirstLocked says whether a first call may wait (see acquire). qmu held.
 func (l *limiter) admitFirstLocked(wait time.Duration) bool {
-	return l.maxQueued > 0 && wait > 0 && l.queued.Load() < int64(l.maxQueued) &&
-		int64(l.firstQueued) < max(l.limit.Load(), 1)
+	return l.maxQueued > 0 && wait > 0 && l.queued.Load() < int64(l.maxQueued)
 }
 
 // linkLocked puts w in the queue: a first waiter behind the first waiters, any other at the

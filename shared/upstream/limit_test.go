@@ -335,8 +335,8 @@ func TestLimitFastPathAllocs(t *testing.T) {
 
 // TestLimitFirstCalls: a first call (a checkout) waits ahead of the ordinary waiters, behind
 // earlier first calls, in FIFO order among them; it is queued where an ordinary call is refused
-// for its expected wait, and refused once a full round of the limit's first calls is queued;
-// ending a first waiter's wait leaves the queue consistent.
+// for its expected wait, and refused only by a full queue; ending a first waiter's wait leaves
+// the queue consistent.
 func TestLimitFirstCalls(t *testing.T) {
 	l := newLimiter(2, 1, false, 16, time.Minute)
 	holdAll(t, l)
@@ -346,18 +346,11 @@ func TestLimitFirstCalls(t *testing.T) {
 	queueAs(t, l, context.Background(), 3, 10, true, got) // first 10
 	gone, cancel := context.WithCancel(context.Background())
 	queueAs(t, l, gone, 4, 11, true, got) // first 11, leaves
-	// A full round of first calls (the limit, 2) waits: a third is refused.
-	if err := l.acquire(context.Background(), true); !errors.Is(err, ErrOverloaded) {
-		t.Fatalf("a third first waiter behind a limit of 2: %v, want ErrOverloaded", err)
-	}
 	cancel()
 	if r := <-got; r[0] != 11 || !errors.Is(r[1].(error), context.Canceled) {
 		t.Fatalf("the cancelled first waiter got %v", r)
 	}
 	queueAs(t, l, context.Background(), 4, 12, true, got) // first 12, in 11's place
-	if err := l.acquire(context.Background(), true); !errors.Is(err, ErrOverloaded) {
-		t.Fatalf("a third first waiter behind a limit of 2: %v, want ErrOverloaded", err)
-	}
 	// An ordinary call now expected to wait beyond the target is refused; a first call is not.
 	l.noteHold(time.Hour)
 	if err := l.acquire(context.Background(), false); !errors.Is(err, ErrOverloaded) {
@@ -380,5 +373,18 @@ func TestLimitFirstCalls(t *testing.T) {
 	}
 	if _, inFlight := l.state(); inFlight != 2 {
 		t.Errorf("in flight %d after four hand-overs of two held slots, want 2", inFlight)
+	}
+
+	// A full queue refuses a first call too.
+	full := newLimiter(1, 1, false, 2, time.Minute)
+	holdAll(t, full)
+	queueTo(t, full, context.Background(), 1, 0, got)
+	queueTo(t, full, context.Background(), 2, 1, got)
+	if err := full.acquire(context.Background(), true); !errors.Is(err, ErrOverloaded) {
+		t.Errorf("a first call finding the queue full: %v, want ErrOverloaded", err)
+	}
+	for range 2 {
+		full.release(time.Millisecond)
+		<-got
 	}
 }
