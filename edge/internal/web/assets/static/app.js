@@ -335,6 +335,29 @@
     showBanner(errorText(res), { retry: retry || null });
   }
 
+  // inOrder keeps one view's answers in the order their requests were sent, since answers to
+  // overlapping requests can arrive in any order (the cart loaded at login and an add clicked at
+  // once): take() numbers a request; newest(n) says whether its answer may be shown (no later
+  // request's answer was), and makes it the one shown; drop() discards every answer on its way.
+  function inOrder() {
+    let sent = 0;
+    let shown = 0;
+    return {
+      take: () => ++sent,
+      newest(n) {
+        if (n < shown) return false;
+        shown = n;
+        return true;
+      },
+      drop() {
+        shown = ++sent;
+      },
+    };
+  }
+  const cartAnswers = inOrder();
+  const orderAnswers = inOrder();
+  const saleAnswers = inOrder();
+
   // ---------------------------------------------------------------- session
 
   const session = { token: '', user: '' };
@@ -356,7 +379,8 @@
     $('who').hidden = !token;
     $('who-name').textContent = user;
     if (!token) {
-      cartShown = ++cartSeq; // a cart answer still on its way belongs to the session that ended
+      cartAnswers.drop(); // answers still on their way belong to the session that ended
+      orderAnswers.drop();
       renderCart(null);
       renderOrders(null);
     }
@@ -595,31 +619,24 @@
     $('checkout').hidden = items.length === 0;
   }
 
-  // Cart answers can arrive out of order (the GET /cart sent at login and an add clicked at
-  // once): each request takes a number and an answer older than the one on screen is dropped,
-  // so a slow view of the cart before the add never replaces the view after it.
-  let cartSeq = 0;
-  let cartShown = 0;
   let cartLoading = null; // the GET /cart in flight, awaited before an add reads the quantities
 
-  function showCart(seq, data) {
-    if (seq < cartShown) return;
-    cartShown = seq;
-    renderCart(data);
+  function showCart(n, data) {
+    if (cartAnswers.newest(n)) renderCart(data);
   }
 
   function loadCart() {
     if (!session.token) {
-      cartShown = ++cartSeq;
+      cartAnswers.drop();
       renderCart(null);
       return Promise.resolve();
     }
-    const seq = ++cartSeq;
+    const n = cartAnswers.take();
     const p = (async () => {
       const res = await call('GET', '/cart', undefined, loadCart);
       if (!res) return;
       if (!res.ok) return report(res, loadCart);
-      showCart(seq, res.data);
+      showCart(n, res.data);
     })();
     cartLoading = p;
     const done = () => {
@@ -631,14 +648,14 @@
 
   async function putQuantity(productID, quantity) {
     const path = '/cart/items/' + encodeURIComponent(productID);
-    const seq = ++cartSeq;
+    const n = cartAnswers.take();
     const res = await call('PUT', path, { body: { quantity } }, () => putQuantity(productID, quantity));
     if (!res) return false;
     if (!res.ok) {
       report(res);
       return false;
     }
-    showCart(seq, res.data);
+    showCart(n, res.data);
     return true;
   }
 
@@ -664,11 +681,11 @@
 
   async function removeItem(productID) {
     const path = '/cart/items/' + encodeURIComponent(productID);
-    const seq = ++cartSeq;
+    const n = cartAnswers.take();
     const res = await call('DELETE', path, undefined, () => removeItem(productID));
     if (!res) return;
     if (!res.ok) return report(res);
-    showCart(seq, res.data);
+    showCart(n, res.data);
   }
 
   function orderSummary(o) {
@@ -727,10 +744,11 @@
 
   async function loadOrders() {
     if (!session.token) return renderOrders(null);
+    const n = orderAnswers.take();
     const res = await call('GET', '/orders', undefined, loadOrders);
     if (!res) return;
     if (!res.ok) return report(res, loadOrders);
-    renderOrders(res.data);
+    if (orderAnswers.newest(n)) renderOrders(res.data);
   }
 
   // ---------------------------------------------------------------- flash sales
@@ -750,6 +768,7 @@
   async function loadSales() {
     clearTimeout(salesTimer);
     salesTimer = setTimeout(guard(loadSales), 15000);
+    const n = saleAnswers.take();
     const res = await call('GET', '/flash-sales', undefined, loadSales);
     const empty = $('flash-empty');
     if (!res) {
@@ -761,6 +780,7 @@
       empty.textContent = errorText(res);
       return;
     }
+    if (!saleAnswers.newest(n)) return; // a list read before the one on screen
     const items = Array.isArray(res.data && res.data.items) ? res.data.items : [];
     for (const s of items) {
       sales.set(s.id, s);
