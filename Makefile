@@ -73,6 +73,8 @@ FUZZ_TARGETS := \
 	./edge/internal/proxyproto:FuzzParse \
 	./edge/internal/clientaddr:FuzzForwarded \
 	./edge/internal/session:FuzzVerify \
+	./edge/internal/session:FuzzLoginBody:50000x \
+	./shared/waitroom:FuzzOpenToken \
 	./shared/challenge:FuzzVerify \
 	./edge/internal/productcache:FuzzParsePage \
 	./edge/internal/flashgate:FuzzIDs \
