@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	reg := metrics.New("cart")
 	r := httpapi.NewRouter()
-	probe := httpapi.Probe{
+	probe := &httpapi.Probe{
 		Check: func(c context.Context) error {
 			if err := store.Ping(c); err != nil {
 				return fmt.Errorf("store: %w", err)

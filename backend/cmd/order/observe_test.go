@@ -67,7 +67,7 @@ func startStack(t *testing.T, extraEnv map[string]string) *stack {
 	}
 	t.Cleanup(catalogPool.Close)
 	cr := router.New()
-	cr.GET("/health", httpapi.Probe{}.Health)
+	cr.GET("/health", (&httpapi.Probe{}).Health)
 	cart.New(cart.NewStore(kvc), cart.CatalogPrices(catalogPool), cart.Options{}).Register(cr)
 	cartAddr := serve(t, httpapi.RequestIDs(httpapi.AccessLog(cr.Handler, jsonLog(s.cartLog, "cart"), 1, httpapi.HeaderUserID), obs.NewIDs()))
 	s.cartBase = "http://" + cartAddr

@@ -80,7 +80,7 @@ func TestRunChecksOut(t *testing.T) {
 	}
 	defer catalogPool.Close()
 	cr := router.New()
-	cr.GET("/health", httpapi.Probe{}.Health) // the order binary's pool probes it
+	cr.GET("/health", (&httpapi.Probe{}).Health) // the order binary's pool probes it
 	cart.New(cart.NewStore(kvc), cart.CatalogPrices(catalogPool), cart.Options{}).Register(cr)
 	cartAddr := serve(t, cr.Handler)
 

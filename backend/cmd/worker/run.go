@@ -126,7 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 		}
-		probe := httpapi.Probe{
+		probe := &httpapi.Probe{
 			Check: func(c context.Context) error {
 				if err := client.Do(c, client.B().Ping().Build()).Error(); err != nil {
 					return fmt.Errorf("store: %w", err)

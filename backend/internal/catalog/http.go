@@ -70,7 +70,7 @@ func NewHandler(s *Store, o Options) (fasthttp.RequestHandler, error) {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	a := &api{store: s, admin: httpapi.Admin(o.AdminToken), timeout: o.Timeout, log: o.Log}
-	probe := httpapi.Probe{Check: s.Ping, Draining: o.Draining}
+	probe := &httpapi.Probe{Check: s.Ping, Draining: o.Draining}
 
 	r := httpapi.NewRouter()
 	r.SaveMatchedRoutePath = o.Metrics != nil

@@ -111,7 +111,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg}
 	r := httpapi.NewRouter()
-	probe := httpapi.Probe{Check: cfg.Ready, Draining: cfg.Draining}
+	// /ready is on the public port (the balancers probe it): its store check runs at most once
+	// per CheckEvery however often it is asked, and the answer names no address or error.
+	probe := &httpapi.Probe{Check: cfg.Ready, Draining: cfg.Draining, Public: true, Log: cfg.Log}
 	r.GET("/health", probe.Health)
 	r.GET("/ready", probe.Ready)
 	r.GET("/api/v1/openapi.json", func(ctx *fasthttp.RequestCtx) {
