@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 
 	"github.com/valyala/fasthttp"
 
@@ -65,24 +66,32 @@ var firstCtx = First(context.Background())
 // ForwardContext is Forward with the caller's context, e.g. one carrying a deadline for the
 // whole call (every attempt then ends by it).
 func (p *Pool) ForwardContext(ctx context.Context, rctx *fasthttp.RequestCtx) {
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-
-	copyRequest(req, &rctx.Request)
-	if err := p.Do(ctx, req, resp); err != nil {
-		if errors.Is(err, ErrOverloaded) {
-			p.writeOverloaded(rctx)
+	// The slot is taken before anything else: a call refused at the limit (most calls in a
+	// surge) costs no copy of the request, no pooled request or response and no allocation.
+	err := p.admit(ctx)
+	if err == nil {
+		req := fasthttp.AcquireRequest()
+		resp := fasthttp.AcquireResponse()
+		copyRequest(req, &rctx.Request)
+		if err = p.doAdmitted(ctx, req, resp); err == nil {
+			copyResponse(&rctx.Response, resp)
+		}
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+		if err == nil {
 			return
 		}
+	}
+	if errors.Is(err, ErrOverloaded) {
+		p.writeOverloaded(rctx)
+		return
+	}
+	if p.log.Enabled(ctx, slog.LevelDebug) {
 		p.log.Debug("forward failed; answering 503", "error", err.Error(),
 			"method", string(rctx.Method()), "path", string(rctx.Path()),
 			"request_id", string(rctx.Request.Header.Peek(obs.HeaderRequestID)))
-		p.writeUnavailable(rctx)
-		return
 	}
-	copyResponse(&rctx.Response, resp)
+	p.writeUnavailable(rctx)
 }
 
 func (p *Pool) writeUnavailable(rctx *fasthttp.RequestCtx) {
@@ -94,9 +103,18 @@ func (p *Pool) writeUnavailable(rctx *fasthttp.RequestCtx) {
 // overloadedBody answers a call shed by MaxInFlight.
 var overloadedBody = []byte(`{"error":{"code":"overloaded","message":"too many requests right now; retry after Retry-After seconds"}}`)
 
+// The headers of a refusal, in the canonical form fasthttp keeps (SetCanonical skips
+// normalising them on every refusal).
+var (
+	headerRetryAfter   = []byte(fasthttp.HeaderRetryAfter)
+	headerCacheControl = []byte(fasthttp.HeaderCacheControl)
+	retryAfterOverload = []byte("1")
+	noStore            = []byte("no-store")
+)
+
 func (p *Pool) writeOverloaded(rctx *fasthttp.RequestCtx) {
-	rctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
-	rctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	rctx.Response.Header.SetCanonical(headerRetryAfter, retryAfterOverload)
+	rctx.Response.Header.SetCanonical(headerCacheControl, noStore)
 	// The time the refusal took inside this process, for the load tool's overload figures.
 	httpapi.SetServiceTime(rctx)
 	httpapi.WriteRawJSON(rctx, fasthttp.StatusServiceUnavailable, overloadedBody)

@@ -175,6 +175,13 @@ func (l *limiter) tryTake() bool {
 
 // enqueue is acquire's slow path.
 func (l *limiter) enqueue(ctx context.Context, first bool) error {
+	if ahead := l.queued.Load(); ahead >= int64(l.maxQueued) || !first && l.expectedWait(ahead+1) > l.target {
+		// Refused as admitLocked would (the queue is full, or none, or too long to drain),
+		// without the lock or the clock: in a surge most calls end here. Nothing to hand
+		// over: tryTake gave back the slot it held for a moment.
+		l.shed.Add(1)
+		return ErrOverloaded
+	}
 	now := time.Now()
 	wait := max(stallFactor*l.target, minStall)
 	if d, ok := ctx.Deadline(); ok {

@@ -176,6 +176,9 @@ type Pool struct {
 	running     atomic.Bool
 	closed      atomic.Bool
 	limit       *limiter
+	// errOverloaded and errUnavailable are ErrOverloaded and ErrUnavailable wrapped with the
+	// service name, built once: refusing a call makes no allocation.
+	errOverloaded, errUnavailable error
 }
 
 type replica struct {
@@ -234,6 +237,9 @@ func New(o Options, log *slog.Logger) (*Pool, error) {
 		log:         log,
 		onHealth:    o.OnHealthChange,
 		limit:       newLimiter(int64(o.MaxInFlight), int64(adaptiveFloor*len(o.Addrs)), o.AdaptiveInFlight, o.MaxQueued, o.QueueWait),
+		// Wrapped like the other errors of Do (errors.Is finds ErrOverloaded).
+		errOverloaded:  fmt.Errorf("upstream %s: %w", o.Name, ErrOverloaded),
+		errUnavailable: fmt.Errorf("upstream %s: %w", o.Name, ErrUnavailable),
 	}
 	for i, addr := range o.Addrs {
 		r := &replica{idx: i, addr: addr}
@@ -498,15 +504,33 @@ func (p *Pool) probeOne(r *replica) {
 // does not watch contexts. req and resp stay owned by the caller; Do keeps no
 // reference to them after it returns.
 func (p *Pool) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
+	if err := p.admit(ctx); err != nil {
+		return err
+	}
+	return p.doAdmitted(ctx, req, resp)
+}
+
+// admit takes a slot of the in-flight limit for one call (see Do): nil with the slot taken, to
+// be used by doAdmitted, which gives it back. A refusal (p.errOverloaded) makes no allocation, so
+// that shedding a surge costs as little as possible.
+func (p *Pool) admit(ctx context.Context) error {
 	if p.closed.Load() {
 		return ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := p.limit.acquire(ctx, ctx.Value(firstKey{}) != nil); err != nil {
+	switch err := p.limit.acquire(ctx, ctx.Value(firstKey{}) != nil); {
+	case err == ErrOverloaded:
+		return p.errOverloaded
+	case err != nil:
 		return fmt.Errorf("upstream %s: %w", p.name, err)
 	}
+	return nil
+}
+
+// doAdmitted is Do after admit took a slot; it gives the slot back.
+func (p *Pool) doAdmitted(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
 	held := time.Now()
 	defer func() { p.limit.release(time.Since(held)) }()
 	repeatable := Repeatable(req)
@@ -516,7 +540,7 @@ func (p *Pool) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 		r, done := p.pick(tried)
 		if r == nil {
 			if attempt == 0 {
-				return fmt.Errorf("upstream %s: %w", p.name, ErrUnavailable)
+				return p.errUnavailable
 			}
 			return lastErr // the last attempt's outcome: its error, or nil with its 5xx in resp
 		}
