@@ -27,10 +27,19 @@ type rawRequest struct {
 // send writes r to addr from the loopback address from and reads one answer.
 func (r rawRequest) send(t testing.TB, addr, from string) reply {
 	t.Helper()
+	got, err := r.try(addr, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// try is send for any goroutine: it returns what went wrong instead of failing the test.
+func (r rawRequest) try(addr, from string) (reply, error) {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
 	conn, err := d.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
-		t.Fatalf("dial %s from %s: %v", addr, from, err)
+		return reply{}, fmt.Errorf("dial %s from %s: %w", addr, from, err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
@@ -45,18 +54,18 @@ func (r rawRequest) send(t testing.TB, addr, from string) reply {
 	b.WriteString("\r\n")
 	b.WriteString(r.body)
 	if _, err := io.WriteString(conn, b.String()); err != nil {
-		t.Fatalf("%s %s: write: %v", r.method, r.target, err)
+		return reply{}, fmt.Errorf("%s %s: write: %w", r.method, r.target, err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: r.method})
 	if err != nil {
-		t.Fatalf("%s %s: no answer: %v", r.method, r.target, err)
+		return reply{}, fmt.Errorf("%s %s: no answer: %w", r.method, r.target, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: read body: %v", r.method, r.target, err)
+		return reply{}, fmt.Errorf("%s %s: read body: %w", r.method, r.target, err)
 	}
-	return reply{status: resp.StatusCode, header: resp.Header, body: body}
+	return reply{status: resp.StatusCode, header: resp.Header, body: body}, nil
 }
 
 // TestBadInputIsRefusedCleanly sends malformed requests to every route of the edge and of each

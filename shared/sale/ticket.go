@@ -19,6 +19,25 @@ const (
 	ResultReason    = "reason"
 )
 
+// TicketIDLen is the length of a ticket id and of a seckill token: 16 random bytes in lower-case
+// hex, as the order service makes them.
+const TicketIDLen = 32
+
+// ValidTicketID reports whether id can be a ticket id or a seckill token (TicketIDLen lower-case
+// hex digits). The edge and the order service both refuse anything else before a store call.
+func ValidTicketID(id string) bool {
+	if len(id) != TicketIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // Statuses of a ticket.
 const (
 	StatusQueued  = "queued"

@@ -161,7 +161,7 @@ type Result = sale.Ticket
 // GetResult returns user's ticket in a sale. A ticket of another user, or unknown, is
 // ErrTicketUnknown.
 func (s *Service) GetResult(ctx context.Context, user, saleID, ticket string) (Result, error) {
-	if !validHexID(ticket) || !product.ValidID([]byte(saleID)) {
+	if !sale.ValidTicketID(ticket) || !product.ValidID([]byte(saleID)) {
 		return Result{}, ErrTicketUnknown
 	}
 	m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(keyspace.SaleResult(saleID, ticket)).Build()).AsStrMap()

@@ -16,6 +16,7 @@ import (
 	"flashedge/shared/httpapi"
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
+	publicsale "flashedge/shared/sale"
 )
 
 // A flash-sale checkout writes an order.Order document (the one order type, which the order
@@ -43,7 +44,7 @@ type paidToken struct {
 // ErrTokenExpired, or a store error. A token paid before whose order is not finished yet (a retry
 // after a failure half way) finishes and returns the same order.
 func (s *Service) Checkout(ctx context.Context, user, saleID, token string) ([]byte, error) {
-	if !validHexID(token) || !product.ValidID([]byte(saleID)) || !httpapi.ValidUserID([]byte(user)) {
+	if !publicsale.ValidTicketID(token) || !product.ValidID([]byte(saleID)) || !httpapi.ValidUserID([]byte(user)) {
 		return nil, ErrTokenNotFound
 	}
 	rep, err := strs(s.lua.tokenPay.Exec(ctx, s.c,

@@ -351,20 +351,6 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// validHexID reports whether id looks like newID's output.
-func validHexID(id string) bool {
-	if len(id) != 32 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
 func msDur(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }

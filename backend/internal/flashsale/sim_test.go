@@ -23,6 +23,7 @@ import (
 
 	"flashedge/shared/keyspace"
 	"flashedge/shared/kv/kvtest"
+	publicsale "flashedge/shared/sale"
 )
 
 // The seeded simulation of the flash-sale core (issue 10), in the spirit of deterministic
@@ -285,7 +286,7 @@ func (w *simWorld) describe(cmd []string) string {
 		// hex ids (tickets, tokens) shortened to 6 characters
 		fields := strings.FieldsFunc(p, func(r rune) bool { return r == ':' || r == '{' || r == '}' })
 		for _, f := range fields {
-			if validHexID(f) {
+			if publicsale.ValidTicketID(f) {
 				p = strings.ReplaceAll(p, f, f[:6])
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"flashedge/shared/keyspace"
+	publicsale "flashedge/shared/sale"
 )
 
 // Defaults for the zero values in WorkerOptions.
@@ -382,7 +383,7 @@ func (w *Worker) crashAt(stage, ticket string) bool {
 // dropped). A nil error means the message may be acknowledged: decided now, decided before, or
 // not decidable ever (malformed, unknown sale or ticket).
 func (w *Worker) process(m message) (string, error) {
-	if m.sale == "" || !validHexID(m.ticket) {
+	if m.sale == "" || !publicsale.ValidTicketID(m.ticket) {
 		w.log.Warn("flash-sale worker: dropping malformed message", "id", m.id)
 		return resultDropped, nil
 	}

@@ -87,7 +87,7 @@ func TestNothingOverTheLimitReachesTheStore(t *testing.T) {
 		{"sale view, unknown id", "GET", "/api/v1/flash-sales/guess%d", ""},
 		{"attempt, unknown id", "POST", "/api/v1/flash-sales/guess%d/attempts", tok},
 		{"challenge, unknown id", "POST", "/api/v1/flash-sales/guess%d/challenge", tok},
-		{"ticket poll, made-up ticket", "GET", "/api/v1/flash-sales/held/attempts/%x", tok},
+		{"ticket poll, made-up ticket", "GET", "/api/v1/flash-sales/held/attempts/%032x", tok},
 		{"sale list", "GET", "/api/v1/flash-sales?n=%d", ""},
 	}
 	for i, p := range paths {

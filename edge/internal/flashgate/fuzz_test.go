@@ -6,6 +6,7 @@ import (
 
 	"flashedge/shared/keyspace"
 	"flashedge/shared/product"
+	publicsale "flashedge/shared/sale"
 )
 
 // FuzzIDs: a sale id and a ticket id from a request path are accepted only when the store keys
@@ -28,7 +29,7 @@ func FuzzIDs(f *testing.F) {
 		if id, ok := keyspace.SaleStateOf(keyspace.SaleResult(sale, "0")); ok {
 			t.Fatalf("a result key of %q was taken for the sale itself (%q)", sale, id)
 		}
-		if validTicket(ticket) && strings.ContainsAny(ticket, "{}:") {
+		if publicsale.ValidTicketID(ticket) && strings.ContainsAny(ticket, "{}:") {
 			t.Fatalf("ticket %q accepted with key delimiters", ticket)
 		}
 		if idem := keyspace.SaleIdempotency(sale, "u-a", key); !strings.HasPrefix(idem, "fe:sale:{s:"+sale+"}:idem:") {

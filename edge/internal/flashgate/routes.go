@@ -146,7 +146,7 @@ func (g *Gate) poll(ctx *fasthttp.RequestCtx) {
 	}
 	id, _ := ctx.UserValue("id").(string)
 	ticket, _ := ctx.UserValue("ticket").(string)
-	if !product.ValidID([]byte(id)) || !validTicket(ticket) {
+	if !product.ValidID([]byte(id)) || !publicsale.ValidTicketID(ticket) {
 		ticketNotFound(ctx)
 		return
 	}
@@ -172,18 +172,4 @@ func (g *Gate) poll(ctx *fasthttp.RequestCtx) {
 
 func ticketNotFound(ctx *fasthttp.RequestCtx) {
 	httpapi.WriteRawJSON(ctx, fasthttp.StatusNotFound, publicsale.UnknownTicketBody)
-}
-
-// validTicket accepts the order service's tickets: 1 to 64 lower-case hex digits.
-func validTicket(t string) bool {
-	if len(t) == 0 || len(t) > 64 {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
