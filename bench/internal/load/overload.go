@@ -85,7 +85,11 @@ func runOverload(ctx context.Context, cfg Config, rep *Report, runID string) err
 			Bearer: tokens[u], Body: bodies[1+r.IntN(5)], Start: due}, nil)
 	}}
 	warm := func() { warmConns(ctx, c, overloadOutstanding) }
-	if err := overloadRun(ctx, cfg, rep, cart, conc, warm); err != nil {
+	capacity, err := overloadRun(ctx, cfg, rep, cart, conc, warm)
+	if err != nil {
+		return err
+	}
+	if err := overloadReference(ctx, cfg, rep, c, overloadLevels[len(overloadLevels)-2]*capacity); err != nil {
 		return err
 	}
 
@@ -116,7 +120,50 @@ func runOverload(ctx context.Context, cfg Config, rep *Report, runID string) err
 		return c.Do(nil, Call{Method: "POST", Path: "/api/v1/flash-sales/" + sale + "/attempts", Bearer: tokens[u],
 			IdempotencyKey: key, Body: body}, nil)
 	}}
-	return overloadRun(ctx, cfg, rep, attempt, conc, warm)
+	_, err = overloadRun(ctx, cfg, rep, attempt, conc, warm)
+	return err
+}
+
+// overloadReference offers cached product reads (answered from the edge's memory: no backend,
+// no store, no session) open loop at rate, the cart adds' 5x rate, over the same connections,
+// and prints the edge's CPU per answer: the floor any answer costs the edge at that rate and
+// connection count (sockets, scheduling, parsing, the request id, metrics and access log),
+// which a refusal's CPU at 5x is to be read against.
+func overloadReference(ctx context.Context, cfg Config, rep *Report, c *Client, rate float64) error {
+	paths := make([]string, cfg.Products)
+	for i := range paths {
+		paths[i] = productPath(i + 1)
+	}
+	// Every product once first, so that every read of the round is a cache hit.
+	Drive(ctx, Bounds{Requests: int64(len(paths)), Concurrency: 64}, nil, func(_ int, i int64, _ time.Time) {
+		c.Do(nil, Call{Method: "GET", Path: paths[i]}, nil)
+	})
+	row := NewRow(ScenarioOverload, "overload/reference/cached-read", 200)
+	lat := NewHistogram()
+	b := Bounds{Duration: cfg.phaseDuration(5 * time.Second), Concurrency: overloadOutstanding, Rate: rate, Skip: func(_ int64, due time.Time) {
+		row.Fail(ErrKindTimeout, due, 0)
+	}}
+	var done atomic.Int64
+	stop := cfg.Progress.Start("overload reference: cached reads", 0, b.Duration, &done, func() int64 { _, _, f := row.Counts(); return f })
+	cpu0 := serverTicks(cfg)
+	el, sent := Drive(ctx, b, &done, func(_ int, i int64, due time.Time) {
+		res := c.Do(nil, Call{Method: "GET", Path: paths[i%int64(len(paths))], Start: due}, nil)
+		recordResult(row, res)
+		if res.Status == 200 {
+			lat.Record(res.Latency)
+		}
+	})
+	cpu1 := serverTicks(cfg)
+	stop()
+	addRows(rep, el, row)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	reqs, _, failed := row.Counts()
+	rep.Note(cfg.Out, "overload reference: cached product reads offered at %.0f/s (the cart adds' 5x rate), sent %.0f/s, p50/p99 %s/%s, no answer %d of %d, CPU: edge %s/request (the floor of any answer at this rate and connection count)",
+		rate, float64(sent)/el.Seconds(), lat.Quantile(0.5).Round(time.Microsecond), lat.Quantile(0.99).Round(time.Microsecond),
+		failed, reqs, perOp(cpu1.edge-cpu0.edge, uint64(reqs)))
+	return nil
 }
 
 // overloadSale creates a sale that cannot sell out or hit a per-user limit during the run (no
@@ -160,8 +207,9 @@ func overloadSale(ctx context.Context, c *Client, cfg Config, runID string) (str
 	}
 }
 
-// overloadRun measures one route: capacity, then each level of overloadLevels.
-func overloadRun(ctx context.Context, cfg Config, rep *Report, rt overloadRoute, conc int, warm func()) error {
+// overloadRun measures one route: capacity, then each level of overloadLevels. It returns the
+// capacity measured (successes per second in the closed loop).
+func overloadRun(ctx context.Context, cfg Config, rep *Report, rt overloadRoute, conc int, warm func()) (float64, error) {
 	phaseLen := cfg.phaseDuration(5 * time.Second)
 	slug := strings.ReplaceAll(rt.name, " ", "-")
 	capRow := NewRow(ScenarioOverload, "overload/"+slug+"/capacity", rt.success, 503, 429)
@@ -177,7 +225,7 @@ func overloadRun(ctx context.Context, cfg Config, rep *Report, rt overloadRoute,
 	addRows(rep, el, capRow)
 	capacity := float64(capOK.Load()) / el.Seconds()
 	if capacity < 1 {
-		return fmt.Errorf("overload %s: no capacity measured (%d successes)", rt.name, capOK.Load())
+		return 0, fmt.Errorf("overload %s: no capacity measured (%d successes)", rt.name, capOK.Load())
 	}
 	capCPU1 := serverTicks(cfg)
 	capReqs, _, _ := capRow.Counts()
@@ -223,7 +271,7 @@ func overloadRun(ctx context.Context, cfg Config, rep *Report, rt overloadRoute,
 		cpu1 := serverTicks(cfg)
 		addRows(rep, el, row)
 		if err := ctx.Err(); err != nil {
-			return err
+			return 0, err
 		}
 		goodput := float64(lv.good.Count()) / el.Seconds()
 		reqs, _, failed := row.Counts()
@@ -254,7 +302,7 @@ func overloadRun(ctx context.Context, cfg Config, rep *Report, rt overloadRoute,
 		}
 		rep.Note(cfg.Out, "%s", line)
 	}
-	return nil
+	return capacity, nil
 }
 
 // warmConns opens up to n keep-alive connections to the edge (n health checks at once), so the
