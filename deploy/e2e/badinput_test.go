@@ -168,10 +168,15 @@ func TestBadInputIsRefusedCleanly(t *testing.T) {
 		{"cart: PATCH", "edge", r("PATCH", "/api/v1/cart", "{}", auth, ct), []int{405}},
 		{"cart: double slash", "edge", r("GET", "/api//v1/cart", "", auth), nil},
 		{"cart: leading double slash", "edge", r("GET", "//evil/api/v1/cart", "", auth), nil},
+		{"cart: two Authorizations", "edge", r("GET", "/api/v1/cart", "", auth, "Authorization: Bearer x"), []int{400}},
+		{"cart: two Authorizations, one empty", "edge", r("GET", "/api/v1/cart", "", "Authorization:", auth), []int{400}},
+		{"cart: internal route not routed", "edge", r("GET", "/internal/v1/cart", "", auth), []int{404}},
+		{"catalog batch not routed", "edge", r("GET", "/internal/v1/products?ids=00000001", ""), []int{404}},
 		// Orders through the edge.
 		{"order: no Idempotency-Key", "edge", r("POST", "/api/v1/orders", "", auth), nil},
 		{"order: Idempotency-Key too long", "edge", r("POST", "/api/v1/orders", "", auth, "Idempotency-Key: "+long), nil},
 		{"order: Idempotency-Key bad characters", "edge", r("POST", "/api/v1/orders", "", auth, "Idempotency-Key: a b{c}"), nil},
+		{"order: two Idempotency-Keys", "edge", r("POST", "/api/v1/orders", "", auth, "Idempotency-Key: d1", "Idempotency-Key: d2"), []int{400}},
 		{"order: malformed body", "edge", r("POST", "/api/v1/orders", `{"expected_total":"x"}`, auth, ct, "Idempotency-Key: bad-body-1"), nil},
 		{"order: unknown body field", "edge", r("POST", "/api/v1/orders", `{"total":1}`, auth, ct, "Idempotency-Key: bad-body-2"), nil},
 		{"orders: limit=-1", "edge", r("GET", "/api/v1/orders?limit=-1", "", auth), nil},
@@ -195,8 +200,8 @@ func TestBadInputIsRefusedCleanly(t *testing.T) {
 		{"attempt: made-up challenge", "edge", r("POST", "/api/v1/flash-sales/bad-input/attempts", `{"challenge_id":"`+long+`","answer":"0"}`, freshAuth(), ct, "Idempotency-Key: k6"), nil},
 		{"attempt: no Idempotency-Key", "edge", r("POST", "/api/v1/flash-sales/bad-input/attempts", `{"challenge_id":"c","answer":"0"}`, freshAuth(), ct), nil},
 		{"attempt: Idempotency-Key too long", "edge", r("POST", "/api/v1/flash-sales/bad-input/attempts", `{"challenge_id":"c","answer":"0"}`, freshAuth(), ct, "Idempotency-Key: "+long), nil},
-		{"attempt: two Idempotency-Keys", "edge", r("POST", "/api/v1/flash-sales/bad-input/attempts", `{"challenge_id":"c","answer":"0"}`, freshAuth(), ct, "Idempotency-Key: k7", "Idempotency-Key: k8"), nil},
-		{"attempt: two Authorizations", "edge", r("POST", "/api/v1/flash-sales/bad-input/attempts", `{"challenge_id":"c","answer":"0"}`, freshAuth(), "Authorization: Bearer x", ct, "Idempotency-Key: k9"), nil},
+		{"attempt: two Idempotency-Keys", "edge", r("POST", "/api/v1/flash-sales/bad-input/attempts", `{"challenge_id":"c","answer":"0"}`, freshAuth(), ct, "Idempotency-Key: k7", "Idempotency-Key: k8"), []int{400}},
+		{"attempt: two Authorizations", "edge", r("POST", "/api/v1/flash-sales/bad-input/attempts", `{"challenge_id":"c","answer":"0"}`, freshAuth(), "Authorization: Bearer x", ct, "Idempotency-Key: k9"), []int{400}},
 		{"attempt: body over the limit", "edge", r("POST", "/api/v1/flash-sales/bad-input/attempts", huge, freshAuth(), ct, "Idempotency-Key: k10"), []int{413}},
 		{"attempt: GET", "edge", r("GET", "/api/v1/flash-sales/bad-input/attempts", "", auth), nil},
 		{"attempt: percent-encoded slash in id", "edge", r("POST", "/api/v1/flash-sales/bad%2Finput/attempts", `{}`, freshAuth(), ct, "Idempotency-Key: k11"), nil},
@@ -267,6 +272,9 @@ func TestBadInputIsRefusedCleanly(t *testing.T) {
 		{"catalog: garbage cursor", "catalog", r("GET", "/api/v1/products?cursor=!!", ""), nil},
 		{"catalog: id too long", "catalog", r("GET", "/api/v1/products/"+long, ""), nil},
 		{"catalog: percent-encoded slash", "catalog", r("GET", "/api/v1/products/a%2Fb", ""), nil},
+		{"catalog batch: no ids", "catalog", r("GET", "/internal/v1/products", ""), nil},
+		{"catalog batch: too many ids", "catalog", r("GET", "/internal/v1/products?ids="+strings.Repeat("00000001,", 500)+"x", ""), nil},
+		{"catalog batch: bad id", "catalog", r("GET", "/internal/v1/products?ids=a%7Bb", ""), nil},
 		{"catalog admin: no token", "catalog", r("POST", "/api/v1/admin/products", `{"name":"x","price":1}`, ct), []int{401}},
 		{"catalog admin: truncated JSON", "catalog", r("POST", "/api/v1/admin/products", `{"name":`, adminAuth, ct), nil},
 		{"catalog admin: get bad id", "catalog", r("GET", "/api/v1/admin/products/a%7B", "", adminAuth), nil},
@@ -304,6 +312,12 @@ func TestBadInputIsRefusedCleanly(t *testing.T) {
 		{"order: oversized header", "order", r("GET", "/api/v1/orders", "", user, bigHeader), []int{431}},
 	}
 
+	// Rows whose error code is checked too.
+	wantCode := map[string]string{
+		"attempt: two Idempotency-Keys": "duplicate_header", "attempt: two Authorizations": "duplicate_header",
+		"cart: two Authorizations": "duplicate_header", "cart: two Authorizations, one empty": "duplicate_header",
+		"order: two Idempotency-Keys": "duplicate_header",
+	}
 	before := storeKeys(t, st)
 	for i, row := range rows {
 		from := fmt.Sprintf("127.0.%d.%d", 10+i/250, 1+i%250)
@@ -324,6 +338,8 @@ func TestBadInputIsRefusedCleanly(t *testing.T) {
 			t.Errorf("%s: %s %s answered %d %s, want %v (a 4xx)", row.name, row.req.method, row.req.target, got.status, got.body, row.want)
 		case got.status >= 400 && got.errCode() == "":
 			t.Errorf("%s: %d body %q is not the contract's JSON error", row.name, got.status, got.body)
+		case wantCode[row.name] != "" && got.errCode() != wantCode[row.name]:
+			t.Errorf("%s: %d %s, want error code %s", row.name, got.status, got.body, wantCode[row.name])
 		case got.header.Get("X-Request-ID") == "":
 			t.Errorf("%s: %d answer without X-Request-ID", row.name, got.status)
 		}

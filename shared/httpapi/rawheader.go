@@ -127,17 +127,20 @@ func (s *HeaderSet) Len() int { return len(s.names) }
 
 // Scan sets vals[i] to the value of the first header named names[i], without the blanks around
 // it, or nil when the request has none; a header sent with an empty value gets an empty, non-nil
-// slice. len(vals) must be s.Len(). It reads the raw header bytes (one look at each line's first
-// letter, no key normalisation); for a request built in memory it falls back to Peek. The values
-// are valid until the handler returns. It makes no allocation.
-func (s *HeaderSet) Scan(h *fasthttp.RequestHeader, vals [][]byte) {
+// slice. len(vals) must be s.Len(). It returns a mask with bit i set when names[i] was sent more
+// than once, for the caller to refuse a header that must be single (two Authorization values:
+// a proxy in front may act on the other one). It reads the raw header bytes (one look at each
+// line's first letter, no key normalisation); for a request built in memory it falls back to
+// Peek and reports no repeats. The values are valid until the handler returns. It makes no
+// allocation.
+func (s *HeaderSet) Scan(h *fasthttp.RequestHeader, vals [][]byte) (repeated uint16) {
 	clear(vals)
 	raw := h.RawHeaders()
 	if len(raw) == 0 {
 		for i, n := range s.names {
 			vals[i] = h.Peek(n)
 		}
-		return
+		return 0
 	}
 	for len(raw) > 0 {
 		end := bytes.IndexByte(raw, '\n')
@@ -157,13 +160,18 @@ func (s *HeaderSet) Scan(h *fasthttp.RequestHeader, vals [][]byte) {
 		for m := s.byFirst[c-'a']; m != 0; m &= m - 1 {
 			i := bits.TrailingZeros16(m)
 			n := s.names[i]
-			if vals[i] == nil && len(line) > len(n) && EqualFoldLower(line[:len(n)], n) && colonFollows(line[len(n):]) {
+			if len(line) > len(n) && EqualFoldLower(line[:len(n)], n) && colonFollows(line[len(n):]) {
+				if vals[i] != nil {
+					repeated |= 1 << i
+					break
+				}
 				v := line[len(n):]
 				vals[i] = trimBlanks(v[bytes.IndexByte(v, ':')+1:])
 				break
 			}
 		}
 	}
+	return repeated
 }
 
 // trimBlanks drops spaces, tabs and a trailing CR around v, keeping an empty result non-nil.

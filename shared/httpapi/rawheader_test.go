@@ -69,16 +69,18 @@ func TestHeaderSetScan(t *testing.T) {
 	tests := []struct {
 		name, headers string
 		want          [4]string // "-" for absent
+		repeated      uint16
 	}{
-		{"none", "Accept: */*\r\n", [4]string{"-", "-", "-", "-"}},
+		{"none", "Accept: */*\r\n", [4]string{"-", "-", "-", "-"}, 0},
 		{"all, any case", "x-FlashEdge-User: bob\r\nX-Request-Id: r1\r\nIf-None-Match: \"e\"\r\nIDEMPOTENCY-KEY: k\r\n",
-			[4]string{"bob", "r1", `"e"`, "k"}},
-		{"blanks around values", "X-Request-ID:   r2 \t\r\nIf-None-Match:\"e\"\r\n", [4]string{"-", "r2", `"e"`, "-"}},
-		{"empty value is present", "X-Flashedge-User:\r\nAccept: a\r\n", [4]string{"", "-", "-", "-"}},
-		{"first of two", "X-Request-ID: one\r\nX-Request-ID: two\r\n", [4]string{"-", "one", "-", "-"}},
-		{"same first letter, other names", "If-Match: x\r\nIf-Modified-Since: y\r\nIdempotency: z\r\n", [4]string{"-", "-", "-", "-"}},
-		{"longer name", "X-Flashedge-User-Agent: bob\r\nX-Request-IDs: r\r\n", [4]string{"-", "-", "-", "-"}},
-		{"name as a value", "Referer: x-flashedge-user: bob\r\n", [4]string{"-", "-", "-", "-"}},
+			[4]string{"bob", "r1", `"e"`, "k"}, 0},
+		{"blanks around values", "X-Request-ID:   r2 \t\r\nIf-None-Match:\"e\"\r\n", [4]string{"-", "r2", `"e"`, "-"}, 0},
+		{"empty value is present", "X-Flashedge-User:\r\nAccept: a\r\n", [4]string{"", "-", "-", "-"}, 0},
+		{"first of two", "X-Request-ID: one\r\nX-Request-ID: two\r\n", [4]string{"-", "one", "-", "-"}, 1 << 1},
+		{"repeats reported", "Idempotency-Key: a\r\nIf-None-Match: x\r\nidempotency-key:\r\nIDEMPOTENCY-KEY: c\r\nX-Request-ID: r\r\n", [4]string{"-", "r", "x", "a"}, 1 << 3},
+		{"same first letter, other names", "If-Match: x\r\nIf-Modified-Since: y\r\nIdempotency: z\r\n", [4]string{"-", "-", "-", "-"}, 0},
+		{"longer name", "X-Flashedge-User-Agent: bob\r\nX-Request-IDs: r\r\n", [4]string{"-", "-", "-", "-"}, 0},
+		{"name as a value", "Referer: x-flashedge-user: bob\r\n", [4]string{"-", "-", "-", "-"}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,7 +89,9 @@ func TestHeaderSetScan(t *testing.T) {
 				t.Fatal(err)
 			}
 			vals := make([][]byte, set.Len())
-			set.Scan(&h, vals)
+			if got := set.Scan(&h, vals); got != tt.repeated {
+				t.Errorf("repeated %b, want %b", got, tt.repeated)
+			}
 			for i, n := range set.names {
 				got := "-"
 				if vals[i] != nil {

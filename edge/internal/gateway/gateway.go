@@ -185,6 +185,9 @@ var hotHeaders = httpapi.NewHeaderSet(
 	"authorization",
 )
 
+// singleHeaders are the hot headers a request may carry at most once.
+const singleHeaders = 1<<hdrIdempotencyKey | 1<<hdrAuthorization
+
 // requestIDKey is X-Request-ID as fasthttp stores parsed header names (X-Request-Id), so that
 // SetCanonical replaces a client's copy instead of adding a second one.
 var requestIDKey = fasthttp.AppendNormalizedHeaderKey(nil, obs.HeaderRequestID)
@@ -197,7 +200,7 @@ var requestIDKey = fasthttp.AppendNormalizedHeaderKey(nil, obs.HeaderRequestID)
 // handler writing the same bytes and makes no allocation.
 func (g *Gateway) serve(ctx *fasthttp.RequestCtx) {
 	var hdr [numHotHeaders][]byte
-	hotHeaders.Scan(&ctx.Request.Header, hdr[:])
+	repeated := hotHeaders.Scan(&ctx.Request.Header, hdr[:])
 	// Only the edge sets the user header, after verifying a session; a client's copy is dropped
 	// before anything (the access log included) can read it.
 	if hdr[hdrUser] != nil {
@@ -214,6 +217,11 @@ func (g *Gateway) serve(ctx *fasthttp.RequestCtx) {
 	var stats *metrics.RouteHandle
 	var route string
 	switch {
+	case repeated&singleHeaders != 0:
+		// A proxy in front of the edge may act on the other copy than the edge and the backends
+		// (which take the first): such a request means nothing certain.
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "duplicate_header", "send Authorization and Idempotency-Key at most once each")
+		route = "duplicate_header"
 	case ctx.IsGet() && isProductPath(ctx.Path()):
 		g.serveProduct(ctx, ctx.Path()[len(productsPrefix):], hdr[hdrIfNoneMatch], hdr[hdrAcceptEncoding])
 		stats, route = g.productStats, productRoute
