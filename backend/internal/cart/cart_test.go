@@ -348,6 +348,34 @@ func TestCartFull(t *testing.T) {
 	}
 }
 
+// TestCartExpires: a cart is kept for cart.TTL after its last change, not for ever (anyone can
+// fill one under any name), and a change starts the time again.
+func TestCartExpires(t *testing.T) {
+	e := newEnv(t)
+	id := e.product("Quạt", 10, 10)
+	key := keyspace.Cart("u-idle")
+	ttl := func() time.Duration {
+		ms, err := e.store.Do(context.Background(), e.store.B().Pttl().Key(key).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ms) * time.Millisecond
+	}
+	if st, body := e.do("PUT", "/api/v1/cart/items/"+id, "u-idle", `{"quantity":1}`); st != 200 {
+		t.Fatalf("add: %d %s", st, body)
+	}
+	if got := ttl(); got <= cart.TTL-time.Minute || got > cart.TTL {
+		t.Fatalf("cart kept for %v after an add, want %v", got, cart.TTL)
+	}
+	e.store.Do(context.Background(), e.store.B().Pexpire().Key(key).Milliseconds(60_000).Build())
+	if st, body := e.do("PUT", "/api/v1/cart/items/"+id, "u-idle", `{"quantity":2}`); st != 200 {
+		t.Fatalf("change: %d %s", st, body)
+	}
+	if got := ttl(); got <= cart.TTL-time.Minute {
+		t.Fatalf("cart kept for %v after a change, want %v again", got, cart.TTL)
+	}
+}
+
 func TestInternalRoutes(t *testing.T) {
 	e := newEnv(t)
 	a, b, c := e.product("A", 10, 10), e.product("B", 20, 10), e.product("C", 30, 10)

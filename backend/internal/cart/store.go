@@ -30,6 +30,9 @@ const (
 	// MaxLines is the most distinct products one cart may hold; it bounds the catalog calls
 	// that rendering a cart makes.
 	MaxLines = 50
+	// TTL is how long a cart is kept after its last added or changed line: anyone can log in
+	// under any name and fill a cart, so abandoned carts must not stay in the store for ever.
+	TTL = 30 * 24 * time.Hour
 )
 
 // Domain errors. The HTTP layer maps them to status codes.
@@ -134,15 +137,19 @@ func sortLines(lines []Line, from int) []Line {
 	return lines
 }
 
-// maxLinesArg is MaxLines as set.lua's argument.
-var maxLinesArg = strconv.Itoa(MaxLines)
+// maxLinesArg and ttlArg are MaxLines and TTL as set.lua's arguments.
+var (
+	maxLinesArg = strconv.Itoa(MaxLines)
+	ttlArg      = strconv.FormatInt(TTL.Milliseconds(), 10)
+)
 
-// Set sets the quantity (1..MaxQuantity, checked by the caller) of a product in the user's cart
-// and appends the cart as it is then (in product id order) to dst, in one round trip. It returns
-// ErrCartFull when the product is new and the cart holds MaxLines products already.
+// Set sets the quantity (1..MaxQuantity, checked by the caller) of a product in the user's cart,
+// keeps the cart for TTL from now, and appends the cart as it is then (in product id order) to
+// dst, in one round trip. It returns ErrCartFull when the product is new and the cart holds
+// MaxLines products already.
 func (s *Store) Set(ctx context.Context, user, productID string, quantity int, dst []Line) ([]Line, error) {
 	res, err := s.set.Exec(ctx, s.c, []string{keyspace.Cart(user)},
-		[]string{productID, strconv.Itoa(quantity), maxLinesArg}).ToArray()
+		[]string{productID, strconv.Itoa(quantity), maxLinesArg, ttlArg}).ToArray()
 	if err != nil {
 		return nil, unavailable("set cart line", err)
 	}
