@@ -23,6 +23,9 @@ type LogOptions struct {
 	File string
 	// Service is added to every line as service=<name>.
 	Service string
+	// ProblemLinesPerSecond bounds the warn and error lines written in one second (the rest are
+	// counted and the count logged later). Zero means ProblemLinesPerSecond; negative: no bound.
+	ProblemLinesPerSecond int
 }
 
 // NewLogger builds the logger a binary hands to everything it wires. The returned closer closes
@@ -59,7 +62,10 @@ func NewLogger(w io.Writer, o LogOptions) (*slog.Logger, io.Closer, error) {
 	default:
 		return nil, nil, fmt.Errorf("obs: log format %q: want text or json", o.Format)
 	}
-	l := slog.New(h)
+	if o.ProblemLinesPerSecond == 0 {
+		o.ProblemLinesPerSecond = ProblemLinesPerSecond
+	}
+	l := slog.New(withLineBudget(h, o.ProblemLinesPerSecond))
 	if o.Service != "" {
 		l = l.With("service", o.Service)
 	}
