@@ -76,7 +76,7 @@ FUZZ_TARGETS := \
 	./edge/internal/session:FuzzLoginBody:50000x \
 	./shared/waitroom:FuzzOpenToken \
 	./shared/challenge:FuzzVerify \
-	./edge/internal/productcache:FuzzParsePage \
+	./shared/product:FuzzParsePage \
 	./edge/internal/flashgate:FuzzIDs \
 	./backend/internal/cart:FuzzCartBodies:$(FUZZSTORE) \
 	./backend/internal/catalog:FuzzAdminProductBody:$(FUZZSTORE) \

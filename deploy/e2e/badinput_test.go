@@ -344,6 +344,15 @@ func TestBadInputIsRefusedCleanly(t *testing.T) {
 			t.Errorf("%s: %d answer without X-Request-ID", row.name, got.status)
 		}
 	}
+	// The catalog page rule has one home (product.ParsePage): the edge and the catalog service
+	// refuse the same queries with the same answer.
+	for i, q := range []string{"limit=-1", "limit=101", "limit=1e9", "cursor=!!", "cursor=YSBi"} {
+		e := r("GET", "/api/v1/products?"+q, "").send(t, edge, fmt.Sprintf("127.0.9.%d", i+1))
+		c := r("GET", "/api/v1/products?"+q, "").send(t, st.Addr("catalog", 0), "127.0.0.1")
+		if e.status != 400 || e.status != c.status || string(e.body) != string(c.body) {
+			t.Errorf("?%s: edge %d %s, catalog %d %s; want the same 400", q, e.status, e.body, c.status, c.body)
+		}
+	}
 	if after := storeKeys(t, st); !slices.Equal(before, after) {
 		t.Errorf("the store's keys changed under bad input:\nbefore %v\nafter  %v", before, after)
 	}

@@ -17,11 +17,8 @@ import (
 	"flashedge/shared/product"
 )
 
-// Page sizes of GET /api/v1/products.
-const (
-	DefaultLimit = 20
-	MaxLimit     = 100
-)
+// MaxLimit is the largest page of GET /api/v1/products (product.ParsePage holds the rule).
+const MaxLimit = product.MaxPageLimit
 
 // MaxBatch is the most ids one GET /internal/v1/products may ask for.
 const MaxBatch = product.MaxBatch
@@ -98,20 +95,13 @@ type api struct {
 
 func (a *api) list(ctx *fasthttp.RequestCtx) {
 	args := ctx.QueryArgs()
-	limit := DefaultLimit
-	if v := args.Peek("limit"); len(v) > 0 {
-		n, err := strconv.Atoi(string(v))
-		if err != nil || n < 1 || n > MaxLimit {
-			httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_limit",
-				fmt.Sprintf("limit must be a whole number from 1 to %d", MaxLimit))
-			return
-		}
-		limit = n
-	}
-	after, ok := product.DecodeCursor(args.Peek("cursor"))
-	if !ok {
-		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_cursor",
-			"cursor is not one this service handed out; start again without it")
+	limit, after, err := product.ParsePage(args.Peek("limit"), args.Peek("cursor"))
+	switch {
+	case errors.Is(err, product.ErrBadLimit):
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_limit", product.LimitRule)
+		return
+	case err != nil:
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_cursor", product.CursorRule)
 		return
 	}
 	sctx, cancel := a.storeContext()

@@ -319,7 +319,7 @@ var cacheProducts = []byte(CacheProducts)
 
 func (g *Gateway) listProducts(ctx *fasthttp.RequestCtx) {
 	args := ctx.QueryArgs()
-	limit, after, err := productcache.ParsePage(args.Peek("limit"), args.Peek("cursor"))
+	limit, after, err := product.ParsePage(args.Peek("limit"), args.Peek("cursor"))
 	if err != nil {
 		g.readError(ctx, err)
 		return
@@ -341,10 +341,10 @@ func (g *Gateway) readError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, productcache.ErrNotFound):
 		httpapi.WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no product has this id")
-	case errors.Is(err, productcache.ErrBadLimit):
-		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_limit", "limit must be a whole number from 1 to 100")
-	case errors.Is(err, productcache.ErrBadCursor):
-		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_cursor", "cursor is not one this server handed out")
+	case errors.Is(err, product.ErrBadLimit):
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_limit", product.LimitRule)
+	case errors.Is(err, product.ErrBadCursor):
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, "invalid_cursor", product.CursorRule)
 	default:
 		g.cfg.Log.Error("product read", "err", err, "request_id", string(ctx.Response.Header.Peek(obs.HeaderRequestID)))
 		ctx.Response.Header.Set("Retry-After", "5")

@@ -42,9 +42,7 @@ import (
 
 // Errors returned by Product and Page.
 var (
-	ErrNotFound  = errors.New("product not found")
-	ErrBadCursor = errors.New("bad pagination cursor")
-	ErrBadLimit  = errors.New("bad page limit")
+	ErrNotFound = errors.New("product not found")
 	// ErrStore wraps a failed store read when nothing servable was cached.
 	ErrStore = errors.New("store unavailable")
 )
@@ -406,30 +404,6 @@ func (c *Cache) countStore(res ...rueidis.RedisResult) {
 			c.storeMisses.Add(1)
 		}
 	}
-}
-
-// Page limits.
-const (
-	DefaultLimit = 20
-	MaxLimit     = 100
-)
-
-// ParsePage validates the limit and cursor query values of a catalog page. An empty limit means
-// DefaultLimit; an empty cursor means the first page.
-func ParsePage(limit, cursor []byte) (n int, after string, err error) {
-	n = DefaultLimit
-	if len(limit) > 0 {
-		v, err := strconv.Atoi(string(limit))
-		if err != nil || v < 1 || v > MaxLimit {
-			return 0, "", ErrBadLimit
-		}
-		n = v
-	}
-	after, ok := product.DecodeCursor(cursor)
-	if !ok {
-		return 0, "", ErrBadCursor
-	}
-	return n, after, nil
 }
 
 // EncodeCursor makes the opaque cursor that follows product id.

@@ -192,7 +192,7 @@ func TestPages(t *testing.T) {
 		if page > 10 {
 			t.Fatal("pagination does not end")
 		}
-		limit, after, err := ParsePage([]byte("20"), []byte(cursor))
+		limit, after, err := product.ParsePage([]byte("20"), []byte(cursor))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,31 +233,6 @@ func TestPages(t *testing.T) {
 			t.Fatalf("new product not on first page: %s", b)
 		}
 		time.Sleep(time.Millisecond)
-	}
-}
-
-func TestParsePage(t *testing.T) {
-	tests := []struct {
-		name, limit, cursor string
-		wantErr             error
-		wantN               int
-	}{
-		{"defaults", "", "", nil, DefaultLimit},
-		{"max", "100", "", nil, 100},
-		{"zero", "0", "", ErrBadLimit, 0},
-		{"too big", "101", "", ErrBadLimit, 0},
-		{"not a number", "ten", "", ErrBadLimit, 0},
-		{"cursor ok", "5", EncodeCursor("00000010"), nil, 5},
-		{"cursor garbage", "5", "!!!", ErrBadCursor, 0},
-		{"cursor bad id", "5", EncodeCursor("a b"), ErrBadCursor, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			n, _, err := ParsePage([]byte(tt.limit), []byte(tt.cursor))
-			if !errors.Is(err, tt.wantErr) || (err == nil && n != tt.wantN) {
-				t.Fatalf("ParsePage(%q,%q) = %d, %v; want %d, %v", tt.limit, tt.cursor, n, err, tt.wantN, tt.wantErr)
-			}
-		})
 	}
 }
 
