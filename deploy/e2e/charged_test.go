@@ -256,10 +256,13 @@ func TestEveryRouteIsChargedFirst(t *testing.T) {
 				t.Fatal(failure)
 			}
 			seen := mon.sync(t, st)
-			passed, refusals := 0, 0
+			passed, refusals, failed := 0, 0, 0
 			for i, s := range status {
 				if !refusedAt[i] {
 					passed++
+					if s >= 500 {
+						failed++ // shed or timed out at the edge's call: the backend may or may not have seen it
+					}
 					continue
 				}
 				refusals++
@@ -293,12 +296,12 @@ func TestEveryRouteIsChargedFirst(t *testing.T) {
 				var got float64
 				poll(t, "the backend counting", 10*time.Second, func() error {
 					got = metricSum(t, st.URL(rt.backend, 0), metricOf(rt.backend), rt.backendRe) - before
-					if got < float64(passed) {
-						return fmt.Errorf("%s counted %v, %d got through", rt.backend, got, passed)
+					if got < float64(passed-failed) {
+						return fmt.Errorf("%s counted %v, %d got through", rt.backend, got, passed-failed)
 					}
 					return nil
 				})
-				if got != float64(passed) {
+				if got > float64(passed) {
 					t.Logf("statuses %v", status)
 					t.Errorf("%s counted %v requests; %d got through the edge and %d were refused there", rt.backend, got, passed, refusals)
 				}
