@@ -8,7 +8,6 @@ import (
 	"maps"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -273,29 +272,17 @@ func runAdmitPeer(ctx context.Context, cfg Config, store rueidis.Client, conc in
 	if store == nil {
 		return "no store address (run with -spawn, or -store)"
 	}
-	if err := nginxpeer.Check(nginxpeer.Config{}); err != nil {
-		return err.Error()
-	}
-	dir, err := os.MkdirTemp("", "flashedge-admit-nginx-*")
-	if err != nil {
-		return err.Error()
-	}
-	defer os.RemoveAll(dir)
 	stock := nginxpeer.AdmitStockKey(sale)
 	if err := store.Do(ctx, store.B().Set().Key(stock).Value(strconv.Itoa(admitStock)).Build()).Error(); err != nil {
 		return "seed the peer's stock: " + err.Error()
 	}
 	defer store.Do(context.Background(), store.B().Del().Key(stock, nginxpeer.AdmitStream).Build())
-	p, err := nginxpeer.Start(ctx, nginxpeer.Config{Dir: filepath.Join(dir), StoreAddr: cfg.StoreAddr, CPU: cfg.ServerCPU})
-	if err != nil {
-		return err.Error()
+	p, pcfg, skipped := startPeer(ctx, cfg, "admit", nginxpeer.Config{})
+	if p == nil {
+		return skipped
 	}
 	defer p.Stop()
-	t, err := ParseTarget(p.AdmitBase)
-	if err != nil {
-		return err.Error()
-	}
-	pc := NewClient(t, ClientOptions{MaxConns: conc + 16, Timeout: cfg.Timeout})
+	pc := NewClient(p.target, ClientOptions{MaxConns: conc + 16, Timeout: cfg.Timeout})
 	defer pc.Close()
 	// The same request as the project's attempt: bearer, Idempotency-Key, JSON body.
 	bearer := strings.Repeat("t", 120)
@@ -306,15 +293,6 @@ func runAdmitPeer(ctx context.Context, cfg Config, store rueidis.Client, conc in
 		}
 	}
 	procs := []string{"nginx", "store"}
-	cpuOf := func() map[string]time.Duration {
-		out := map[string]time.Duration{"nginx": procCPU(p.Pid())}
-		if cfg.CPUByProcess != nil {
-			out["store"] = cfg.CPUByProcess()["store"]
-		}
-		return out
-	}
-	pcfg := cfg
-	pcfg.CPUByProcess = cpuOf
 	phase(ctx, cfg, "admit-peer warm-up", Bounds{Duration: warm, Concurrency: conc}, nil, op(NewRow(ScenarioAdmit, "admit-peer/warm", 202)))
 	atRow := NewRow(ScenarioAdmit, "admit-peer/attempt", 202)
 	fmt.Fprintf(cfg.Out, "admit: nginx + Lua peer on %s, measuring %s\n", p.AdmitBase, dur)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"flashedge/bench/internal/nginxpeer"
 	"flashedge/shared/kv"
 )
 
@@ -305,19 +306,56 @@ type StressLevel struct {
 	StoreScriptsPerAdd float64 `json:"store_scripts_per_add,omitempty"`
 	// LoadAvg is /proc/loadavg's 1-minute figure at the start and the end of the level.
 	LoadAvg [2]float64 `json:"load_avg"`
+	// Peer is the same level against the nginx + Lua cart add at the balancer (nginx and the
+	// store in its CPU figures), measured right after the project's; nil when it was skipped
+	// (PeerSkipped says why).
+	Peer        *StressLevel `json:"peer,omitempty"`
+	PeerSkipped string       `json:"peer_skipped,omitempty"`
+	// Ratios are the project's figures over the peer's: adds/s (above 1 is better), p99 and CPU
+	// per add (below 1 is better). Zero when there is no peer.
+	AddsRatio float64 `json:"adds_ratio_to_peer,omitempty"`
+	P99Ratio  float64 `json:"p99_ratio_to_peer,omitempty"`
+	CPURatio  float64 `json:"cpu_ratio_to_peer,omitempty"`
 }
 
-// WriteStress prints the stress scenario's CPU account.
+// ratio is a / b rounded to two decimals, 0 when either is not positive.
+func ratio(a, b float64) float64 {
+	if a <= 0 || b <= 0 {
+		return 0
+	}
+	return round2(a / b)
+}
+
+// setPeer attaches the peer's level and the ratios.
+func (l *StressLevel) setPeer(p StressLevel) {
+	l.Peer = &p
+	l.AddsRatio = ratio(l.AddsPS, p.AddsPS)
+	l.P99Ratio = ratio(l.P99US, p.P99US)
+	l.CPURatio = ratio(l.CPUPerAddUS, p.CPUPerAddUS)
+}
+
+// WriteStress prints the stress scenario's CPU account, each level's peer under it.
 func WriteStress(w io.Writer, levels []StressLevel) {
-	fmt.Fprintln(w, "stress: cart adds through the edge; CPU per add = CPU time of every process of the stack over the level / 200 answers (\"load\" is the load tool itself, not in the total)")
-	fmt.Fprintf(w, "  %7s %9s %8s %9s %9s %10s %10s %8s  %s\n", "clients", "adds/s", "success", "p50 ms", "p99 ms", "CPU/add µs", "store cmds", "scripts", "CPU per add by process (µs); load avg")
-	for _, l := range levels {
+	fmt.Fprintln(w, "stress: cart adds through the edge, then the same clients against the nginx + Lua cart add at the balancer (peer, same store); "+
+		"CPU per add = CPU time of every process on the path over the level / 200 answers (\"load\" is the load tool itself, not in the total)")
+	fmt.Fprintf(w, "  %-7s %7s %9s %8s %9s %9s %10s %10s %8s  %s\n", "path", "clients", "adds/s", "success", "p50 ms", "p99 ms", "CPU/add µs", "store cmds", "scripts", "CPU per add by process (µs); load avg")
+	line := func(name string, l StressLevel) {
 		var parts []string
 		for _, p := range slices.Sorted(maps.Keys(l.CPUByProcessUS)) {
 			parts = append(parts, fmt.Sprintf("%s %.1f", p, l.CPUByProcessUS[p]))
 		}
-		fmt.Fprintf(w, "  %7d %9.0f %7.2f%% %9.2f %9.2f %10.1f %10.2f %8.2f  %s; load %.2f -> %.2f\n", l.Clients, l.AddsPS, 100*l.SuccessRate,
+		fmt.Fprintf(w, "  %-7s %7d %9.0f %7.2f%% %9.2f %9.2f %10.1f %10.2f %8.2f  %s; load %.2f -> %.2f\n", name, l.Clients, l.AddsPS, 100*l.SuccessRate,
 			l.P50US/1000, l.P99US/1000, l.CPUPerAddUS, l.StoreCmdsPerAdd, l.StoreScriptsPerAdd, strings.Join(parts, ", "), l.LoadAvg[0], l.LoadAvg[1])
+	}
+	for _, l := range levels {
+		line("edge", l)
+		switch {
+		case l.Peer != nil:
+			line("nginx", *l.Peer)
+			fmt.Fprintf(w, "  %-7s %7d  edge / nginx: %.2fx adds/s, %.2fx p99, %.2fx CPU per add\n", "ratio", l.Clients, l.AddsRatio, l.P99Ratio, l.CPURatio)
+		case l.PeerSkipped != "":
+			fmt.Fprintf(w, "  %-7s %7d  skipped: %s\n", "nginx", l.Clients, l.PeerSkipped)
+		}
 	}
 }
 
@@ -357,9 +395,59 @@ func (l *StressLevel) fill(a, b stressSnap, adds int64) {
 	}
 }
 
+// stressCall is the request worker w sends for its k-th product with the given body.
+type stressCall func(w, k int, body []byte) Call
+
+// measureStress runs one level: n closed-loop clients (one connection each) adding to their
+// carts through c for dur, each picking among its CartChoices products; the CPU figures come
+// from cfg.CPUByProcess.
+func measureStress(ctx context.Context, cfg Config, store rueidis.Client, c *Client, n int, dur time.Duration, row *Row, call stressCall) (StressLevel, time.Duration) {
+	rands := make([]*rand.Rand, n)
+	for w := range rands {
+		rands[w] = workerRand(cfg.Seed, w)
+	}
+	lvl := StressLevel{Clients: n}
+	lvl.LoadAvg[0] = loadAvg()
+	s0 := cfg.stressSnap(ctx, store)
+	el := phase(ctx, cfg, row.Name, Bounds{Duration: dur, Concurrency: n}, []*Row{row}, func(w int, _ int64, _ time.Time) {
+		r := rands[w]
+		c.Do(row, call(w, r.IntN(CartChoices), quantityBodies[r.IntN(5)]), nil)
+	})
+	s1 := cfg.stressSnap(ctx, store)
+	lvl.LoadAvg[1] = loadAvg()
+	reqs, ok, _ := row.Counts()
+	lvl.fill(s0, s1, ok)
+	lvl.AddsPS = math.Round(float64(ok) / el.Seconds())
+	if reqs > 0 {
+		lvl.SuccessRate = float64(ok) / float64(reqs)
+	}
+	lvl.P50US, lvl.P99US = us(row.Hist().Quantile(0.5)), us(row.Hist().Quantile(0.99))
+	return lvl, el
+}
+
+// cartPaths are each worker's CartChoices item paths, built on first use.
+type cartPaths struct {
+	paths    [][CartChoices]string
+	products int
+}
+
+func newCartPaths(n, products int) *cartPaths {
+	return &cartPaths{paths: make([][CartChoices]string, n), products: products}
+}
+
+func (p *cartPaths) path(w, k int) string {
+	if p.paths[w][k] == "" {
+		p.paths[w][k] = "/api/v1/cart/items/" + fmt.Sprintf("%08d", cartChoice(k, w, p.products))
+	}
+	return p.paths[w][k]
+}
+
 // runStress is the seed's stress test: for each level N, N shoppers log in and N concurrent
 // clients (closed loop, one connection each) add to their carts through the edge for the phase
-// duration; one table row per level, and CPU per add by process when the stack was spawned.
+// duration; then the same N clients add to carts at the nginx + Lua peer (started once for the
+// scenario, on the same store, naming their shopper in nginxpeer.HeaderUser) for as long. One
+// table row per level with its peer and the ratios, and CPU per add by process when the stack
+// was spawned.
 func runStress(ctx context.Context, cfg Config, rep *Report, runID string) error {
 	dur := cfg.phaseDuration(10 * time.Second)
 	var store rueidis.Client
@@ -370,6 +458,13 @@ func runStress(ctx context.Context, cfg Config, rep *Report, runID string) error
 		}
 		defer sc.Close()
 		store = sc
+	}
+	peer, peerCfg, skipped := startPeer(ctx, cfg, "stress", nginxpeer.Config{})
+	if peer != nil {
+		defer peer.Stop()
+		fmt.Fprintf(cfg.Out, "stress: nginx + Lua cart add at the balancer on %s\n", peer.AdmitBase)
+	} else {
+		rep.Note(cfg.Out, "stress: no nginx + Lua peer: %s", skipped)
 	}
 	for _, n := range cfg.Levels {
 		if err := ctx.Err(); err != nil {
@@ -383,39 +478,42 @@ func runStress(ctx context.Context, cfg Config, rep *Report, runID string) error
 			return err
 		}
 		row := NewRow(ScenarioStress, fmt.Sprintf("stress/%d", n), 200)
-		rands := make([]*rand.Rand, n)
-		paths := make([][CartChoices]string, n)
-		for w := range rands {
-			rands[w] = workerRand(cfg.Seed, w)
-		}
-		b := Bounds{Duration: dur, Concurrency: n}
+		paths := newCartPaths(n, cfg.Products)
 		fmt.Fprintf(cfg.Out, "stress: %d concurrent clients adding to carts for %s\n", n, dur)
-		lvl := StressLevel{Clients: n}
-		lvl.LoadAvg[0] = loadAvg()
-		s0 := cfg.stressSnap(ctx, store)
-		el := phase(ctx, cfg, row.Name, b, []*Row{row}, func(w int, _ int64, _ time.Time) {
-			r := rands[w]
-			k := r.IntN(CartChoices)
-			if paths[w][k] == "" {
-				paths[w][k] = "/api/v1/cart/items/" + fmt.Sprintf("%08d", cartChoice(k, w, cfg.Products))
-			}
-			c.Do(row, Call{Method: "PUT", Path: paths[w][k], Bearer: tokens[w], Body: quantityBodies[r.IntN(5)]}, nil)
+		lvl, el := measureStress(ctx, cfg, store, c, n, dur, row, func(w, k int, body []byte) Call {
+			return Call{Method: "PUT", Path: paths.path(w, k), Bearer: tokens[w], Body: body}
 		})
-		s1 := cfg.stressSnap(ctx, store)
-		lvl.LoadAvg[1] = loadAvg()
 		c.Close()
 		addRows(rep, el, row)
-		reqs, ok, _ := row.Counts()
-		lvl.fill(s0, s1, ok)
-		lvl.AddsPS = math.Round(float64(ok) / el.Seconds())
-		if reqs > 0 {
-			lvl.SuccessRate = float64(ok) / float64(reqs)
-		}
-		lvl.P50US, lvl.P99US = us(row.Hist().Quantile(0.5)), us(row.Hist().Quantile(0.99))
-		rep.Stress = append(rep.Stress, lvl)
 		if lvl.CPUPerAddUS > 0 {
 			rep.Note(cfg.Out, "stress/%d: %.0f us of CPU per successful cart add across every process of the stack (%s over %d adds; the load tool %.0f us more)",
-				n, lvl.CPUPerAddUS, cpuParts(lvl.CPUByProcessUS), ok, lvl.CPUByProcessUS["load"])
+				n, lvl.CPUPerAddUS, cpuParts(lvl.CPUByProcessUS), lvl.Adds, lvl.CPUByProcessUS["load"])
+		}
+		if peer == nil {
+			lvl.PeerSkipped = skipped
+			rep.Stress = append(rep.Stress, lvl)
+			continue
+		}
+		pc := NewClient(peer.target, ClientOptions{MaxConns: n + 8, Timeout: cfg.Timeout})
+		prow := NewRow(ScenarioStress, fmt.Sprintf("stress-peer/%d", n), 200)
+		users := make([]string, n)
+		for w := range users {
+			users[w] = fmt.Sprintf("%ss%dp-u%d", runID, n, w)
+		}
+		fmt.Fprintf(cfg.Out, "stress: %d concurrent clients adding to carts at the nginx peer for %s\n", n, dur)
+		plvl, pel := measureStress(ctx, peerCfg, store, pc, n, dur, prow, func(w, k int, body []byte) Call {
+			return Call{Method: "PUT", Path: paths.path(w, k), Header: [2]string{nginxpeer.HeaderUser, users[w]}, Body: body}
+		})
+		pc.Close()
+		addRows(rep, pel, prow)
+		lvl.setPeer(plvl)
+		rep.Stress = append(rep.Stress, lvl)
+		if store != nil {
+			keys := make([]string, n)
+			for w, u := range users {
+				keys[w] = nginxpeer.CartKey(u)
+			}
+			store.Do(ctx, store.B().Del().Key(keys...).Build())
 		}
 	}
 	return nil

@@ -29,9 +29,17 @@ func TestStressFigures(t *testing.T) {
 	if none.CPUPerAddUS != 0 || none.CPUByProcessUS != nil {
 		t.Errorf("no adds: got %+v, want no figures", none)
 	}
+	peer := StressLevel{Clients: 100, AddsPS: 2000, SuccessRate: 1, P99US: 5000, CPUPerAddUS: 100, CPUByProcessUS: map[string]float64{"nginx": 60, "store": 40}}
+	l.P99US = 10_000
+	l.setPeer(peer)
+	if l.AddsRatio != 0.5 || l.P99Ratio != 2 || l.CPURatio != 2.5 {
+		t.Errorf("ratios to the peer: adds/s %v, p99 %v, CPU %v; want 0.5, 2 and 2.5", l.AddsRatio, l.P99Ratio, l.CPURatio)
+	}
+	skipped := StressLevel{Clients: 500, PeerSkipped: "nginx not installed"}
 	var out bytes.Buffer
-	WriteStress(&out, []StressLevel{l})
-	for _, s := range []string{"100.00%", "250.0", "cart 100.0, edge 100.0, load 50.0, store 50.0", "load 0.50 -> 1.00"} {
+	WriteStress(&out, []StressLevel{l, skipped})
+	for _, s := range []string{"100.00%", "250.0", "cart 100.0, edge 100.0, load 50.0, store 50.0", "load 0.50 -> 1.00",
+		"nginx       100      2000", "nginx 60.0, store 40.0", "edge / nginx: 0.50x adds/s, 2.00x p99, 2.50x CPU per add", "500  skipped: nginx not installed"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("printed stress table lacks %q:\n%s", s, out.String())
 		}

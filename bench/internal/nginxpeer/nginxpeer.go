@@ -46,7 +46,13 @@ type Config struct {
 	ModulesDir string
 	// LuaDir holds nginx/redis.lua and resty/lrucache.lua. Empty means DefaultLuaDir.
 	LuaDir string
+	// CacheItems is the lrucache's capacity in entries (products and sales). Zero means
+	// DefaultCacheItems.
+	CacheItems int
 }
+
+// DefaultCacheItems is the lrucache's default capacity.
+const DefaultCacheItems = 10_000
 
 func (c Config) withDefaults() Config {
 	if c.TTL == 0 {
@@ -57,6 +63,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LuaDir == "" {
 		c.LuaDir = DefaultLuaDir
+	}
+	if c.CacheItems <= 0 {
+		c.CacheItems = DefaultCacheItems
 	}
 	return c
 }
@@ -85,24 +94,40 @@ func Check(c Config) error {
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// The admission peer's keys: AdmitStockKey(sale) holds the units its script decrements (seed it
-// before a run); admitted attempts are appended to AdmitStream. Both are the peer's own, apart from
-// the project's keys, so the project's worker never reads them; the sold-out flag is the sale's
-// keyspace.SoldOut key, as at the edge.
+// The write peer's keys: AdmitStockKey(sale) holds the units its script decrements (seed it
+// before a run); admitted attempts are appended to AdmitStream; AdmitUsersKey(sale) is the set
+// of users admitted (kept only when the attempt names its user in HeaderUser); CartKey(user) is
+// a cart hash (product id -> quantity, as keyspace.Cart). All are the peer's own, apart from the
+// project's keys, so the project's worker never reads them; the sold-out flag is the sale's
+// keyspace.SoldOut key and the prices are the catalog's product documents, as at the edge.
 const (
 	AdmitStockPrefix = "bench:nginx:stock:"
+	AdmitUsersPrefix = "bench:nginx:users:"
 	AdmitStream      = "bench:nginx:attempts"
+	CartPrefix       = "bench:nginx:cart:{u:"
 )
+
+// HeaderUser names the shopper of a cart add or an attempt sent to the write peer: the peer has
+// no sessions (the balancer is taken to have checked one), so the load tool says who it is.
+const HeaderUser = "X-Bench-User"
 
 // AdmitStockKey is the stock key the admission peer decrements for sale.
 func AdmitStockKey(sale string) string { return AdmitStockPrefix + sale }
+
+// AdmitUsersKey is the set of the users the admission peer admitted to sale.
+func AdmitUsersKey(sale string) string { return AdmitUsersPrefix + sale }
+
+// CartKey is the peer's cart of user.
+func CartKey(user string) string { return CartPrefix + user + "}" }
 
 // Peer is a running nginx. Stop it with Stop.
 type Peer struct {
 	// PlainBase is the base URL (http://host:port) of the server that reads the store on every
 	// request; LRUBase of the one with lrucache in front; AdmitBase of the one that admits
 	// attempts (POST /api/v1/flash-sales/{id}/attempts: sold-out check and decrement in one
-	// script, then XADD; 202 or 410).
+	// script, then XADD; 202, 410, or 409 for a user named in HeaderUser already admitted) and
+	// adds to carts (PUT /api/v1/cart/items/{id} with {"quantity":n} for the user named in
+	// HeaderUser: 200 with the cart as JSON and its total).
 	PlainBase, LRUBase, AdmitBase string
 	// ConfPath is the rendered nginx.conf.
 	ConfPath string
@@ -124,7 +149,8 @@ type confData struct {
 	StorePort, PlainPort, LRUPort          int
 	AdmitPort                              int
 	AdmitStockPrefix, AdmitStream          string
-	TTL                                    int
+	AdmitUsersPrefix, CartPrefix           string
+	TTL, CacheItems                        int
 	ProductPrefix, ProductSuffix           string
 	StockPrefix, StockSuffix               string
 	SoldOutPrefix, SoldOutSuffix           string
@@ -149,8 +175,9 @@ func Render(c Config, plainPort, lruPort, admitPort int) (string, error) {
 	d := confData{
 		ModulesDir: c.ModulesDir, LuaDir: c.LuaDir, Dir: c.Dir, StoreHost: host, StorePort: storePort,
 		PlainPort: plainPort, LRUPort: lruPort, AdmitPort: admitPort, TTL: ttl, LowStock: product.LowStock,
-		AdmitStockPrefix: AdmitStockPrefix, AdmitStream: AdmitStream,
-		CPUMask: cpuMask(c.CPU),
+		AdmitStockPrefix: AdmitStockPrefix, AdmitStream: AdmitStream, AdmitUsersPrefix: AdmitUsersPrefix, CartPrefix: CartPrefix,
+		CacheItems: c.CacheItems,
+		CPUMask:    cpuMask(c.CPU),
 	}
 	d.ProductPrefix, d.ProductSuffix = split(keyspace.Product)
 	d.StockPrefix, d.StockSuffix = split(keyspace.ProductStock)

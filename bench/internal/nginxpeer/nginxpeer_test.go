@@ -128,3 +128,82 @@ func TestPeerAdmits(t *testing.T) {
 		t.Errorf("sold-out flag not set")
 	}
 }
+
+// TestPeerCartAdds checks the cart add at the balancer against a real redis-server: the user
+// comes from HeaderUser, the line is written to the peer's cart hash, the answer is the whole
+// cart in product id order with names and prices from the product documents and its total;
+// bad input and unknown products get a JSON 4xx; the per-user limit of attempts holds.
+func TestPeerCartAdds(t *testing.T) {
+	if err := Check(Config{}); err != nil {
+		t.Skipf("nginx peer not installed: %v (make deps-bench installs it)", err)
+	}
+	srv := kvtest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	for _, d := range []product.Doc{
+		{ID: "00000002", Name: `Tea "green"`, Price: 250, Currency: "VND", Image: "/img/t.svg"},
+		{ID: "00000001", Name: "Cup", Price: 1000, Currency: "VND", Image: "/img/c.svg"},
+	} {
+		if err := c.Do(ctx, c.B().Set().Key(keyspace.Product(d.ID)).Value(string(product.Marshal(d))).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Do(ctx, c.B().Set().Key(AdmitStockKey("s1")).Value("5").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := Start(ctx, Config{Dir: t.TempDir(), StoreAddr: srv.Addr, TTL: time.Second})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(peer.Stop)
+	do := func(method, path, user, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, peer.AdmitBase+path, strings.NewReader(body))
+		if user != "" {
+			req.Header.Set(HeaderUser, user)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	for _, tt := range []struct {
+		method, path, user, body string
+		status                   int
+		want                     string
+	}{
+		{"PUT", "/api/v1/cart/items/00000002", "u1", `{"quantity":3}`, 200,
+			`{"items":[{"product_id":"00000002","name":"Tea \"green\"","quantity":3,"price":250}],"total":750}` + "\n"},
+		{"PUT", "/api/v1/cart/items/00000001", "u1", `{"quantity":2}`, 200,
+			`{"items":[{"product_id":"00000001","name":"Cup","quantity":2,"price":1000},{"product_id":"00000002","name":"Tea \"green\"","quantity":3,"price":250}],"total":2750}` + "\n"},
+		{"PUT", "/api/v1/cart/items/00000002", "u2", `{"quantity":1}`, 200,
+			`{"items":[{"product_id":"00000002","name":"Tea \"green\"","quantity":1,"price":250}],"total":250}` + "\n"},
+		{"PUT", "/api/v1/cart/items/00000001", "", `{"quantity":1}`, 401, `"code":"unauthorized"`},
+		{"PUT", "/api/v1/cart/items/00000001", "u1", `{"quantity":0}`, 400, `"code":"invalid_quantity"`},
+		{"PUT", "/api/v1/cart/items/00000001", "u1", `{"quantity":"x"}`, 400, `"code":"invalid_quantity"`},
+		{"PUT", "/api/v1/cart/items/99999999", "u1", `{"quantity":1}`, 404, `"code":"not_found"`},
+		{"POST", "/api/v1/flash-sales/s1/attempts", "u1", `{}`, 202, `"ticket":"`},
+		{"POST", "/api/v1/flash-sales/s1/attempts", "u1", `{}`, 409, `"code":"limit_reached"`},
+		{"POST", "/api/v1/flash-sales/s1/attempts", "u2", `{}`, 202, `"ticket":"`},
+	} {
+		status, body := do(tt.method, tt.path, tt.user, tt.body)
+		if status != tt.status || !strings.Contains(body, tt.want) {
+			t.Errorf("%s %s as %q with %s = %d %s, want %d with %s", tt.method, tt.path, tt.user, tt.body, status, body, tt.status, tt.want)
+		}
+	}
+	// The primary records: the carts' hashes and the admitted users.
+	m, err := c.Do(ctx, c.B().Hgetall().Key(CartKey("u1")).Build()).AsStrMap()
+	if err != nil || len(m) != 2 || m["00000001"] != "2" || m["00000002"] != "3" {
+		t.Errorf("u1's cart hash %v (%v), want 00000001=2 00000002=3", m, err)
+	}
+	users, err := c.Do(ctx, c.B().Smembers().Key(AdmitUsersKey("s1")).Build()).AsStrSlice()
+	if slices.Sort(users); err != nil || !slices.Equal(users, []string{"u1", "u2"}) {
+		t.Errorf("admitted users %v (%v), want u1 u2", users, err)
+	}
+	if left, _ := c.Do(ctx, c.B().Get().Key(AdmitStockKey("s1")).Build()).AsInt64(); left != 3 {
+		t.Errorf("stock %d, want 3", left)
+	}
+}
