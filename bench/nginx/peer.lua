@@ -52,6 +52,17 @@ local function stock_state(stock)
   return "in_stock"
 end
 
+-- public renders a stored product document and its stock value (ngx.null when absent) as the
+-- edge's public JSON: the document with stock_state added.
+local function public(doc, stock_value)
+  local stock = tonumber(stock_value ~= ngx.null and stock_value or "0") or 0
+  local sep = ","
+  if #doc <= 2 then
+    sep = ""
+  end
+  return string.sub(doc, 1, -2) .. sep .. '"stock_state":"' .. stock_state(stock) .. '"}'
+end
+
 -- read_product returns the public JSON of a product, false when it does not exist, or nil and
 -- an error.
 local function read_product(id)
@@ -68,16 +79,67 @@ local function read_product(id)
     return nil, err
   end
   release(red)
-  local doc = res[1]
-  if doc == ngx.null then
+  if res[1] == ngx.null then
     return false
   end
-  local stock = tonumber(res[2] ~= ngx.null and res[2] or "0") or 0
-  local sep = ","
-  if #doc <= 2 then
-    sep = ""
+  return public(res[1], res[2])
+end
+
+-- page answers GET /api/v1/products?limit=1..100&cursor=N: the products numbered N+1 to N+limit
+-- (the demo catalog's ids) rendered as product() renders them, from one MGET of their documents
+-- and stocks (keys of different hash tags: a single store, not a cluster), next_cursor empty on
+-- the last page; with ttl > 0 the page is kept in the lrucache for ttl seconds.
+function _M.page(ttl)
+  local args = ngx.req.get_uri_args()
+  local limit = tonumber(args.limit or "20")
+  if not limit or limit < 1 or limit > 100 or limit % 1 ~= 0 then
+    return fail(400, "invalid_limit", "limit must be a whole number from 1 to 100")
   end
-  return string.sub(doc, 1, -2) .. sep .. '"stock_state":"' .. stock_state(stock) .. '"}'
+  local from = tonumber(args.cursor or "0")
+  if not from or from < 0 or from > 99999999 or from % 1 ~= 0 then
+    return fail(400, "invalid_cursor", "the cursor is not one this server gave")
+  end
+  local key = "pg:" .. from .. ":" .. limit
+  local body
+  if ttl > 0 then
+    body = cache:get(key)
+  end
+  if body == nil then
+    local red, err = store()
+    if not red then
+      return fail(503, "store_unavailable", "the store did not answer")
+    end
+    local keys = {}
+    for i = 1, limit do
+      local id = string.format("%08d", from + i)
+      keys[#keys + 1] = conf.product_prefix .. id .. conf.product_suffix
+      keys[#keys + 1] = conf.stock_prefix .. id .. conf.stock_suffix
+    end
+    local res
+    res, err = red:mget(unpack(keys))
+    if not res then
+      red:close()
+      return fail(503, "store_unavailable", "the store did not answer")
+    end
+    release(red)
+    local items = {}
+    for i = 1, #res - 1, 2 do
+      if res[i] ~= ngx.null then
+        items[#items + 1] = public(res[i], res[i + 1])
+      end
+    end
+    local next_cursor = ""
+    if #items == limit then
+      next_cursor = tostring(from + limit)
+    end
+    body = '{"items":[' .. table.concat(items, ",") .. '],"next_cursor":"' .. next_cursor .. '"}'
+    if ttl > 0 then
+      cache:set(key, body, ttl)
+    end
+  end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["X-Request-ID"] = ngx.var.request_id
+  ngx.print(body)
 end
 
 function _M.product(id, ttl)

@@ -234,6 +234,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout)
 		load.WriteStress(stdout, rep.Stress)
 	}
+	if rep.Slow != nil {
+		fmt.Fprintln(stdout)
+		load.WriteSlow(stdout, rep.Slow)
+	}
 	if runErr != nil {
 		rep.Fail("%v", runErr)
 	}

@@ -60,6 +60,10 @@ func TestPeerAnswers(t *testing.T) {
 			{"unknown product", "GET", "/api/v1/products/99999999", 404, `"code":"not_found"`},
 			{"sold out", "POST", "/api/v1/flash-sales/gone/attempts", 410, `{"status":"sold_out"}`},
 			{"not sold out", "POST", "/api/v1/flash-sales/live/attempts", 503, `"code":"no_backend"`},
+			{"page", "GET", "/api/v1/products?limit=1&cursor=41", 200, `{"items":[` + string(want) + `],"next_cursor":"42"}`},
+			{"last page", "GET", "/api/v1/products?limit=2&cursor=41", 200, `{"items":[` + string(want) + `],"next_cursor":""}`},
+			{"bad limit", "GET", "/api/v1/products?limit=101", 400, `"code":"invalid_limit"`},
+			{"bad cursor", "GET", "/api/v1/products?cursor=x", 400, `"code":"invalid_cursor"`},
 		}
 		for _, tt := range tests {
 			t.Run(base+" "+tt.name, func(t *testing.T) {
