@@ -96,8 +96,8 @@ func WriteSlow(w io.Writer, sr *SlowReport) {
 type slowTarget struct {
 	name   string
 	target Target
-	cpu func() map[string]time.Duration
-	pid func() int
+	cpu    func() map[string]time.Duration
+	pid    func() int
 }
 
 func runSlow(ctx context.Context, cfg Config, rep *Report) error {

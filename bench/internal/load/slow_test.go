@@ -16,7 +16,9 @@ func TestSlowFigures(t *testing.T) {
 	if perRead(time.Second, 0) != 0 || perRead(0, 10) != 0 {
 		t.Errorf("perRead without reads or CPU should be 0")
 	}
-	cpu := func() map[string]time.Duration { return map[string]time.Duration{"nginx": time.Second, "store": time.Second / 2} }
+	cpu := func() map[string]time.Duration {
+		return map[string]time.Duration{"nginx": time.Second, "store": time.Second / 2}
+	}
 	if got := cpuSum(cpu); got != 1500*time.Millisecond {
 		t.Errorf("cpuSum = %s, want 1.5s", got)
 	}
