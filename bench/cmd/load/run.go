@@ -222,6 +222,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout)
 		load.WriteRush(stdout, rep.Rush)
 	}
+	if rep.RushPeer != nil {
+		fmt.Fprintln(stdout)
+		load.WriteRushPeer(stdout, rep.RushPeer)
+	}
 	if rep.WaitRoom != nil {
 		fmt.Fprintln(stdout)
 		load.WriteWaitRoom(stdout, rep.WaitRoom)

@@ -31,6 +31,8 @@ type Report struct {
 	Admit *AdmitReport `json:"admit,omitempty"`
 	// Stress is the stress scenario's levels with their CPU per add.
 	Stress []StressLevel `json:"stress,omitempty"`
+	// RushPeer is the rush's round against the nginx + Lua admission.
+	RushPeer *RushPeerReport `json:"rush_peer,omitempty"`
 	// Slow is the slow-client scenario's rounds (the edge, the nginx peer).
 	Slow *SlowReport `json:"slow,omitempty"`
 	// OK is false when an invariant failed or a scenario could not run.

@@ -48,9 +48,19 @@ type RushReport struct {
 	// sold-out answer: the attempts the order service decides, which is what the attempts row held
 	// when every attempt fetched its challenge in the loop (a challenge is refused once the edge
 	// holds the sale sold out). AttemptsOpen counts them.
-	AttemptOpenP50US float64 `json:"attempt_open_p50_us"`
-	AttemptOpenP99US float64 `json:"attempt_open_p99_us"`
-	AttemptsOpen     int64   `json:"attempts_open"`
+	// Operations is the honest shoppers' operations of the attempts phase (an attempt, with a
+	// challenge fetched in the loop when none was solved ahead; or a challenge refused sold out),
+	// OperationsPerS their rate: what a closed loop's Little's law is about.
+	Operations     int64   `json:"operations"`
+	OperationsPerS float64 `json:"operations_per_s"`
+	// CPUPerAttemptUS is the CPU time of every process of the spawned stack over the attempts
+	// phase per operation (everything the phase ran: challenges, polls and checkouts included);
+	// CPUByProcessUS splits it.
+	CPUPerAttemptUS  float64            `json:"cpu_per_attempt_us,omitempty"`
+	CPUByProcessUS   map[string]float64 `json:"cpu_by_process_us,omitempty"`
+	AttemptOpenP50US float64            `json:"attempt_open_p50_us"`
+	AttemptOpenP99US float64            `json:"attempt_open_p99_us"`
+	AttemptsOpen     int64              `json:"attempts_open"`
 	// AttemptsSent is the attempts posted (operations that got a challenge, or had one ahead).
 	AttemptsSent int64 `json:"attempts_sent"`
 	// SolvedAhead is the challenges fetched and solved before the attempts began (one per
@@ -262,12 +272,19 @@ func errCode(body []byte) string {
 // then the same rush with bots, and compares the honest shoppers' success.
 func runRushRounds(ctx context.Context, cfg Config, rep *Report, runID string) error {
 	if cfg.Bots <= 0 {
-		_, err := runRush(ctx, cfg, rep, runID, "rush", 0)
-		return err
+		rr, err := runRush(ctx, cfg, rep, runID, "rush", 0)
+		if err != nil {
+			return err
+		}
+		return runRushPeer(ctx, cfg, rep, runID, "rush", rr)
 	}
 	base, err := runRush(ctx, cfg, rep, runID+"b", "rush-baseline", 0)
 	if err != nil {
 		return fmt.Errorf("baseline round: %w", err)
+	}
+	// The peer round right after the round without bots it is compared with.
+	if err := runRushPeer(ctx, cfg, rep, runID, "rush-baseline", base); err != nil {
+		return fmt.Errorf("peer round: %w", err)
 	}
 	mix, err := runRush(ctx, cfg, rep, runID, "rush", cfg.Bots)
 	if err != nil {
@@ -398,9 +415,20 @@ func runRush(ctx context.Context, cfg Config, rep *Report, runID, round string, 
 	go func() { defer monWG.Done(); samples = r.monitor(monCtx) }()
 	botCtx, stopBots := context.WithCancel(ctx)
 	botWG := r.runBots(botCtx)
+	var cpu0 map[string]time.Duration
+	if cfg.CPUByProcess != nil {
+		cpu0 = cfg.CPUByProcess()
+	}
 	el := phase(ctx, cfg, round, b, []*Row{r.challenge, r.attempt}, func(w int, i int64, due time.Time) {
 		r.one(pollCtx, w, i, due)
 	})
+	rr.Operations = r.honestTries.Load()
+	if el > 0 {
+		rr.OperationsPerS = math.Round(float64(rr.Operations) / el.Seconds())
+	}
+	if cfg.CPUByProcess != nil {
+		rr.CPUByProcessUS, rr.CPUPerAttemptUS = cpuPer(cpu0, cfg.CPUByProcess(), rr.Operations)
+	}
 	stopBots()
 	botWG.Wait()
 	rr.Server = probe.finish(time.Since(r.start))
