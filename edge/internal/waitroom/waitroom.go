@@ -104,8 +104,8 @@ type Room struct {
 	userLimit, ipLimit *ratelimit.Limiter
 
 	mu       sync.Mutex
-	fairness map[string][]byte // rendered fairness bodies of shuffled sales (immutable)
-	orders   map[string]*order // shuffled pre-queues by sale (immutable once read)
+	fairness map[string]*fairEntry // fairness answers of shuffled sales (immutable)
+	orders   map[string]*order     // shuffled pre-queues by sale (immutable once read)
 	used     map[string]struct{}
 }
 
@@ -135,7 +135,7 @@ func New(kv rueidis.Client, sessions Sessions, seal *waitroom.Sealer, addrs Addr
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	r := &Room{kv: kv, sessions: sessions, seal: seal, addrs: addrs, log: log, o: o, fairness: map[string][]byte{},
+	r := &Room{kv: kv, sessions: sessions, seal: seal, addrs: addrs, log: log, o: o, fairness: map[string]*fairEntry{},
 		orders: map[string]*order{}, used: map[string]struct{}{}}
 	var err error
 	if r.userLimit, err = ratelimit.New(ratelimit.Options{Rate: o.UserRate, Burst: o.UserBurst, Now: o.Now}); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -587,4 +588,75 @@ func TestHoldAndRejoin(t *testing.T) {
 			t.Fatalf("token-less poll after hold: %s, want expired", r.body)
 		}
 	})
+}
+
+// TestFairnessRenderedOnce: before the shuffle the fairness answer is revalidated each time
+// (no-cache); after it, a crowd of concurrent requests gets one rendering of the whole order,
+// compressed and with an ETag (304 on revalidation), kept by the edge without asking the store
+// again, and cacheable by anyone (it never changes).
+func TestFairnessRenderedOnce(t *testing.T) {
+	e := newEnv(t, waitroom.Options{AddrRate: -1})
+	const id = "fair"
+	e.sale(id, 20*time.Second, time.Hour, 2)
+	path := e.base + "/api/v1/flash-sales/" + id + "/queue/fairness"
+	get := func(headers ...string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", path, nil)
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	resp, b := get()
+	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-cache" || !strings.Contains(string(b), `"seed":null`) {
+		t.Fatalf("before the shuffle: %d %q %s", resp.StatusCode, resp.Header.Get("Cache-Control"), b)
+	}
+
+	e.at(21 * time.Second)
+	order := make([]string, 2000)
+	for i := range order {
+		order[i] = fmt.Sprintf("u-shopper-%04d", i)
+	}
+	e.shuffle(id, order, 0)
+	var first []byte
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if resp, b = get(); resp.StatusCode == 200 && strings.Contains(string(b), "u-shopper-1999") {
+			first = b
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the shuffle: %d %s", resp.StatusCode, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	etag := resp.Header.Get("ETag")
+	if etag == "" || resp.Header.Get("Cache-Control") != "public, max-age=3600" {
+		t.Fatalf("after the shuffle: ETag %q, Cache-Control %q", etag, resp.Header.Get("Cache-Control"))
+	}
+	// The edge keeps the rendering: the store's copy of the order is not read again.
+	e.do(e.store.B().Del().Key(keyspace.WaitRoomOrder(id)).Build())
+	var wg sync.WaitGroup
+	bodies := make([][]byte, 50)
+	for i := range bodies {
+		wg.Go(func() { _, bodies[i] = get() })
+	}
+	wg.Wait()
+	for i, b := range bodies {
+		if string(b) != string(first) {
+			t.Fatalf("request %d: %d bytes, want the first answer's %d", i, len(b), len(first))
+		}
+	}
+	if resp, _ := get("If-None-Match", etag); resp.StatusCode != 304 {
+		t.Fatalf("revalidation: %d, want 304", resp.StatusCode)
+	}
+	resp, gz := get("Accept-Encoding", "gzip")
+	if resp.Header.Get("Content-Encoding") != "gzip" || len(gz)*4 > len(first) {
+		t.Fatalf("gzip: encoding %q, %d bytes for %d", resp.Header.Get("Content-Encoding"), len(gz), len(first))
+	}
 }
