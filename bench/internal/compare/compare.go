@@ -67,6 +67,7 @@ type runner struct {
 	edgeBin                   string
 	edgeEnv                   []string // the edge's environment but its listen address
 	peer                      *nginxpeer.Peer
+	peerCacheItems            int
 	sessionToken              string
 }
 
@@ -472,7 +473,12 @@ func (r *runner) startPeer(ctx context.Context) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	peer, err := nginxpeer.Start(ctx, nginxpeer.Config{Dir: dir, StoreAddr: r.storeAddr, CPU: r.cfg.ServerCPU, TTL: r.cfg.TTL})
+	// Room in the lrucache for the memory measurement's products beside the rows' own.
+	r.peerCacheItems = nginxpeer.DefaultCacheItems
+	if n := len(r.cfg.MemoryProducts); n > 0 {
+		r.peerCacheItems += r.cfg.MemoryProducts[n-1]
+	}
+	peer, err := nginxpeer.Start(ctx, nginxpeer.Config{Dir: dir, StoreAddr: r.storeAddr, CPU: r.cfg.ServerCPU, TTL: r.cfg.TTL, CacheItems: r.peerCacheItems})
 	if err != nil {
 		return fmt.Errorf("compare: %w", err)
 	}

@@ -408,9 +408,14 @@ func (rep *Report) Print(w io.Writer) {
 		}
 	}
 	if len(rep.Memory) > 0 {
-		fmt.Fprintln(w, "\nedge memory (VmRSS) with distinct products cached, each read once through the edge:")
+		fmt.Fprintln(w, "\nedge memory (VmRSS) with distinct products cached, each read once through the edge, then through the nginx + Lua + lrucache peer (master + worker PSS: shared pages counted once):")
 		for _, m := range rep.Memory {
-			fmt.Fprintf(w, "  %7d products: %6.1f MiB (%.1f MiB before; %d reads, %d failed)\n", m.Products, m.RSSMiB, m.BeforeMiB, m.Reads, m.Failed)
+			fmt.Fprintf(w, "  %7d products: edge %6.1f MiB (%.1f MiB before; %d reads, %d failed; %.1f µs CPU per read, edge + store)\n",
+				m.Products, m.RSSMiB, m.BeforeMiB, m.Reads, m.Failed, m.CPUPerReadUS)
+			if p := m.Peer; p != nil {
+				fmt.Fprintf(w, "  %7s           nginx %6.1f MiB (%.1f MiB before; %d reads, %d failed; %.1f µs CPU per read, nginx + store; lrucache of %d items); edge / nginx %.2fx\n",
+					"", p.RSSMiB, p.BeforeMiB, p.Reads, p.Failed, p.CPUPerReadUS, p.CacheItems, m.RSSRatio)
+			}
 		}
 	}
 	fmt.Fprintln(w, "\ngoals:")

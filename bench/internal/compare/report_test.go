@@ -181,3 +181,21 @@ func TestCapacityAndFreshnessGoals(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryPeerPrinted checks the memory rows print the edge's and the peer's RSS, CPU per
+// read and the ratio, and that CPU ticks per read turn into microseconds.
+func TestMemoryPeerPrinted(t *testing.T) {
+	if got := perRead(0, 0); got != 0 {
+		t.Errorf("perRead without reads = %v, want 0", got)
+	}
+	rep := &Report{Memory: []Memory{{Products: 10_000, Reads: 10_000, RSSMiB: 43.4, BeforeMiB: 30, CPUPerReadUS: 20,
+		Peer: &MemoryPeer{Reads: 10_000, RSSMiB: 62, BeforeMiB: 20, CPUPerReadUS: 35, CacheItems: 110_000}, RSSRatio: 0.7}}}
+	var out bytes.Buffer
+	rep.Print(&out)
+	for _, s := range []string{"10000 products: edge   43.4 MiB (30.0 MiB before; 10000 reads, 0 failed; 20.0 µs CPU per read, edge + store)",
+		"nginx   62.0 MiB (20.0 MiB before; 10000 reads, 0 failed; 35.0 µs CPU per read, nginx + store; lrucache of 110000 items); edge / nginx 0.70x"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("printed memory rows lack %q:\n%s", s, out.String())
+		}
+	}
+}

@@ -75,6 +75,15 @@ func BusyPercent(a, b CPU) float64 {
 // (nginx's worker under its master). A process that is gone counts 0.
 func ProcTicks(pid int) uint64 {
 	total := ticks(pid)
+	for _, c := range children(pid) {
+		total += ticks(c)
+	}
+	return total
+}
+
+// children returns the direct children of pid.
+func children(pid int) []int {
+	var out []int
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
 	for _, t := range tasks {
 		b, err := os.ReadFile(t)
@@ -83,11 +92,41 @@ func ProcTicks(pid int) uint64 {
 		}
 		for _, c := range strings.Fields(string(b)) {
 			if cp, err := strconv.Atoi(c); err == nil {
-				total += ticks(cp)
+				out = append(out, cp)
 			}
 		}
 	}
+	return out
+}
+
+// TreePSSMiB is the proportional set size (Pss of /proc/<pid>/smaps_rollup: shared pages split
+// among the processes mapping them) of pid plus its direct children (nginx's master and worker),
+// in MiB: their memory together without counting the pages they share twice; 0 when unreadable.
+func TreePSSMiB(pid int) float64 {
+	total := pssMiB(pid)
+	for _, c := range children(pid) {
+		total += pssMiB(c)
+	}
 	return total
+}
+
+func pssMiB(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	return statusKiB(string(b), "Pss:") / 1024
+}
+
+// statusKiB reads the "<key> N kB" line of a /proc status-like file, 0 when absent.
+func statusKiB(s, key string) float64 {
+	for line := range strings.SplitSeq(s, "\n") {
+		if v, ok := strings.CutPrefix(line, key); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb
+		}
+	}
+	return 0
 }
 
 func ticks(pid int) uint64 {
@@ -121,13 +160,7 @@ func RSSMiB(pid int) float64 {
 	if err != nil {
 		return 0
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024
-		}
-	}
-	return 0
+	return statusKiB(string(b), "VmRSS:") / 1024
 }
 
 // OpenFiles returns how many file descriptors process pid holds, 0 when it cannot be read.

@@ -54,3 +54,18 @@ func TestLive(t *testing.T) {
 }
 
 var spin int
+
+// TestStatusKiB reads the kB lines of /proc status files: the right key only (Pss, not
+// Pss_Anon or SwapPss), and this process's own PSS.
+func TestStatusKiB(t *testing.T) {
+	rollup := "00400000-7fff [rollup]\nRss:  2048 kB\nPss_Anon:  100 kB\nPss:  1536 kB\nSwapPss:  7 kB\n"
+	if got := statusKiB(rollup, "Pss:"); got != 1536 {
+		t.Errorf("Pss = %v kB, want 1536", got)
+	}
+	if got := statusKiB(rollup, "VmRSS:"); got != 0 {
+		t.Errorf("absent key = %v, want 0", got)
+	}
+	if got := TreePSSMiB(os.Getpid()); got <= 0 {
+		t.Errorf("TreePSSMiB(self) = %v MiB, want > 0", got)
+	}
+}
