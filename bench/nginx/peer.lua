@@ -300,13 +300,14 @@ function _M.admit(id)
 end
 
 -- The cart add at the balancer, the cart service's set.lua in one script: set the line (a new
--- line only while the cart holds fewer than ARGV[3] products) and answer the cart's field, value
--- pairs; an empty array when the cart was full.
+-- line only while the cart holds fewer than ARGV[3] products), keep the cart for ARGV[4] ms
+-- (cart.TTL) and answer the cart's field, value pairs; an empty array when the cart was full.
 local cart_script = [[
 if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 and redis.call('HLEN', KEYS[1]) > tonumber(ARGV[3]) then
   redis.call('HDEL', KEYS[1], ARGV[1])
   return {}
 end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return redis.call('HGETALL', KEYS[1])
 ]]
 local cart_sha = sha_hex(cart_script)
@@ -380,7 +381,7 @@ function _M.cart_put(id)
     cache:set(key, p, conf.ttl)
   end
   local res
-  res, err = script(red, cart_sha, cart_script, 1, conf.cart_prefix .. user .. "}", id, q, 50)
+  res, err = script(red, cart_sha, cart_script, 1, conf.cart_prefix .. user .. "}", id, q, 50, 2592000000)
   if not res then
     red:close()
     return fail(503, "store_unavailable", "the store did not answer")

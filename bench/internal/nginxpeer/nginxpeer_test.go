@@ -203,6 +203,10 @@ func TestPeerCartAdds(t *testing.T) {
 	if err != nil || len(m) != 2 || m["00000001"] != "2" || m["00000002"] != "3" {
 		t.Errorf("u1's cart hash %v (%v), want 00000001=2 00000002=3", m, err)
 	}
+	// The same work as the cart service's set script: the cart is kept for cart.TTL (30 days).
+	if ms, err := c.Do(ctx, c.B().Pttl().Key(CartKey("u1")).Build()).AsInt64(); err != nil || ms <= 29*24*3600*1000 || ms > 30*24*3600*1000 {
+		t.Errorf("u1's cart kept for %d ms (%v), want 30 days as the cart service keeps it", ms, err)
+	}
 	users, err := c.Do(ctx, c.B().Smembers().Key(AdmitUsersKey("s1")).Build()).AsStrSlice()
 	if slices.Sort(users); err != nil || !slices.Equal(users, []string{"u1", "u2"}) {
 		t.Errorf("admitted users %v (%v), want u1 u2", users, err)
