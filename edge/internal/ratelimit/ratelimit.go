@@ -8,6 +8,7 @@
 package ratelimit
 
 import (
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -30,7 +31,11 @@ const shards = 64
 
 // Limiter decides whether a key may make one more request. Safe for concurrent use.
 type Limiter struct {
-	o      Options
+	o Options
+	// seed makes the shard of a key unpredictable: with a fixed hash a client choosing its keys
+	// (user names are free) could fill one shard to its share of MaxKeys, and every new key of
+	// that shard would then go unlimited (fail open).
+	seed   maphash.Seed
 	shards [shards]shard
 }
 
@@ -59,7 +64,7 @@ func New(o Options) (*Limiter, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	l := &Limiter{o: o}
+	l := &Limiter{o: o, seed: maphash.MakeSeed()}
 	for i := range l.shards {
 		l.shards[i].buckets = make(map[string]*bucket)
 	}
@@ -72,20 +77,13 @@ func (rateError) Error() string { return "ratelimit: Rate must be > 0 requests p
 
 var errRate = rateError{}
 
-func shardOf(key []byte) int {
-	h := uint32(2166136261)
-	for _, b := range key {
-		h ^= uint32(b)
-		h *= 16777619
-	}
-	return int(h % shards)
-}
+func (l *Limiter) shardOf(key []byte) int { return int(maphash.Bytes(l.seed, key) % shards) }
 
 // Allow takes one token from key's bucket and reports whether there was one. When not, it also
 // returns how long until the next token, for Retry-After. key is not retained.
 func (l *Limiter) Allow(key []byte) (ok bool, retryAfter time.Duration) {
 	now := l.o.Now().UnixNano()
-	s := &l.shards[shardOf(key)]
+	s := &l.shards[l.shardOf(key)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.buckets[string(key)] // no allocation: the compiler keeps the conversion in the lookup

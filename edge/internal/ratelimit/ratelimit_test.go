@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,4 +96,42 @@ func BenchmarkAllow(b *testing.B) {
 			l.Allow(key)
 		}
 	})
+}
+
+// fnvShard is the shard an unseeded FNV-1a hash would give key: what a client could compute to
+// choose keys that all land in one shard.
+func fnvShard(key []byte) int {
+	h := uint32(2166136261)
+	for _, b := range key {
+		h ^= uint32(b)
+		h *= 16777619
+	}
+	return int(h % shards)
+}
+
+// TestShardsCannotBeChosen: keys chosen to share a shard under a fixed hash, as many as one
+// shard's share of MaxKeys, do not fill a shard of the limiter (its hash is seeded per process),
+// so a new key chosen the same way is still limited instead of passing unlimited.
+func TestShardsCannotBeChosen(t *testing.T) {
+	const perShard = 10
+	l, err := New(Options{Rate: 0.001, Burst: 1, MaxKeys: shards * perShard, Now: func() time.Time { return time.Unix(1, 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chosen [][]byte
+	for i := 0; len(chosen) < perShard+1; i++ {
+		if k := []byte(fmt.Sprintf("u-%d", i)); fnvShard(k) == 0 {
+			chosen = append(chosen, k)
+		}
+	}
+	for _, k := range chosen[:perShard] {
+		l.Allow(k)
+	}
+	fresh := chosen[perShard]
+	if ok, _ := l.Allow(fresh); !ok {
+		t.Fatal("a new key's first request refused")
+	}
+	if ok, _ := l.Allow(fresh); ok {
+		t.Fatalf("a new key over its burst allowed: %d keys chosen for one shard filled it (fail open)", perShard)
+	}
 }
