@@ -151,7 +151,8 @@ func runRushPeer(ctx context.Context, cfg Config, rep *Report, runID, round stri
 	if err := store.Do(ctx, store.B().Set().Key(stock).Value(strconv.FormatInt(cfg.Stock, 10)).Build()).Error(); err != nil {
 		return err
 	}
-	peer, pcfg, skipped := startPeer(ctx, cfg, "rush", nginxpeer.Config{})
+	// A connection slot per shopper, and room for the tool's own.
+	peer, pcfg, skipped := startPeer(ctx, cfg, "rush", nginxpeer.Config{WorkerConnections: users + 1024})
 	if peer == nil {
 		pr.Skipped = skipped
 		rep.Note(cfg.Out, "rush: no nginx + Lua peer: %s", skipped)

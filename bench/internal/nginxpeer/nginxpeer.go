@@ -49,7 +49,13 @@ type Config struct {
 	// CacheItems is the lrucache's capacity in entries (products and sales). Zero means
 	// DefaultCacheItems.
 	CacheItems int
+	// WorkerConnections is nginx' worker_connections: the connections it can hold, each slot
+	// allocated at start. Zero means DefaultWorkerConnections.
+	WorkerConnections int
 }
+
+// DefaultWorkerConnections is the peer's default worker_connections.
+const DefaultWorkerConnections = 4096
 
 // DefaultCacheItems is the lrucache's default capacity.
 const DefaultCacheItems = 10_000
@@ -66,6 +72,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CacheItems <= 0 {
 		c.CacheItems = DefaultCacheItems
+	}
+	if c.WorkerConnections <= 0 {
+		c.WorkerConnections = DefaultWorkerConnections
 	}
 	return c
 }
@@ -150,7 +159,7 @@ type confData struct {
 	AdmitPort                              int
 	AdmitStockPrefix, AdmitStream          string
 	AdmitUsersPrefix, CartPrefix           string
-	TTL, CacheItems                        int
+	TTL, CacheItems, WorkerConnections     int
 	ProductPrefix, ProductSuffix           string
 	StockPrefix, StockSuffix               string
 	SoldOutPrefix, SoldOutSuffix           string
@@ -176,8 +185,8 @@ func Render(c Config, plainPort, lruPort, admitPort int) (string, error) {
 		ModulesDir: c.ModulesDir, LuaDir: c.LuaDir, Dir: c.Dir, StoreHost: host, StorePort: storePort,
 		PlainPort: plainPort, LRUPort: lruPort, AdmitPort: admitPort, TTL: ttl, LowStock: product.LowStock,
 		AdmitStockPrefix: AdmitStockPrefix, AdmitStream: AdmitStream, AdmitUsersPrefix: AdmitUsersPrefix, CartPrefix: CartPrefix,
-		CacheItems: c.CacheItems,
-		CPUMask:    cpuMask(c.CPU),
+		CacheItems: c.CacheItems, WorkerConnections: c.WorkerConnections,
+		CPUMask: cpuMask(c.CPU),
 	}
 	d.ProductPrefix, d.ProductSuffix = split(keyspace.Product)
 	d.StockPrefix, d.StockSuffix = split(keyspace.ProductStock)
