@@ -76,8 +76,11 @@ type RushPeerOurs struct {
 	AttemptP50US     float64 `json:"attempt_p50_us"`
 	AttemptP99US     float64 `json:"attempt_p99_us"`
 	AttemptOpenP99US float64 `json:"attempt_open_p99_us"`
-	LittleMS         float64 `json:"little_ms"`
-	CPUPerAttemptUS  float64 `json:"cpu_per_attempt_us,omitempty"`
+	// AttemptsSent is the attempts posted (the p50/p99 population); the other operations ended
+	// at a challenge refused sold out.
+	AttemptsSent    int64   `json:"attempts_sent"`
+	LittleMS        float64 `json:"little_ms"`
+	CPUPerAttemptUS float64 `json:"cpu_per_attempt_us,omitempty"`
 }
 
 // littleMS is workers / perS in milliseconds, 0 without throughput.
@@ -91,7 +94,7 @@ func littleMS(workers int, perS float64) float64 {
 // compare fills Ours from the project's round and the ratios.
 func (p *RushPeerReport) compare(round string, rr *RushReport) {
 	p.Ours = RushPeerOurs{Round: round, SellOutS: rr.SellOutS, AttemptsPerS: rr.OperationsPerS, AttemptP50US: rr.AttemptP50US, AttemptP99US: rr.AttemptP99US,
-		AttemptOpenP99US: rr.AttemptOpenP99US, LittleMS: littleMS(p.Workers, rr.OperationsPerS), CPUPerAttemptUS: rr.CPUPerAttemptUS}
+		AttemptOpenP99US: rr.AttemptOpenP99US, AttemptsSent: rr.AttemptsSent, LittleMS: littleMS(p.Workers, rr.OperationsPerS), CPUPerAttemptUS: rr.CPUPerAttemptUS}
 	p.SellOutRatio = ratio(rr.SellOutS, p.SellOutS)
 	p.P50Ratio = ratio(rr.AttemptP50US, p.AttemptP50US)
 	p.P99Ratio = ratio(rr.AttemptP99US, p.AttemptP99US)
@@ -118,6 +121,7 @@ func WriteRushPeer(w io.Writer, p *RushPeerReport) {
 		parts = append(parts, fmt.Sprintf("%s %.1f", k, p.CPUByProcessUS[k]))
 	}
 	fmt.Fprintf(w, "  nginx round: answers %s; CPU per attempt by process (µs) %s; load %.2f -> %.2f\n", formatCounts(p.Answers), strings.Join(parts, ", "), p.LoadAvg[0], p.LoadAvg[1])
+	fmt.Fprintf(w, "  p50/p99 populations: the edge's %d attempts posted (its other operations ended at a challenge refused sold out), nginx's %d\n", o.AttemptsSent, p.Attempts)
 	fmt.Fprintf(w, "  nginx records: %d stream entries, %d users admitted, %d units left of %d: %s\n", p.Streamed, p.Winners, p.Left, p.Stock, okWord(p.RecordsOK))
 	fmt.Fprintln(w, "  (ops/s: the workers' operations per second, for the edge an attempt or a challenge refused sold out; p50/p99 are the attempt answers; Little ms = workers / ops per second, "+
 		"the mean time per operation any server must show a closed loop of that many workers at that throughput; CPU per operation)")
