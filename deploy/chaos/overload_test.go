@@ -28,7 +28,7 @@ func TestOverloadShedAtTheEdge(t *testing.T) {
 			// A low ceiling on the cart pool's limit and a short wait queue: 256 closed-loop
 			// workers exceed 8 in flight + 16 waiting however fast the cart answers (a fast cart
 			// kept the adaptive limit above 256 and nothing was shed: 70 refusals in 60 s).
-			"edge": {"FLASHEDGE_RATE_IP": "off", "FLASHEDGE_RATE_USER": "off", "FLASHEDGE_RATE_SHOP_USER": "off", "FLASHEDGE_MAX_CONNS_PER_ADDR": "0",
+			"edge": {"FLASHEDGE_RATE_IP": "off", "FLASHEDGE_RATE_USER": "off", "FLASHEDGE_RATE_SHOP_IP": "off", "FLASHEDGE_RATE_SHOP_USER": "off", "FLASHEDGE_MAX_CONNS_PER_ADDR": "0",
 				"FLASHEDGE_BACKEND_MAX_INFLIGHT": "8", "FLASHEDGE_BACKEND_QUEUE": "16", "FLASHEDGE_BACKEND_QUEUE_WAIT": "20ms"},
 		},
 	}))

@@ -17,15 +17,19 @@ import (
 // TestShopBudget is issue 15's shopping budget against the real edge and cart service: a user
 // over the per-user budget of cart calls gets 429 rate_limited JSON with Retry-After, and the
 // cart service's own request counter shows the refused calls never reached it; another user is
-// unaffected. Product reads that miss the cache (unknown ids) from one address are limited,
-// cache hits stay free for that address, and another address is unaffected.
+// unaffected. Many names logged in from one address share that address's budget (logins are
+// free: a budget per user alone would give the address one per name). Product reads that miss
+// the cache (unknown ids) from one address are limited, cache hits stay free for that address,
+// and another address is unaffected.
 func TestShopBudget(t *testing.T) {
-	const rate, burst = 2, 4 // the edge's shopping budgets below (burst: twice the rate); low, so a slow machine still goes over
+	// The edge's shopping budgets (burst: twice the rate); low, so a slow machine still goes over.
+	const rate, burst = 2, 4
+	const addrRate, addrBurst = 6, 12
 	st := stack.Start(t, stack.Options{
 		Services: []string{"catalog", "cart", "edge"},
 		ServiceEnv: map[string]map[string]string{
 			"catalog": {"FLASHEDGE_SEED_DEMO": "5"},
-			"edge":    {"FLASHEDGE_RATE_SHOP_USER": strconv.Itoa(rate), "FLASHEDGE_RATE_SHOP_IP": strconv.Itoa(rate)},
+			"edge":    {"FLASHEDGE_RATE_SHOP_USER": strconv.Itoa(rate), "FLASHEDGE_RATE_SHOP_IP": strconv.Itoa(addrRate)},
 		},
 	})
 	edge, cartURL := st.URL("edge", 0), st.URL("cart", 0)
@@ -63,6 +67,42 @@ func TestShopBudget(t *testing.T) {
 	}
 	bob.do("GET", "/api/v1/cart", nil).want(t, "another user's cart read", 200, "")
 
+	// One cart read each from many names logged in from one address (127.0.0.5): the address's
+	// budget bounds them all.
+	const names = 40
+	clients := make([]*client, names)
+	for i := range clients {
+		clients[i] = login(t, edge, fmt.Sprintf("shop-budget-n%d", i))
+		clients[i].http = fromAddr("127.0.0.5")
+	}
+	before = metricSum(t, cartURL, "flashedge_cart_requests_total", `route="/api/`)
+	start = time.Now()
+	ok, refused = 0, 0
+	for _, c := range clients {
+		r := c.do("GET", "/api/v1/cart", nil)
+		switch r.status {
+		case 200:
+			ok++
+		case 429:
+			refused++
+			checkRefusal(t, r)
+		default:
+			t.Fatalf("cart read: status %d %s", r.status, r.body)
+		}
+	}
+	if most := addrBurst + int(time.Since(start).Seconds()*addrRate) + 1; ok > most || refused == 0 {
+		t.Fatalf("%d names from one address, a cart read each: %d answered, %d refused; want at most %d answered", names, ok, refused, most)
+	}
+	poll(t, "the cart service counting the calls let through", 10*time.Second, func() error {
+		if got := metricSum(t, cartURL, "flashedge_cart_requests_total", `route="/api/`) - before; got < float64(ok) {
+			return fmt.Errorf("cart service counted %v calls, %d were let through", got, ok)
+		}
+		return nil
+	})
+	if got := metricSum(t, cartURL, "flashedge_cart_requests_total", `route="/api/`) - before; got != float64(ok) {
+		t.Fatalf("cart service counted %v calls; the edge let %d through and refused %d", got, ok, refused)
+	}
+
 	// Cache misses from one address: unknown product ids each reach the store.
 	anon := newClient(t, edge, "")
 	var page struct {
@@ -90,11 +130,11 @@ func TestShopBudget(t *testing.T) {
 			t.Fatalf("unknown product read: status %d %s", r.status, r.body)
 		}
 	}
-	if most := burst + int(time.Since(start).Seconds()*rate) + 1; ok > most || refused == 0 {
+	if most := addrBurst + int(time.Since(start).Seconds()*addrRate) + 1; ok > most || refused == 0 {
 		t.Fatalf("%d cache misses: %d answered, %d refused; want at most %d answered", calls, ok, refused, most)
 	}
 	// A cache hit costs the address nothing; another address has its own budget.
-	for range 3 * burst {
+	for range 3 * addrBurst {
 		anon.do("GET", known, nil).want(t, "cached product read from the limited address", 200, "")
 	}
 	other := newClient(t, edge, "")

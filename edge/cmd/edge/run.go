@@ -66,7 +66,7 @@ type config struct {
 	SessionTTL   time.Duration
 	IPRate       float64 // attempts+challenges per second per client IP; negative: off
 	UserRate     float64 // per user; negative: off
-	ShopIPRate   float64 // cache misses of product/catalog reads per second per client IP; negative: off
+	ShopIPRate   float64 // cache misses of product/catalog reads and cart/order calls per second per client IP; negative: off
 	ShopUserRate float64 // cart and order calls per second per user; negative: off
 	CacheMB      int64
 	// RequestMetrics off leaves out the per-request metrics (make bench measures their cost).
@@ -106,7 +106,7 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	s.Int64(&c.CacheMB, "cache-mb", 64, "rendered-body cache size in MiB")
 	s.String(&ipRate, "rate-ip", "50", "flash-sale requests per second per client IP at this edge, or off")
 	s.String(&userRate, "rate-user", "2", "flash-sale requests per second per user at this edge, or off")
-	s.String(&shopIPRate, "rate-shop-ip", "1000", "product reads and catalog pages that miss the cache, per second per client IP at this edge (burst twice that), or off")
+	s.String(&shopIPRate, "rate-shop-ip", "1000", "product reads and catalog pages that miss the cache, and cart and order calls whoever the user, per second per client IP at this edge (burst twice that), or off")
 	s.String(&shopUserRate, "rate-shop-user", "300", "cart and order calls per second per user at this edge (burst twice that), or off")
 	s.String(&metrics, "metrics", "on", "per-request metrics: on, or off (only to measure what they cost; /metrics and the domain metrics stay)")
 	var sessionSecret string

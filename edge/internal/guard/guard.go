@@ -41,8 +41,10 @@ type Options struct {
 	// a burst of three times the rate; a negative rate disables the limit.
 	UserRate, UserBurst float64
 	// ShopAddrRate and ShopAddrBurst are the shopping budget of one client address: product
-	// reads and catalog pages that miss the edge's cache (they reach the store or the catalog).
-	// Zero means 1,000/s and a burst of twice the rate; negative disables it.
+	// reads and catalog pages that miss the edge's cache (they reach the store or the catalog),
+	// and every cart and order call, whoever the user (logins are free: a budget per user alone
+	// would give one address as many budgets as names it logs in with). Zero means 1,000/s and
+	// a burst of twice the rate; negative disables it.
 	ShopAddrRate, ShopAddrBurst float64
 	// ShopUserRate and ShopUserBurst are the shopping budget of one user: every cart and order
 	// call (each reaches a backend). Zero means 300/s and a burst of twice the rate; negative
@@ -301,24 +303,23 @@ func (g *Guard) Limit(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	}
 }
 
-// Shop charges a shopping request to its budget before it goes on to a backend or the store:
+// Shop charges a shopping request to its budgets before it goes on to a backend or the store:
 // to the user uid when it is not empty (cart and order calls, after the session was verified),
-// else to the client address (product reads and catalog pages that missed the cache). Over
-// budget it answers 429 rate_limited with Retry-After and returns true. Unlike Refused it reads
-// no ban and spends nothing from the abuse budget: a busy shopper is slowed down, never banned.
+// then to the client address (product reads and catalog pages that missed the cache, and the
+// cart and order calls the user's budget let through: logins are free, so without the address
+// budget one address would have a budget per name it logs in with; the user's budget comes
+// first so one busy user behind a shared address spends the others' share only with the calls
+// that go on). Over a budget it answers 429 rate_limited with Retry-After and returns true.
+// Unlike Refused it reads no ban and spends nothing from the abuse budget: a busy shopper is
+// slowed down, never banned.
 func (g *Guard) Shop(ctx *fasthttp.RequestCtx, uid string) bool {
-	var ok bool
 	var v Verdict
-	if uid != "" {
-		if g.shopUser == nil {
-			return false
-		}
+	ok := true
+	if uid != "" && g.shopUser != nil {
 		ok, v.Wait = g.shopUser.Allow([]byte(uid))
 		v.Reason = ShopUser
-	} else {
-		if g.shopAddr == nil {
-			return false
-		}
+	}
+	if ok && g.shopAddr != nil {
 		var kb [clientaddr.KeyLen]byte
 		ok, v.Wait = g.shopAddr.Allow(g.AppendAddrKey(kb[:0], ctx))
 		v.Reason = ShopAddr

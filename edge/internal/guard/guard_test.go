@@ -117,14 +117,19 @@ func TestShopBudget(t *testing.T) {
 	if code, _ := shopFrom(g, "2001:db8:1:2::1", ""); code != 0 {
 		t.Fatalf("another /64: %d, want allowed", code)
 	}
-	if code, _ := shopFrom(g, "192.0.2.1", "u-b"); code != 0 {
-		t.Fatalf("another user: %d, want allowed", code)
+	// The calls u-a's budget let through spent its address's budget too: another name logged
+	// in from that address gets no budget of its own there; from another address it does.
+	if code, _ := shopFrom(g, "192.0.2.1", "u-b"); code != 429 {
+		t.Fatalf("another user from the same address: %d, want 429 (the address's budget is spent)", code)
+	}
+	if code, _ := shopFrom(g, "192.0.2.9", "u-b"); code != 0 {
+		t.Fatalf("another user from another address: %d, want allowed", code)
 	}
 	// No ban anywhere: the flash-sale guard still lets the same user and address through.
 	if code := refusedFrom(g, "2001:db8:1:1::1", "u-a"); code != 0 {
 		t.Fatalf("flash-sale guard after shopping refusals: %d, want allowed", code)
 	}
-	if s := g.Stats(); s[ShopUser] != 48 || s[ShopAddr] != 49 || s[Blacklisted] != 0 {
+	if s := g.Stats(); s[ShopUser] != 48 || s[ShopAddr] != 50 || s[Blacklisted] != 0 {
 		t.Fatalf("stats %v", s)
 	}
 	c.ns.Add(int64(time.Minute))
