@@ -169,11 +169,18 @@ func TestStoreFaults(t *testing.T) {
 		switch {
 		case s.err != nil || s.lat > budgets[s.op]:
 			t.Errorf("%s during the store reset storm: %s; want an answer within %s", s.op, s, budgets[s.op])
-		case s.op == "cached" && s.status != 200:
-			t.Errorf("cached product read during the store reset storm: %s; want 200", s)
 		case !s.ok() && !s.clear503():
 			t.Errorf("%s during the store reset storm: %s; want 200 or a clear 503", s.op, s)
 		}
+	}
+	// A cached body is served stale only if it was filled since the connection before the
+	// latest loss came up (productcache: a body filled before an earlier loss may have changed
+	// while a connection that did not track it was up). With a loss every 50 ms, a product not
+	// read again since the last one is read from the store, and a read that meets a reset is a
+	// clear 503 (checked above): most cached reads still answer 200.
+	cachedAll := pick(all, func(s sample) bool { return s.op == "cached" })
+	if ok := len(pick(cachedAll, func(s sample) bool { return s.status == 200 })); len(cachedAll) == 0 || ok*10 < len(cachedAll)*9 {
+		t.Errorf("cached product reads during the store reset storm: %s; want at least 90%% answered 200", statuses(cachedAll))
 	}
 	calm := poll(t, "an admin edit after the reset storm", 15*time.Second, func() error {
 		if r := admin.call("PUT", "/api/v1/admin/products/"+pid(38), map[string]int{"price": 888}); r.status != 200 {
