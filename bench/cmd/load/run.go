@@ -69,6 +69,7 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	fs.String(&c.Load.OrderAddr, "order-addr", "", "rush: the order service's host:port, read for its attempt latency and the attempts forwarded (set by -spawn)")
 	fs.String(&c.Load.ServerCPU, "server-cpu", "", "pin the spawned stack (and the admit scenario's nginx peer) to this CPU with taskset; run load itself on another (taskset -c 0 load ... -server-cpu 1)")
 	fs.Float64(&c.Load.OverloadBackendCPU, "overload-backend-cpu", 0, "overload: cap the store and the backend services together at this fraction of one CPU (a cgroup CPU quota) so that they bound the capacity and the edge has CPU to refuse the excess; 0: no cap")
+	fs.Bool(&c.Load.OverloadEdgeAlone, "overload-edge-alone", false, "overload: the edge alone on the stack's CPU, the backends and the store on the load tool's (capped by -overload-backend-cpu), as an edge on machines of its own")
 	fs.Bool(&c.Load.OverloadEdgeWithTool, "overload-edge-with-tool", false, "overload: the edge on the load tool's CPU, the backends and the store alone on the other (default: the tool alone on CPU 0, the whole stack on the other)")
 	fs.Bool(&c.Load.SlowSync, "slow-sync", false, "slow: open the slowloris connections all at once (they then reconnect together every read timeout) instead of evenly over one")
 	fs.Int(&c.Load.Admit, "admit", 250, "waitroom: admit_per_second of the sale's waiting room")

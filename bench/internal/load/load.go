@@ -69,6 +69,10 @@ type Config struct {
 	// and leave the backends and the store the other one, instead of the generator alone on
 	// its CPU and the whole stack on the other.
 	OverloadEdgeWithTool bool
+	// OverloadEdgeAlone makes the overload scenario give the edge the stack's CPU to itself and
+	// move the backends and the store to the load generator's (capped as OverloadBackendCPU
+	// says): the edge as on machines of its own, in front of backends elsewhere.
+	OverloadEdgeAlone bool
 	// OverloadBackendCPU, when above 0, caps the spawned store and backend services together at
 	// that fraction of one CPU (a cgroup CPU quota) in the overload scenario, so that the
 	// backends, not the edge or the load generator, bound the capacity: the deployment the

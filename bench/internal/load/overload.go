@@ -409,6 +409,16 @@ func pinOverload(cfg Config) (string, func()) {
 		return strings.Join(did, "; "), undo
 	}
 	undos = append(undos, func() { _ = pin(os.Getpid(), "0-"+strconv.Itoa(n-1)) })
+	if cfg.OverloadEdgeAlone {
+		// The edge keeps the stack's CPU to itself, as an edge on machines of its own; the
+		// backends and the store (capped) share the generator's.
+		for svc, pid := range cfg.Pids() {
+			if svc != "edge" && pin(pid, tool) != nil {
+				return strings.Join(append(did, "could not move "+svc), "; "), undo
+			}
+		}
+		return strings.Join(append(did, fmt.Sprintf("the edge alone on CPU %s; the backends, the store and the load generator on CPU %s", stack, tool)), "; "), undo
+	}
 	if cfg.OverloadEdgeWithTool {
 		// The backends and the store keep their CPU to themselves, as behind edges on machines
 		// of their own; the edge shares the generator's.
