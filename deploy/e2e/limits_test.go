@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,73 +36,53 @@ func TestShopBudget(t *testing.T) {
 	edge, cartURL := st.URL("edge", 0), st.URL("cart", 0)
 	alice, bob := login(t, edge, "shop-budget-alice"), login(t, edge, "shop-budget-bob")
 
+	// Cart reads through the edge, each from one of from (in turn): at most the budget's burst
+	// plus what refilled meanwhile (and one for rounding) gets through, some are refused, and
+	// the cart service counts exactly the calls let through.
+	cartReads := func(what string, from []*client, burst, rate int) {
+		t.Helper()
+		before := metricSum(t, cartURL, "flashedge_cart_requests_total", `route="/api/`)
+		start := time.Now()
+		ok, refused := 0, 0
+		for _, c := range from {
+			r := c.do("GET", "/api/v1/cart", nil)
+			switch r.status {
+			case 200:
+				ok++
+			case 429:
+				refused++
+				checkRefusal(t, r)
+			default:
+				t.Fatalf("%s: cart read: status %d %s", what, r.status, r.body)
+			}
+		}
+		if most := burst + int(time.Since(start).Seconds()*float64(rate)) + 1; ok > most || refused == 0 {
+			t.Fatalf("%s: %d cart reads: %d answered, %d refused; want at most %d answered", what, len(from), ok, refused, most)
+		}
+		poll(t, "the cart service counting the calls let through", 10*time.Second, func() error {
+			if got := metricSum(t, cartURL, "flashedge_cart_requests_total", `route="/api/`) - before; got < float64(ok) {
+				return fmt.Errorf("cart service counted %v calls, %d were let through", got, ok)
+			}
+			return nil
+		})
+		if got := metricSum(t, cartURL, "flashedge_cart_requests_total", `route="/api/`) - before; got != float64(ok) {
+			t.Fatalf("%s: cart service counted %v calls; the edge let %d through and refused %d", what, got, ok, refused)
+		}
+	}
+
 	// Cart calls over one user's budget.
-	before := metricSum(t, cartURL, "flashedge_cart_requests_total", `route="/api/`)
 	const calls = 40
-	start := time.Now()
-	ok, refused := 0, 0
-	for range calls {
-		r := alice.do("GET", "/api/v1/cart", nil)
-		switch r.status {
-		case 200:
-			ok++
-		case 429:
-			refused++
-			checkRefusal(t, r)
-		default:
-			t.Fatalf("cart read: status %d %s", r.status, r.body)
-		}
-	}
-	// At most the burst plus what refilled meanwhile (and one for rounding) got through.
-	if most := burst + int(time.Since(start).Seconds()*rate) + 1; ok > most || refused == 0 {
-		t.Fatalf("%d cart reads: %d answered, %d refused; want at most %d answered", calls, ok, refused, most)
-	}
-	poll(t, "the cart service counting the calls let through", 10*time.Second, func() error {
-		if got := metricSum(t, cartURL, "flashedge_cart_requests_total", `route="/api/`) - before; got < float64(ok) {
-			return fmt.Errorf("cart service counted %v calls, %d were let through", got, ok)
-		}
-		return nil
-	})
-	if got := metricSum(t, cartURL, "flashedge_cart_requests_total", `route="/api/`) - before; got != float64(ok) {
-		t.Fatalf("cart service counted %v calls; the edge let %d through and refused %d", got, ok, refused)
-	}
+	cartReads("one user", slices.Repeat([]*client{alice}, calls), burst, rate)
 	bob.do("GET", "/api/v1/cart", nil).want(t, "another user's cart read", 200, "")
 
 	// One cart read each from many names logged in from one address (127.0.0.5): the address's
 	// budget bounds them all.
-	const names = 40
-	clients := make([]*client, names)
-	for i := range clients {
-		clients[i] = login(t, edge, fmt.Sprintf("shop-budget-n%d", i))
-		clients[i].http = fromAddr("127.0.0.5")
+	names := make([]*client, 40)
+	for i := range names {
+		names[i] = login(t, edge, fmt.Sprintf("shop-budget-n%d", i))
+		names[i].http = fromAddr("127.0.0.5")
 	}
-	before = metricSum(t, cartURL, "flashedge_cart_requests_total", `route="/api/`)
-	start = time.Now()
-	ok, refused = 0, 0
-	for _, c := range clients {
-		r := c.do("GET", "/api/v1/cart", nil)
-		switch r.status {
-		case 200:
-			ok++
-		case 429:
-			refused++
-			checkRefusal(t, r)
-		default:
-			t.Fatalf("cart read: status %d %s", r.status, r.body)
-		}
-	}
-	if most := addrBurst + int(time.Since(start).Seconds()*addrRate) + 1; ok > most || refused == 0 {
-		t.Fatalf("%d names from one address, a cart read each: %d answered, %d refused; want at most %d answered", names, ok, refused, most)
-	}
-	poll(t, "the cart service counting the calls let through", 10*time.Second, func() error {
-		if got := metricSum(t, cartURL, "flashedge_cart_requests_total", `route="/api/`) - before; got < float64(ok) {
-			return fmt.Errorf("cart service counted %v calls, %d were let through", got, ok)
-		}
-		return nil
-	})
-	if got := metricSum(t, cartURL, "flashedge_cart_requests_total", `route="/api/`) - before; got != float64(ok) {
-		t.Fatalf("cart service counted %v calls; the edge let %d through and refused %d", got, ok, refused)
-	}
+	cartReads("many names from one address", names, addrBurst, addrRate)
 
 	// Cache misses from one address: unknown product ids each reach the store.
 	anon := newClient(t, edge, "")
@@ -116,8 +97,8 @@ func TestShopBudget(t *testing.T) {
 	}
 	known := "/api/v1/products/" + page.Items[0].ID
 	anon.do("GET", known, nil).want(t, "warm a product", 200, "")
-	start = time.Now()
-	ok, refused = 0, 0
+	start := time.Now()
+	ok, refused := 0, 0
 	for i := range calls {
 		r := anon.do("GET", fmt.Sprintf("/api/v1/products/no-such-%d", i), nil)
 		switch r.status {
