@@ -39,6 +39,10 @@ type ServerOptions struct {
 	MaxRequestBodySize int
 	// Concurrency caps connections served at once. Zero means fasthttp's 256 * 1024.
 	Concurrency int
+	// Batch serves BatchPath: many requests in one, each run through this server's handler as
+	// if it had come on a connection of its own (see BatchPath). Only for servers behind the
+	// edge: a public server must not take requests that skip its per-connection checks.
+	Batch bool
 }
 
 // NewServer returns a fasthttp server running h with the limits in o, panics recovered into a
@@ -59,7 +63,7 @@ func NewServer(h fasthttp.RequestHandler, o ServerOptions, log *slog.Logger) *fa
 	// Answers to requests that could not be parsed never reach RequestIDs: they get a fresh id
 	// here, so every answer carries X-Request-ID as the contract says.
 	ids := obs.NewIDs()
-	return &fasthttp.Server{
+	srv := &fasthttp.Server{
 		Handler:      Recover(h, log),
 		ReadTimeout:  o.ReadTimeout,
 		WriteTimeout: o.WriteTimeout,
@@ -86,6 +90,10 @@ func NewServer(h fasthttp.RequestHandler, o ServerOptions, log *slog.Logger) *fa
 			}
 		},
 	}
+	if o.Batch {
+		srv.Handler = batchHandler(srv, srv.Handler)
+	}
+	return srv
 }
 
 type fasthttpLogger struct{ log *slog.Logger }

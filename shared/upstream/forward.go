@@ -82,6 +82,12 @@ func (p *Pool) ForwardContext(ctx context.Context, rctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
+	p.writeRefusal(ctx, rctx, err)
+}
+
+// writeRefusal answers a call that failed with err: 503 overloaded for ErrOverloaded, else 503
+// under maintenance.
+func (p *Pool) writeRefusal(ctx context.Context, rctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, ErrOverloaded) {
 		p.writeOverloaded(rctx)
 		return

@@ -188,7 +188,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	// Metrics outermost, so its time covers every middleware.
 	h := reg.Instrument(httpapi.RequestIDs(httpapi.AccessLog(r.Handler, log, cfg.AccessLogSample, httpapi.HeaderUserID), obs.NewIDs()), nil)
-	srv := httpapi.NewServer(h, httpapi.ServerOptions{Name: "order"}, log)
+	srv := httpapi.NewServer(h, httpapi.ServerOptions{Name: "order", Batch: true}, log)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)

@@ -71,6 +71,9 @@ type config struct {
 	CacheMB      int64
 	// RequestMetrics off leaves out the per-request metrics (make bench measures their cost).
 	RequestMetrics bool
+	// OrderBatch sends the flash-sale attempts to the order service in batches (upstream's
+	// BatchPath); off sends each on its own (make bench compares the two).
+	OrderBatch bool
 }
 
 // String prints the config with secrets masked, for the start-up log.
@@ -108,6 +111,8 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	s.String(&userRate, "rate-user", "2", "flash-sale requests per second per user at this edge, or off")
 	s.String(&shopIPRate, "rate-shop-ip", "1000", "product reads and catalog pages that miss the cache, and cart and order calls whoever the user, per second per client IP at this edge (burst twice that), or off")
 	s.String(&shopUserRate, "rate-shop-user", "300", "cart and order calls per second per user at this edge (burst twice that), or off")
+	var orderBatch string
+	s.String(&orderBatch, "order-batch", "on", "send flash-sale attempts to the order service in batches, the ones waiting together in one call: on, or off (each on its own call)")
 	s.String(&metrics, "metrics", "on", "per-request metrics: on, or off (only to measure what they cost; /metrics and the domain metrics stay)")
 	var sessionSecret string
 	s.Secret(&c.AdminToken, "FLASHEDGE_ADMIN_TOKEN", "bearer token of the admin routes, at least 16 characters (required)")
@@ -150,6 +155,13 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	case "off":
 	default:
 		return c, fmt.Errorf("-metrics=%q: want on or off", metrics)
+	}
+	switch orderBatch {
+	case "on":
+		c.OrderBatch = true
+	case "off":
+	default:
+		return c, fmt.Errorf("-order-batch=%q: want on or off", orderBatch)
 	}
 	if c.MaxConnsPerAddr < 0 || c.BackendQueue < 0 || c.BackendMaxInFlight < 0 || c.CacheMB <= 0 || c.SessionTTL <= 0 || c.BackendQueueWait <= 0 || c.ChallengeTTL <= 0 {
 		return c, errors.New("-max-conns-per-addr, -backend-queue and -backend-max-inflight must be 0 or more; -cache-mb, -session-ttl, -backend-queue-wait and -challenge-ttl positive")
@@ -245,9 +257,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 	reg := metrics.New("edge")
-	newPool := func(name string, addrs []string) (*upstream.Pool, error) {
+	newPool := func(name string, addrs []string, batchPath string) (*upstream.Pool, error) {
 		p, err := upstream.New(upstream.Options{
-			Name: name, Addrs: addrs, Timeout: budgets[name], AdaptiveInFlight: true,
+			Name: name, Addrs: addrs, Timeout: budgets[name], AdaptiveInFlight: true, BatchPath: batchPath,
 			// A short queue at the limit: closed-loop shoppers in a burst wait a moment instead
 			// of being refused, while a lasting surge is refused at arrival (Options.QueueWait).
 			MaxQueued: cfg.BackendQueue, QueueWait: cfg.BackendQueueWait, MaxInFlight: cfg.BackendMaxInFlight,
@@ -262,17 +274,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		go func() { defer wg.Done(); p.Run(poolCtx) }()
 		return p, nil
 	}
-	catalog, err := newPool("catalog", cfg.CatalogAddrs)
+	catalog, err := newPool("catalog", cfg.CatalogAddrs, "")
 	if err != nil {
 		return err
 	}
 	defer catalog.Close()
-	cart, err := newPool("cart", cfg.CartAddrs)
+	cart, err := newPool("cart", cfg.CartAddrs, "")
 	if err != nil {
 		return err
 	}
 	defer cart.Close()
-	order, err := newPool("order", cfg.OrderAddrs)
+	// The flash-sale attempts go to the order service in batches (flashgate asks for it).
+	orderBatchPath := ""
+	if cfg.OrderBatch {
+		orderBatchPath = httpapi.BatchPath
+	}
+	order, err := newPool("order", cfg.OrderAddrs, orderBatchPath)
 	if err != nil {
 		return err
 	}

@@ -157,6 +157,21 @@ func (s *edgeSource) register() {
 			emit(float64(p.Shed()), p.Name())
 		}
 	})
+	// Batches sent to a backend, and the requests they carried: their ratio is the mean batch.
+	s.reg.CounterFamily("flashedge_edge_batches_total", []string{"backend"}, func(emit metrics.Emit) {
+		for _, p := range s.pools {
+			if n, _ := p.Batched(); n > 0 {
+				emit(float64(n), p.Name())
+			}
+		}
+	})
+	s.reg.CounterFamily("flashedge_edge_batched_requests_total", []string{"backend"}, func(emit metrics.Emit) {
+		for _, p := range s.pools {
+			if n, r := p.Batched(); n > 0 {
+				emit(float64(r), p.Name())
+			}
+		}
+	})
 	s.reg.CounterFamily("flashedge_edge_queue_expired_total", []string{"backend"}, func(emit metrics.Emit) {
 		for _, p := range s.pools {
 			emit(float64(p.Expired()), p.Name())

@@ -51,6 +51,13 @@ type FirstForwarder interface {
 	ForwardFirst(ctx *fasthttp.RequestCtx)
 }
 
+// BatchForwarder is a Forwarder that can send a request together with others waiting for the
+// order service, in one call (*upstream.Pool with Options.BatchPath, gateway.WithRequestID's
+// wrapper of one). Attempts go that way when the forwarder can.
+type BatchForwarder interface {
+	ForwardBatched(ctx *fasthttp.RequestCtx)
+}
+
 // Sessions verifies a request's session and returns its user id.
 type Sessions interface {
 	FromRequest(ctx *fasthttp.RequestCtx) (string, error)
@@ -106,6 +113,7 @@ var reasonNames = [numReasons]string{ReasonSoldOut, ReasonNotStarted, ReasonEnde
 type Gate struct {
 	kv       rueidis.Client
 	order    Forwarder
+	batch    BatchForwarder // order, when it can batch
 	sessions Sessions
 	guard    *guard.Guard
 	log      *slog.Logger
@@ -149,8 +157,9 @@ func New(kv rueidis.Client, order Forwarder, sessions Sessions, g *guard.Guard, 
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	batch, _ := order.(BatchForwarder)
 	return &Gate{clock: clock,
-		kv: kv, order: order, sessions: sessions, guard: g, log: log, o: o,
+		kv: kv, order: order, batch: batch, sessions: sessions, guard: g, log: log, o: o,
 		sales:    &sales{kv: kv, cache: invcache.New[*sale](invcache.Options{MaxEntries: o.MaxSales}), clientTTL: o.ClientTTL, timeout: o.StoreTimeout},
 		noReplay: invcache.New[struct{}](invcache.Options{MaxEntries: o.MaxNoReplay}),
 	}, nil
@@ -270,9 +279,15 @@ func (g *Gate) user(ctx *fasthttp.RequestCtx) (string, bool) {
 	return uid, true
 }
 
+// forward sends an attempt to the order service, batched with the others waiting when the
+// forwarder can batch.
 func (g *Gate) forward(ctx *fasthttp.RequestCtx, uid string) {
 	httpapi.SetUser(ctx, uid)
 	g.forwarded.Add(1)
+	if g.batch != nil {
+		g.batch.ForwardBatched(ctx)
+		return
+	}
 	g.order.Forward(ctx)
 }
 

@@ -274,6 +274,16 @@ func (f idForwarder) ForwardFirst(ctx *fasthttp.RequestCtx) {
 	f.next.Forward(ctx)
 }
 
+// ForwardBatched is the next forwarder's ForwardBatched when it has one, else its Forward.
+func (f idForwarder) ForwardBatched(ctx *fasthttp.RequestCtx) {
+	f.setID(ctx)
+	if bf, ok := f.next.(BatchForwarder); ok {
+		bf.ForwardBatched(ctx)
+		return
+	}
+	f.next.Forward(ctx)
+}
+
 func (f idForwarder) setID(ctx *fasthttp.RequestCtx) {
 	if id := ctx.Response.Header.PeekBytes(requestIDKey); len(id) > 0 {
 		ctx.Request.Header.SetCanonical(requestIDKey, id)
@@ -385,6 +395,13 @@ func forwardOrUnavailable(f Forwarder) fasthttp.RequestHandler {
 // the same backend (*upstream.Pool's ForwardFirst), for the requests that finish a purchase.
 type FirstForwarder interface {
 	ForwardFirst(ctx *fasthttp.RequestCtx)
+}
+
+// BatchForwarder is a Forwarder that can also send a request together with others waiting for
+// the same backend (*upstream.Pool's ForwardBatched), for the requests a rush sends by the
+// thousand (flash-sale attempts).
+type BatchForwarder interface {
+	ForwardBatched(ctx *fasthttp.RequestCtx)
 }
 
 // forwardFirstOrUnavailable is forwardOrUnavailable with ForwardFirst when f has it.
