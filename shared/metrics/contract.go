@@ -33,6 +33,8 @@ func Contract() []Spec {
 		Spec{"flashedge_edge_rejections_total", "counter", []string{"reason"}},
 		Spec{"flashedge_edge_shed_total", "counter", []string{"backend"}},
 		Spec{"flashedge_edge_queue_expired_total", "counter", []string{"backend"}},
+		Spec{"flashedge_edge_batches_total", "counter", []string{"backend"}},
+		Spec{"flashedge_edge_batched_requests_total", "counter", []string{"backend"}},
 		Spec{"flashedge_edge_inflight_limit", "gauge", []string{"backend"}},
 		Spec{"flashedge_edge_inflight", "gauge", []string{"backend"}},
 		Spec{"flashedge_edge_queued", "gauge", []string{"backend"}},

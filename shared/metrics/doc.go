@@ -54,6 +54,10 @@
 //	                                                      (the backend's in-flight bound and its queue)
 //	flashedge_edge_queue_expired_total{backend}           counter; of those, the ones refused after
 //	                                                      waiting in the queue, not at arrival
+//	flashedge_edge_batches_total{backend}                 counter; batches of requests sent to the
+//	                                                      backend (attempts to the order service)
+//	flashedge_edge_batched_requests_total{backend}        counter; the requests they carried (their
+//	                                                      ratio is the mean batch)
 //	flashedge_edge_inflight_limit{backend}                gauge; that bound now (adaptive: it follows
 //	                                                      the backend's latency)
 //	flashedge_edge_inflight{backend}                      gauge; calls to the backend in flight now

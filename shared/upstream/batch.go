@@ -262,10 +262,10 @@ func (b *batcher) do(items []*batchItem, req *fasthttp.Request, resp *fasthttp.R
 }
 
 // Batched returns how many batches ForwardBatched sent since New, and how many requests they
-// carried (zeros without Options.BatchPath).
-func (p *Pool) Batched() (batches, requests uint64) {
+// carried; on is false without Options.BatchPath.
+func (p *Pool) Batched() (batches, requests uint64, on bool) {
 	if p.batch == nil {
-		return 0, 0
+		return 0, 0, false
 	}
-	return p.batch.batches.Load(), p.batch.sent.Load()
+	return p.batch.batches.Load(), p.batch.sent.Load(), true
 }

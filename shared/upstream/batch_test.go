@@ -89,7 +89,7 @@ func TestForwardBatchedAnswersEachRequest(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	batches, requests := p.Batched()
+	batches, requests, _ := p.Batched()
 	if requests != n || batches == 0 || batches >= requests/4 {
 		t.Errorf("%d requests went in %d batches carrying %d: want every request batched, at least 4 a batch on average", n, batches, requests)
 	}
@@ -157,7 +157,7 @@ func TestForwardBatchedCloseSendsWhatIsQueued(t *testing.T) {
 	}
 	p.Close()
 	wg.Wait()
-	if _, requests := p.Batched(); requests != 10 {
+	if _, requests, _ := p.Batched(); requests != 10 {
 		t.Errorf("after Close, %d of the 10 requests queued were sent; want all", requests)
 	}
 }

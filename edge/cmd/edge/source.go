@@ -160,14 +160,14 @@ func (s *edgeSource) register() {
 	// Batches sent to a backend, and the requests they carried: their ratio is the mean batch.
 	s.reg.CounterFamily("flashedge_edge_batches_total", []string{"backend"}, func(emit metrics.Emit) {
 		for _, p := range s.pools {
-			if n, _ := p.Batched(); n > 0 {
+			if n, _, on := p.Batched(); on {
 				emit(float64(n), p.Name())
 			}
 		}
 	})
 	s.reg.CounterFamily("flashedge_edge_batched_requests_total", []string{"backend"}, func(emit metrics.Emit) {
 		for _, p := range s.pools {
-			if n, r := p.Batched(); n > 0 {
+			if _, r, on := p.Batched(); on {
 				emit(float64(r), p.Name())
 			}
 		}
