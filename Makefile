@@ -75,6 +75,7 @@ FUZZ_TARGETS := \
 	./edge/internal/session:FuzzVerify \
 	./edge/internal/session:FuzzLoginBody:50000x \
 	./shared/waitroom:FuzzOpenToken \
+	./shared/httpapi:FuzzBatchBody \
 	./shared/challenge:FuzzVerify \
 	./shared/product:FuzzParsePage \
 	./edge/internal/flashgate:FuzzIDs \

@@ -113,9 +113,10 @@ func serveBatch(srv *fasthttp.Server, ctx *fasthttp.RequestCtx) {
 	out := make([]byte, 0, size)
 	for _, c := range conns {
 		if len(c.out) == 0 {
-			// ServeConn wrote nothing (it cannot happen for a request it read; kept for safety):
-			// the request still gets an answer of its own.
-			c.out = append(c.out, batchLostAnswer...)
+			// ServeConn wrote nothing: the frame held no whole request (empty, or cut short),
+			// which a server on a socket takes for a client gone. In a batch it still gets an
+			// answer of its own.
+			c.out = append(c.out, incompleteAnswer...)
 		}
 		out = AppendFrame(out, c.out)
 	}
@@ -124,8 +125,14 @@ func serveBatch(srv *fasthttp.Server, ctx *fasthttp.RequestCtx) {
 	ctx.SetBody(out)
 }
 
-var batchLostAnswer = []byte("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 73\r\n\r\n" +
-	`{"error":{"code":"internal","message":"the request got no answer; retry"}}`)
+// incompleteAnswer is the answer of a frame that held no whole request.
+var incompleteAnswer = func() []byte {
+	var r fasthttp.Response
+	r.SetStatusCode(fasthttp.StatusBadRequest)
+	r.Header.SetContentType("application/json")
+	r.SetBodyString(`{"error":{"code":"bad_request","message":"the request is empty or incomplete"}}`)
+	return []byte(r.String())
+}()
 
 func isBatchConn(c net.Conn) bool {
 	_, ok := c.(*batchConn)

@@ -87,6 +87,8 @@ func TestBatchServesEachRequestThroughTheHandler(t *testing.T) {
 		"GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /panic HTTP/1.1\r\nHost: x\r\n\r\n",
 		"POST "+httpapi.BatchPath+" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+		"",
+		"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\ncut",
 	))
 	got := answers(t, resp)
 	want := []struct {
@@ -98,6 +100,8 @@ func TestBatchServesEachRequestThroughTheHandler(t *testing.T) {
 		{201, "GET  from 127.0.0.1"},
 		{500, `"internal"`},
 		{400, `"bad_batch"`},
+		{400, `"bad_request"`},
+		{400, `"bad_request"`},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d answers for %d requests", len(got), len(want))
@@ -132,4 +136,52 @@ func TestBatchRefusesWhatIsNotABatch(t *testing.T) {
 	if resp := post(t, addr, "/other", nil); resp.StatusCode() != 204 {
 		t.Errorf("a request beside the batch route: %d; want the handler's 204", resp.StatusCode())
 	}
+}
+
+// FuzzBatchBody: whatever a batch's body holds, the server answers it 200 with one answer per
+// request frame, or 400 bad_batch; never a 5xx, never a crash, and each answer is a whole HTTP
+// response (a request that cannot be parsed gets its own 400).
+func FuzzBatchBody(f *testing.F) {
+	f.Add(frames("GET /a HTTP/1.1\r\nHost: x\r\n\r\n", "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"))
+	f.Add(frames("garbage", ""))
+	f.Add(frames("POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nhi"))
+	f.Add(frames("POST " + httpapi.BatchPath + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte{0, 0, 0, 200, 'G'})
+	srv := httpapi.NewServer(func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(200)
+		ctx.SetBody(ctx.PostBody())
+	}, httpapi.ServerOptions{Name: "fuzz", Batch: true, ReadTimeout: time.Second}, slog.New(slog.DiscardHandler))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var ctx fasthttp.RequestCtx
+		var req fasthttp.Request
+		req.Header.SetMethod(fasthttp.MethodPost)
+		req.SetRequestURI(httpapi.BatchPath)
+		req.SetBody(body)
+		ctx.Init(&req, nil, nil)
+		srv.Handler(&ctx)
+		status := ctx.Response.StatusCode()
+		if status == 400 {
+			if !strings.Contains(string(ctx.Response.Body()), `"bad_batch"`) {
+				t.Fatalf("400 without bad_batch: %s", ctx.Response.Body())
+			}
+			return
+		}
+		want := 0
+		for b := body; len(b) > 0; want++ {
+			_, rest, ok := httpapi.NextFrame(b)
+			if !ok {
+				t.Fatalf("answered %d to a body that is not whole frames", status)
+			}
+			b = rest
+		}
+		got := answers(t, &ctx.Response)
+		if len(got) != want {
+			t.Fatalf("%d answers to %d requests", len(got), want)
+		}
+		for i, r := range got {
+			if r.StatusCode() >= 500 {
+				t.Fatalf("answer %d: %d %s", i, r.StatusCode(), r.Body())
+			}
+		}
+	})
 }

@@ -21,6 +21,11 @@ import (
 // older build does not).
 func echoServer(t *testing.T, batch bool, delay time.Duration) string {
 	t.Helper()
+	return echoServerTB(t, batch, delay)
+}
+
+func echoServerTB(t testing.TB, batch bool, delay time.Duration) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -160,4 +165,33 @@ func TestForwardBatchedCloseSendsWhatIsQueued(t *testing.T) {
 	if _, requests, _ := p.Batched(); requests != 10 {
 		t.Errorf("after Close, %d of the 10 requests queued were sent; want all", requests)
 	}
+}
+
+// BenchmarkForwardBatched is one request through ForwardBatched to a replica on loopback, with
+// 64 callers at once (so that they batch); allocations are per request.
+func BenchmarkForwardBatched(b *testing.B) {
+	addr := echoServerTB(b, true, 0)
+	p, err := upstream.New(upstream.Options{Name: "order", Addrs: []string{addr}, BatchPath: httpapi.BatchPath}, discardLog())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	b.ReportAllocs()
+	b.SetParallelism(64)
+	b.RunParallel(func(pb *testing.PB) {
+		var ctx fasthttp.RequestCtx
+		for pb.Next() {
+			ctx.Request.Reset()
+			ctx.Response.Reset()
+			ctx.Request.Header.SetMethod(fasthttp.MethodPost)
+			ctx.Request.SetRequestURI("/echo/7")
+			ctx.Request.Header.Set("Idempotency-Key", "k7")
+			ctx.Request.SetBodyString(`{"n":7}`)
+			p.ForwardBatched(&ctx)
+			if ctx.Response.StatusCode() != 201 {
+				b.Errorf("status %d", ctx.Response.StatusCode())
+				return
+			}
+		}
+	})
 }

@@ -9,13 +9,15 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"flashedge/shared/httpapi"
 	"flashedge/shared/upstream"
 )
 
 // saturated returns a pool whose one slot is held by a call to a replica that does not answer
 // until the test ends, with queued calls more waiting in its queue: every further call is
 // refused at arrival (the queue is full, or there is none).
-func saturated(tb testing.TB, queued int) *upstream.Pool {
+// With batch, the pool batches (Options.BatchPath): ForwardBatched is refused the same way.
+func saturated(tb testing.TB, queued int, batch bool) *upstream.Pool {
 	tb.Helper()
 	release, inside := make(chan struct{}), new(atomic.Int64)
 	b := startBackendWith(tb, func(ctx *fasthttp.RequestCtx) {
@@ -25,6 +27,9 @@ func saturated(tb testing.TB, queued int) *upstream.Pool {
 	o := upstream.Options{Name: "cart", Addrs: addrs(b), MaxInFlight: 1, Timeout: time.Minute}
 	if queued > 0 {
 		o.MaxQueued, o.QueueWait = queued, time.Minute
+	}
+	if batch {
+		o.BatchPath = httpapi.BatchPath
 	}
 	p, err := upstream.New(o, discardLog())
 	if err != nil {
@@ -63,11 +68,16 @@ func TestRefusalAllocs(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		queued int
-	}{{"no queue", 0}, {"queue full", 2}} {
+		batch  bool
+	}{{"no queue", 0, false}, {"queue full", 2, false}, {"batched, no queue", 0, true}, {"batched, queue full", 2, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := saturated(t, tc.queued)
+			p := saturated(t, tc.queued, tc.batch)
+			forward := p.Forward
+			if tc.batch {
+				forward = p.ForwardBatched
+			}
 			rctx := refusedCtx()
-			p.Forward(rctx)
+			forward(rctx)
 			if rctx.Response.StatusCode() != 503 || string(rctx.Response.Header.Peek("Retry-After")) != "1" ||
 				!bytes.Contains(rctx.Response.Body(), []byte(`"overloaded"`)) {
 				t.Fatalf("refused call: %d Retry-After %q %s, want 503 overloaded with Retry-After 1",
@@ -80,7 +90,7 @@ func TestRefusalAllocs(t *testing.T) {
 			for range 5 {
 				allocs = min(allocs, testing.AllocsPerRun(200, func() {
 					rctx.Response.Reset()
-					p.Forward(rctx)
+					forward(rctx)
 				}))
 			}
 			if allocs != 0 {
@@ -101,7 +111,7 @@ func BenchmarkRefusal(b *testing.B) {
 		queued int
 	}{{"no-queue", 0}, {"queue-full", 2}} {
 		b.Run(tc.name, func(b *testing.B) {
-			p := saturated(b, tc.queued)
+			p := saturated(b, tc.queued, false)
 			rctx := refusedCtx()
 			b.ReportAllocs()
 			for b.Loop() {
