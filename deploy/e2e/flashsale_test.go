@@ -179,6 +179,10 @@ func TestFlashSaleThroughTheEdge(t *testing.T) {
 	if l.Ordered != 12 || l.Remaining != 0 || !l.SoldOutFlag || l.Audit.Ordered != 12 {
 		t.Fatalf("ledger after the rush: %+v", l)
 	}
+	// Every attempt reached the order service in a batch (the edge's ForwardBatched).
+	if n := metricSum(t, st.OpsURL(0), "flashedge_edge_batched_requests_total", `backend="order"`); n == 0 || n < float64(l.seen()) {
+		t.Errorf("the edge sent %v requests to the order service in batches; the order service saw %d attempts: want every one batched", n, l.seen())
+	}
 
 	// Sold out: the edge answers every further attempt without the order service.
 	poll(t, "edge sees the sold-out flag", time.Second, func() error {
