@@ -14,9 +14,10 @@ import (
 )
 
 // Batching (Options.BatchPath): ForwardBatched puts the request in a queue that a few senders
-// empty, each taking every request waiting (up to BatchMax requests or BatchBytes bytes) into
-// one POST to the replica's httpapi.BatchPath, which runs them at once and answers all in one
-// response. Under load the requests that arrive while a batch is out go together in the next
+// empty, each taking every request waiting (up to BatchMax requests and BatchBytes bytes; a
+// request that would not fit goes in the next batch, and one larger than BatchBytes alone goes
+// as Forward sends it) into one POST to the replica's httpapi.BatchPath, which runs them at once
+// and answers all in one response. Under load the requests that arrive while a batch is out go together in the next
 // one; alone, a request goes at once in a batch of one. Each request still takes its own slot
 // of the in-flight limit before it is queued (a refusal is the same, and as cheap, as
 // Forward's), and the slots are given back when its batch is answered.
@@ -104,6 +105,13 @@ func (p *Pool) ForwardBatched(rctx *fasthttp.RequestCtx) {
 		p.writeRefusal(ctx, rctx, err)
 		return
 	}
+	if len(it.req)+4 > b.maxBytes {
+		// Too large to share a batch (the batch's body must stay under the replicas' limit,
+		// and one large request must not make the others' batch too large): it goes alone,
+		// as Forward would send it, and gets the answer it would get alone.
+		p.forwardAdmitted(ctx, rctx)
+		return
+	}
 	if !b.enqueue(it) {
 		p.limit.giveBack()
 		p.writeRefusal(ctx, rctx, ErrClosed)
@@ -181,25 +189,35 @@ func (b *batcher) send() {
 	defer fasthttp.ReleaseResponse(resp)
 	items := make([]*batchItem, 0, b.max)
 	var body []byte
+	// carry is a request taken from the queue that did not fit in the last batch: it opens the
+	// next one.
+	var carry *batchItem
 	for {
-		var first *batchItem
-		select {
-		case first = <-b.queue:
-		case <-b.stop:
+		first := carry
+		carry = nil
+		if first == nil {
 			select {
 			case first = <-b.queue:
-			default:
-				return
+			case <-b.stop:
+				select {
+				case first = <-b.queue:
+				default:
+					return
+				}
 			}
 		}
 		items = append(items[:0], first)
-		size := len(first.req)
+		size := 4 + len(first.req)
 	more:
-		for len(items) < b.max && size < b.maxBytes {
+		for len(items) < b.max {
 			select {
 			case it := <-b.queue:
+				if size+4+len(it.req) > b.maxBytes {
+					carry = it
+					break more
+				}
 				items = append(items, it)
-				size += len(it.req)
+				size += 4 + len(it.req)
 			default:
 				break more
 			}

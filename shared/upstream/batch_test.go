@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,12 @@ func echoServer(t *testing.T, batch bool, delay time.Duration) string {
 
 func echoServerTB(t testing.TB, batch bool, delay time.Duration) string {
 	t.Helper()
+	return echoServerLimit(t, batch, delay, 0)
+}
+
+// echoServerLimit is echoServer taking bodies of at most limit bytes (0: the default 64 KiB).
+func echoServerLimit(t testing.TB, batch bool, delay time.Duration, limit int) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +49,7 @@ func echoServerTB(t testing.TB, batch bool, delay time.Duration) string {
 		ctx.SetStatusCode(200 + i%3)
 		ctx.SetBodyString(fmt.Sprintf("n=%s key=%s body=%s", n, ctx.Request.Header.Peek("Idempotency-Key"), ctx.PostBody()))
 	}
-	srv := httpapi.NewServer(h, httpapi.ServerOptions{Name: "echo", Batch: batch}, discardLog())
+	srv := httpapi.NewServer(h, httpapi.ServerOptions{Name: "echo", Batch: batch, MaxRequestBodySize: limit}, discardLog())
 	done := make(chan struct{})
 	go func() { _ = srv.Serve(ln); close(done) }()
 	t.Cleanup(func() { _ = srv.Shutdown(); <-done })
@@ -97,6 +104,41 @@ func TestForwardBatchedAnswersEachRequest(t *testing.T) {
 	batches, requests, _ := p.Batched()
 	if requests != n || batches == 0 || batches >= requests/4 {
 		t.Errorf("%d requests went in %d batches carrying %d: want every request batched, at least 4 a batch on average", n, batches, requests)
+	}
+}
+
+// A batch's body stays within BatchBytes, which the replicas' body limit allows: large requests
+// go in batches of their own, or alone when one would not fit, so a large request never makes
+// the others' batch too large (413 for every request in it).
+func TestForwardBatchedKeepsBatchesUnderTheLimit(t *testing.T) {
+	const limit = 8 << 10
+	addr := echoServerLimit(t, true, 2*time.Millisecond, limit)
+	p, err := upstream.New(upstream.Options{Name: "order", Addrs: []string{addr}, BatchPath: httpapi.BatchPath, BatchBytes: limit}, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	var wg sync.WaitGroup
+	for i := range 120 {
+		wg.Go(func() {
+			pad := strings.Repeat("x", []int{10, 3000, 8150}[i%3]) // small, a few to a batch, alone (with its headers over the limit)
+			var req fasthttp.Request
+			req.Header.SetMethod(fasthttp.MethodPost)
+			req.SetRequestURI("/echo/" + strconv.Itoa(i))
+			req.Header.Set("Idempotency-Key", "k"+strconv.Itoa(i))
+			req.SetBodyString(pad)
+			var ctx fasthttp.RequestCtx
+			ctx.Init(&req, nil, nil)
+			p.ForwardBatched(&ctx)
+			want := fmt.Sprintf("n=%d key=k%d body=%s", i, i, pad)
+			if ctx.Response.StatusCode() != 200+i%3 || string(ctx.Response.Body()) != want {
+				t.Errorf("request %d (%d bytes): %d %.80s", i, len(pad), ctx.Response.StatusCode(), ctx.Response.Body())
+			}
+		})
+	}
+	wg.Wait()
+	if batches, requests, _ := p.Batched(); requests != 80 || batches >= requests {
+		t.Errorf("%d batches carried %d requests: want the 80 small and medium ones batched, the 40 large ones alone", batches, requests)
 	}
 }
 

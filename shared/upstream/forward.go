@@ -68,21 +68,27 @@ var firstCtx = First(context.Background())
 func (p *Pool) ForwardContext(ctx context.Context, rctx *fasthttp.RequestCtx) {
 	// The slot is taken before anything else: a call refused at the limit (most calls in a
 	// surge) costs no copy of the request, no pooled request or response and no allocation.
-	err := p.admit(ctx)
-	if err == nil {
-		req := fasthttp.AcquireRequest()
-		resp := fasthttp.AcquireResponse()
-		copyRequest(req, &rctx.Request)
-		if err = p.doAdmitted(ctx, req, resp); err == nil {
-			copyResponse(&rctx.Response, resp)
-		}
-		fasthttp.ReleaseRequest(req)
-		fasthttp.ReleaseResponse(resp)
-		if err == nil {
-			return
-		}
+	if err := p.admit(ctx); err != nil {
+		p.writeRefusal(ctx, rctx, err)
+		return
 	}
-	p.writeRefusal(ctx, rctx, err)
+	p.forwardAdmitted(ctx, rctx)
+}
+
+// forwardAdmitted is ForwardContext after admit took a slot; it gives the slot back.
+func (p *Pool) forwardAdmitted(ctx context.Context, rctx *fasthttp.RequestCtx) {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	copyRequest(req, &rctx.Request)
+	err := p.doAdmitted(ctx, req, resp)
+	if err == nil {
+		copyResponse(&rctx.Response, resp)
+	}
+	fasthttp.ReleaseRequest(req)
+	fasthttp.ReleaseResponse(resp)
+	if err != nil {
+		p.writeRefusal(ctx, rctx, err)
+	}
 }
 
 // writeRefusal answers a call that failed with err: 503 overloaded for ErrOverloaded, else 503
