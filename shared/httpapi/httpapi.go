@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -46,7 +47,10 @@ type ServerOptions struct {
 }
 
 // NewServer returns a fasthttp server running h with the limits in o, panics recovered into a
-// JSON 500 and parse failures answered as JSON 400/413/431 instead of fasthttp's plain text.
+// JSON 500 and parse failures answered as JSON 400/413/431 instead of fasthttp's plain text, a
+// request that stops arriving part way through as JSON 408. A connection on which no request
+// byte arrived is closed without an answer when it is served by Serve or ServeDrain, whose
+// connections note what arrives (see arrivals); served otherwise, it is answered 408 or 400.
 func NewServer(h fasthttp.RequestHandler, o ServerOptions, log *slog.Logger) *fasthttp.Server {
 	if o.ReadTimeout == 0 {
 		o.ReadTimeout = 5 * time.Second
@@ -77,9 +81,22 @@ func NewServer(h fasthttp.RequestHandler, o ServerOptions, log *slog.Logger) *fa
 		CloseOnShutdown:       true,
 		Logger:                fasthttpLogger{log},
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
+			if nothingArrived(ctx.Conn()) {
+				// No request, so no answer (see arrivals): the connection was left unused
+				// past ReadTimeout, reset, or closed by shutdown. Closing it first makes
+				// the answer fasthttp writes after this fail instead of reaching the client.
+				_ = ctx.Conn().Close()
+				return
+			}
 			var buf [48]byte
 			ctx.Response.Header.SetBytesV(obs.HeaderRequestID, ids.AppendNext(buf[:0]))
 			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				// Part of a request came, the rest not within ReadTimeout: 408, as RFC 9110
+				// section 15.5.9 has it (fasthttp's own error handler agrees), with
+				// Connection: close, which fasthttp adds to every error answer.
+				WriteError(ctx, fasthttp.StatusRequestTimeout, "request_timeout",
+					fmt.Sprintf("the request did not arrive in full within %s", o.ReadTimeout))
 			case errors.Is(err, fasthttp.ErrBodyTooLarge):
 				WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large",
 					fmt.Sprintf("request body is larger than %d bytes", o.MaxRequestBodySize))

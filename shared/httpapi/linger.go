@@ -19,8 +19,9 @@ const (
 	lingerMax     = 1 << 20
 )
 
-// lingerListener hands out connections that close lingering. wait blocks until every lingering
-// close has finished (each is bounded by lingerTimeout).
+// lingerListener hands out connections that close lingering and note whether a request byte has
+// arrived (see arrivals). wait blocks until every lingering close has finished (each is bounded
+// by lingerTimeout).
 type lingerListener struct {
 	net.Listener
 	logf    func(format string, args ...any) // nil: no log
@@ -46,7 +47,7 @@ func (l *lingerListener) Accept() (net.Conn, error) {
 	if cw, ok := c.(halfCloser); ok {
 		return &lingerConn{halfCloser: cw, l: l}, nil
 	}
-	return c, nil
+	return &noterConn{Conn: c}, nil
 }
 
 // halfCloser is a connection whose write side can be shut alone: *net.TCPConn, and the
@@ -78,8 +79,15 @@ func (l *lingerListener) wait() {
 
 type lingerConn struct {
 	halfCloser
+	arrivals
 	l    *lingerListener
 	once sync.Once
+}
+
+func (c *lingerConn) Read(p []byte) (int, error) {
+	n, err := c.halfCloser.Read(p)
+	c.note(n)
+	return n, err
 }
 
 func (c *lingerConn) Close() error {
