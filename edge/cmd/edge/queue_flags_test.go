@@ -40,6 +40,13 @@ func TestBackendQueueConfig(t *testing.T) {
 	if err != nil || c.BackendMaxInFlight != 8 {
 		t.Fatalf("FLASHEDGE_BACKEND_MAX_INFLIGHT=8: %d (%v)", c.BackendMaxInFlight, err)
 	}
+	if !c.OrderBatch || !c.RequestMetrics {
+		t.Fatalf("defaults: order batches %v, request metrics %v; want both on", c.OrderBatch, c.RequestMetrics)
+	}
+	c, err = load(nil, map[string]string{"FLASHEDGE_ORDER_BATCH": "off", "FLASHEDGE_METRICS": "off"})
+	if err != nil || c.OrderBatch || c.RequestMetrics {
+		t.Fatalf("FLASHEDGE_ORDER_BATCH=off FLASHEDGE_METRICS=off: %v %v (%v)", c.OrderBatch, c.RequestMetrics, err)
+	}
 	// The order service reads the same variable for the challenges it mints itself.
 	c, err = load(nil, map[string]string{"FLASHEDGE_FLASHSALE_CHALLENGE_TTL": "90s"})
 	if err != nil || c.ChallengeTTL != 90*time.Second {
@@ -57,6 +64,8 @@ func TestBackendQueueConfig(t *testing.T) {
 		{nil, map[string]string{"FLASHEDGE_BACKEND_QUEUE": "lots"}},
 		{[]string{"-challenge-ttl", "0s"}, nil},
 		{nil, map[string]string{"FLASHEDGE_BACKEND_MAX_INFLIGHT": "-1"}},
+		{[]string{"-order-batch", "yes"}, nil},
+		{nil, map[string]string{"FLASHEDGE_METRICS": "1"}},
 	} {
 		if _, err := load(bad.args, bad.env); err == nil {
 			t.Errorf("accepted %v %v", bad.args, bad.env)

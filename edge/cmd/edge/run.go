@@ -149,24 +149,27 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (confi
 	if c.SecureCookie, err = secureCookie(secure, c.Addr); err != nil {
 		return c, err
 	}
-	switch metrics {
-	case "on":
-		c.RequestMetrics = true
-	case "off":
-	default:
-		return c, fmt.Errorf("-metrics=%q: want on or off", metrics)
+	if c.RequestMetrics, err = onOff("metrics", metrics); err != nil {
+		return c, err
 	}
-	switch orderBatch {
-	case "on":
-		c.OrderBatch = true
-	case "off":
-	default:
-		return c, fmt.Errorf("-order-batch=%q: want on or off", orderBatch)
+	if c.OrderBatch, err = onOff("order-batch", orderBatch); err != nil {
+		return c, err
 	}
 	if c.MaxConnsPerAddr < 0 || c.BackendQueue < 0 || c.BackendMaxInFlight < 0 || c.CacheMB <= 0 || c.SessionTTL <= 0 || c.BackendQueueWait <= 0 || c.ChallengeTTL <= 0 {
 		return c, errors.New("-max-conns-per-addr, -backend-queue and -backend-max-inflight must be 0 or more; -cache-mb, -session-ttl, -backend-queue-wait and -challenge-ttl positive")
 	}
 	return c, nil
+}
+
+// onOff reads a switch flag: on or off.
+func onOff(flag, v string) (bool, error) {
+	switch v {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("-%s=%q: want on or off", flag, v)
 }
 
 // secureCookie decides the cookie's Secure flag: auto turns it on unless the edge listens on
