@@ -68,7 +68,23 @@ type AdmitRow struct {
 	StoreScriptsPerAdmission float64 `json:"store_scripts_per_admission"`
 	// LoadAvg is /proc/loadavg's 1-minute figure at the start and the end of the window.
 	LoadAvg [2]float64 `json:"load_avg"`
-	Skipped string     `json:"skipped,omitempty"`
+	// MeanBatch is the attempts per call from the edge to the order service over the window
+	// (the edge's flashedge_edge_batched_requests_total over flashedge_edge_batches_total); 0
+	// when the edge sends them one by one or its /metrics could not be read.
+	MeanBatch float64 `json:"mean_batch,omitempty"`
+	Skipped   string  `json:"skipped,omitempty"`
+}
+
+// edgeBatches reads the edge's batch counters for the order service (zeros when it has none).
+func (c Config) edgeBatches() (batches, requests float64) {
+	if c.EdgeOpsAddr == "" {
+		return 0, 0
+	}
+	p, err := scrape("http://" + c.EdgeOpsAddr + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	return p.value("flashedge_edge_batches_total", "backend", "order"), p.value("flashedge_edge_batched_requests_total", "backend", "order")
 }
 
 // admitSnap is the counters at one moment.
@@ -219,9 +235,13 @@ func runAdmit(ctx context.Context, cfg Config, rep *Report, runID string) error 
 	atRow := NewRow(ScenarioAdmit, "admit/attempt", 202)
 	fmt.Fprintf(cfg.Out, "admit: measuring %s\n", dur)
 	proj.LoadAvg[0] = loadAvg()
+	batches0, batched0 := cfg.edgeBatches()
 	a := cfg.admitSnap(ctx, store, projectProcs)
 	el := phase(ctx, cfg, "admit", Bounds{Duration: dur, Concurrency: conc}, []*Row{chRow, atRow}, projectOp(chRow, atRow))
 	b := cfg.admitSnap(ctx, store, projectProcs)
+	if batches1, batched1 := cfg.edgeBatches(); batches1 > batches0 {
+		proj.MeanBatch = round1((batched1 - batched0) / (batches1 - batches0))
+	}
 	proj.LoadAvg[1] = loadAvg()
 	proj.fillFrom(chRow, atRow, el)
 	proj.fill(a, b, atRow.Status(202))
@@ -328,7 +348,11 @@ func WriteAdmit(w io.Writer, ar *AdmitReport) {
 		fmt.Fprintf(w, "  %-40s %12.0f %9.2f %9.2f %12.1f %10.2f %10.2f  %s; load %.2f -> %.2f\n", r.Name, r.AdmissionsPS,
 			r.AttemptP50US/1000, r.AttemptP99US/1000, r.CPUPerAdmissionUS, r.StoreCmdsPerAdmission, r.StoreScriptsPerAdmission,
 			strings.Join(parts, ", "), r.LoadAvg[0], r.LoadAvg[1])
-		fmt.Fprintf(w, "  %-40s answers: %s\n", "", formatCounts(r.Answers))
+		batch := ""
+		if r.MeanBatch > 0 {
+			batch = fmt.Sprintf("; edge -> order: %.1f attempts a call", r.MeanBatch)
+		}
+		fmt.Fprintf(w, "  %-40s answers: %s%s\n", "", formatCounts(r.Answers), batch)
 	}
 	if ar.Ratio > 0 {
 		fmt.Fprintf(w, "  project / peer: %.2fx admissions per second (goal >= 1.0x), %.2fx CPU per admission; goal CPU per admission <= 100 µs\n", ar.Ratio, ar.CPURatio)
