@@ -348,10 +348,12 @@ func login(ctx context.Context, b *browser, user string) {
 		`document.getElementById('login-user').value = ` + strconv.Quote(user) + `; f.requestSubmit(); return true; })()`
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		b.eval(submit, nil)
+		// A submit before the script bound its handler reloads the page: the evaluations
+		// running then answer errNavigating, and the login is submitted again.
+		_ = b.tryEval(submit, nil)
 		for range 30 {
 			var s string
-			b.eval(`(() => { const w = document.getElementById('who'); return w && !w.hidden ? 'in' : ''; })()`, &s)
+			_ = b.tryEval(`(() => { const w = document.getElementById('who'); return w && !w.hidden ? 'in' : ''; })()`, &s)
 			if s == "in" {
 				return
 			}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -172,6 +173,22 @@ func consoleLine(method string, params json.RawMessage) string {
 // when Chromium answers an error or nothing within 60 s.
 func (b *browser) call(session, method string, params any, out any) {
 	b.t.Helper()
+	if err := b.callErr(session, method, params, out); err != nil {
+		b.t.Fatalf("chromium %s: %v", method, err)
+	}
+}
+
+// errNavigating is Chromium's answer to a command about a page that navigated (or whose script
+// context went away) while the command ran: a form submitted before the page's script bound its
+// handler reloads the page, and a poll sent meanwhile gets this. It says "not yet", not "broken".
+type errNavigating struct{ msg string }
+
+func (e errNavigating) Error() string { return e.msg }
+
+// callErr is call returning Chromium's error answer instead of failing the test: errNavigating
+// when the page navigated meanwhile.
+func (b *browser) callErr(session, method string, params any, out any) error {
+	b.t.Helper()
 	b.mu.Lock()
 	b.nextID++
 	id := b.nextID
@@ -195,7 +212,12 @@ func (b *browser) call(session, method string, params any, out any) {
 			b.t.Fatalf("chromium exited during %s\n%s", method, tail(b.stderr.String(), 2000))
 		}
 		if r.Error != nil {
-			b.t.Fatalf("chromium %s: %s", method, r.Error.Message)
+			for _, m := range []string{"navigated or closed", "Execution context was destroyed", "Cannot find context"} {
+				if strings.Contains(r.Error.Message, m) {
+					return errNavigating{r.Error.Message}
+				}
+			}
+			return errors.New(r.Error.Message)
 		}
 		if out != nil {
 			if err := json.Unmarshal(r.Result, out); err != nil {
@@ -205,6 +227,7 @@ func (b *browser) call(session, method string, params any, out any) {
 	case <-time.After(60 * time.Second):
 		b.t.Fatalf("chromium %s: no answer within 60 s", method)
 	}
+	return nil
 }
 
 // open navigates the page to url.
@@ -217,6 +240,15 @@ func (b *browser) open(url string) {
 // into out.
 func (b *browser) eval(expr string, out any) {
 	b.t.Helper()
+	if err := b.tryEval(expr, out); err != nil {
+		b.t.Fatalf("evaluating %q: %v", expr, err)
+	}
+}
+
+// tryEval is eval for a poll: it returns errNavigating when the page navigated while it ran
+// (the caller polls again), and fails the test on any other error.
+func (b *browser) tryEval(expr string, out any) error {
+	b.t.Helper()
 	var r struct {
 		Result struct {
 			Value json.RawMessage `json:"value"`
@@ -228,7 +260,12 @@ func (b *browser) eval(expr string, out any) {
 			} `json:"exception"`
 		} `json:"exceptionDetails"`
 	}
-	b.call(b.session, "Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true}, &r)
+	if err := b.callErr(b.session, "Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true}, &r); err != nil {
+		if _, ok := err.(errNavigating); ok {
+			return err
+		}
+		b.t.Fatalf("chromium Runtime.evaluate: %v", err)
+	}
 	if r.ExceptionDetails != nil {
 		d := r.ExceptionDetails.Text
 		if r.ExceptionDetails.Exception != nil {
@@ -241,6 +278,7 @@ func (b *browser) eval(expr string, out any) {
 			b.t.Fatalf("evaluating %q: value %s: %v", expr, r.Result.Value, err)
 		}
 	}
+	return nil
 }
 
 // text returns the string value of expr ("" for null or undefined).
@@ -259,7 +297,8 @@ func (b *browser) waitText(ctx context.Context, what, expr string, within time.D
 	deadline := time.Now().Add(within)
 	for {
 		var s string
-		b.eval("(() => { try { return String(("+expr+") ?? ''); } catch { return ''; } })()", &s)
+		// A page navigating meanwhile counts as "" too.
+		_ = b.tryEval("(() => { try { return String(("+expr+") ?? ''); } catch { return ''; } })()", &s)
 		if ok(s) {
 			return s
 		}
